@@ -1,0 +1,89 @@
+"""The hooks reelforge calls. Registration hooks add backends and commands; lifecycle
+hooks let observers follow a run (progress bars, ledgers, notifications).
+
+Hooks register or observe; they never do slow work. Every lifecycle hook is called from
+the runner's main thread, in order, with the live :class:`framework.session.Session`.
+"""
+
+from __future__ import annotations
+
+from pluggy import HookspecMarker
+
+hookspec = HookspecMarker("reelforge")
+
+
+# -- registration -------------------------------------------------------------------
+
+@hookspec
+def register_story_llms(register):
+    """Register story writers: call ``register(BackendClass)`` for each.
+
+    A story writer turns an idea into a Story, a Story into a SceneGraph and both into a
+    ShotPlan (see :class:`framework.protocols.StoryWriter`)."""
+
+
+@hookspec
+def register_image_generators(register):
+    """Register image generators: call ``register(BackendClass)`` for each
+    (see :class:`framework.protocols.ImageGenerator`)."""
+
+
+@hookspec
+def register_renderers(register):
+    """Register video renderers: call ``register(BackendClass)`` for each
+    (see :class:`framework.protocols.Renderer`)."""
+
+
+@hookspec
+def register_commands(cli):
+    """Add click commands to the ``reelforge`` command group ``cli``."""
+
+
+# -- lifecycle ----------------------------------------------------------------------
+
+@hookspec
+def session_started(session):
+    """A run has opened ``session`` (new or resumed) and holds its lock."""
+
+
+@hookspec
+def session_completed(session):
+    """Every step of ``session`` is done and film.mp4 exists."""
+
+
+@hookspec
+def stage_started(session, stage):
+    """``stage`` (story, scene_graph, shots, images, videos, assemble) is about to run."""
+
+
+@hookspec
+def stage_finished(session, stage):
+    """``stage`` finished: its output is saved and the step is marked done."""
+
+
+@hookspec
+def stage_failed(session, stage, error):
+    """``stage`` gave up with ``error`` (for images/videos: one or more shots failed)."""
+
+
+@hookspec
+def shot_started(session, stage, shot, attempt):
+    """Work on ``shot`` for ``stage`` (images or videos) starts; ``attempt`` counts from 1
+    across runs."""
+
+
+@hookspec
+def shot_completed(session, stage, shot, artifact):
+    """``shot``'s ``artifact`` (a :class:`framework.session.ArtifactState`) is on disk and
+    marked done."""
+
+
+@hookspec
+def shot_skipped(session, stage, shot, reason):
+    """``shot`` needs no work for ``stage``: ``reason`` is "done" (already rendered) or
+    "adopted" (its file was found complete after a crash)."""
+
+
+@hookspec
+def shot_failed(session, stage, shot, error):
+    """``shot`` failed for good in this run (retries exhausted or a permanent error)."""

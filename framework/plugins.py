@@ -1,0 +1,139 @@
+"""The plugin manager: loads built-in and installed plugins and keeps the backend registry."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import sys
+import warnings
+from typing import Any
+
+import attrs
+import pluggy
+
+from . import hookspecs
+from .errors import ConfigError
+
+#: Built-in plugins, registered through the same path as third-party ones.
+#: (entry-point name, module). The same pairs are declared in pyproject.toml.
+DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
+    ("story_offline", "plugins.story_llm.offline"),
+    ("image_storyboard", "plugins.image_gen.storyboard"),
+    ("kenburns", "plugins.kenburns"),
+)
+
+#: The three backend kinds: stage key -> (registration hook, what the user calls it)
+KINDS: dict[str, tuple[str, str]] = {
+    "story": ("register_story_llms", "story LLM"),
+    "image": ("register_image_generators", "image generator"),
+    "video": ("register_renderers", "renderer"),
+}
+
+ENTRY_POINT_GROUP = "reelforge"
+
+pm = pluggy.PluginManager("reelforge")
+pm.add_hookspecs(hookspecs)
+
+_loaded = False
+
+
+def load_plugins() -> pluggy.PluginManager:
+    """Load built-in plugins and installed ones (entry-point group ``reelforge``) once.
+
+    ``REELFORGE_LOAD_PLUGINS`` (a comma list of entry-point names, possibly empty) limits
+    which *installed* plugins load; built-ins always load. A plugin that fails to import is
+    skipped with a warning naming it.
+    """
+    global _loaded
+    if _loaded:
+        return pm
+    _loaded = True
+    for name, module_name in DEFAULT_PLUGINS:
+        if pm.get_plugin(name) is None and not pm.is_blocked(name):
+            pm.register(importlib.import_module(module_name), name=name)
+    allowed = os.environ.get("REELFORGE_LOAD_PLUGINS")
+    allow = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
+    builtin_names = {n for n, _ in DEFAULT_PLUGINS}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in builtin_names or pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+            continue
+        if allow is not None and ep.name not in allow:
+            continue
+        try:
+            plugin = ep.load()
+            pm.register(plugin, name=ep.name)
+        except Exception as exc:  # a broken third-party plugin must not take the CLI down
+            warnings.warn(f"reelforge: skipped plugin {ep.name!r} ({ep.value}): {exc}", stacklevel=2)
+    pm.check_pending()
+    return pm
+
+
+@attrs.frozen
+class Registered:
+    name: str
+    "The name users select it by."
+    cls: type
+    "The backend class."
+    plugin: str
+    "Name of the plugin that registered it."
+
+
+def backends(kind: str) -> dict[str, Registered]:
+    """All backends of ``kind`` ('story', 'image' or 'video'), by name. Two plugins
+    registering one name is a ConfigError naming both."""
+    hook_name, label = KINDS[kind]
+    found: dict[str, Registered] = {}
+    hook = getattr(pm.hook, hook_name)
+    for impl in hook.get_hookimpls():
+        def register(cls: type, name: str | None = None, _plugin: str = impl.plugin_name) -> None:
+            key = name or getattr(cls, "name", None)
+            if not key:
+                raise ConfigError(f"plugin {_plugin!r} registered a {label} without a name")
+            if key in found and found[key].cls is not cls:
+                raise ConfigError(
+                    f"two plugins register a {label} named {key!r}: "
+                    f"{found[key].plugin!r} and {_plugin!r}; uninstall or block one of them"
+                )
+            found[key] = Registered(key, cls, _plugin)
+
+        impl.function(register=register)
+    return found
+
+
+def get_backend_class(kind: str, name: str) -> Registered:
+    """Look up a backend by name; an unknown name lists what is installed."""
+    available = backends(kind)
+    if name not in available:
+        label = KINDS[kind][1]
+        names = ", ".join(sorted(available)) or "none"
+        raise ConfigError(f"unknown {label} {name!r}; installed: {names}")
+    return available[name]
+
+
+def plugin_info() -> list[dict[str, Any]]:
+    """What `reelforge plugins` prints: each plugin, its version, hooks and backends."""
+    dists = {}
+    for dist in importlib.metadata.distributions():
+        for ep in dist.entry_points:
+            if ep.group == ENTRY_POINT_GROUP:
+                dists[ep.name] = (dist.metadata["Name"], dist.version)
+    by_plugin: dict[str, dict[str, list[str]]] = {}
+    for kind in KINDS:
+        for reg in backends(kind).values():
+            by_plugin.setdefault(reg.plugin, {}).setdefault(kind, []).append(reg.name)
+    info = []
+    for name, plugin in pm.list_name_plugin():
+        if name is None or plugin is None or name.startswith("_"):
+            continue
+        hooks = sorted(c.name for c in pm.get_hookcallers(plugin) or [])
+        dist_name, version = dists.get(name, (None, None))
+        info.append({
+            "name": name,
+            "module": getattr(plugin, "__name__", type(plugin).__name__),
+            "distribution": dist_name,
+            "version": version,
+            "hooks": hooks,
+            "backends": {k: sorted(v) for k, v in by_plugin.get(name, {}).items()},
+        })
+    return info

@@ -1,0 +1,83 @@
+"""The small interfaces backends implement. A backend is a class with a ``name``, an attrs
+``Options`` class and the methods of its stage; the runner creates it as ``Backend(options)``."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping, Protocol, runtime_checkable
+
+import attrs
+
+from .records import SceneGraph, Shot, ShotPlan, Story
+
+
+@attrs.frozen
+class NoOptions:
+    """Options of a backend that takes none."""
+
+
+@runtime_checkable
+class StoryWriter(Protocol):
+    name: ClassVar[str]
+    Options: ClassVar[type]
+
+    def write_story(self, idea: str) -> Story: ...
+
+    def build_scene_graph(self, story: Story) -> SceneGraph: ...
+
+    def plan_shots(self, story: Story, scenes: SceneGraph) -> ShotPlan: ...
+
+
+@runtime_checkable
+class ImageGenerator(Protocol):
+    name: ClassVar[str]
+    Options: ClassVar[type]
+    #: How many shots this backend may work on at once.
+    concurrency: int
+
+    def generate(self, shot: Shot, job: "ShotJob") -> Path:
+        """Write the shot's image (PNG) under ``job.work_dir`` and return its path."""
+
+
+@runtime_checkable
+class Renderer(Protocol):
+    name: ClassVar[str]
+    Options: ClassVar[type]
+    concurrency: int
+
+    def render(self, shot: Shot, image: Path, job: "ShotJob") -> Path:
+        """Write the shot's clip (MP4 or WebM) under ``job.work_dir`` and return its path."""
+
+
+@attrs.define
+class ShotJob:
+    """What the runner hands a backend for one attempt at one shot."""
+
+    session_id: str
+    "The session's id: stable across runs, usable in deterministic ids."
+    stage: str
+    "'images' or 'videos'."
+    shot: Shot
+    "The shot being worked on."
+    attempt: int
+    "Attempt number, counting from 1 across runs of the session."
+    work_dir: Path
+    "A scratch folder for this shot and stage, inside the session folder; kept across runs."
+    checkpoint: Mapping[str, Any]
+    "What this backend saved for this shot with save_checkpoint(), in this run or an earlier one."
+    cancelled: threading.Event
+    "Set when the user pressed Ctrl-C: stop waiting and return/raise soon."
+    _save: Callable[[dict[str, Any]], None] = attrs.field(repr=False)
+    _progress: Callable[[float, str], None] = attrs.field(repr=False, default=lambda f, m: None)
+
+    def save_checkpoint(self, **data: Any) -> None:
+        """Durably record backend state for this shot (e.g. a remote job id) *before* doing
+        the expensive thing, so a resumed run can reattach instead of starting over.
+        Values must be JSON-serialisable and must not contain secrets."""
+        self._save(data)
+        self.checkpoint = {**self.checkpoint, **data}
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report progress within this shot (0.0 to 1.0); shown in live progress bars."""
+        self._progress(fraction, message)
