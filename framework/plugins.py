@@ -12,16 +12,14 @@ from typing import Any
 import attrs
 import pluggy
 
+import plugins as _builtin
+
 from . import hookspecs
 from .errors import ConfigError
 
-#: Built-in plugins, registered through the same path as third-party ones.
-#: (entry-point name, module). The same pairs are declared in pyproject.toml.
-DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
-    ("story_offline", "plugins.story_llm.offline"),
-    ("image_storyboard", "plugins.image_gen.storyboard"),
-    ("kenburns", "plugins.kenburns"),
-)
+#: Built-in plugins (entry-point name -> module), registered through the same path as
+#: third-party ones. Kept in plugins/__init__.py so a new built-in needs no edit here.
+DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = tuple(_builtin.BUILTIN.items())
 
 #: The three backend kinds: stage key -> (registration hook, what the user calls it)
 KINDS: dict[str, tuple[str, str]] = {

@@ -1,0 +1,8 @@
+"""reelforge's built-in plugins. Each is registered exactly like a third-party plugin;
+BUILTIN lists them (entry-point name -> module), as pyproject.toml's entry points do."""
+
+BUILTIN: dict[str, str] = {
+    "story_offline": "plugins.story_llm.offline",
+    "image_storyboard": "plugins.image_gen.storyboard",
+    "kenburns": "plugins.kenburns",
+}
