@@ -5,4 +5,6 @@ BUILTIN: dict[str, str] = {
     "story_offline": "plugins.story_llm.offline",
     "image_storyboard": "plugins.image_gen.storyboard",
     "kenburns": "plugins.kenburns",
+    "comfy_render": "plugins.comfy_render",
+    "image_comfyui": "plugins.image_gen.comfyui",
 }

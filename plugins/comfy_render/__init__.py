@@ -1,0 +1,36 @@
+"""The ComfyUI renderer (``--renderer comfyui``): each shot's still goes through an
+image-to-video workflow on one of several ComfyUI servers. See docs/comfyui.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from framework import Shot, ShotJob, hookimpl
+
+from .options import ImageOptions, VideoOptions
+
+
+class ComfyRenderer:
+    """Renders a shot's clip with a ComfyUI image-to-video workflow template."""
+
+    name: ClassVar[str] = "comfyui"
+    Options: ClassVar[type] = VideoOptions
+
+    def __init__(self, options: VideoOptions | None = None):
+        from .backend import ComfyBackend  # httpx and friends only when actually used
+
+        self.options = options if options is not None else VideoOptions()
+        self.backend = ComfyBackend(self.options, kind="video")
+        self.concurrency = self.backend.concurrency
+
+    def render(self, shot: Shot, image: Path, job: ShotJob) -> Path:
+        return self.backend.run(shot, job, image)
+
+
+@hookimpl
+def register_renderers(register):
+    register(ComfyRenderer)
+
+
+__all__ = ["ComfyRenderer", "ImageOptions", "VideoOptions"]

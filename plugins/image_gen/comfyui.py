@@ -1,0 +1,32 @@
+"""The ComfyUI image generator (``--image-gen comfyui``): each shot's still from a
+text-to-image workflow template, on the same client as the ComfyUI renderer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from framework import Shot, ShotJob, hookimpl
+from plugins.comfy_render.options import ImageOptions
+
+
+class ComfyImageGenerator:
+    """Generates a shot's still with a ComfyUI text-to-image workflow template."""
+
+    name: ClassVar[str] = "comfyui"
+    Options: ClassVar[type] = ImageOptions
+
+    def __init__(self, options: ImageOptions | None = None):
+        from plugins.comfy_render.backend import ComfyBackend
+
+        self.options = options if options is not None else ImageOptions()
+        self.backend = ComfyBackend(self.options, kind="image")
+        self.concurrency = self.backend.concurrency
+
+    def generate(self, shot: Shot, job: ShotJob) -> Path:
+        return self.backend.run(shot, job, None)
+
+
+@hookimpl
+def register_image_generators(register):
+    register(ComfyImageGenerator)
