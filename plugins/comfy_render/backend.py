@@ -4,6 +4,7 @@ shot's life on a server (submit or reattach, wait, download)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -156,6 +157,13 @@ class ComfyBackend:
             values["prompt"] = shot.image_prompt
         return values
 
+    def fingerprint(self, shot: Shot, job: ShotJob) -> str:
+        """A hash of the workflow this shot would be submitted with (uploaded image aside):
+        a recorded prompt made from a different template or options is not adopted."""
+        wf = self.template.render(self._values(shot, job, "<image>"))
+        key = json.dumps([wf, self.template.output], sort_keys=True)
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
     def prompt_id_for(self, job: ShotJob, hop: int = 0) -> str:
         key = f"reelforge/{job.session_id}/{job.stage}/{job.shot.id}/{job.attempt}"
         return str(uuid.uuid5(PROMPT_NAMESPACE, key + (f"/{hop}" if hop else "")))
@@ -228,6 +236,7 @@ class ComfyBackend:
                 # events only reach a socket already open under our client_id: connect first
                 stream.connect()
                 job.save_checkpoint(prompt_id=pid, server=url, client_id=client_id,
+                                    fingerprint=self.fingerprint(shot, job),
                                     submitted_at=round(time.time(), 3))
                 try:
                     node_errors = client.submit(workflow, prompt_id=pid, client_id=client_id)
@@ -288,6 +297,10 @@ class ComfyBackend:
         """A prompt was recorded for this shot: adopt its result, wait for it, or return None
         when the server no longer has it (then the caller submits again)."""
         url, pid = str(cp["server"]).rstrip("/"), str(cp["prompt_id"])
+        if cp.get("fingerprint") not in (None, self.fingerprint(shot, job)):
+            log.info("shot %s: template or options changed since prompt %s; submitting anew",
+                     shot.id, pid)
+            return None
         client = self.pool.client(url)
         try:
             state, entry = client.locate(pid)

@@ -157,9 +157,12 @@ class EventStream:
     def connect(self) -> bool:
         from websockets.sync.client import connect
 
+        kw = dict(open_timeout=self.open_timeout, max_size=None, close_timeout=1, proxy=None)
         try:
-            self._ws = connect(self.url, open_timeout=self.open_timeout, max_size=None,
-                               close_timeout=1, proxy=None)
+            try:
+                self._ws = connect(self.url, legacy=True, **kw)  # websockets >= 17
+            except TypeError:
+                self._ws = connect(self.url, **kw)
         except Exception:  # refused, reset, handshake failure: fall back to polling
             self._ws = None
         return self._ws is not None

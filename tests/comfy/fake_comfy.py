@@ -1,0 +1,680 @@
+"""A fake ComfyUI server for tests: aiohttp (as the real one), HTTP and /ws on one port on
+127.0.0.1, in a background thread. It follows shared/comfyui-transcripts (ComfyUI 0.3.64):
+event order, {} history until done, 400 bodies, partial acceptance, execution_error,
+queue shapes, upload renaming, /view checks, and a restart that forgets history.
+
+It does not run models: "executing" a node sleeps ``node_latency`` seconds; save nodes
+write small real PNG/MP4/WebM files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+from aiohttp import WSMsgType, web
+
+TRANSCRIPTS = Path(os.environ.get("REELFORGE_COMFY_TRANSCRIPTS",
+                                  Path(__file__).resolve().parents[3] / "shared" / "comfyui-transcripts"))
+if not TRANSCRIPTS.is_dir():  # worktrees live next to shared/
+    TRANSCRIPTS = Path("/work/shared/comfyui-transcripts")
+
+_OBJECT_INFO: dict[str, Any] | None = None
+_MEDIA: dict[str, bytes] = {}
+_MEDIA_LOCK = threading.Lock()
+
+SAVE_EXT = {"SaveImage": "png", "SaveVideo": "mp4", "SaveWEBM": "webm",
+            "SaveAnimatedWEBP": "webp", "SaveAnimatedPNG": "png"}
+CONTENT_TYPES = {".png": "image/png", ".webp": "image/webp", ".mp4": "video/mp4",
+                 ".webm": "video/webm", ".jpg": "image/jpeg"}
+
+
+def object_info() -> dict[str, Any]:
+    global _OBJECT_INFO
+    if _OBJECT_INFO is None:
+        _OBJECT_INFO = json.loads((TRANSCRIPTS / "object_info_full.json").read_text())
+    return _OBJECT_INFO
+
+
+def media(ext: str) -> bytes:
+    """A tiny real file of that kind, made once per test session."""
+    with _MEDIA_LOCK:
+        if ext not in _MEDIA:
+            _MEDIA[ext] = _make_media(ext)
+        return _MEDIA[ext]
+
+
+def _make_media(ext: str) -> bytes:
+    import io
+    import tempfile
+
+    if ext in ("png", "webp"):
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.new("RGB", (64, 64), (30, 90, 200)).save(buf, format=ext.upper())
+        return buf.getvalue()
+    import imageio_ffmpeg
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / f"clip.{ext}"
+        codec = ["-c:v", "libx264", "-pix_fmt", "yuv420p"] if ext == "mp4" else ["-c:v", "libvpx-vp9"]
+        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "lavfi",
+                        "-i", "color=c=blue:s=64x64:d=0.5:r=12", *codec, str(out)],
+                       check=True, capture_output=True)
+        return out.read_bytes()
+
+
+def _png(width: int, height: int, color: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    rgb = ((color >> 16) & 255, (color >> 8) & 255, color & 255)
+    buf = io.BytesIO()
+    Image.new("RGB", (max(1, min(width, 256)), max(1, min(height, 256))), rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class Item:
+    def __init__(self, number: int, prompt_id: str, prompt: dict, extra: dict, outputs: list[str]):
+        self.number, self.prompt_id, self.prompt, self.extra, self.outputs = \
+            number, prompt_id, prompt, extra, outputs
+        self.interrupt = False
+        self.current_node: str | None = None
+
+    def as_list(self) -> list:
+        return [self.number, self.prompt_id, self.prompt, self.extra, self.outputs]
+
+
+class FakeComfy:
+    def __init__(self, root: Path, *, node_latency: float = 0.0):
+        self.root = Path(root)
+        self.output_dir = self.root / "output"
+        self.input_dir = self.root / "input"
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.input_dir.mkdir(parents=True, exist_ok=True)
+        self.node_latency = node_latency
+        "Seconds each executed node takes."
+        self.http_latency = 0.0
+        "Seconds added before every HTTP answer."
+        self.fail_nodes: dict[str, tuple[str, str]] = {}
+        "class_type -> (exception_type, message): raised when such a node executes."
+        self.hostile_outputs: list[dict[str, str]] = []
+        "Extra file entries ({filename, subfolder, type}) put before the real ones in outputs."
+        self.ignore_client_prompt_id = False
+        self.noise = True
+        "Send binary preview frames and an unknown event type, as custom nodes do."
+        self.requests: list[tuple[str, str, Any]] = []
+        self.port = 0
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._reset_state()
+
+    # -- lifecycle (called from the test thread) ---------------------------------------
+
+    def _reset_state(self) -> None:
+        self.history: dict[str, dict] = {}
+        self.pending: list[Item] = []
+        self.running: Item | None = None
+        self.number = 0
+        self.sockets: dict[str, web.WebSocketResponse] = {}
+        self._wake: asyncio.Event | None = None
+        self._worker: asyncio.Task | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "FakeComfy":
+        ready = threading.Event()
+
+        def main() -> None:
+            self.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(self._up())
+            ready.set()
+            self.loop.run_forever()
+
+        self._thread = threading.Thread(target=main, name="fake-comfyui", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("fake ComfyUI did not start")
+        return self
+
+    def _call(self, coro) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    def kill(self) -> None:
+        """Stop answering: the port is closed, running work and queue vanish."""
+        self._call(self._down())
+
+    def revive(self) -> None:
+        """Start again on the same port with empty memory (history, queue, cache), as after
+        a restart; files on disk stay and numbering carries on from them."""
+        self._call(self._up())
+
+    def restart(self, downtime: float = 0.0) -> None:
+        self.kill()
+        if downtime:
+            time.sleep(downtime)
+        self.revive()
+
+    def stop(self) -> None:
+        if self.loop is None:
+            return
+        try:
+            self._call(self._down())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(5)
+
+    def posts(self, prompt_id: str | None = None) -> list[Any]:
+        """Bodies of POST /prompt requests seen (for one prompt_id when given)."""
+        return [b for m, p, b in self.requests if m == "POST" and p == "/prompt"
+                and (prompt_id is None or (isinstance(b, dict) and b.get("prompt_id") == prompt_id))]
+
+    def wait_until(self, cond: Callable[[], bool], timeout: float = 10.0) -> None:
+        end = time.monotonic() + timeout
+        while not cond():
+            if time.monotonic() > end:
+                raise AssertionError("fake ComfyUI: condition not met in time")
+            time.sleep(0.01)
+
+    # -- server ------------------------------------------------------------------------
+
+    async def _up(self) -> None:
+        self._reset_state()
+        self._wake = asyncio.Event()
+        app = web.Application(client_max_size=100 * 1024 * 1024, middlewares=[self._middleware])
+        r = app.router
+        r.add_get("/ws", self.ws)
+        r.add_get("/prompt", self.get_prompt)
+        r.add_post("/prompt", self.post_prompt)
+        r.add_get("/queue", self.get_queue)
+        r.add_post("/queue", self.post_queue)
+        r.add_post("/interrupt", self.post_interrupt)
+        r.add_get("/history", self.get_history)
+        r.add_get("/history/{prompt_id}", self.get_history_one)
+        r.add_post("/history", self.post_history)
+        r.add_post("/upload/image", self.upload_image)
+        r.add_get("/view", self.view)
+        r.add_get("/object_info", self.get_object_info)
+        r.add_get("/object_info/{cls}", self.get_object_info_one)
+        r.add_get("/system_stats", self.system_stats)
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+        self._worker = asyncio.get_running_loop().create_task(self._work())
+
+    async def _down(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except (asyncio.CancelledError, Exception):
+                pass
+        for ws in list(self.sockets.values()):
+            await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        self._reset_state()
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler):
+        body = None
+        if request.method == "POST" and request.content_type == "application/json":
+            raw = await request.read()
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = raw.decode("utf-8", "replace")
+        self.requests.append((request.method, request.path, body))
+        if self.http_latency:
+            await asyncio.sleep(self.http_latency)
+        return await handler(request)
+
+    async def _send(self, kind: str, data: dict, sid: str | None = None) -> None:
+        msg = json.dumps({"type": kind, "data": data})
+        targets = [self.sockets[sid]] if sid in self.sockets else ([] if sid else list(self.sockets.values()))
+        for ws in targets:
+            try:
+                await ws.send_str(msg)
+            except Exception:
+                pass
+
+    async def _send_bytes(self, payload: bytes, sid: str | None) -> None:
+        ws = self.sockets.get(sid) if sid else None
+        if ws is not None:
+            try:
+                await ws.send_bytes(payload)
+            except Exception:
+                pass
+
+    def _queue_remaining(self) -> int:
+        return len(self.pending) + (1 if self.running else 0)
+
+    async def _status(self) -> None:
+        await self._send("status", {"status": {"exec_info": {"queue_remaining": self._queue_remaining()}}})
+
+    async def ws(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        sid = request.query.get("clientId") or uuid.uuid4().hex
+        self.sockets[sid] = ws  # a reconnect with the same clientId replaces the old socket
+        try:
+            await ws.send_str(json.dumps({"type": "status", "data": {
+                "status": {"exec_info": {"queue_remaining": self._queue_remaining()}}, "sid": sid}}))
+            run = self.running
+            if run is not None and run.extra.get("client_id") == sid and run.current_node:
+                # as recorded: after a reconnect, "executing" without a prompt_id
+                await ws.send_str(json.dumps({"type": "executing", "data": {"node": run.current_node}}))
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    try:
+                        data = json.loads(msg.data)
+                    except ValueError:
+                        continue
+                    if data.get("type") == "feature_flags":
+                        await ws.send_str(json.dumps({"type": "feature_flags", "data": {
+                            "supports_preview_metadata": True, "max_upload_size": 104857600}}))
+        finally:
+            if self.sockets.get(sid) is ws:
+                del self.sockets[sid]
+        return ws
+
+    # -- prompts -----------------------------------------------------------------------
+
+    async def get_prompt(self, request: web.Request) -> web.Response:
+        return web.json_response({"exec_info": {"queue_remaining": self._queue_remaining()}})
+
+    async def post_prompt(self, request: web.Request) -> web.Response:
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            return web.Response(status=500, text="500 Internal Server Error\n\nServer got itself in trouble")
+        if "prompt" not in body:
+            return self._err400("no_prompt", "No prompt provided", "No prompt provided")
+        prompt = body["prompt"]
+        if not isinstance(prompt, dict):
+            return web.Response(status=500, text="500 Internal Server Error\n\nServer got itself in trouble")
+        info = object_info()
+        for node_id, node in prompt.items():
+            if not isinstance(node, dict) or "class_type" not in node:
+                return self._err400("invalid_prompt", "Cannot execute because a node is missing "
+                                    "the class_type property.", f"Node ID '#{node_id}'")
+            if node["class_type"] not in info:
+                return self._err400("invalid_prompt", f"Cannot execute because node "
+                                    f"{node['class_type']} does not exist.", f"Node ID '#{node_id}'")
+        outputs = [nid for nid, n in prompt.items() if info[n["class_type"]].get("output_node")]
+        if not outputs:
+            return self._err400("prompt_no_outputs", "Prompt has no outputs", "")
+        good, node_errors = [], {}
+        for out in outputs:
+            errors: dict[str, list] = {}
+            self._validate(prompt, out, errors, set())
+            if errors:
+                for nid, errs in errors.items():
+                    entry = node_errors.setdefault(nid, {"errors": errs, "dependent_outputs": [],
+                                                         "class_type": prompt[nid]["class_type"]})
+                    entry["dependent_outputs"].append(out)
+            else:
+                good.append(out)
+        if not good:
+            return web.json_response({"error": {"type": "prompt_outputs_failed_validation",
+                                                "message": "Prompt outputs failed validation",
+                                                "details": "", "extra_info": {}},
+                                      "node_errors": node_errors}, status=400)
+        prompt_id = body.get("prompt_id")
+        if not prompt_id or self.ignore_client_prompt_id:
+            prompt_id = str(uuid.uuid4())
+        extra = dict(body.get("extra_data") or {})
+        if body.get("client_id"):
+            extra["client_id"] = body["client_id"]
+        number = self.number
+        self.number += 1
+        self.pending.append(Item(number, prompt_id, prompt, extra, good))
+        await self._status()
+        self._wake.set()
+        return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": node_errors})
+
+    def _err400(self, kind: str, message: str, details: str) -> web.Response:
+        return web.json_response({"error": {"type": kind, "message": message, "details": details,
+                                            "extra_info": {}}, "node_errors": {}}, status=400)
+
+    def _validate(self, prompt: dict, node_id: str, errors: dict, seen: set) -> None:
+        if node_id in seen:
+            return
+        seen.add(node_id)
+        node = prompt[node_id]
+        cls = node["class_type"]
+        spec = object_info()[cls]["input"]
+        inputs = node.get("inputs") or {}
+        errs = []
+
+        def err(kind, message, details, **extra):
+            errs.append({"type": kind, "message": message, "details": details,
+                         "extra_info": {"input_name": details.split(",")[0].split(":")[0], **extra}})
+
+        for name, conf in (spec.get("required") or {}).items():
+            if name not in inputs:
+                err("required_input_missing", "Required input is missing", name)
+        for section in ("required", "optional"):
+            for name, conf in (spec.get(section) or {}).items():
+                if name not in inputs:
+                    continue
+                value = inputs[name]
+                kind = conf[0]
+                opts = conf[1] if len(conf) > 1 and isinstance(conf[1], dict) else {}
+                if isinstance(value, list):
+                    src = str(value[0])
+                    if src not in prompt:
+                        errs.append({"type": "exception_during_validation",
+                                     "message": "Exception when validating node", "details": f"'{src}'",
+                                     "extra_info": {"exception_type": "KeyError", "traceback": []}})
+                        continue
+                    self._validate(prompt, src, errors, seen)
+                    continue
+                if cls == "LoadImage" and name == "image":
+                    path = value.split(" [")[0]
+                    if not (self.input_dir / path).is_file():
+                        errs.append({"type": "custom_validation_failed",
+                                     "message": "Custom validation failed for node",
+                                     "details": f"image - Invalid image file: {value}",
+                                     "extra_info": {"input_name": "image"}})
+                    continue
+                if kind in ("INT", "FLOAT"):
+                    try:
+                        num = int(value) if kind == "INT" else float(value)
+                    except (TypeError, ValueError) as exc:
+                        err("invalid_input_type", f"Failed to convert an input value to a {kind} value",
+                            f"{name}, {value}, {exc}", received_value=value)
+                        continue
+                    if "min" in opts and num < opts["min"]:
+                        err("value_smaller_than_min", f"Value {num} smaller than min of {opts['min']}",
+                            name, received_value=value)
+                    if "max" in opts and num > opts["max"]:
+                        err("value_bigger_than_max", f"Value {num} bigger than max of {opts['max']}",
+                            name, received_value=value)
+                elif isinstance(kind, list) and kind and value not in kind:
+                    # classic combos are validated; v3 "COMBO" ones are not (as recorded)
+                    err("value_not_in_list", "Value not in list", f"{name}: '{value}' not in {kind}",
+                        received_value=value)
+        if errs:
+            errors[node_id] = errs
+
+    # -- execution ---------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        while True:
+            while not self.pending:
+                self._wake.clear()
+                await self._wake.wait()
+            item = self.pending.pop(0)
+            self.running = item
+            try:
+                await self._execute(item)
+            finally:
+                self.running = None
+
+    async def _execute(self, item: Item) -> None:
+        pid, sid = item.prompt_id, item.extra.get("client_id")
+        messages: list = []
+
+        async def event(kind: str, data: dict, keep: bool = False) -> None:
+            data = {**data, "prompt_id": pid} if "prompt_id" not in data else data
+            if keep:
+                data["timestamp"] = int(time.time() * 1000)
+                messages.append([kind, data])
+            if sid:
+                await self._send(kind, data, sid)
+
+        await self._status()
+        await event("execution_start", {}, keep=True)
+        await event("execution_cached", {"nodes": []}, keep=True)
+        order = self._order(item.prompt, item.outputs)
+        outputs: dict[str, dict] = {}
+        executed: list[str] = []
+        status = "success"
+        for node_id in order:
+            node = item.prompt[node_id]
+            cls = node["class_type"]
+            if item.interrupt:
+                await event("execution_interrupted", {"node_id": node_id, "node_type": cls,
+                                                      "executed": list(executed)}, keep=True)
+                status = "error"
+                break
+            item.current_node = node_id
+            await event("progress_state", {"nodes": {node_id: {"value": 0.0, "max": 1.0, "state": "running",
+                                                              "node_id": node_id, "prompt_id": pid}}})
+            await event("executing", {"node": node_id, "display_node": node_id})
+            if self.noise and sid:
+                await self._send("crystools.monitor", {"cpu_utilization": 3.5}, sid)
+                await self._send_bytes(struct.pack(">II", 1, 2) + media("png"), sid)
+            if self.node_latency:
+                await asyncio.sleep(self.node_latency)
+            failure = self.fail_nodes.get(cls)
+            if failure is None and cls == "SaveVideo" and node["inputs"].get("format") not in ("auto", "mp4"):
+                failure = ("ValueError", f"'{node['inputs'].get('format')}' is not a valid VideoContainer\n")
+            if failure is not None:
+                await event("execution_error", {
+                    "node_id": node_id, "node_type": cls, "executed": list(executed),
+                    "exception_message": failure[1], "exception_type": failure[0],
+                    "traceback": ["  File \"execution.py\", line 1, in execute\n"],
+                    "current_inputs": {}, "current_outputs": list(order)}, keep=True)
+                status = "error"
+                break
+            if cls in SAVE_EXT:
+                ui = self._save(item.prompt, node_id)
+                outputs[node_id] = ui
+                await event("executed", {"node": node_id, "display_node": node_id, "output": ui})
+            executed.append(node_id)
+            await event("progress_state", {"nodes": {node_id: {"value": 1.0, "max": 1.0, "state": "finished",
+                                                              "node_id": node_id, "prompt_id": pid}}})
+        else:
+            await event("execution_success", {}, keep=True)
+        item.current_node = None
+        # task_done: history is written, then the queue shrinks, then executing(null)
+        self.history[pid] = {
+            "prompt": item.as_list(),
+            "outputs": outputs if status == "success" else {},
+            "status": {"status_str": status, "completed": status == "success", "messages": messages},
+            "meta": {n: {"node_id": n, "display_node": n, "parent_node": None, "real_node_id": n}
+                     for n in outputs},
+        }
+        self.running = None
+        await self._status()
+        if sid:
+            await self._send("executing", {"node": None, "prompt_id": pid}, sid)
+
+    def _order(self, prompt: dict, outputs: list[str]) -> list[str]:
+        order: list[str] = []
+
+        def visit(nid: str) -> None:
+            if nid in order:
+                return
+            for value in (prompt[nid].get("inputs") or {}).values():
+                if isinstance(value, list) and str(value[0]) in prompt:
+                    visit(str(value[0]))
+            order.append(nid)
+
+        for out in outputs:
+            visit(out)
+        return order
+
+    def _source(self, prompt: dict, node_id: str) -> dict:
+        """The EmptyImage/LoadImage feeding a node, for sizes and colours."""
+        seen = set()
+        stack = [node_id]
+        while stack:
+            nid = stack.pop()
+            if nid in seen or nid not in prompt:
+                continue
+            seen.add(nid)
+            node = prompt[nid]
+            if node["class_type"] in ("EmptyImage", "LoadImage"):
+                return node
+            stack.extend(str(v[0]) for v in (node.get("inputs") or {}).values() if isinstance(v, list))
+        return {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "color": 0}}
+
+    def _save(self, prompt: dict, node_id: str) -> dict:
+        node = prompt[node_id]
+        cls = node["class_type"]
+        ext = SAVE_EXT[cls]
+        prefix = str(node["inputs"].get("filename_prefix") or "ComfyUI")
+        subfolder, _, base = prefix.rpartition("/")
+        folder = self.output_dir / subfolder
+        folder.mkdir(parents=True, exist_ok=True)
+        # numbering is shared by every extension of a prefix and continues from files on disk
+        pattern = re.compile(re.escape(base) + r"_(\d{5})_\.")
+        counter = 1 + max([int(m.group(1)) for f in os.listdir(folder) if (m := pattern.match(f))] or [0])
+        src = self._source(prompt, node_id)
+        count = int(src["inputs"].get("batch_size", 1)) if cls == "SaveImage" else 1
+        files = []
+        for i in range(count):
+            name = f"{base}_{counter + i:05}_.{ext}"
+            if cls == "SaveImage" and src["class_type"] == "EmptyImage":
+                data = _png(int(src["inputs"].get("width", 64)), int(src["inputs"].get("height", 64)),
+                            int(src["inputs"].get("color", 0)))
+            else:
+                data = media(ext)
+            (folder / name).write_bytes(data)
+            files.append({"filename": name, "subfolder": subfolder, "type": "output"})
+        ui: dict[str, Any] = {"images": [*self.hostile_outputs, *files]}
+        if cls != "SaveImage":
+            ui["animated"] = [True]
+        return ui
+
+    # -- queue and history -------------------------------------------------------------
+
+    async def get_queue(self, request: web.Request) -> web.Response:
+        return web.json_response({"queue_running": [self.running.as_list()] if self.running else [],
+                                  "queue_pending": [i.as_list() for i in self.pending]})
+
+    async def post_queue(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if body.get("clear"):
+            self.pending.clear()
+        for pid in body.get("delete") or []:
+            self.pending = [i for i in self.pending if i.prompt_id != pid]
+        await self._status()
+        return web.Response(status=200)
+
+    async def post_interrupt(self, request: web.Request) -> web.Response:
+        body = {}
+        if request.can_read_body:
+            try:
+                body = await request.json()
+            except ValueError:
+                body = {}
+        run = self.running
+        if run is not None and (not body.get("prompt_id") or body["prompt_id"] == run.prompt_id):
+            run.interrupt = True
+        return web.Response(status=200)
+
+    async def get_history(self, request: web.Request) -> web.Response:
+        items = list(self.history.items())
+        if "max_items" in request.query:
+            items = items[-int(request.query["max_items"]):]
+        return web.json_response(dict(items))
+
+    async def get_history_one(self, request: web.Request) -> web.Response:
+        pid = request.match_info["prompt_id"]
+        return web.json_response({pid: self.history[pid]} if pid in self.history else {})
+
+    async def post_history(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if body.get("clear"):
+            self.history.clear()
+        for pid in body.get("delete") or []:
+            self.history.pop(pid, None)
+        return web.Response(status=200)
+
+    # -- files -------------------------------------------------------------------------
+
+    async def upload_image(self, request: web.Request) -> web.Response:
+        post = await request.post()
+        image = post.get("image")
+        if image is None or not hasattr(image, "file"):
+            return web.Response(status=400)
+        subfolder = str(post.get("subfolder") or "")
+        overwrite = str(post.get("overwrite") or "").lower() in ("true", "1")
+        folder = (self.input_dir / subfolder).resolve()
+        if os.path.commonpath([folder, self.input_dir.resolve()]) != str(self.input_dir.resolve()):
+            return web.Response(status=400)
+        folder.mkdir(parents=True, exist_ok=True)
+        data = image.file.read()
+        name = os.path.basename(image.filename)
+        stem, ext = os.path.splitext(name)
+        i = 1
+        while not overwrite and (folder / name).exists() and (folder / name).read_bytes() != data:
+            name = f"{stem} ({i}){ext}"
+            i += 1
+        (folder / name).write_bytes(data)
+        return web.json_response({"name": name, "subfolder": subfolder, "type": "input"})
+
+    async def view(self, request: web.Request) -> web.StreamResponse:
+        q = request.query
+        filename = q.get("filename", "")
+        kind = q.get("type", "output")
+        if not filename or filename[0] == "/" or ".." in filename:
+            return web.Response(status=400)
+        base = {"output": self.output_dir, "input": self.input_dir, "temp": self.root / "temp"}.get(kind)
+        if base is None:
+            return web.Response(status=400)
+        folder = (base / q.get("subfolder", "")).resolve()
+        if os.path.commonpath([folder, base.resolve()]) != str(base.resolve()):
+            return web.Response(status=403)
+        path = folder / filename
+        if not path.is_file():
+            return web.Response(status=404)
+        return web.Response(body=path.read_bytes(),
+                            content_type=CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
+                            headers={"Content-Disposition": f'filename="{filename}"'})
+
+    async def get_object_info(self, request: web.Request) -> web.Response:
+        return web.json_response(object_info())
+
+    async def get_object_info_one(self, request: web.Request) -> web.Response:
+        cls = request.match_info["cls"]
+        info = object_info()
+        return web.json_response({cls: info[cls]} if cls in info else {})
+
+    async def system_stats(self, request: web.Request) -> web.Response:
+        return web.json_response({"system": {"os": "posix", "comfyui_version": "0.3.64 (fake)"},
+                                  "devices": []})
+
+
+def main() -> None:  # python tests/comfy/fake_comfy.py [PORT] [NODE_LATENCY]: for manual runs and the bench
+    import sys
+    import tempfile
+
+    fake = FakeComfy(Path(tempfile.mkdtemp(prefix="fake-comfy-")),
+                     node_latency=float(sys.argv[2]) if len(sys.argv) > 2 else 0.0)
+    fake.port = int(sys.argv[1]) if len(sys.argv) > 1 else 8188
+    fake.start()
+    print(f"fake ComfyUI on {fake.url} (files in {fake.root})", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        fake.stop()
+        shutil.rmtree(fake.root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
