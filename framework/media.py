@@ -74,6 +74,16 @@ def set_aside(path: Path) -> Path:
 
 
 def assemble(clips: list[Path], out: Path, *, transition: str = "cut") -> Path:
-    from plugins.kenburns.assemble import assemble as _assemble  # moved here on merge
+    """Join ``clips`` into ``out`` (concat demuxer, stream copy)."""
+    import subprocess
 
-    return _assemble(clips, out, transition=transition)
+    import imageio_ffmpeg
+
+    listing = out.with_suffix(".txt")
+    listing.write_text("".join(f"file '{c.resolve().as_posix()}'\n" for c in clips))
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "concat", "-safe", "0",
+           "-i", str(listing), "-c", "copy", "-movflags", "+faststart", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"ffmpeg could not join the clips: {proc.stderr[-800:]}")
+    return out
