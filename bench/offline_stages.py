@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from framework.protocols import ShotJob  # noqa: E402
 from plugins.image_gen.storyboard import StoryboardGenerator  # noqa: E402
 from plugins.kenburns import KenBurnsRenderer  # noqa: E402
-from plugins.kenburns.ffmpeg import assemble, probe  # noqa: E402
+from framework.ffmpeg import assemble, probe  # noqa: E402
 from plugins.story_llm.offline import OfflinePlanner, OfflinePlannerOptions  # noqa: E402
 
 

@@ -457,7 +457,7 @@ class Runner:
         tmp = session.path / ".work" / "film.partial.mp4"
         tmp.parent.mkdir(parents=True, exist_ok=True)
         try:
-            media.assemble(clips, tmp, transition=self.transition)
+            media.assemble(clips, tmp, transition=self.transition, cancelled=self.cancel)
             if film.exists():
                 media.set_aside(film)
             promote_file(tmp, film)

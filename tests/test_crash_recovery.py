@@ -145,3 +145,30 @@ def test_no_answer_and_no_flag_fails_clearly_instead_of_hanging(tmp_path):
     result = subprocess.run(_reelforge(out, "--resume"), env=_env(log), stdin=subprocess.DEVNULL,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_ctrl_c_stops_cleanly_and_saves_everything(tmp_path):
+    out, log = tmp_path / "output", tmp_path / "calls.log"
+    proc = _start(out, log, "-o", "image.delay=0.3")
+    deadline = time.monotonic() + 60
+    while len(_done(out, "images")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130, output
+    sid = SessionStore(out).ids()[0]
+    assert f"reelforge resume {sid}" in output
+    session_dir = out / "sessions" / sid
+    assert (session_dir / "journal.jsonl").read_bytes() == b""  # folded into the meta on exit
+    meta = SessionStore(out).load(sid).meta
+    assert meta.status == "IN_PROGRESS"
+    done_before = {s.id for s in meta.shots if s.image.state == DONE}
+    assert len(done_before) >= 2
+
+    result = subprocess.run(
+        [sys.executable, "-m", "framework", "resume", sid, "--output-dir", str(out)],
+        env=_env(log), capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    calls = _calls(log)
+    for shot in done_before:
+        assert calls[("image", str(shot))] == 1

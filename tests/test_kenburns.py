@@ -12,7 +12,7 @@ from framework.errors import StageError
 from framework.protocols import ShotJob
 from framework.records import Shot
 from plugins.kenburns import FFmpegCancelled, KenBurnsOptions, KenBurnsRenderer, camera_move
-from plugins.kenburns.ffmpeg import assemble, probe, run_ffmpeg
+from framework.ffmpeg import assemble, probe, run_ffmpeg
 
 SMALL = KenBurnsOptions(width=320, height=180, fps=25)
 
