@@ -157,10 +157,11 @@ class ComfyBackend:
             values["prompt"] = shot.image_prompt
         return values
 
-    def fingerprint(self, shot: Shot, job: ShotJob) -> str:
-        """A hash of the workflow this shot would be submitted with (uploaded image aside):
-        a recorded prompt made from a different template or options is not adopted."""
-        wf = self.template.render(self._values(shot, job, "<image>"))
+    def fingerprint(self, shot: Shot, job: ShotJob, image: Path | None) -> str:
+        """A hash of the workflow this shot would be submitted with (the still by content):
+        a recorded prompt made from another template, options or still is not adopted."""
+        still = hashlib.sha256(image.read_bytes()).hexdigest() if image is not None else None
+        wf = self.template.render(self._values(shot, job, still))
         key = json.dumps([wf, self.template.output], sort_keys=True)
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
@@ -174,7 +175,7 @@ class ComfyBackend:
         started = time.monotonic()
         cp = dict(job.checkpoint or {})
         if cp.get("prompt_id") and cp.get("server"):
-            done = self._reattach(shot, job, cp, started)
+            done = self._reattach(shot, job, cp, started, image)
             if done is not None:
                 return done
         tried: set[str] = set()
@@ -236,7 +237,7 @@ class ComfyBackend:
                 # events only reach a socket already open under our client_id: connect first
                 stream.connect()
                 job.save_checkpoint(prompt_id=pid, server=url, client_id=client_id,
-                                    fingerprint=self.fingerprint(shot, job),
+                                    fingerprint=self.fingerprint(shot, job, image),
                                     submitted_at=round(time.time(), 3))
                 try:
                     node_errors = client.submit(workflow, prompt_id=pid, client_id=client_id)
@@ -293,12 +294,13 @@ class ComfyBackend:
             raise StageError(f"shot {job.shot.id}: cancelled while ComfyUI at {client.base_url} "
                              f"was working on prompt {pid}") from None
 
-    def _reattach(self, shot: Shot, job: ShotJob, cp: Mapping[str, Any], started: float) -> Path | None:
+    def _reattach(self, shot: Shot, job: ShotJob, cp: Mapping[str, Any], started: float,
+                  image: Path | None) -> Path | None:
         """A prompt was recorded for this shot: adopt its result, wait for it, or return None
         when the server no longer has it (then the caller submits again)."""
         url, pid = str(cp["server"]).rstrip("/"), str(cp["prompt_id"])
-        if cp.get("fingerprint") not in (None, self.fingerprint(shot, job)):
-            log.info("shot %s: template or options changed since prompt %s; submitting anew",
+        if cp.get("fingerprint") not in (None, self.fingerprint(shot, job, image)):
+            log.info("shot %s: template, options or still changed since prompt %s; submitting anew",
                      shot.id, pid)
             return None
         client = self.pool.client(url)

@@ -17,10 +17,16 @@ def default_urls() -> tuple[str, ...]:
     return urls or (DEFAULT_URL,)
 
 
+#: Fields that change how shots are run, not what they look like: a resume with other values
+#: does not redo finished shots.
+_RUNTIME = {"fingerprint": False}
+
+
 def _options_class(kind: str, default_template: str) -> type:
     @attrs.frozen
     class Options:
-        urls: tuple[str, ...] = attrs.field(factory=default_urls, metadata={"cli": "--comfy-url"})
+        urls: tuple[str, ...] = attrs.field(factory=default_urls,
+                                            metadata={"cli": "--comfy-url", "fingerprint": False})
         "ComfyUI servers (repeat --comfy-url, or a comma list); default $REELFORGE_COMFY_URL or http://127.0.0.1:8188."
         template: str = default_template
         "A built-in template (image-basic, video-basic, wan22-i2v) or the path of a template or API-format workflow JSON."
@@ -32,19 +38,19 @@ def _options_class(kind: str, default_template: str) -> type:
         "Frame height; 0 keeps the template's."
         fps: float = 0.0
         "Frames per second (video); 0 keeps the template's."
-        per_server: int = 2
+        per_server: int = attrs.field(default=2, metadata=_RUNTIME)
         "Shots in flight per server: 2 keeps a GPU busy while the next prompt waits in its queue."
-        timeout_s: float = 3600.0
+        timeout_s: float = attrs.field(default=3600.0, metadata=_RUNTIME)
         "Stop waiting for one prompt after this long (a retry looks the prompt up; it does not resubmit)."
-        poll_interval_s: float = 1.0
+        poll_interval_s: float = attrs.field(default=1.0, metadata=_RUNTIME)
         "How often /history is polled while the event socket is down."
-        server_grace_s: float = 30.0
+        server_grace_s: float = attrs.field(default=30.0, metadata=_RUNTIME)
         "A server that does not answer for this long is marked down and its shots move elsewhere."
-        down_for_s: float = 60.0
+        down_for_s: float = attrs.field(default=60.0, metadata=_RUNTIME)
         "How long a server marked down is skipped (unless every server is down)."
-        check_nodes: bool = True
+        check_nodes: bool = attrs.field(default=True, metadata=_RUNTIME)
         "Check against /object_info that the template's node classes exist before the first submit."
-        cancel_on_interrupt: bool = True
+        cancel_on_interrupt: bool = attrs.field(default=True, metadata=_RUNTIME)
         "On Ctrl-C, delete/interrupt this run's prompts on the server (false leaves them for a later resume)."
 
     Options.__name__ = Options.__qualname__ = f"Comfy{kind.title()}Options"
