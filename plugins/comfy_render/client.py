@@ -157,7 +157,10 @@ class EventStream:
     def connect(self) -> bool:
         from websockets.sync.client import connect
 
-        kw = dict(open_timeout=self.open_timeout, max_size=None, close_timeout=1, proxy=None)
+        # max_queue=None: unread events must not stall the reader, or close() waits for
+        # a close frame stuck behind them
+        kw = dict(open_timeout=self.open_timeout, max_size=None, max_queue=None,
+                  close_timeout=1, proxy=None)
         try:
             try:
                 self._ws = connect(self.url, legacy=True, **kw)  # websockets >= 17
