@@ -1,0 +1,120 @@
+"""ComfyUI backends through the real CLI: CliRunner end to end, and a `reelforge run`
+subprocess SIGKILLed mid-render then resumed without a second submission."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from framework.cli import cli
+from framework.session import DONE, SessionStore
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def comfy_args(*urls: str) -> list[str]:
+    args = ["--image-gen", "comfyui", "--renderer", "comfyui"]
+    for url in urls:
+        args += ["--comfy-url", url]
+    return args + ["-o", "shots=3", "-o", "comfyui.poll_interval_s=0.05",
+                   "-o", "comfyui.server_grace_s=2"]
+
+
+def only_session(out: Path):
+    store = SessionStore(out)
+    [sid] = store.ids()
+    return store.load(sid)
+
+
+def test_cli_images_and_videos_end_to_end(tmp_path, comfy):
+    out = tmp_path / "output"
+    r = CliRunner().invoke(cli, ["run", "A lighthouse keeper and a storm", "--new",
+                                 *comfy_args(comfy.url), "--output-dir", str(out)],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "COMPLETE" in r.output
+    session = only_session(out)
+    meta = session.meta
+    assert (session.path / "film.mp4").is_file()
+    for s in meta.shots:
+        for stage in ("images", "videos"):
+            art = s.artifact(stage)
+            assert art.state == DONE and art.backend == "comfyui"
+            assert art.checkpoint["rendered_by"] == comfy.url and art.checkpoint["seconds"] >= 0
+    assert [p.name for p in sorted((session.path / "images").iterdir())] == \
+        ["shot_001.png", "shot_002.png", "shot_003.png"]
+    assert [p.name for p in sorted((session.path / "videos").iterdir())] == \
+        ["shot_001.mp4", "shot_002.mp4", "shot_003.mp4"]
+    assert len(comfy.posts()) == 6  # one prompt per shot and stage, nothing resubmitted
+    # the server URL is recorded in the session, so a resume needs no flag
+    assert meta.backends["video"].options["urls"] == [comfy.url]
+
+
+def test_cli_validation_error_fails_the_shot_with_the_servers_words(tmp_path, comfy):
+    out = tmp_path / "output"
+    r = CliRunner().invoke(cli, ["run", "A lighthouse", "--new", *comfy_args(comfy.url),
+                                 "-o", "image.height=99999", "--output-dir", str(out)],
+                           catch_exceptions=False)
+    assert r.exit_code == 1
+    assert "node 1 (EmptyImage) input 'height'" in r.output
+    assert len(comfy.posts()) == 3  # refused once per shot, never retried
+
+
+def test_cli_bad_template_is_a_usage_error(tmp_path, comfy):
+    bad = tmp_path / "wf.json"
+    bad.write_text("{not json")
+    r = CliRunner().invoke(cli, ["run", "x", "--new", *comfy_args(comfy.url),
+                                 "-o", f"video.template={bad}", "--output-dir", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "is not valid JSON" in r.output
+    assert comfy.posts() == []
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(REELFORGE_LOAD_PLUGINS="", REELFORGE_RETRY_BACKOFF="0",
+               PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]))
+    env.pop("REELFORGE_COMFY_URL", None)
+    return env
+
+
+def test_sigkill_mid_render_then_resume_does_not_resubmit(tmp_path, comfy):
+    out = tmp_path / "output"
+    comfy.node_latency = 0.25  # a video prompt (4 nodes) takes about a second
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "framework", "run", "A glassblower's last commission", "--new",
+         *comfy_args(comfy.url), "-o", "per_server=1", "--output-dir", str(out)],
+        env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+
+    def video_running() -> bool:
+        run = comfy.running
+        return run is not None and any(n["class_type"] == "LoadImage" for n in run.prompt.values())
+
+    deadline = time.monotonic() + 60
+    while not video_running():
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, "no video prompt started"
+        time.sleep(0.01)
+    killed_pid = comfy.running.prompt_id
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    assert comfy.running is not None and comfy.running.prompt_id == killed_pid  # still rendering
+
+    resumed = subprocess.run([sys.executable, "-m", "framework", "resume", "--output-dir", str(out)],
+                             env=_env(), capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert len(comfy.posts(killed_pid)) == 1
+    session = only_session(out)
+    assert (session.path / "film.mp4").is_file()
+    by_pid = {s.video.checkpoint.get("prompt_id"): s for s in session.meta.shots}
+    assert killed_pid in by_pid
+    assert by_pid[killed_pid].video.state == DONE
+    # every shot and stage was submitted exactly once across both runs
+    ids = [b["prompt_id"] for b in comfy.posts()]
+    assert len(ids) == len(set(ids)) == 6, json.dumps(ids)
