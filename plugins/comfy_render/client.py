@@ -369,7 +369,7 @@ class ComfyClient:
         Raises PromptLost, ServerUnavailable (no answer for ``grace`` seconds), Cancelled, or
         RetryableServiceError on timeout."""
         deadline = time.monotonic() + timeout
-        last_ok = time.monotonic()
+        failing_since: float | None = None
         safety_poll = max(poll_interval * 10, 5.0)
         next_poll = 0.0  # check at once: a reattached prompt may be done already
         reconnect_at = 0.0
@@ -407,12 +407,13 @@ class ComfyClient:
             try:
                 state, entry = self.locate(prompt_id)
             except RetryableServiceError as exc:
-                if time.monotonic() - last_ok > grace:
+                failing_since = failing_since or time.monotonic()
+                if time.monotonic() - failing_since > grace:
                     raise ServerUnavailable(f"ComfyUI at {self.base_url} stopped answering "
                                             f"for {grace:.0f}s: {exc}", url=self.base_url) from exc
                 next_poll = time.monotonic() + poll_interval
                 continue
-            last_ok = time.monotonic()
+            failing_since = None
             if entry is not None:
                 return entry
             if state == "lost":

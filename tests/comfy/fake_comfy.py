@@ -113,6 +113,8 @@ class FakeComfy:
         self.hostile_outputs: list[dict[str, str]] = []
         "Extra file entries ({filename, subfolder, type}) put before the real ones in outputs."
         self.ignore_client_prompt_id = False
+        self.prompt_faults: list[str] = []
+        "One per POST /prompt, first first: '500_after_queue' queues the prompt, then answers 500."
         self.noise = True
         "Send binary preview frames and an unknown event type, as custom nodes do."
         self.requests: list[tuple[str, str, Any]] = []
@@ -350,6 +352,8 @@ class FakeComfy:
         self.pending.append(Item(number, prompt_id, prompt, extra, good))
         await self._status()
         self._wake.set()
+        if self.prompt_faults and self.prompt_faults.pop(0) == "500_after_queue":
+            return web.Response(status=500, text="500 Internal Server Error\n\nServer got itself in trouble")
         return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": node_errors})
 
     def _err400(self, kind: str, message: str, details: str) -> web.Response:

@@ -1,0 +1,93 @@
+"""Less common paths: ambiguous submissions, interrupts by others, timeouts, vanished
+outputs, and split image/video servers."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from framework.cli import cli
+from framework.errors import RetryableServiceError
+from framework.session import SessionStore
+from plugins.comfy_render.client import PromptInterrupted
+
+from .test_comfy_backends import renderer
+
+
+def test_500_after_queueing_is_looked_up_not_resubmitted(comfy, jobs, shot, still):
+    comfy.prompt_faults = ["500_after_queue"]
+    path = renderer(comfy.url).render(shot, still, jobs(shot))
+    assert path.suffix == ".mp4"
+    assert len(comfy.posts()) == 1
+
+
+def test_interrupt_by_someone_else_is_retryable_and_the_retry_resubmits(comfy, jobs, shot, still):
+    comfy.node_latency = 0.1
+    r = renderer(comfy.url)
+    box = {}
+
+    def first():
+        with pytest.raises(PromptInterrupted) as info:
+            r.render(shot, still, jobs(shot))
+        box["exc"] = info.value
+
+    t = threading.Thread(target=first)
+    t.start()
+    comfy.wait_until(lambda: comfy.running is not None)
+    httpx.post(f"{comfy.url}/interrupt", trust_env=False)  # someone at the ComfyUI web page
+    t.join(10)
+    assert isinstance(box["exc"], RetryableServiceError)
+    # the runner retries with attempt + 1: the interrupted prompt is not adopted
+    assert renderer(comfy.url).render(shot, still, jobs(shot, attempt=2)).suffix == ".mp4"
+    assert len(comfy.posts()) == 2
+
+
+def test_timeout_is_retryable_and_the_retry_waits_for_the_same_prompt(comfy, jobs, shot, still):
+    comfy.node_latency = 0.15
+    with pytest.raises(RetryableServiceError, match="not finished after"):
+        renderer(comfy.url, timeout_s=0.2).render(shot, still, jobs(shot))
+    path = renderer(comfy.url).render(shot, still, jobs(shot, attempt=2))
+    assert path.suffix == ".mp4" and len(comfy.posts()) == 1
+
+
+def test_reattach_with_output_gone_from_server_resubmits(comfy, jobs, shot, still):
+    renderer(comfy.url).render(shot, still, jobs(shot))
+    for f in comfy.output_dir.rglob("*.mp4"):
+        f.unlink()
+    path = renderer(comfy.url).render(shot, still, jobs(shot, attempt=2))
+    assert path.exists() and len(comfy.posts()) == 2
+
+
+def test_reconnect_with_same_client_id_resumes_events(comfy, jobs, shot, still):
+    comfy.node_latency = 0.1
+    r = renderer(comfy.url, cancel_on_interrupt=False)
+    job = jobs(shot)
+    t = threading.Thread(target=lambda: pytest.raises(Exception, r.render, shot, still, job))
+    t.start()
+    comfy.wait_until(lambda: comfy.running is not None and comfy.running.current_node == "2")
+    job.cancelled.set()
+    t.join(10)
+    before = len(jobs.progress)
+    renderer(comfy.url).render(shot, still, jobs(shot, attempt=2))
+    # the reattached socket (same clientId) got the running node, then the remaining events
+    assert any(m.startswith("node ") for _, m in jobs.progress[before:])
+    assert len(comfy.posts()) == 1
+
+
+def test_image_generator_and_renderer_on_different_servers(tmp_path, make_comfy):
+    a, b = make_comfy(), make_comfy()
+    out = tmp_path / "output"
+    r = CliRunner().invoke(cli, ["run", "Two servers", "--new", "--image-gen", "comfyui",
+                                 "--renderer", "comfyui", "-o", "shots=2",
+                                 "-o", f"image.urls={a.url}", "-o", f"video.urls={b.url}",
+                                 "-o", "comfyui.poll_interval_s=0.05", "--output-dir", str(out)],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    store = SessionStore(out)
+    meta = store.load(store.ids()[0]).meta
+    assert {s.image.checkpoint["rendered_by"] for s in meta.shots} == {a.url}
+    assert {s.video.checkpoint["rendered_by"] for s in meta.shots} == {b.url}
+    assert len(a.posts()) == 2 and len(b.posts()) == 2
