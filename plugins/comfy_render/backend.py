@@ -172,6 +172,8 @@ class ComfyBackend:
     # -- one shot -----------------------------------------------------------------------
 
     def run(self, shot: Shot, job: ShotJob, image: Path | None) -> Path:
+        if job.cancelled.is_set():
+            raise StageError(f"shot {shot.id}: cancelled before it was submitted")
         started = time.monotonic()
         cp = dict(job.checkpoint or {})
         if cp.get("prompt_id") and cp.get("server"):
@@ -182,7 +184,7 @@ class ComfyBackend:
         hop = 0
         lost = 0
         while True:
-            client = self.pool.pick(exclude=tried)
+            client = self._pick(tried, job)
             pid = self.prompt_id_for(job, hop)
             while pid == cp.get("prompt_id"):
                 hop += 1
@@ -202,6 +204,19 @@ class ComfyBackend:
                     raise RetryableServiceError(f"ComfyUI at {client.base_url} keeps losing shot "
                                                 f"{shot.id}'s prompt", url=client.base_url)
             hop += 1
+
+    def _pick(self, tried: set[str], job: ShotJob) -> ComfyClient:
+        """A server for the shot; when none answers, keep asking for server_grace_s (a
+        restarting ComfyUI is back in seconds) before giving the runner a retryable error."""
+        deadline = time.monotonic() + self.options.server_grace_s
+        while True:
+            try:
+                return self.pool.pick(exclude=tried)
+            except RetryableServiceError:
+                if time.monotonic() > deadline or len(tried) >= len(self.pool.urls):
+                    raise
+                if job.cancelled.wait(min(self.options.poll_interval_s, 1.0)):
+                    raise StageError(f"shot {job.shot.id}: cancelled while looking for a server") from None
 
     def _check_nodes(self, client: ComfyClient) -> None:
         if not self.options.check_nodes or client.base_url in self._checked:

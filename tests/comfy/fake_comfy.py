@@ -223,6 +223,11 @@ class FakeComfy:
         self._worker = asyncio.get_running_loop().create_task(self._work())
 
     async def _down(self) -> None:
+        # like a process dying: the port closes first, so no client sees a half-reset server
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            for site in list(runner.sites):
+                await site.stop()
         if self._worker is not None:
             self._worker.cancel()
             try:
@@ -231,9 +236,8 @@ class FakeComfy:
                 pass
         for ws in list(self.sockets.values()):
             await ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if runner is not None:
+            await runner.cleanup()
         self._reset_state()
 
     @web.middleware
