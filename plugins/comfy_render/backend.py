@@ -224,8 +224,7 @@ class ComfyBackend:
         with self._check_lock:
             if client.base_url in self._checked:
                 return
-            info = client.object_info()
-            missing = sorted(c for c in self.template.class_types() if c not in info)
+            missing = client.missing_node_classes(self.template.class_types())
             if missing:
                 raise ComfyError(
                     f"ComfyUI at {client.base_url} has no node class {', '.join(missing)} needed by "
@@ -372,8 +371,6 @@ class ComfyBackend:
         files: list[tuple[str, Path]] = []
         refused: list[str] = []
         for node_id, item in history_outputs(entry):
-            if self.template.output is not None and node_id != self.template.output:
-                continue
             if item.get("type") == "temp":
                 continue  # previews
             try:
@@ -383,12 +380,18 @@ class ComfyBackend:
                 log.warning("shot %s: %s", shot.id, exc)
                 continue
             dest = (out_dir / f"{_safe_component(node_id)}-{name}").resolve()
+            n = 1
+            while any(dest == p for _, p in files):  # same name from two subfolders
+                dest = (out_dir / f"{_safe_component(node_id)}-{n}-{name}").resolve()
+                n += 1
             if dest.parent != root:
                 refused.append(f"refusing output {name!r}: resolves outside {out_dir}")
                 continue
             files.append((node_id, client.download(item, dest)))
         wanted = VIDEO_SUFFIXES if self.kind == "video" else IMAGE_SUFFIXES
-        chosen = next((p for _, p in files if p.suffix.lower() in wanted), None)
+        # every named file is fetched; the result comes from the template's output node
+        chosen = next((p for nid, p in files if p.suffix.lower() in wanted
+                       and self.template.output in (None, nid)), None)
         if chosen is None:
             got = ", ".join(p.name for _, p in files) or "no files"
             extra = f" ({'; '.join(refused)})" if refused else ""

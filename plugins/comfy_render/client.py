@@ -216,7 +216,7 @@ class ComfyClient:
             timeout=httpx.Timeout(timeouts.read, connect=timeouts.connect),
             trust_env=False,  # a loopback ComfyUI must not go through an HTTP(S)_PROXY
         )
-        self._object_info: dict[str, Any] | None = None
+        self._object_info: dict[str, bool] | None = None
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -286,11 +286,21 @@ class ComfyClient:
         entry = data.get(prompt_id) if isinstance(data, dict) else None
         return entry or None
 
-    def object_info(self) -> dict[str, Any]:
-        with self._lock:
-            if self._object_info is None:
-                self._object_info = self._json(self._get("/object_info"), "GET /object_info")
-            return self._object_info
+    def missing_node_classes(self, class_types: Iterable[str]) -> list[str]:
+        """Which of these node classes the server does not have. Asks /object_info/{class}
+        per class (an unknown class answers {}): the full /object_info can be megabytes."""
+        missing = []
+        for cls in sorted(set(class_types)):
+            with self._lock:
+                known = self._object_info.get(cls) if self._object_info is not None else None
+            if known is None:
+                data = self._json(self._get(f"/object_info/{cls}"), "GET /object_info")
+                known = bool(isinstance(data, dict) and data.get(cls))
+                with self._lock:
+                    self._object_info = {**(self._object_info or {}), cls: known}
+            if not known:
+                missing.append(cls)
+        return missing
 
     # -- submitting --------------------------------------------------------------------
 
