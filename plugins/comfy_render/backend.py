@@ -254,7 +254,14 @@ class ComfyBackend:
                                     fingerprint=self.fingerprint(shot, job, image),
                                     submitted_at=round(time.time(), 3))
                 try:
-                    node_errors = client.submit(workflow, prompt_id=pid, client_id=client_id)
+                    queued_as, node_errors = client.submit(workflow, prompt_id=pid,
+                                                           client_id=client_id)
+                    if queued_as != pid:
+                        # an old ComfyUI that picks its own ids: record the real one at once
+                        log.warning("ComfyUI at %s ignored our prompt_id; it queued %s",
+                                    url, queued_as)
+                        pid = queued_as
+                        job.save_checkpoint(prompt_id=pid)
                 except RetryableServiceError as exc:
                     # Did it get queued anyway? Look before anything is sent again.
                     try:
@@ -354,7 +361,8 @@ class ComfyBackend:
     def _finish(self, entry: Mapping[str, Any], client: ComfyClient, pid: str, shot: Shot,
                 job: ShotJob, started: float) -> Path:
         url = client.base_url
-        status = (entry.get("status") or {}).get("status_str")
+        status = (entry.get("status") or {}).get("status_str") or \
+            ("success" if entry.get("outputs") else None)  # servers older than history status
         if status != "success":
             kind, data = history_error(entry) or ("execution_error", {})
             if kind == "execution_interrupted":

@@ -317,10 +317,12 @@ class ComfyClient:
             raise ComfyError(f"ComfyUI at {self.base_url} accepted an upload but named no file: {info}")
         return f"{sub}/{got}" if sub else got
 
-    def submit(self, workflow: Mapping[str, Any], *, prompt_id: str, client_id: str) -> dict[str, Any]:
-        """POST /prompt. Returns node_errors (non-empty when some outputs were refused and the
-        rest accepted). A 400 raises ComfyValidationError. Never retried here: the caller looks
-        the prompt_id up before submitting again."""
+    def submit(self, workflow: Mapping[str, Any], *, prompt_id: str, client_id: str
+               ) -> tuple[str, dict[str, Any]]:
+        """POST /prompt. Returns (the prompt_id the server uses, node_errors): node_errors is
+        non-empty when some outputs were refused and the rest accepted. A 400 raises
+        ComfyValidationError. Never retried here: the caller looks the prompt_id up before
+        submitting again."""
         body = {"prompt": workflow, "client_id": client_id, "prompt_id": prompt_id}
         resp = self._send("POST", "/prompt", json=body)
         if resp.status_code == 400:
@@ -339,11 +341,7 @@ class ComfyClient:
                 + (": " + "; ".join(lines) if lines else ""),
                 node_errors=node_errors, status_code=400, url=f"{self.base_url}/prompt")
         data = self._json(resp, "POST /prompt")
-        if data.get("prompt_id") not in (None, prompt_id):
-            raise ComfyError(f"ComfyUI at {self.base_url} queued our prompt as "
-                             f"{data.get('prompt_id')!r}, not {prompt_id!r}; it ignores client "
-                             f"prompt ids, so reattaching after a crash cannot work")
-        return data.get("node_errors") or {}
+        return str(data.get("prompt_id") or prompt_id), data.get("node_errors") or {}
 
     def cancel(self, prompt_id: str) -> None:
         """Remove the prompt from the queue if pending, interrupt it if running. Best effort."""

@@ -91,3 +91,12 @@ def test_image_generator_and_renderer_on_different_servers(tmp_path, make_comfy)
     assert {s.image.checkpoint["rendered_by"] for s in meta.shots} == {a.url}
     assert {s.video.checkpoint["rendered_by"] for s in meta.shots} == {b.url}
     assert len(a.posts()) == 2 and len(b.posts()) == 2
+
+
+def test_server_that_ignores_client_prompt_ids_still_works_and_is_recorded(comfy, jobs, shot, still):
+    comfy.ignore_client_prompt_id = True
+    renderer(comfy.url).render(shot, still, jobs(shot))
+    [server_pid] = list(comfy.history)
+    assert jobs.journal[("videos", 1)]["prompt_id"] == server_pid
+    renderer(comfy.url).render(shot, still, jobs(shot, attempt=2))  # reattaches by the real id
+    assert len(comfy.posts()) == 1
