@@ -195,6 +195,8 @@ class ComfyBackend:
                 self.pool.mark_down(client.base_url, str(exc))
                 tried.add(client.base_url)
                 log.warning("shot %s: moving off %s", shot.id, client.base_url)
+                if hop >= 2 * len(self.pool.urls) + 2:
+                    raise
             except PromptLost:
                 # The server forgot the prompt (restart): submit it again, a bounded number of times.
                 lost += 1
@@ -210,10 +212,12 @@ class ComfyBackend:
         restarting ComfyUI is back in seconds) before giving the runner a retryable error."""
         deadline = time.monotonic() + self.options.server_grace_s
         while True:
+            # once every server has failed this shot, any of them may take it again
+            exclude = tried if len(tried) < len(self.pool.urls) else set()
             try:
-                return self.pool.pick(exclude=tried)
+                return self.pool.pick(exclude=exclude)
             except RetryableServiceError:
-                if time.monotonic() > deadline or len(tried) >= len(self.pool.urls):
+                if time.monotonic() > deadline:
                     raise
                 if job.cancelled.wait(min(self.options.poll_interval_s, 1.0)):
                     raise StageError(f"shot {job.shot.id}: cancelled while looking for a server") from None

@@ -4,6 +4,7 @@ outputs, and split image/video servers."""
 from __future__ import annotations
 
 import threading
+import time
 
 import httpx
 import pytest
@@ -100,3 +101,15 @@ def test_server_that_ignores_client_prompt_ids_still_works_and_is_recorded(comfy
     assert jobs.journal[("videos", 1)]["prompt_id"] == server_pid
     renderer(comfy.url).render(shot, still, jobs(shot, attempt=2))  # reattaches by the real id
     assert len(comfy.posts()) == 1
+
+
+def test_a_server_restarting_when_the_shot_starts_is_waited_for(comfy, jobs, shot, still):
+    comfy.kill()
+    result = {}
+    t = threading.Thread(target=lambda: result.update(path=renderer(comfy.url, server_grace_s=5)
+                                                      .render(shot, still, jobs(shot))))
+    t.start()
+    time.sleep(0.3)
+    comfy.revive()
+    t.join(15)
+    assert result["path"].suffix == ".mp4" and len(comfy.posts()) == 1
