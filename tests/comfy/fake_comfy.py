@@ -5,6 +5,20 @@ queue shapes, upload renaming, /view checks, and a restart that forgets history.
 
 It does not run models: "executing" a node sleeps ``node_latency`` seconds; save nodes
 write small real PNG/MP4/WebM files.
+
+Where it differs from the recorded server (on purpose or for brevity):
+- no node cache: a resubmitted prompt runs again and writes new files (execution_cached is
+  always empty);
+- validation covers unknown/missing class_type, no outputs, missing required inputs, links
+  to missing nodes, INT/FLOAT type and min/max, classic combos and LoadImage's file check;
+  not link type mismatches or output indexes;
+- execution errors are injected (``fail_nodes``) besides SaveVideo's format check; no
+  "progress" events; a binary preview frame and an unknown event type are sent per node
+  (``noise``) so clients prove they ignore them;
+- clips are one fixed 64x64 file whatever the frame count; /view ignores ``preview``;
+- a restart is instant (or ``downtime`` seconds) and closes the port before forgetting;
+- ``prompt_faults`` and ``ignore_client_prompt_id`` simulate failures not in the
+  transcripts (a 500 after queueing; an old server choosing its own prompt ids).
 """
 
 from __future__ import annotations

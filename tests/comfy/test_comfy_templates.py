@@ -106,3 +106,23 @@ def test_url_default_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("REELFORGE_COMFY_URL", "http://gpu1:8188, http://gpu2:8188")
     r = ComfyRenderer(VideoOptions())
     assert r.options.urls == ("http://gpu1:8188", "http://gpu2:8188") and r.concurrency == 4
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_TEMPLATES))
+def test_builtin_templates_pass_the_fakes_validation(name, comfy):
+    """Every input name and value of the shipped workflows is one ComfyUI 0.3.64 accepts
+    (object_info_full.json), model file names aside."""
+    kind = "image" if name.startswith("image") else "video"
+    wf = load_template(name, kind=kind).workflow
+    info = object_info()
+    for node_id, node in wf.items():
+        spec = info[node["class_type"]]["input"]
+        allowed = {**spec.get("required", {}), **spec.get("optional", {})}
+        assert set(node["inputs"]) <= set(allowed), (node_id, set(node["inputs"]) - set(allowed))
+        assert set(spec.get("required", {})) <= set(node["inputs"]), node_id
+    errors: dict = {}
+    outputs = [n for n, node in wf.items() if info[node["class_type"]].get("output_node")]
+    for out in outputs:
+        comfy._validate(wf, out, errors, set())
+    model_inputs = {"unet_name", "clip_name", "vae_name", "image"}  # files not on the fake
+    assert all(e["extra_info"].get("input_name") in model_inputs for errs in errors.values() for e in errs)
