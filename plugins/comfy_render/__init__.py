@@ -33,4 +33,11 @@ def register_renderers(register):
     register(ComfyRenderer)
 
 
+@hookimpl
+def register_commands(cli):
+    from .commands import add_commands
+
+    add_commands(cli)
+
+
 __all__ = ["ComfyRenderer", "ImageOptions", "VideoOptions"]

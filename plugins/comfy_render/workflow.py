@@ -163,7 +163,8 @@ def build_template(name: str, workflow: Any, spec: Mapping[str, Any], *, kind: s
     where = f"ComfyUI template {name}"
     tkind = spec.get("kind", kind)
     if tkind != kind:
-        raise ConfigError(f"{where} is a {tkind!r} template; the {kind} backend needs a {kind!r} one")
+        raise ConfigError(f"{where} is a {tkind!r} template; the {kind} backend needs a {kind!r} one "
+                          f"(set templates per backend: -o image.template=... -o video.template=...)")
     _check_workflow(workflow, where)
     known = set(INJECTION_KEYS)
     unknown = set(spec) - {"reelforge_template", "kind", "description", "inject", "output",
@@ -196,7 +197,8 @@ def build_template(name: str, workflow: Any, spec: Mapping[str, Any], *, kind: s
         raise ConfigError(
             f"{where} has no injection point for {', '.join(missing)}: add "
             f"\"inject\": {{\"{missing[0]}\": \"NODE_ID.INPUT\"}} to the template or mapping, "
-            f"or title the node 'reelforge.{missing[0]}'")
+            f"or title the node 'reelforge.{missing[0]}' (the {kind} backend is reading it; "
+            f"set templates per backend with -o {kind}.template=...)")
     output = spec.get("output")
     if output is not None:
         output = str(output)

@@ -118,3 +118,19 @@ def test_sigkill_mid_render_then_resume_does_not_resubmit(tmp_path, comfy):
     # every shot and stage was submitted exactly once across both runs
     ids = [b["prompt_id"] for b in comfy.posts()]
     assert len(ids) == len(set(ids)) == 6, json.dumps(ids)
+
+
+def test_comfyui_check_command(tmp_path, make_comfy):
+    from framework.plugins import pm
+
+    pm.hook.register_commands(cli=cli)  # as main() does
+    comfy = make_comfy()
+    r = CliRunner().invoke(cli, ["comfyui", "check", "--comfy-url", comfy.url])
+    assert r.exit_code == 0, r.output
+    assert "template video-basic (video): 4 nodes, injects filename_prefix, fps, frames, image" in r.output
+    assert f"{comfy.url}: up, 0 prompt(s) queued, OK" in r.output
+    r = CliRunner().invoke(cli, ["comfyui", "check", "--comfy-url", comfy.url, "--comfy-url",
+                                 "http://127.0.0.1:9", "--video-template", "wan22-i2v"])
+    assert r.exit_code == 1
+    assert f"{comfy.url}: up, 0 prompt(s) queued, OK" in r.output  # Wan 2.2 nodes are built in
+    assert "http://127.0.0.1:9: DOWN" in r.output

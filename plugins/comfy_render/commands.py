@@ -1,0 +1,51 @@
+"""`reelforge comfyui check`: is each server up, how busy, and can it run the templates?"""
+
+from __future__ import annotations
+
+import click
+
+
+def add_commands(cli: click.Group) -> None:
+    @cli.group("comfyui")
+    def comfyui() -> None:
+        """ComfyUI servers and workflow templates (see docs/comfyui.md)."""
+
+    @comfyui.command("check")
+    @click.option("--comfy-url", "urls", multiple=True, metavar="URL",
+                  help="A server to check (repeatable); default $REELFORGE_COMFY_URL or http://127.0.0.1:8188.")
+    @click.option("--image-template", default="image-basic", show_default=True,
+                  help="Image template to check (built-in name or path).")
+    @click.option("--video-template", default="video-basic", show_default=True,
+                  help="Video template to check (built-in name or path).")
+    def check(urls: tuple[str, ...], image_template: str, video_template: str) -> None:
+        """Check templates, then each server: reachable, queue depth, node classes present.
+        Exits 1 if any server cannot run the templates."""
+        from framework.errors import ServiceError
+
+        from .client import ComfyClient
+        from .options import default_urls
+        from .workflow import load_template
+
+        templates = [load_template(image_template, kind="image"),
+                     load_template(video_template, kind="video")]
+        for t in templates:
+            click.echo(f"template {t.name} ({t.kind}): {len(t.workflow)} nodes, injects "
+                       f"{', '.join(sorted(t.targets))}")
+        bad = 0
+        for url in urls or default_urls():
+            client = ComfyClient(url)
+            try:
+                depth = client.queue_remaining()
+                problems = [f"{t.name} needs missing node class(es) {', '.join(m)}"
+                            for t in templates if (m := client.missing_node_classes(t.class_types()))]
+            except ServiceError as exc:
+                click.echo(f"{url}: DOWN ({exc})")
+                bad += 1
+                continue
+            finally:
+                client.close()
+            state = "OK" if not problems else "CANNOT RUN: " + "; ".join(problems)
+            click.echo(f"{url}: up, {depth} prompt(s) queued, {state}")
+            bad += bool(problems)
+        if bad:
+            raise SystemExit(1)
