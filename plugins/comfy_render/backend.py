@@ -314,10 +314,23 @@ class ComfyBackend:
                                poll_interval=o.poll_interval_s, timeout=o.timeout_s,
                                grace=o.server_grace_s)
         except Cancelled:
-            if o.cancel_on_interrupt:
-                client.cancel(pid)
+            self._cancel_remote(client, pid)
             raise StageError(f"shot {job.shot.id}: cancelled while ComfyUI at {client.base_url} "
                              f"was working on prompt {pid}") from None
+
+    def _cancel_remote(self, client: ComfyClient, pid: str) -> None:
+        """Ctrl-C: a render already running is worth keeping for `reelforge resume` unless
+        on_interrupt=all; a prompt still waiting in the queue is deleted unless 'none'."""
+        mode = self.options.on_interrupt
+        if mode == "all":
+            client.cancel(pid)
+        elif mode == "pending":
+            try:
+                state, _ = client.locate(pid)
+            except ServiceError:
+                return
+            if state == "pending":
+                client.delete_queued(pid)
 
     def _reattach(self, shot: Shot, job: ShotJob, cp: Mapping[str, Any], started: float,
                   image: Path | None) -> Path | None:

@@ -343,6 +343,13 @@ class ComfyClient:
         data = self._json(resp, "POST /prompt")
         return str(data.get("prompt_id") or prompt_id), data.get("node_errors") or {}
 
+    def delete_queued(self, prompt_id: str) -> None:
+        """POST /queue {"delete": [id]}: drops the prompt if it is still pending. Best effort."""
+        try:
+            self._send("POST", "/queue", json={"delete": [prompt_id]})
+        except ServiceError:
+            pass
+
     def cancel(self, prompt_id: str) -> None:
         """Remove the prompt from the queue if pending, interrupt it if running. Best effort."""
         for path, body in (("/queue", {"delete": [prompt_id]}), ("/interrupt", {"prompt_id": prompt_id})):

@@ -50,8 +50,9 @@ def _options_class(kind: str, default_template: str) -> type:
         "How long a server marked down is skipped (unless every server is down)."
         check_nodes: bool = attrs.field(default=True, metadata=_RUNTIME)
         "Check against /object_info that the template's node classes exist before the first submit."
-        cancel_on_interrupt: bool = attrs.field(default=True, metadata=_RUNTIME)
-        "On Ctrl-C, delete/interrupt this run's prompts on the server (false leaves them for a later resume)."
+        on_interrupt: str = attrs.field(default="pending", metadata=_RUNTIME,
+                                        validator=attrs.validators.in_(("pending", "all", "none")))
+        "On Ctrl-C: 'pending' deletes queued prompts but lets running renders finish (resume adopts them); 'all' also interrupts running ones; 'none' leaves the server alone."
 
     Options.__name__ = Options.__qualname__ = f"Comfy{kind.title()}Options"
     return Options

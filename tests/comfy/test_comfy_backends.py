@@ -210,7 +210,7 @@ def test_only_hostile_outputs_is_an_error(comfy, jobs, shot, still, tmp_path):
 
 def test_reattach_to_running_prompt_does_not_resubmit(comfy, jobs, shot, still):
     comfy.node_latency = 0.1
-    r = renderer(comfy.url, cancel_on_interrupt=False)
+    r = renderer(comfy.url, on_interrupt="none")
     job = jobs(shot)
     t = threading.Thread(target=lambda: pytest.raises(StageError, r.render, shot, still, job))
     t.start()
@@ -243,10 +243,11 @@ def test_reattach_after_server_forgot_submits_again(comfy, jobs, shot, still):
     assert len(posts) == 2 and posts[0]["prompt_id"] != posts[1]["prompt_id"]
 
 
-def test_cancel_deletes_and_interrupts_remote_prompt(comfy, jobs, shot, still):
+def test_cancel_with_on_interrupt_all_deletes_and_interrupts(comfy, jobs, shot, still):
     comfy.node_latency = 0.1
     job = jobs(shot)
-    t = threading.Thread(target=lambda: pytest.raises(StageError, renderer(comfy.url).render, shot, still, job))
+    r = renderer(comfy.url, on_interrupt="all")
+    t = threading.Thread(target=lambda: pytest.raises(StageError, r.render, shot, still, job))
     t.start()
     comfy.wait_until(lambda: comfy.running is not None)
     job.cancelled.set()
@@ -273,3 +274,28 @@ def test_least_busy_server_is_picked(make_comfy, jobs, shot, still):
     httpx.post(f"{a.url}/prompt", json={"prompt": wf}, trust_env=False)
     r.render(shot, still, jobs(shot))
     assert jobs.journal[("videos", 1)]["rendered_by"] == b.url
+
+
+def test_cancel_by_default_deletes_pending_prompts_but_keeps_running_ones(comfy, jobs, still):
+    from framework.records import Shot
+
+    comfy.node_latency = 0.1
+    r = renderer(comfy.url, per_server=2)
+    shots = [Shot(id=i, scene_id="s", description="d", image_prompt="p", seed=i) for i in (1, 2)]
+    batch = [jobs(s) for s in shots]
+    for job in batch[1:]:
+        job.cancelled = batch[0].cancelled  # one Ctrl-C for the whole run, as the runner does
+    threads = [threading.Thread(target=lambda s=s, j=j: pytest.raises(StageError, r.render, s, still, j))
+               for s, j in zip(shots, batch)]
+    for t in threads:
+        t.start()
+    comfy.wait_until(lambda: comfy.running is not None and len(comfy.pending) == 1)
+    running, pending = comfy.running.prompt_id, comfy.pending[0].prompt_id
+    batch[0].cancelled.set()
+    for t in threads:
+        t.join(10)
+    assert ("POST", "/queue", {"delete": [pending]}) in comfy.requests
+    assert not [b for m, p, b in comfy.requests if p == "/interrupt"]
+    comfy.wait_until(lambda: running in comfy.history)
+    assert comfy.history[running]["status"]["status_str"] == "success"
+    assert pending not in comfy.history and not comfy.pending

@@ -64,7 +64,7 @@ def test_reattach_with_output_gone_from_server_resubmits(comfy, jobs, shot, stil
 
 def test_reconnect_with_same_client_id_resumes_events(comfy, jobs, shot, still):
     comfy.node_latency = 0.1
-    r = renderer(comfy.url, cancel_on_interrupt=False)
+    r = renderer(comfy.url, on_interrupt="none")
     job = jobs(shot)
     t = threading.Thread(target=lambda: pytest.raises(Exception, r.render, shot, still, job))
     t.start()
