@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import threading
 import time
@@ -14,7 +13,6 @@ import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
-import attrs
 
 from framework.errors import ConfigError, RetryableServiceError, ServiceError, StageError
 from framework.protocols import ShotJob

@@ -12,7 +12,7 @@ import os
 import threading
 import time
 import uuid
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import attrs
@@ -501,7 +501,3 @@ def history_error(entry: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None
                                                                  "execution_interrupted"):
             return msg[0], msg[1] or {}
     return None
-
-
-def posix_join(subfolder: str, filename: str) -> str:
-    return str(PurePosixPath(subfolder) / filename) if subfolder else filename
