@@ -113,3 +113,9 @@ def test_a_server_restarting_when_the_shot_starts_is_waited_for(comfy, jobs, sho
     comfy.revive()
     t.join(15)
     assert result["path"].suffix == ".mp4" and len(comfy.posts()) == 1
+
+
+def test_slow_http_answers_are_waited_for(comfy, jobs, shot, still):
+    comfy.http_latency = 0.05  # every request, websocket upgrade included
+    path = renderer(comfy.url).render(shot, still, jobs(shot))
+    assert path.suffix == ".mp4" and len(comfy.posts()) == 1
