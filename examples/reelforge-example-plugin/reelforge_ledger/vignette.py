@@ -31,7 +31,6 @@ class VignetteGenerator:
 
     name: ClassVar[str] = "vignette"
     Options: ClassVar[type] = VignetteOptions
-    description: ClassVar[str] = "Wraps another image generator: vignette and film grain"
 
     def __init__(self, options: VignetteOptions | None = None):
         self.options = options if options is not None else VignetteOptions()
