@@ -1,16 +1,16 @@
 """The example plugin distribution (examples/reelforge-example-plugin), the way a user gets
-it: installed with pip into this environment, then used through the command line.
+it: built and installed with pip, then used through the command line.
 
-The install is an editable one into the interpreter running the tests (in CI, the fresh
-virtual environment .ci/run makes). Installed plugins do not leak into the rest of the
-suite: conftest sets REELFORGE_LOAD_PLUGINS to empty, so only the subprocesses here, which
-name the example's entry points, load them.
+pip installs it with ``--target`` into a folder of its own, which the command-line
+subprocesses here put on PYTHONPATH: reelforge finds it through its entry points exactly as
+in site-packages, but the environment running the tests is left as it was (an install into
+it would make every later ``reelforge`` run there load the ledger, and entry points that
+this process could see but not import).
 """
 
 from __future__ import annotations
 
 import csv
-import importlib.metadata
 import json
 import os
 import subprocess
@@ -25,45 +25,32 @@ DIST = "reelforge-example-plugin"
 ENTRY_POINTS = ("ledger", "vignette")
 
 
-def _installed_from_here() -> bool:
-    """Is the example installed, editable, from this checkout (not another worktree)?"""
-    try:
-        dist = importlib.metadata.distribution(DIST)
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    direct_url = dist.read_text("direct_url.json")
-    if not direct_url:
-        return False
-    info = json.loads(direct_url)
-    return (info.get("dir_info", {}).get("editable")
-            and info.get("url") == EXAMPLE.resolve().as_uri())
-
-
-def _run(args: list[str], **kw) -> subprocess.CompletedProcess:
-    proc = subprocess.run(args, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                          timeout=180, **kw)
+def _run(args: list, **kw) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(a) for a in args], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=180, **kw)
     assert proc.returncode == 0, f"{' '.join(map(str, args))} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc
 
 
 @pytest.fixture(scope="module")
-def example_installed() -> None:
-    if not _installed_from_here():
-        # --no-deps: reelforge itself is already installed here (and not on any index).
-        # Build isolation stays on: a fresh venv has no `wheel`, which setuptools needs.
-        _run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "-e", str(EXAMPLE)])
+def example_site(tmp_path_factory) -> Path:
+    """A folder holding the example, installed by pip from its source (a wheel build)."""
+    site = tmp_path_factory.mktemp("example-site")
+    # --no-deps: reelforge itself is already installed here (and is on no index).
+    _run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile",
+          "--target", site, EXAMPLE])
+    return site
 
 
 @pytest.fixture
-def cli_env() -> dict[str, str]:
-    env = dict(os.environ)
+def cli_env(example_site) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REELFORGE_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(example_site), env.get("PYTHONPATH")]))
     env["REELFORGE_LOAD_PLUGINS"] = ",".join(ENTRY_POINTS)
-    for name in ("REELFORGE_PLUGINS", "REELFORGE_OUTPUT_DIR", "REELFORGE_FAKE_LOG"):
-        env.pop(name, None)
     return env
 
 
-def test_reelforge_plugins_lists_it(example_installed, cli_env):
+def test_reelforge_plugins_lists_it(cli_env):
     out = _run([sys.executable, "-m", "framework", "plugins", "--json"], env=cli_env).stdout
     plugins = {p["name"]: p for p in json.loads(out)}
     for name in ENTRY_POINTS:
@@ -76,7 +63,7 @@ def test_reelforge_plugins_lists_it(example_installed, cli_env):
     assert f"vignette ({DIST} 0.1.0): reelforge_ledger.vignette" in text
 
 
-def test_a_run_uses_it_end_to_end(example_installed, cli_env, tmp_path):
+def test_a_run_uses_it_end_to_end(cli_env, tmp_path):
     shots = 3
     out = tmp_path / "out"
     _run([sys.executable, "-m", "framework", "run", "A lighthouse keeper befriends a storm",
@@ -100,5 +87,5 @@ def test_a_run_uses_it_end_to_end(example_installed, cli_env, tmp_path):
                     "strength": 0.8, "grain": 0.08}}
 
 
-def test_its_own_tests_pass(example_installed, cli_env):
+def test_its_own_tests_pass(cli_env):
     _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], env=cli_env, cwd=EXAMPLE)
