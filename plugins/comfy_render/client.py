@@ -159,8 +159,7 @@ class EventStream:
 
         # max_queue=None: unread events must not stall the reader, or close() waits for
         # a close frame stuck behind them
-        kw = dict(open_timeout=self.open_timeout, max_size=None, max_queue=None,
-                  close_timeout=1, proxy=None)
+        kw = dict(open_timeout=self.open_timeout, max_size=None, max_queue=None, close_timeout=1)
         try:
             try:
                 self._ws = connect(self.url, legacy=True, **kw)  # websockets >= 17
@@ -214,8 +213,7 @@ class ComfyClient:
         self._http = httpx.Client(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeouts.read, connect=timeouts.connect),
-            trust_env=False,  # a loopback ComfyUI must not go through an HTTP(S)_PROXY
-        )
+        )  # HTTP(S)_PROXY and NO_PROXY apply, as for any HTTP client
         self._object_info: dict[str, bool] | None = None
         self._lock = threading.Lock()
 

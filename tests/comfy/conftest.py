@@ -15,6 +15,9 @@ from .fake_comfy import FakeComfy
 def _no_backoff(monkeypatch):
     monkeypatch.setenv("REELFORGE_RETRY_BACKOFF", "0")
     monkeypatch.delenv("REELFORGE_COMFY_URL", raising=False)
+    # the fake listens on loopback: never send its traffic to a proxy from the environment
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
 
 
 @pytest.fixture
