@@ -29,7 +29,7 @@ def _options_class(kind: str, default_template: str) -> type:
                                             metadata={"cli": "--comfy-url", "fingerprint": False})
         "ComfyUI servers (repeat --comfy-url, or a comma list); default $REELFORGE_COMFY_URL or http://127.0.0.1:8188."
         template: str = default_template
-        "A built-in template (image-basic, video-basic, wan22-i2v) or the path of a template or API-format workflow JSON."
+        "A built-in template (image-basic, video-basic, wan22-i2v, ltxv-i2v) or the path of a template or API-format workflow JSON."
         mapping: str = ""
         "Optional JSON file of injection points for a bare API-format workflow."
         width: int = 0

@@ -47,6 +47,7 @@ BUILTIN_TEMPLATES = {
     "image-basic": "image_basic.json",
     "video-basic": "video_basic.json",
     "wan22-i2v": "wan22_i2v.json",
+    "ltxv-i2v": "ltxv_i2v.json",
 }
 
 _TITLE_TOKEN = re.compile(r"reelforge\.([a-z_]+)(?:=([A-Za-z0-9_]+))?")
