@@ -13,7 +13,6 @@ import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
-
 from framework.errors import ConfigError, RetryableServiceError, ServiceError, StageError
 from framework.protocols import ShotJob
 from framework.records import Shot

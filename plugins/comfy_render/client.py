@@ -270,7 +270,7 @@ class ComfyClient:
 
     def queue_remaining(self) -> int:
         """Running + pending prompts (GET /prompt)."""
-        data = self._json(self._send("GET", "/prompt"), "GET /prompt")
+        data = self._json(self._get("/prompt"), "GET /prompt")
         return int((data.get("exec_info") or {}).get("queue_remaining", 0))
 
     def queue(self) -> QueueState:
