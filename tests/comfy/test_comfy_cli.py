@@ -134,3 +134,34 @@ def test_comfyui_check_command(tmp_path, make_comfy):
     assert r.exit_code == 1
     assert f"{comfy.url}: up, 0 prompt(s) queued, OK" in r.output  # Wan 2.2 nodes are built in
     assert "http://127.0.0.1:9: DOWN" in r.output
+
+
+def test_ctrl_c_keeps_the_running_render_and_resume_adopts_it(tmp_path, comfy):
+    out = tmp_path / "output"
+    comfy.node_latency = 0.25
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "framework", "run", "A clockmaker's apprentice", "--new",
+         *comfy_args(comfy.url), "--output-dir", str(out)],
+        env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while not (comfy.running is not None and comfy.pending):
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, "never had a running and a pending prompt"
+        time.sleep(0.01)
+    running = comfy.running.prompt_id
+    pending = [i.prompt_id for i in comfy.pending]
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 130, proc.stdout.read()
+    # queued prompts were deleted; the one already rendering was left to finish
+    deleted = {pid for m, p, b in comfy.requests if p == "/queue" and isinstance(b, dict)
+               for pid in b.get("delete", [])}
+    assert set(pending) <= deleted and running not in deleted
+    assert not [p for m, p, _ in comfy.requests if p == "/interrupt"]
+    comfy.wait_until(lambda: running in comfy.history)
+    assert comfy.history[running]["status"]["status_str"] == "success"
+
+    resumed = subprocess.run([sys.executable, "-m", "framework", "resume", "--output-dir", str(out)],
+                             env=_env(), capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert len(comfy.posts(running)) == 1  # adopted from /history, not rendered again
+    assert (only_session(out).path / "film.mp4").is_file()
