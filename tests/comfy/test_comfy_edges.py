@@ -119,3 +119,11 @@ def test_slow_http_answers_are_waited_for(comfy, jobs, shot, still):
     comfy.http_latency = 0.05  # every request, websocket upgrade included
     path = renderer(comfy.url).render(shot, still, jobs(shot))
     assert path.suffix == ".mp4" and len(comfy.posts()) == 1
+
+
+def test_recorded_server_gone_moves_the_shot_to_the_configured_one(comfy, jobs, shot, still):
+    jobs.journal[("videos", 1)] = {"prompt_id": "0b7c1f1e-0000-5000-8000-000000000000",
+                                   "server": "http://127.0.0.1:9", "client_id": "x"}
+    path = renderer(comfy.url).render(shot, still, jobs(shot, attempt=2))
+    assert path.suffix == ".mp4" and len(comfy.posts()) == 1
+    assert jobs.journal[("videos", 1)]["rendered_by"] == comfy.url
