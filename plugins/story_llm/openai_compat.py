@@ -1,0 +1,134 @@
+"""The ``openai`` story writer: any server speaking OpenAI's chat-completions API
+(OpenAI itself, llama.cpp's server, vLLM, LM Studio, ...)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import attrs
+
+from framework import hookimpl
+from framework.errors import ConfigError, ServiceError
+
+from .chat import ChatStoryWriter, PlanOptions, Reply
+from .schemas import SCHEMAS
+from .transport import BadRequest, JSONClient
+
+log = logging.getLogger("reelforge.story_llm")
+
+JSON_MODES = ("json_schema", "json_object", "none")
+
+
+@attrs.frozen
+class OpenAIOptions(PlanOptions):
+    """Options of the ``openai`` story writer (plus the planning options it shares with ollama)."""
+
+    base_url: str = "https://api.openai.com/v1"
+    "The API root; /chat/completions is appended. For llama.cpp or vLLM: http://HOST:PORT/v1."
+    model: str = "gpt-4o-mini"
+    "The model name the server knows."
+    api_key_env: str = "OPENAI_API_KEY"
+    "The environment variable holding the API key (sent as a Bearer token; never saved)."
+    max_tokens: int | None = None
+    "Cap on tokens per answer; unset leaves the server's default."
+    json_mode: str = "json_schema"
+    "How to ask for JSON: json_schema (strict), json_object, or none (prompt only). A server "
+    "that refuses json_schema is asked again with json_object automatically."
+
+
+def _is_about_response_format(error: BadRequest) -> bool:
+    text = error.body.lower()
+    return any(word in text for word in ("response_format", "json_schema", "json_object",
+                                         "structured output", "grammar"))
+
+
+class OpenAIStory(ChatStoryWriter):
+    """Writes the story, scene graph and shot plan with an OpenAI-compatible chat model."""
+
+    name: ClassVar[str] = "openai"
+    Options: ClassVar[type] = OpenAIOptions
+    label: ClassVar[str] = "OpenAI-compatible server"
+    limit_hint: ClassVar[str] = "the max_tokens option (or the server's context size)"
+
+    def __init__(self, options: OpenAIOptions | None = None):
+        super().__init__(options)
+        if self.options.json_mode not in JSON_MODES:
+            raise ConfigError(f"openai.json_mode must be one of {', '.join(JSON_MODES)}, "
+                              f"got {self.options.json_mode!r}")
+        self._mode = self.options.json_mode
+        self._client: JSONClient | None = None
+
+    def _http(self) -> JSONClient:
+        if self._client is None:
+            headers = {}
+            key = os.environ.get(self.options.api_key_env, "").strip() if self.options.api_key_env else ""
+            if key:
+                headers["Authorization"] = f"Bearer {key}"
+            elif urlsplit(self.options.base_url).hostname == "api.openai.com":
+                raise ConfigError(
+                    f"the openai story writer needs an API key: set the environment variable "
+                    f"{self.options.api_key_env or 'OPENAI_API_KEY'} (or point base_url at a "
+                    f"local server, e.g. -o openai.base_url=http://127.0.0.1:8080/v1)")
+            self._client = JSONClient(self.options.base_url, label=self.label,
+                                      timeout=self.options.timeout, headers=headers)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _payload(self, messages: list[dict[str, str]], stage: str) -> dict[str, Any]:
+        opts = self.options
+        payload: dict[str, Any] = {"model": opts.model, "messages": messages,
+                                   "temperature": opts.temperature}
+        if opts.seed is not None:
+            payload["seed"] = opts.seed
+        if opts.max_tokens:
+            payload["max_tokens"] = opts.max_tokens
+        if self._mode == "json_schema":
+            payload["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": stage, "strict": True, "schema": SCHEMAS[stage]}}
+        elif self._mode == "json_object":
+            payload["response_format"] = {"type": "json_object"}
+        return payload
+
+    def _chat(self, messages: list[dict[str, str]], stage: str) -> Reply:
+        while True:
+            try:
+                data = self._http().post("/chat/completions", self._payload(messages, stage))
+                break
+            except BadRequest as exc:
+                if self._mode == "none" or not _is_about_response_format(exc):
+                    raise
+                fallback = "json_object" if self._mode == "json_schema" else "none"
+                log.warning("%s refused response_format %s (%s); using %s from now on",
+                            self.label, self._mode, exc, fallback)
+                self._mode = fallback
+        return self._reply(data)
+
+    def _reply(self, data: dict[str, Any]) -> Reply:
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise ServiceError(f"{self.label} at {self.options.base_url} answered without choices: "
+                               f"{str(data)[:200]}")
+        choice = choices[0]
+        message = choice.get("message") or {}
+        finish = choice.get("finish_reason")
+        if message.get("refusal"):
+            raise ServiceError(f"{self._who()} refused: {message['refusal']}")
+        if finish == "content_filter":
+            raise ServiceError(f"{self._who()}'s answer was stopped by the server's content filter; "
+                               f"rephrase the idea and run again")
+        usage = data.get("usage") or {}
+        log.debug("%s: finish_reason=%s prompt_tokens=%s completion_tokens=%s", self._who(),
+                  finish, usage.get("prompt_tokens"), usage.get("completion_tokens"))
+        return Reply(content=message.get("content") or "", finish_reason=finish)
+
+
+@hookimpl
+def register_story_llms(register):
+    register(OpenAIStory)
