@@ -41,7 +41,8 @@ def load_plugins() -> pluggy.PluginManager:
 
     ``REELFORGE_LOAD_PLUGINS`` (a comma list of entry-point names, possibly empty) limits
     which *installed* plugins load; built-ins always load. A plugin that fails to import is
-    skipped with a warning naming it.
+    skipped with a warning naming it. ``REELFORGE_PLUGINS`` (a comma list of module names)
+    registers plugin modules that are not installed, e.g. while developing one.
     """
     global _loaded
     if _loaded:
@@ -63,6 +64,10 @@ def load_plugins() -> pluggy.PluginManager:
             pm.register(plugin, name=ep.name)
         except Exception as exc:  # a broken third-party plugin must not take the CLI down
             warnings.warn(f"reelforge: skipped plugin {ep.name!r} ({ep.value}): {exc}", stacklevel=2)
+    # Plugin modules named directly (like pytest's -p): for local development and tests.
+    for module_name in filter(None, (m.strip() for m in os.environ.get("REELFORGE_PLUGINS", "").split(","))):
+        if pm.get_plugin(module_name) is None:
+            pm.register(importlib.import_module(module_name), name=module_name)
     pm.check_pending()
     return pm
 

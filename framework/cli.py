@@ -1,0 +1,317 @@
+"""The ``reelforge`` command line: run, resume, sessions list/view, plugins."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import ConfigError, ReelforgeError, SessionCorruptError, SessionError
+from .plugins import KINDS, backends, load_plugins, pm, plugin_info
+
+# Backends may add flags to run/resume, so plugins load before the commands are built.
+load_plugins()
+
+_BACKEND_FLAGS = {"story": "--story-llm", "image": "--image-gen", "video": "--renderer"}
+
+
+def _output_dir_option(f):
+    return click.option(
+        "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("output"),
+        envvar="REELFORGE_OUTPUT_DIR", show_default=True,
+        help="Where sessions live (output/sessions/...).")(f)
+
+
+def _backend_flags() -> dict[str, list[tuple[str, str, bool]]]:
+    """Extra flags backends ask for (Options field metadata 'cli'):
+    flag -> [(backend name, field, multiple)]."""
+    from .options import cli_flags
+
+    flags: dict[str, list[tuple[str, str, bool]]] = {}
+    for kind in KINDS:
+        try:
+            regs = backends(kind)
+        except ConfigError:
+            continue
+        for reg in regs.values():
+            opt_cls = getattr(reg.cls, "Options", None)
+            for flag, (field, multiple) in (cli_flags(opt_cls) if opt_cls else {}).items():
+                flags.setdefault(flag, []).append((reg.name, field, multiple))
+    return flags
+
+
+def _run_options(f):
+    """Backend selection and options shared by `run` and `resume`."""
+    for kind, flag in reversed(_BACKEND_FLAGS.items()):
+        label = KINDS[kind][1]
+        f = click.option(flag, f"{kind}_backend", metavar="NAME",
+                         help=f"The {label} to use (see `reelforge plugins`).")(f)
+    f = click.option("-o", "--option", "options", multiple=True, metavar="[NAME.]KEY=VALUE",
+                     help="A backend option, e.g. -o shots=9 or -o kenburns.fps=30. Repeatable.")(f)
+    f = click.option("--transition", type=click.Choice(["cut", "crossfade"]), default="cut",
+                     show_default=True, help="How clips are joined into film.mp4.")(f)
+    for flag, targets in sorted(_backend_flags().items()):
+        multiple = any(m for _, _, m in targets)
+        names = ", ".join(sorted({n for n, _, _ in targets}))
+        f = click.option(flag, "extra__" + flag.lstrip("-").replace("-", "_"), multiple=multiple,
+                         help=f"Option of {names}.")(f)
+    f = _output_dir_option(f)
+    return f
+
+
+def _make_runner(output_dir: Path, kwargs: dict[str, Any]):
+    from .runner import Runner
+
+    chosen = {kind: kwargs.pop(f"{kind}_backend") for kind in KINDS}
+    chosen = {k: v for k, v in chosen.items() if v}
+    pairs = list(kwargs.pop("options"))
+    flag_targets = _backend_flags()
+    for key in [k for k in kwargs if k.startswith("extra__")]:
+        value = kwargs.pop(key)
+        if not value:
+            continue
+        flag = "--" + key[len("extra__"):].replace("_", "-")
+        for name, field, multiple in flag_targets.get(flag, []):
+            text = ",".join(value) if isinstance(value, tuple) else str(value)
+            pairs.append(f"{name}.{field}={text}")
+    try:
+        return Runner(output_dir, backends=chosen, options=_selected_pairs(pairs, chosen),
+                      transition=kwargs.pop("transition"))
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _selected_pairs(pairs: list[str], chosen: dict[str, str]) -> list[str]:
+    """Drop flag-derived options of backends that are not selected (a flag such as
+    --comfy-url may be declared by several backends)."""
+    from .runner import DEFAULT_BACKENDS
+
+    selected = set(DEFAULT_BACKENDS.values()) | set(chosen.values())
+    all_names = {n for kind in KINDS for n in backends(kind)}
+    out = []
+    for pair in pairs:
+        scope = pair.partition("=")[0].rpartition(".")[0]
+        if scope and scope in all_names and scope not in selected and scope not in KINDS:
+            continue
+        out.append(pair)
+    return out
+
+
+# -- group --------------------------------------------------------------------------
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
+        except SessionCorruptError as exc:
+            raise click.ClickException(str(exc)) from None
+        except ReelforgeError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="reelforge")
+def cli() -> None:
+    """reelforge: turn a one-line idea into a short film.
+
+    Every step is saved the moment it is done. After a crash or Ctrl-C, `reelforge run`
+    finds the incomplete session, shows its progress and asks to continue.
+    """
+
+
+# -- run / resume -------------------------------------------------------------------
+
+@cli.command()
+@click.argument("idea", required=False)
+@click.option("--resume", "answer", flag_value="resume", help="Continue the newest incomplete session without asking.")
+@click.option("--new", "answer", flag_value="new", help="Start a new session even if an incomplete one exists.")
+@_run_options
+def run(idea: str | None, answer: str | None, output_dir: Path, **kwargs: Any) -> None:
+    """Make a film from IDEA, or continue an incomplete session.
+
+    \b
+    Examples:
+      reelforge run "The rise and fall of an ancient trading city" --new
+      reelforge run --resume
+    """
+    from .session import SessionStore
+    from .views import render_session
+
+    runner = _make_runner(output_dir, kwargs)
+    runner.validate()
+    store = SessionStore(output_dir)
+    session_id = None
+    if answer != "new":
+        incomplete = store.find_incomplete()
+        if incomplete:
+            candidate = incomplete[0]
+            click.echo("INCOMPLETE SESSION FOUND")
+            click.echo(render_session(candidate, width=_width()))
+            if answer == "resume" or _ask_continue(candidate.id):
+                session_id = candidate.id
+                if idea and idea.strip() != candidate.meta.idea:
+                    click.echo(f"Continuing {candidate.id}; its idea is kept: {candidate.meta.idea!r}")
+            else:
+                click.echo(f"Starting a new session; {candidate.id} is left as it is.")
+        elif answer == "resume":
+            raise click.ClickException(f"no incomplete session in {store.root} to resume")
+    if session_id is None and not idea:
+        raise click.UsageError("give an IDEA to start a new session, e.g. reelforge run \"A lighthouse in a storm\"")
+    _execute(runner, lambda: runner.resume(session_id) if session_id else runner.start(idea))
+
+
+@cli.command()
+@click.argument("session_id", required=False)
+@_run_options
+def resume(session_id: str | None, output_dir: Path, **kwargs: Any) -> None:
+    """Continue SESSION_ID (default: the newest incomplete session), doing only what remains."""
+    runner = _make_runner(output_dir, kwargs)
+    _execute(runner, lambda: runner.resume(session_id))
+
+
+def _width() -> int:
+    return min(100, click.get_terminal_size()[0] if hasattr(click, "get_terminal_size") else 100)
+
+
+def _ask_continue(session_id: str) -> bool:
+    """Ask `Continue? [Y/n]`. With no terminal, read one answer line from stdin; at end of
+    input (nothing to read) fail with a message instead of hanging or guessing."""
+    if sys.stdin is not None and sys.stdin.isatty():
+        return click.confirm("Continue?", default=True)
+    click.echo("Continue? [Y/n]: ", nl=False)
+    line = sys.stdin.readline() if sys.stdin is not None else ""
+    if not line:
+        click.echo()
+        raise click.UsageError(
+            f"incomplete session {session_id} found and no answer on standard input; "
+            f"pass --resume to continue it or --new to start a new session")
+    reply = line.strip().lower()
+    click.echo(reply)
+    if reply in ("", "y", "yes"):
+        return True
+    if reply in ("n", "no"):
+        return False
+    raise click.UsageError(f"answer y or n, not {line.strip()!r}")
+
+
+def _execute(runner, action) -> None:
+    from .progress import RichProgress
+    from .runner import Interrupted
+
+    observer = RichProgress()
+    runner.pm.register(observer, name="_reelforge_progress")
+    try:
+        try:
+            result = action()
+        finally:
+            observer.stop()
+            runner.pm.unregister(observer)
+    except Interrupted as exc:
+        click.echo(f"\n{exc}", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted; everything finished is saved. Run `reelforge run` to continue.", err=True)
+        sys.exit(130)
+    if result.ok:
+        click.echo(f"Session {result.session_id} COMPLETE")
+        click.echo(f"Film: {result.film}")
+        return
+    click.echo(f"Session {result.session_id} FAILED: {len(result.failed)} problem(s)", err=True)
+    for line in result.failed:
+        click.echo(f"  - {line}", err=True)
+    click.echo(f"Everything that finished is saved. Fix the cause, then resume with:\n"
+               f"  reelforge resume {result.session_id}", err=True)
+    sys.exit(1)
+
+
+# -- sessions -----------------------------------------------------------------------
+
+@cli.group()
+def sessions() -> None:
+    """List and inspect sessions.
+
+    \b
+    Commands:
+      reelforge sessions list        List all sessions
+      reelforge sessions view ID     View a session's progress and shots
+      reelforge sessions help        Show this help
+    Files: output/sessions/ID/story.json, shots.json, images/, videos/, film.mp4
+    """
+
+
+@sessions.command("list")
+@_output_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def sessions_list(output_dir: Path, as_json: bool) -> None:
+    """List all sessions: id, status, idea, per-stage counts, last update."""
+    from .session import SessionStore
+    from .views import sessions_table
+
+    store = SessionStore(output_dir)
+    found = list(store.sessions())
+    if as_json:
+        click.echo(json.dumps([_session_summary(s) for s in found], indent=2))
+        return
+    if not found:
+        click.echo(f"No sessions in {store.root}. Start one with: reelforge run \"your idea\"")
+        return
+    sessions_table(found)
+
+
+def _session_summary(s) -> dict[str, Any]:
+    if isinstance(s, SessionCorruptError):
+        return {"id": Path(s.path).parent.name, "status": "UNREADABLE", "error": str(s)}
+    m = s.meta
+    return {"id": m.id, "status": m.status, "idea": m.idea, "steps": m.steps,
+            "images": list(m.counts("images")), "videos": list(m.counts("videos")),
+            "updated": m.updated}
+
+
+@sessions.command("view")
+@click.argument("session_id")
+@_output_dir_option
+def sessions_view(session_id: str, output_dir: Path) -> None:
+    """Show a session's progress bars and shot breakdown."""
+    from .session import SessionStore
+    from .views import render_session
+
+    click.echo(render_session(SessionStore(output_dir).load(session_id), width=_width()))
+
+
+@sessions.command("help")
+@click.pass_context
+def sessions_help(ctx: click.Context) -> None:
+    """Show help for the sessions commands."""
+    click.echo(ctx.parent.get_help())
+
+
+# -- plugins ------------------------------------------------------------------------
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins_cmd(as_json: bool) -> None:
+    """List installed plugins and the backends each registers."""
+    info = plugin_info()
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    for p in info:
+        version = f" {p['version']}" if p["version"] else ""
+        dist = f" ({p['distribution']}{version})" if p["distribution"] else ""
+        click.echo(f"{p['name']}{dist}: {p['module']}")
+        for kind, names in p["backends"].items():
+            click.echo(f"  {KINDS[kind][1]}: {', '.join(names)}")
+        others = [h for h in p["hooks"] if not h.startswith("register_")]
+        if others:
+            click.echo(f"  hooks: {', '.join(others)}")
+
+
+def main() -> None:
+    load_plugins()
+    pm.hook.register_commands(cli=cli)
+    cli(prog_name="reelforge")

@@ -1,0 +1,89 @@
+"""Live progress bars for `reelforge run`: a lifecycle-hook observer drawn with rich."""
+
+from __future__ import annotations
+
+import sys
+
+from . import hookimpl
+
+_LABELS = {"story": "Story", "scene_graph": "Scenes", "shots": "Shots", "images": "Images",
+           "videos": "Videos", "assemble": "Film"}
+
+
+class RichProgress:
+    """One bar per stage; per-shot status lines as shots start, finish, skip or fail."""
+
+    def __init__(self, console=None):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = console or Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("{task.description:<8}"), BarColumn(bar_width=30), MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+            console=self.console, transient=False, disable=not self.console.is_terminal,
+        )
+        self.tasks: dict[str, int] = {}
+        self._started = False
+
+    def _task(self, session, stage: str) -> int:
+        if not self._started:
+            self.progress.start()
+            self._started = True
+        if stage not in self.tasks:
+            total = len(session.meta.shots) if stage in ("images", "videos") else 1
+            done = session.meta.counts(stage)[0] if stage in ("images", "videos") else 0
+            self.tasks[stage] = self.progress.add_task(_LABELS.get(stage, stage), total=total,
+                                                       completed=done, status="")
+        return self.tasks[stage]
+
+    def _say(self, text: str) -> None:
+        if self.console.is_terminal:
+            self.progress.console.print(text, highlight=False)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        if self._started:
+            self.progress.stop()
+
+    @hookimpl
+    def session_started(self, session):
+        self._say(f"Session {session.id} ({session.meta.status.replace('_', ' ')}): {session.meta.idea}")
+
+    @hookimpl
+    def stage_started(self, session, stage):
+        self._task(session, stage)
+        if stage not in ("images", "videos"):
+            self.progress.update(self.tasks[stage], status="working")
+        self._say(f"→ {_LABELS.get(stage, stage)}")
+
+    @hookimpl
+    def stage_finished(self, session, stage):
+        task = self._task(session, stage)
+        self.progress.update(task, completed=self.progress.tasks[task].total, status="✓")
+
+    @hookimpl
+    def stage_failed(self, session, stage, error):
+        self.progress.update(self._task(session, stage), status="✗ failed")
+        self._say(f"✗ {_LABELS.get(stage, stage)} failed: {error}")
+
+    @hookimpl
+    def shot_started(self, session, stage, shot, attempt):
+        note = f" (attempt {attempt})" if attempt > 1 else ""
+        self.progress.update(self._task(session, stage), status=f"shot {shot.id}{note}")
+
+    @hookimpl
+    def shot_completed(self, session, stage, shot, artifact):
+        self.progress.advance(self._task(session, stage))
+        self._say(f"  [{'IMG' if stage == 'images' else 'DONE'}] {stage[:-1]} shot {shot.id} "
+                  f"({artifact.seconds or 0:.1f}s)")
+
+    @hookimpl
+    def shot_skipped(self, session, stage, shot, reason):
+        self._task(session, stage)
+        self._say(f"  [SKIP] {stage[:-1]} shot {shot.id} ({'already exists' if reason == 'done' else reason})")
+
+    @hookimpl
+    def shot_failed(self, session, stage, shot, error):
+        self._say(f"  [FAILED] {stage[:-1]} shot {shot.id}: {error}")

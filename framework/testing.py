@@ -1,0 +1,240 @@
+"""Test helpers for reelforge and for plugin authors: fake backends that record what they
+were asked, a context manager that registers them, and a helper that runs a session.
+
+    from framework.testing import FakeStoryWriter, FakeImageGenerator, FakeRenderer, fake_backends
+
+    def test_my_observer(tmp_path):
+        with fake_backends() as fakes:
+            result = run_session(tmp_path, "An idea", plugins=[MyObserver()])
+        assert result.ok
+        assert len(fakes.image.calls) == 3
+
+A fake is an instance that stands in for its backend class: the runner calls
+``fake(options)`` and gets the fake itself back, so the test keeps a handle on it.
+Set ``REELFORGE_FAKE_LOG`` to a file path to also append one line per call there (useful
+when the run happens in a subprocess).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import attrs
+
+from . import hookimpl
+from .errors import StageError
+from .records import Character, Scene, SceneGraph, Shot, ShotPlan, Story
+
+
+def _log_call(kind: str, detail: str) -> None:
+    path = os.environ.get("REELFORGE_FAKE_LOG")
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(f"{kind} {detail}\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+class _Fake:
+    kind: str = ""
+    name: str = "fake"
+
+    @attrs.frozen
+    class Options:
+        delay: float = 0.0
+        "Seconds each call sleeps (to widen a crash window in tests)."
+
+    def __init__(self, name: str | None = None, *, concurrency: int = 1):
+        if name:
+            self.name = name
+        self.concurrency = concurrency
+        self.calls: list[tuple[Any, ...]] = []
+        self.options = self.Options()
+        self._failures: dict[Any, list[BaseException]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, options: Any = None) -> "_Fake":
+        """The runner 'constructs' the backend: hand back this very fake."""
+        if options is not None and options != self.Options():  # defaults keep the test's settings
+            self.options = options
+        return self
+
+    def fail(self, key: Any, *errors: BaseException) -> None:
+        """Raise ``errors`` one per call for ``key`` (a shot id or method name), then succeed."""
+        self._failures.setdefault(key, []).extend(errors)
+
+    def _record(self, key: Any, *call: Any) -> None:
+        with self._lock:
+            self.calls.append(call)
+            pending = self._failures.get(key)
+            error = pending.pop(0) if pending else None
+        _log_call(self.kind, " ".join(str(c) for c in call))
+        if self.options.delay:
+            time.sleep(self.options.delay)
+        if error is not None:
+            raise error
+
+
+class FakeStoryWriter(_Fake):
+    """A story writer that returns queued results, or a plain n-shot plan."""
+
+    kind = "story"
+
+    @attrs.frozen
+    class Options:
+        shots: int = 3
+        "Shots in the default plan."
+        delay: float = 0.0
+        "Seconds each call sleeps."
+
+    def __init__(self, name: str | None = None, shots: int = 3):
+        super().__init__(name)
+        self.options = self.Options(shots=shots)
+        self._queue: list[Any] = []
+
+    def enqueue(self, *values: Any) -> None:
+        """Queue results (Story, SceneGraph, ShotPlan or an exception to raise) for the next calls."""
+        self._queue.extend(values)
+
+    def _next(self, method: str, expected: type, default: Any) -> Any:
+        self._record(method, method)
+        for i, value in enumerate(self._queue):
+            if isinstance(value, (expected, BaseException)):
+                self._queue.pop(i)
+                if isinstance(value, BaseException):
+                    raise value
+                return value
+        return default
+
+    def write_story(self, idea: str) -> Story:
+        default = Story(title=idea[:60], logline=f"A film about {idea}.", synopsis=idea,
+                        characters=(Character("Ada", "a tall woman in a red coat"),), style="flat colours")
+        return self._next("write_story", Story, default)
+
+    def build_scene_graph(self, story: Story) -> SceneGraph:
+        default = SceneGraph(scenes=(Scene(id="s1", order=1, summary=story.logline, setting="a town"),))
+        return self._next("build_scene_graph", SceneGraph, default)
+
+    def plan_shots(self, story: Story, scenes: SceneGraph) -> ShotPlan:
+        n = self.options.shots
+        default = ShotPlan(shots=tuple(
+            Shot(id=i, scene_id=scenes.scenes[0].id, description=f"Shot {i} of {story.title}",
+                 image_prompt=f"{story.title}, frame {i}", motion_prompt="slow push in",
+                 duration_s=0.4, seed=i) for i in range(1, n + 1)))
+        return self._next("plan_shots", ShotPlan, default)
+
+
+class FakeImageGenerator(_Fake):
+    """Writes a small solid-colour PNG per shot (colour from the seed)."""
+
+    kind = "image"
+
+    def generate(self, shot: Shot, job) -> Path:
+        self._record(shot.id, shot.id, job.attempt)
+        from PIL import Image
+
+        out = job.work_dir / "fake.png"
+        color = ((shot.seed * 67) % 256, (shot.seed * 131) % 256, (shot.seed * 29) % 256)
+        Image.new("RGB", (64, 36), color).save(out)
+        return out
+
+
+class FakeRenderer(_Fake):
+    """Renders a tiny real H.264 clip of the image with the bundled ffmpeg."""
+
+    kind = "video"
+
+    def render(self, shot: Shot, image: Path, job) -> Path:
+        self._record(shot.id, shot.id, job.attempt)
+        import imageio_ffmpeg
+
+        out = job.work_dir / "fake.mp4"
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-loop", "1",
+               "-i", str(image), "-t", str(min(shot.duration_s, 0.4)), "-r", "10",
+               "-vf", "scale=64:36,format=yuv420p", "-c:v", "libx264", "-preset", "ultrafast",
+               "-movflags", "+faststart", str(out)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+            raise StageError(f"ffmpeg failed: {proc.stderr[-500:]}")
+        return out
+
+
+@attrs.define
+class Fakes:
+    story: FakeStoryWriter
+    image: FakeImageGenerator
+    video: FakeRenderer
+
+    @property
+    def backends(self) -> dict[str, str]:
+        return {"story": self.story.name, "image": self.image.name, "video": self.video.name}
+
+
+class FakePlugin:
+    """A plugin object that registers the given fakes."""
+
+    def __init__(self, fakes: Fakes):
+        self.fakes = fakes
+
+    @hookimpl
+    def register_story_llms(self, register):
+        register(self.fakes.story, name=self.fakes.story.name)
+
+    @hookimpl
+    def register_image_generators(self, register):
+        register(self.fakes.image, name=self.fakes.image.name)
+
+    @hookimpl
+    def register_renderers(self, register):
+        register(self.fakes.video, name=self.fakes.video.name)
+
+
+@contextlib.contextmanager
+def fake_backends(shots: int = 3, name: str = "fake") -> Iterator[Fakes]:
+    """Register a fake story writer, image generator and renderer (all named ``name``) for
+    the duration of the block; unregister them afterwards even on failure."""
+    from .plugins import load_plugins
+
+    pm = load_plugins()
+    fakes = Fakes(FakeStoryWriter(name, shots=shots), FakeImageGenerator(name), FakeRenderer(name))
+    plugin = FakePlugin(fakes)
+    pm.register(plugin, name=f"_fakes_{id(plugin)}")
+    try:
+        yield fakes
+    finally:
+        pm.unregister(plugin)
+
+
+@contextlib.contextmanager
+def registered(*plugins: Any) -> Iterator[None]:
+    """Register plugin objects or modules for the duration of the block."""
+    from .plugins import load_plugins
+
+    pm = load_plugins()
+    names = []
+    for p in plugins:
+        names.append(pm.register(p, name=f"_test_{id(p)}"))
+    try:
+        yield
+    finally:
+        for p in plugins:
+            pm.unregister(p)
+
+
+def run_session(output_dir: str | os.PathLike, idea: str, *, backends: dict[str, str] | None = None,
+                options: Any = (), plugins: tuple[Any, ...] = (), resume: str | None = None, **kw: Any):
+    """Run (or, with ``resume=ID``, resume) a session in ``output_dir`` with no retry
+    backoff; returns the RunResult. Extra ``plugins`` are registered for the run."""
+    from .retry import RetryPolicy
+    from .runner import Runner
+
+    with registered(*plugins):
+        runner = Runner(output_dir, backends=backends, options=options,
+                        retry=kw.pop("retry", RetryPolicy(initial=0)), **kw)
+        return runner.resume(resume) if resume else runner.start(idea)

@@ -1,0 +1,109 @@
+"""Text views of sessions: the seed's progress bars and shot breakdown, and the list table."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Iterable
+
+from .errors import SessionCorruptError
+from .session import COMPLETE, DONE, FAILED_STATE, Session
+
+BAR_WIDTH = 20
+ICONS = {"done": "✓", "running": "⏳", "todo": "⬜", "failed": "✗"}
+
+
+def status_label(status: str) -> str:
+    return status.replace("_", " ")
+
+
+def bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
+    filled = round(width * done / total) if total else 0
+    return "█" * filled + "░" * (width - filled)
+
+
+def _row(label: str, done: int, total: int, state: str, counts: bool) -> str:
+    pct = int(100 * done / total) if total else 0
+    if state == DONE:
+        icon = ICONS["done"]
+    elif state == FAILED_STATE:
+        icon = ICONS["failed"]
+    elif done:
+        icon = ICONS["running"]
+    else:
+        icon = ICONS["todo"]
+    tail = f" ({done}/{total})" if counts else ""
+    return f"{label:<8} [{bar(done, total)}] {pct:>3}%  {icon}{tail}"
+
+
+def progress_rows(session: Session) -> list[str]:
+    m = session.meta
+    rows = []
+    for step, label in (("story", "Story"), ("scene_graph", "Scenes"), ("shots", "Shots")):
+        state = m.steps.get(step, "todo")
+        rows.append(_row(label, int(state == DONE), 1, state, counts=False))
+    for stage, label in (("images", "Images"), ("videos", "Videos")):
+        done, total = m.counts(stage)
+        rows.append(_row(label, done, total, m.steps.get(stage, "todo"), counts=True))
+    state = m.steps.get("assemble", "todo")
+    rows.append(_row("Film", int(state == DONE), 1, state, counts=False))
+    return rows
+
+
+def shot_lines(session: Session, width: int = 100) -> list[str]:
+    plan = None
+    try:
+        plan = session.read_step_output("shots")
+    except SessionCorruptError:
+        pass
+    descriptions = {s.id: s.description for s in plan.shots} if plan else {}
+    lines = []
+    for st in session.meta.shots:
+        tag = f"[{st.indicator}]"
+        text = " ".join(descriptions.get(st.id, "").split())
+        head = f"  {tag:<8} Shot {st.id}: "
+        lines.append(head + textwrap.shorten(text, max(10, width - len(head)), placeholder="..."))
+        for art, what in ((st.image, "image"), (st.video, "video")):
+            if art.state == FAILED_STATE and art.last_error:
+                err = textwrap.shorten(art.last_error, max(20, width - 20), placeholder="...")
+                lines.append(f"           {what} failed after {art.attempts} attempt(s): {err}")
+    return lines
+
+
+def render_session(session: Session, width: int = 100) -> str:
+    m = session.meta
+    out = [
+        f"Session: {m.id}",
+        f"Status: {status_label(m.status)}",
+        f"Idea: {m.idea}",
+        f"Created: {m.created}   Updated: {m.updated}",
+    ]
+    if m.backends:
+        out.append("Backends: " + ", ".join(f"{k}={b.name}" for k, b in m.backends.items()))
+    if m.last_error and m.status != COMPLETE:
+        out.append(f"Last error: {m.last_error}")
+    out += ["", "Progress Bar:", *progress_rows(session)]
+    if m.shots:
+        out += ["", "Shot Breakdown:", *shot_lines(session, width)]
+    if m.status == COMPLETE:
+        out += ["", f"Film: {session.film_path}"]
+    return "\n".join(out)
+
+
+def sessions_table(found: Iterable[Session | SessionCorruptError]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("ID", "STATUS", "STORY", "SHOTS", "IMAGES", "VIDEOS", "FILM", "UPDATED", "IDEA"):
+        table.add_column(col, no_wrap=col != "IDEA", overflow="ellipsis")
+    for s in found:
+        if isinstance(s, SessionCorruptError):
+            table.add_row(s.path.parent.name, "UNREADABLE", "", "", "", "", "", "", s.reason)
+            continue
+        m = s.meta
+        mark = lambda step: "✓" if m.steps.get(step) == DONE else ("✗" if m.steps.get(step) == FAILED_STATE else "-")
+        img, total = m.counts("images")
+        vid, _ = m.counts("videos")
+        table.add_row(m.id, status_label(m.status), mark("story"), f"{total}" if total else "-",
+                      f"{img}/{total}", f"{vid}/{total}", mark("assemble"), m.updated[:19].replace("T", " "), m.idea)
+    Console(width=160 if not Console().is_terminal else None).print(table)

@@ -1,0 +1,138 @@
+"""The ``kenburns`` renderer: turns each still into an H.264 clip with a slow zoom or pan,
+using the ffmpeg binary imageio-ffmpeg ships. Offline, CPU only.
+
+:mod:`plugins.kenburns.ffmpeg` also holds ``probe`` and ``assemble`` (clips -> film).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import ClassVar
+
+import attrs
+
+from framework import hookimpl
+from framework.errors import StageError
+from framework.protocols import ShotJob
+from framework.records import Shot
+
+from .ffmpeg import FFmpegCancelled, assemble, probe, run_ffmpeg
+
+__all__ = ["KenBurnsRenderer", "KenBurnsOptions", "assemble", "probe", "FFmpegCancelled",
+           "camera_move", "MOVES"]
+
+#: Camera moves, matched in this order against the shot's motion prompt.
+MOVES: tuple[str, ...] = ("push in", "pull out", "pan left", "pan right", "tilt up", "tilt down")
+_SYNONYMS = {"zoom in": "push in", "dolly in": "push in", "zoom out": "pull out",
+             "dolly out": "pull out", "truck left": "pan left", "truck right": "pan right",
+             "pedestal up": "tilt up", "pedestal down": "tilt down"}
+
+
+def camera_move(shot: Shot) -> str:
+    """The move for ``shot``: the first one its motion prompt names, else one picked from a
+    hash of the shot (so the same shot always moves the same way)."""
+    text = shot.motion_prompt.lower()
+    found = [(text.find(m), m) for m in MOVES if m in text]
+    found += [(text.find(k), v) for k, v in _SYNONYMS.items() if k in text]
+    if found:
+        return min(found)[1]
+    digest = hashlib.sha256(f"{shot.id}\x1f{shot.seed}\x1f{shot.image_prompt}".encode()).digest()
+    return MOVES[digest[0] % len(MOVES)]
+
+
+def _even(n: int) -> int:
+    return max(2, n - n % 2)
+
+
+@attrs.frozen
+class KenBurnsOptions:
+    fps: int = attrs.field(default=25, validator=attrs.validators.in_(range(1, 121)))
+    "Frames per second of the clip."
+    width: int = attrs.field(default=1280, validator=attrs.validators.ge(16))
+    "Clip width in pixels (rounded down to even)."
+    height: int = attrs.field(default=720, validator=attrs.validators.ge(16))
+    "Clip height in pixels (rounded down to even)."
+    zoom: float = attrs.field(default=1.15, validator=[attrs.validators.ge(1.0), attrs.validators.le(3.0)])
+    "How far the camera zooms in (push in / pull out) or how much room a pan has (1.0 = none)."
+    crf: int = attrs.field(default=20, validator=attrs.validators.in_(range(0, 52)))
+    "x264 quality: lower is better and bigger."
+    preset: str = attrs.field(default="veryfast", validator=attrs.validators.in_(
+        ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")))
+    "x264 speed preset."
+    prescale: int = attrs.field(default=2, validator=attrs.validators.in_((1, 2, 3, 4)))
+    "Upscale the still by this factor before zooming: zoompan moves in whole pixels, so this smooths the motion."
+
+
+class KenBurnsRenderer:
+    """Renders a still into an H.264 MP4 with a slow push in, pull out, pan or tilt
+    (chosen from the shot's motion prompt) using ffmpeg's zoompan filter."""
+
+    name: ClassVar[str] = "kenburns"
+    Options: ClassVar[type] = KenBurnsOptions
+    description: ClassVar[str] = "Ken Burns zoom/pan clips with the bundled ffmpeg (offline, CPU)"
+    concurrency: int = 2
+
+    def __init__(self, options: KenBurnsOptions | None = None):
+        self.options = options if options is not None else KenBurnsOptions()
+
+    def threads(self) -> int:
+        """x264 threads per clip: share the cores between the clips rendered at once."""
+        return max(1, (os.cpu_count() or 1) // max(1, self.concurrency))
+
+    def filter_graph(self, shot: Shot, frames: int) -> str:
+        o = self.options
+        w, h = _even(o.width), _even(o.height)
+        sw, sh = w * o.prescale, h * o.prescale
+        z = f"{o.zoom:.4f}"
+        last = max(1, frames - 1)
+        # Smoothstep easing: the move starts and ends gently, so cuts between clips are calm.
+        ease = f"(3*pow(on/{last},2)-2*pow(on/{last},3))"
+        centre_x, centre_y = "(iw-iw/zoom)/2", "(ih-ih/zoom)/2"
+        move = camera_move(shot)
+        zexpr, xexpr, yexpr = {
+            "push in": (f"1+({z}-1)*{ease}", centre_x, centre_y),
+            "pull out": (f"{z}-({z}-1)*{ease}", centre_x, centre_y),
+            "pan right": (z, f"(iw-iw/zoom)*{ease}", centre_y),
+            "pan left": (z, f"(iw-iw/zoom)*(1-{ease})", centre_y),
+            "tilt down": (z, centre_x, f"(ih-ih/zoom)*{ease}"),
+            "tilt up": (z, centre_x, f"(ih-ih/zoom)*(1-{ease})"),
+        }[move]
+        return (
+            f"scale={sw}:{sh}:force_original_aspect_ratio=increase:flags=bicubic,crop={sw}:{sh},"
+            f"zoompan=z='{zexpr}':x='{xexpr}':y='{yexpr}':d={frames}:s={w}x{h}:fps={o.fps},"
+            f"setsar=1,format=yuv420p"
+        )
+
+    def render(self, shot: Shot, image: Path, job: ShotJob) -> Path:
+        o = self.options
+        image = Path(image)
+        if not image.is_file():
+            raise StageError(f"shot {shot.id}: image {image} is missing")
+        work = Path(job.work_dir)
+        work.mkdir(parents=True, exist_ok=True)
+        out = work / f"shot_{shot.id:03d}.mp4"
+        # A unique partial name: an ffmpeg orphaned by a killed run may still be writing its own.
+        partial = work / f"shot_{shot.id:03d}.{os.getpid()}.partial.mp4"
+        frames = max(1, round(shot.duration_s * o.fps))
+        threads = str(self.threads())
+        args = [
+            "-filter_threads", threads, "-i", str(image),
+            "-vf", self.filter_graph(shot, frames), "-frames:v", str(frames), "-r", str(o.fps),
+            "-an", "-c:v", "libx264", "-preset", o.preset, "-crf", str(o.crf), "-threads", threads,
+            "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", "-y", str(partial),
+        ]
+        job.progress(0.0, camera_move(shot))
+        try:
+            run_ffmpeg(args, what=f"shot {shot.id}: rendering {image.name}", cancelled=job.cancelled)
+            os.replace(partial, out)
+        finally:
+            partial.unlink(missing_ok=True)
+        job.progress(1.0, "rendered")
+        return out
+
+
+@hookimpl
+def register_renderers(register):
+    register(KenBurnsRenderer)

@@ -1,0 +1,222 @@
+"""ffmpeg helpers: run the binary imageio-ffmpeg ships, probe a clip, assemble clips into a film.
+
+Public API: :func:`probe`, :func:`assemble`, :func:`run_ffmpeg`, :func:`ffmpeg_exe`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+from typing import Sequence
+
+from framework.errors import StageError, TransientError
+
+#: How much of ffmpeg's stderr an error message carries.
+STDERR_TAIL_CHARS = 1500
+
+
+class FFmpegCancelled(StageError):
+    """ffmpeg was stopped because the run was cancelled (Ctrl-C); nothing was written."""
+
+
+@functools.lru_cache(maxsize=1)
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary bundled with imageio-ffmpeg (or IMAGEIO_FFMPEG_EXE)."""
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception as exc:  # RuntimeError when no binary is found, ImportError if missing
+        raise StageError(
+            f"no ffmpeg binary found ({exc}); reinstall imageio-ffmpeg "
+            f"(`pip install --force-reinstall imageio-ffmpeg`) or set IMAGEIO_FFMPEG_EXE"
+        ) from exc
+
+
+def _tail(text: str, limit: int = STDERR_TAIL_CHARS) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def run_ffmpeg(args: Sequence[str], *, what: str, cancelled: threading.Event | None = None,
+               poll_s: float = 0.05) -> None:
+    """Run ``ffmpeg args...``; stop it if ``cancelled`` is set.
+
+    Raises :class:`FFmpegCancelled` when cancelled, :class:`StageError` with the tail of
+    ffmpeg's stderr when it exits non-zero, :class:`TransientError` when it cannot be started
+    for a passing reason (e.g. out of processes).
+    """
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *map(str, args)]
+    # stderr goes to a file, not a pipe, so a chatty ffmpeg can never block on a full pipe.
+    with tempfile.TemporaryFile() as err:
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        except (BlockingIOError, InterruptedError) as exc:
+            raise TransientError(f"{what}: could not start ffmpeg: {exc}") from exc
+        except OSError as exc:
+            raise StageError(f"{what}: could not start ffmpeg ({cmd[0]}): {exc}") from exc
+        try:
+            while True:
+                try:
+                    proc.wait(poll_s)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                if cancelled is not None and cancelled.is_set():
+                    _stop(proc)
+                    raise FFmpegCancelled(f"{what}: cancelled")
+        finally:
+            if proc.poll() is None:  # an exception (KeyboardInterrupt) got us here
+                _stop(proc)
+        if cancelled is not None and cancelled.is_set():
+            raise FFmpegCancelled(f"{what}: cancelled")
+        if proc.returncode != 0:
+            err.seek(0)
+            stderr = err.read().decode("utf-8", "replace")
+            raise StageError(f"{what}: ffmpeg exited with code {proc.returncode}:\n{_tail(stderr)}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(3)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# -- probe --------------------------------------------------------------------------
+
+_DURATION = re.compile(r"Duration:\s*(\d+):(\d+):(\d+(?:\.\d+)?)")
+_VIDEO = re.compile(r"Stream #\S+.*?: Video: (\w+)(.*)")
+_SIZE = re.compile(r"\b(\d{2,5})x(\d{2,5})\b")
+_FPS = re.compile(r"(\d+(?:\.\d+)?)(k?) (?:fps|tbr)")
+_PIXFMT = re.compile(r"\b(yuv\w+|rgb\w+|bgr\w+|gray\w*|nv12|nv21)\b")
+
+
+def probe(path: str | os.PathLike) -> dict:
+    """Describe a video file: ``{"duration", "width", "height", "fps", "codec", "pix_fmt",
+    "has_audio"}`` (duration in seconds, from the container; decoded when the container
+    does not say). Raises StageError when the file is missing or is not a readable video."""
+    path = Path(path)
+    if not path.is_file():
+        raise StageError(f"{path} does not exist")
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          errors="replace", timeout=60)
+    info = proc.stderr
+    video = _VIDEO.search(info)
+    if video is None:
+        raise StageError(f"{path} is not a readable video: {_tail(info, 400)}")
+    codec, rest = video.group(1), video.group(2)
+    size = _SIZE.search(rest)
+    fps = _FPS.search(rest)
+    pix = _PIXFMT.search(rest)
+    duration_m = _DURATION.search(info)
+    if duration_m:
+        h, m, s = duration_m.groups()
+        duration = int(h) * 3600 + int(m) * 60 + float(s)
+    else:  # e.g. a WebM written as a stream: count by decoding
+        import imageio_ffmpeg
+
+        try:
+            duration = float(imageio_ffmpeg.count_frames_and_secs(str(path))[1])
+        except Exception as exc:
+            raise StageError(f"{path}: could not measure its duration: {exc}") from exc
+    fps_value = None
+    if fps:
+        fps_value = float(fps.group(1)) * (1000 if fps.group(2) else 1)
+    return {
+        "duration": duration,
+        "width": int(size.group(1)) if size else None,
+        "height": int(size.group(2)) if size else None,
+        "fps": fps_value,
+        "codec": codec,
+        "pix_fmt": pix.group(1) if pix else None,
+        "has_audio": bool(re.search(r"Stream #\S+.*?: Audio:", info)),
+    }
+
+
+# -- assemble -----------------------------------------------------------------------
+
+def _concat_line(path: Path) -> str:
+    # The concat demuxer's quoting: single quotes, with ' written as '\''.
+    return "file '" + str(path.resolve()).replace("'", "'\\''") + "'\n"
+
+
+def _same_format(infos: list[dict]) -> bool:
+    keys = ("codec", "width", "height", "fps", "pix_fmt", "has_audio")
+    first = tuple(infos[0][k] for k in keys)
+    return all(tuple(i[k] for k in keys) == first for i in infos[1:])
+
+
+def assemble(clips: Sequence[str | os.PathLike], out: str | os.PathLike, *,
+             transition: str = "cut", crossfade_s: float = 0.5,
+             cancelled: threading.Event | None = None,
+             preset: str = "veryfast", crf: int = 20) -> Path:
+    """Join ``clips`` (in order) into one MP4 at ``out`` and return ``out``.
+
+    ``transition="cut"`` uses the concat demuxer with stream copy when every clip has the same
+    codec, size, frame rate and pixel format (fast, lossless); otherwise the clips are
+    re-encoded to H.264, scaled and padded to the first clip's size and frame rate.
+    ``transition="crossfade"`` re-encodes with an xfade of ``crossfade_s`` seconds between
+    clips, so the film is ``(n - 1) * crossfade_s`` shorter than the clips added up.
+    Re-encoded films carry no audio. ``out`` is written as MP4 whatever its suffix (so a
+    caller may pass a temporary name and rename it).
+    """
+    if transition not in ("cut", "crossfade"):
+        raise StageError(f"unknown transition {transition!r}: use 'cut' or 'crossfade'")
+    paths = [Path(c) for c in clips]
+    if not paths:
+        raise StageError("nothing to assemble: no clips")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    infos = [probe(p) for p in paths]
+    what = f"assembling {len(paths)} clips into {out.name}"
+    tail = ["-movflags", "+faststart", "-f", "mp4", "-y", str(out)]
+
+    if transition == "cut" and _same_format(infos):
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=out.parent, delete=False,
+                                         encoding="utf-8") as listing:
+            listing.writelines(_concat_line(p) for p in paths)
+        try:
+            run_ffmpeg(["-f", "concat", "-safe", "0", "-i", listing.name, "-c", "copy", *tail],
+                       what=what, cancelled=cancelled)
+        finally:
+            os.unlink(listing.name)
+        return out
+
+    width, height = infos[0]["width"] or 1280, infos[0]["height"] or 720
+    width, height = width - width % 2, height - height % 2
+    fps = infos[0]["fps"] or 25
+    inputs: list[str] = []
+    filters: list[str] = []
+    for i, p in enumerate(paths):
+        inputs += ["-i", str(p)]
+        filters.append(
+            f"[{i}:v]scale={width}:{height}:force_original_aspect_ratio=decrease,"
+            f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2,setsar=1,fps={fps:g},format=yuv420p,"
+            f"settb=AVTB,setpts=PTS-STARTPTS[v{i}]"
+        )
+    if transition == "crossfade" and len(paths) > 1:
+        durations = [i["duration"] for i in infos]
+        # xfade needs the fade shorter than either clip it joins.
+        fade = max(0.0, min(crossfade_s, min(durations) / 2))
+        label, elapsed = "v0", durations[0]
+        for i in range(1, len(paths)):
+            offset = elapsed - fade
+            nxt = f"x{i}"
+            filters.append(f"[{label}][v{i}]xfade=transition=fade:duration={fade:.4f}:offset={offset:.4f}[{nxt}]")
+            label, elapsed = nxt, elapsed + durations[i] - fade
+    else:
+        filters.append("".join(f"[v{i}]" for i in range(len(paths))) + f"concat=n={len(paths)}:v=1:a=0[vout]")
+        label = "vout"
+    run_ffmpeg([*inputs, "-filter_complex", ";".join(filters), "-map", f"[{label}]", "-an",
+                "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p", *tail],
+               what=what, cancelled=cancelled)
+    return out

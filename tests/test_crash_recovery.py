@@ -1,0 +1,143 @@
+"""The seed's crash scenarios, for real: a `reelforge run` subprocess is SIGKILLed and
+the next run is answered on its `Continue?` prompt."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from framework.session import DONE, SessionStore
+
+ROOT = Path(__file__).resolve().parent.parent
+BACKENDS = ["--story-llm", "crashtest", "--image-gen", "crashtest", "--renderer", "crashtest"]
+
+
+def _env(log: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(REELFORGE_PLUGINS="crash_plugin", REELFORGE_FAKE_LOG=str(log),
+               REELFORGE_LOAD_PLUGINS="", REELFORGE_RETRY_BACKOFF="0",
+               PYTHONPATH=os.pathsep.join([str(ROOT / "tests"), str(ROOT), env.get("PYTHONPATH", "")]))
+    return env
+
+
+def _reelforge(out: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "framework", "run", *args, *BACKENDS, "--output-dir", str(out)]
+
+
+def _calls(log: Path) -> collections.Counter:
+    if not log.exists():
+        return collections.Counter()
+    return collections.Counter(tuple(line.split()[:2]) for line in log.read_text().splitlines())
+
+
+def _done(out: Path, stage: str) -> set[int]:
+    store = SessionStore(out)
+    ids = store.ids()
+    if not ids:
+        return set()
+    try:
+        meta = store.load(ids[-1]).meta
+    except Exception:
+        return set()
+    return {s.id for s in meta.shots if s.artifact(stage).state == DONE}
+
+
+def _kill_when(proc: subprocess.Popen, condition, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended before the crash point: {proc.stdout.read()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("crash point not reached in time")
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+
+
+def _start(out: Path, log: Path, *opts: str) -> subprocess.Popen:
+    return subprocess.Popen(_reelforge(out, "A city of traders", "--new", *opts), env=_env(log),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _answer(out: Path, log: Path, answer: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(_reelforge(out, *args), env=_env(log), input=answer, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_scenario_1_crash_during_images(tmp_path):
+    out, log = tmp_path / "output", tmp_path / "calls.log"
+    proc = _start(out, log, "-o", "image.delay=0.3")
+    _kill_when(proc, lambda: len(_done(out, "images")) >= 3)
+    done_before = _done(out, "images")
+    assert len(done_before) < 7
+
+    result = _answer(out, log, "y\n")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "INCOMPLETE SESSION FOUND" in result.stdout
+    assert "Continue? [Y/n]" in result.stdout
+    calls = _calls(log)
+    for shot in done_before:
+        assert calls[("image", str(shot))] == 1, f"shot {shot} image was generated again"
+    assert calls[("story", "write_story")] == 1 and calls[("story", "plan_shots")] == 1
+    assert set(_done(out, "videos")) == set(range(1, 8))
+    sid = SessionStore(out).ids()[-1]
+    assert (out / "sessions" / sid / "film.mp4").is_file()
+    assert len(SessionStore(out).ids()) == 1
+
+
+def test_scenario_2_crash_during_videos(tmp_path):
+    out, log = tmp_path / "output", tmp_path / "calls.log"
+    proc = _start(out, log, "-o", "video.delay=0.4")
+    _kill_when(proc, lambda: len(_done(out, "videos")) >= 2)
+    videos_before = _done(out, "videos")
+    images_before = _done(out, "images")
+
+    result = _answer(out, log, "y\n")
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = _calls(log)
+    for shot in videos_before:
+        assert calls[("video", str(shot))] == 1, f"shot {shot} was rendered again"
+    for shot in images_before:
+        assert calls[("image", str(shot))] == 1
+    assert "[SKIP]" in result.stderr
+    assert _done(out, "videos") == set(range(1, 8))
+
+
+def test_scenario_3_answer_no_starts_fresh_and_keeps_old_session(tmp_path):
+    out, log = tmp_path / "output", tmp_path / "calls.log"
+    proc = _start(out, log, "-o", "image.delay=0.3")
+    _kill_when(proc, lambda: len(_done(out, "images")) >= 2)
+    old_id = SessionStore(out).ids()[0]
+    old_dir = out / "sessions" / old_id
+    snapshot = {p.relative_to(old_dir): p.read_bytes() for p in old_dir.rglob("*") if p.is_file()}
+
+    time.sleep(1.05)  # a new timestamp, as the seed shows
+    result = _answer(out, log, "n\n", "A different idea")
+    assert result.returncode == 0, result.stdout + result.stderr
+    ids = SessionStore(out).ids()
+    assert len(ids) == 2 and ids[0] == old_id
+    new = SessionStore(out).load(ids[1])
+    assert new.meta.idea == "A different idea" and new.meta.status == "COMPLETE"
+    after = {p.relative_to(old_dir): p.read_bytes() for p in old_dir.rglob("*") if p.is_file()}
+    assert after == snapshot
+
+
+def test_no_answer_and_no_flag_fails_clearly_instead_of_hanging(tmp_path):
+    out, log = tmp_path / "output", tmp_path / "calls.log"
+    proc = _start(out, log, "-o", "image.delay=0.3")
+    _kill_when(proc, lambda: len(_done(out, "images")) >= 1)
+    result = subprocess.run(_reelforge(out), env=_env(log), stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "pass --resume to continue it or --new" in result.stderr
+    result = subprocess.run(_reelforge(out, "--resume"), env=_env(log), stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,202 @@
+"""The runner: order, skipping, retries, failures, verification, adoption, pipelining."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from framework import hookimpl
+from framework.errors import ConfigError, SessionCorruptError, StageError, TransientError
+from framework.runner import Runner
+from framework.session import COMPLETE, DONE, FAILED, SessionStore
+from framework.testing import FakeImageGenerator, FakeRenderer, registered, run_session
+
+
+class Recorder:
+    """A lifecycle observer that records every hook call."""
+
+    def __init__(self):
+        self.events = []
+
+    @hookimpl
+    def session_started(self, session):
+        self.events.append(("session_started",))
+
+    @hookimpl
+    def session_completed(self, session):
+        self.events.append(("session_completed",))
+
+    @hookimpl
+    def stage_started(self, session, stage):
+        self.events.append(("stage_started", stage))
+
+    @hookimpl
+    def stage_finished(self, session, stage):
+        self.events.append(("stage_finished", stage))
+
+    @hookimpl
+    def stage_failed(self, session, stage, error):
+        self.events.append(("stage_failed", stage))
+
+    @hookimpl
+    def shot_started(self, session, stage, shot, attempt):
+        self.events.append(("shot_started", stage, shot.id, attempt))
+
+    @hookimpl
+    def shot_completed(self, session, stage, shot, artifact):
+        self.events.append(("shot_completed", stage, shot.id))
+
+    @hookimpl
+    def shot_skipped(self, session, stage, shot, reason):
+        self.events.append(("shot_skipped", stage, shot.id, reason))
+
+    @hookimpl
+    def shot_failed(self, session, stage, shot, error):
+        self.events.append(("shot_failed", stage, shot.id))
+
+
+def test_full_run_then_resume_does_nothing_again(out, fakes):
+    rec = Recorder()
+    result = run_session(out, "A lighthouse", backends=fakes.backends, plugins=(rec,))
+    assert result.ok and result.film.is_file()
+    assert [c[0] for c in fakes.story.calls] == ["write_story", "build_scene_graph", "plan_shots"]
+    assert sorted(c[0] for c in fakes.image.calls) == [1, 2, 3]
+    stages = [e[1] for e in rec.events if e[0] == "stage_finished"]
+    assert stages == ["story", "scene_graph", "shots", "images", "videos", "assemble"]
+    assert rec.events[0] == ("session_started",) and rec.events[-1] == ("session_completed",)
+
+    rec2 = Recorder()
+    again = run_session(out, "", backends=fakes.backends, plugins=(rec2,), resume=result.session_id)
+    assert again.ok
+    assert len(fakes.story.calls) == 3 and len(fakes.image.calls) == 3 and len(fakes.video.calls) == 3
+    assert ("shot_skipped", "videos", 2, "done") in rec2.events
+
+
+def test_transient_errors_are_retried_and_attempts_counted(out, fakes):
+    fakes.image.fail(2, TransientError("flaky"), TransientError("flaky again"))
+    result = run_session(out, "idea", backends=fakes.backends)
+    assert result.ok
+    meta = SessionStore(out).load(result.session_id).meta
+    assert meta.shot(2).image.attempts == 3
+    assert meta.shot(1).image.attempts == 1
+
+
+def test_permanent_failure_marks_shot_failed_others_go_on_and_resume_retries_it(out, fakes):
+    fakes.video.fail(2, StageError("model exploded"))
+    rec = Recorder()
+    result = run_session(out, "idea", backends=fakes.backends, plugins=(rec,))
+    assert result.status == FAILED
+    assert any("shot 2 (videos): model exploded" in line for line in result.failed)
+    view = SessionStore(out).load(result.session_id)
+    assert view.meta.status == FAILED
+    assert [s.indicator for s in view.meta.shots] == ["DONE", "FAILED", "DONE"]
+    assert view.meta.shot(2).video.last_error == "model exploded"
+    assert len([c for c in fakes.video.calls if c[0] == 2]) == 1  # permanent: not retried
+    assert ("stage_failed", "videos") in rec.events
+    assert not (view.path / "film.mp4").exists()
+
+    again = run_session(out, "", backends=fakes.backends, resume=result.session_id)
+    assert again.ok
+    assert sorted(c[0] for c in fakes.video.calls) == [1, 2, 2, 3]  # only shot 2 redone
+    assert len(fakes.image.calls) == 3
+
+
+def test_missing_or_damaged_artifacts_are_redone_valid_unmarked_ones_adopted(out, fakes):
+    result = run_session(out, "idea", backends=fakes.backends)
+    store = SessionStore(out)
+    path = result.path
+    (path / "images" / "shot_001.png").unlink()               # missing
+    (path / "videos" / "shot_002.mp4").write_bytes(b"\x00" * 50)  # damaged
+    # shot 3's video: valid file, but the "done" record is lost (crash between the two)
+    s = store.open(result.session_id)
+    s.reset_shot("videos", 3, "simulated")
+    s.close()
+    rec = Recorder()
+    again = run_session(out, "", backends=fakes.backends, resume=result.session_id, plugins=(rec,))
+    assert again.ok
+    assert sorted(c[0] for c in fakes.image.calls) == [1, 1, 2, 3]
+    # shot 1 got a new image, so its video is stale and redone; 2 damaged; 3 adopted
+    assert sorted(c[0] for c in fakes.video.calls) == [1, 1, 2, 2, 3]
+    assert ("shot_skipped", "videos", 3, "adopted") in rec.events
+    assert list((path / "videos" / ".replaced").iterdir())  # the damaged clip is kept aside
+
+
+def test_changed_option_changes_fingerprint_and_redoes_shots(out, fakes):
+    result = run_session(out, "idea", backends=fakes.backends)
+    again = run_session(out, "", backends=fakes.backends, resume=result.session_id,
+                        options=["image.delay=0.01"])
+    assert again.ok
+    assert len(fakes.image.calls) == 6 and len(fakes.video.calls) == 6
+
+
+def test_videos_start_before_all_images_are_done(out):
+    """Pipelining: with a slow image generator, shot 1's clip is rendered while later
+    images are still being generated."""
+    order = []
+    lock = threading.Lock()
+
+    class SlowImages(FakeImageGenerator):
+        def generate(self, shot, job):
+            time.sleep(0.15)
+            with lock:
+                order.append(("image", shot.id))
+            return super().generate(shot, job)
+
+    class LoggingRenderer(FakeRenderer):
+        def render(self, shot, image, job):
+            with lock:
+                order.append(("video", shot.id))
+            return super().render(shot, image, job)
+
+    from framework.testing import FakePlugin, Fakes, FakeStoryWriter
+
+    fakes = Fakes(FakeStoryWriter("p", shots=4), SlowImages("p"), LoggingRenderer("p"))
+    result = run_session(out, "idea", backends=fakes.backends, plugins=(FakePlugin(fakes),))
+    assert result.ok
+    assert order.index(("video", 1)) < order.index(("image", 4))
+
+
+def test_corrupt_shots_file_stops_run_and_overwrites_nothing(out, fakes):
+    result = run_session(out, "idea", backends=fakes.backends)
+    shots = result.path / "shots.json"
+    shots.write_text(shots.read_text()[:40])  # truncated
+    before = {p: p.read_bytes() for p in result.path.rglob("*") if p.is_file() and ".lock" not in p.name}
+    with pytest.raises(SessionCorruptError, match="shots.json"):
+        run_session(out, "", backends=fakes.backends, resume=result.session_id)
+    after = {p: p.read_bytes() for p in result.path.rglob("*") if p.is_file() and ".lock" not in p.name}
+    assert before == after
+
+
+def test_story_failure_leaves_session_resumable_at_that_stage(out, fakes):
+    fakes.story.enqueue(StageError("LLM said no"))
+    with pytest.raises(StageError, match="LLM said no"):
+        run_session(out, "idea", backends=fakes.backends)
+    sid = SessionStore(out).ids()[0]
+    meta = SessionStore(out).load(sid).meta
+    assert meta.status == FAILED and meta.steps["story"] == "failed"
+    assert run_session(out, "", backends=fakes.backends, resume=sid).ok
+
+
+def test_unknown_backend_lists_installed(out):
+    with pytest.raises(ConfigError, match=r"unknown image generator 'nope'; installed: .*storyboard"):
+        Runner(out, backends={"image": "nope"}).validate()
+
+
+def test_bad_option_names_the_option(out, fakes):
+    with pytest.raises(ConfigError, match=r"no option 'colour'"):
+        Runner(out, backends=fakes.backends, options=["image.colour=red"]).validate()
+    with pytest.raises(ConfigError, match=r"delay"):
+        Runner(out, backends=fakes.backends, options=["image.delay=soon"]).validate()
+    with pytest.raises(ConfigError, match="no selected backend takes"):
+        Runner(out, backends=fakes.backends, options=["bogus=1"]).validate()
+
+
+def test_backend_choice_and_options_are_recorded_for_resume(out, fakes):
+    result = run_session(out, "idea", backends=fakes.backends, options=["story.shots=2"])
+    meta = SessionStore(out).load(result.session_id).meta
+    assert meta.backends["story"].name == "fake"
+    assert meta.backends["story"].options == {"shots": 2, "delay": 0.0}
+    assert len(meta.shots) == 2
+    assert all(s.video.backend == "fake" and s.video.fingerprint for s in meta.shots)
