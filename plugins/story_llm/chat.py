@@ -35,7 +35,7 @@ MAX_REPAIRS = 2
 class PlanOptions:
     """Options every chat story writer has: what film to plan, and how to ask for it."""
 
-    shots: int = 8
+    shots: int = 7
     "How many shots the film has."
     target_seconds: float = 30.0
     "The film's length; shot durations are scaled to add up to it."
