@@ -73,17 +73,9 @@ def set_aside(path: Path) -> Path:
     return dest
 
 
-def assemble(clips: list[Path], out: Path, *, transition: str = "cut") -> Path:
-    """Join ``clips`` into ``out`` (concat demuxer, stream copy)."""
-    import subprocess
+def assemble(clips: list[Path], out: Path, *, transition: str = "cut",
+             cancelled=None) -> Path:
+    """Join ``clips`` into ``out`` (see :func:`framework.ffmpeg.assemble`)."""
+    from .ffmpeg import assemble as _assemble
 
-    import imageio_ffmpeg
-
-    listing = out.with_suffix(".txt")
-    listing.write_text("".join(f"file '{c.resolve().as_posix()}'\n" for c in clips))
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "concat", "-safe", "0",
-           "-i", str(listing), "-c", "copy", "-movflags", "+faststart", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode:
-        raise RuntimeError(f"ffmpeg could not join the clips: {proc.stderr[-800:]}")
-    return out
+    return _assemble(clips, out, transition=transition, cancelled=cancelled)

@@ -107,10 +107,19 @@ converter = _make_converter(forbid_extra_keys=True)
 lenient_converter = _make_converter(forbid_extra_keys=False)
 
 
+def _format_exception(exc: BaseException, type_: Any) -> str:
+    text = cattrs.v.format_exception(exc, type_)
+    # attrs validators raise with their own message; keep it (cattrs' default drops it)
+    message = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+    if type_ is None and message and message not in text:
+        text = f"{text}: {message}"
+    return text
+
+
 def describe_errors(exc: BaseException, what: str = "$") -> str:
     """Turn a cattrs error into one line per failure, e.g. ``shots[3].duration_s: expected float``."""
     if isinstance(exc, (cattrs.ClassValidationError, cattrs.IterableValidationError)):
-        return "; ".join(cattrs.transform_error(exc, path=what))
+        return "; ".join(cattrs.transform_error(exc, path=what, format_exception=_format_exception))
     return f"{what}: {exc}"
 
 

@@ -180,7 +180,7 @@ class Runner:
             fields = {f.name for f in attrs.fields(opt_cls)} if opt_cls and attrs.has(opt_cls) else set()
             raw: dict[str, Any] = {}
             # On resume, the options recorded for the same backend are the base.
-            if kind in recorded and recorded[kind].name == reg.name and kind not in self.requested:
+            if kind in recorded and recorded[kind].name == reg.name:
                 raw.update(recorded[kind].options)
             for key, value in self.raw_options.get(None, {}).items():
                 if key in fields:
@@ -457,7 +457,7 @@ class Runner:
         tmp = session.path / ".work" / "film.partial.mp4"
         tmp.parent.mkdir(parents=True, exist_ok=True)
         try:
-            media.assemble(clips, tmp, transition=self.transition)
+            media.assemble(clips, tmp, transition=self.transition, cancelled=self.cancel)
             if film.exists():
                 media.set_aside(film)
             promote_file(tmp, film)

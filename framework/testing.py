@@ -47,8 +47,8 @@ class _Fake:
 
     @attrs.frozen
     class Options:
-        delay: float = 0.0
-        "Seconds each call sleeps (to widen a crash window in tests)."
+        delay: float = attrs.field(default=0.0, metadata={"fingerprint": False})
+        "Seconds each call sleeps (to widen a crash window in tests). Does not change the output."
 
     def __init__(self, name: str | None = None, *, concurrency: int = 1):
         if name:
@@ -90,7 +90,7 @@ class FakeStoryWriter(_Fake):
     class Options:
         shots: int = 3
         "Shots in the default plan."
-        delay: float = 0.0
+        delay: float = attrs.field(default=0.0, metadata={"fingerprint": False})
         "Seconds each call sleeps."
 
     def __init__(self, name: str | None = None, shots: int = 3):
@@ -135,12 +135,19 @@ class FakeImageGenerator(_Fake):
 
     kind = "image"
 
+    @attrs.frozen
+    class Options:
+        delay: float = attrs.field(default=0.0, metadata={"fingerprint": False})
+        "Seconds each call sleeps. Does not change the output."
+        tint: int = 0
+        "Added to the red channel: changes the pictures."
+
     def generate(self, shot: Shot, job) -> Path:
         self._record(shot.id, shot.id, job.attempt)
         from PIL import Image
 
         out = job.work_dir / "fake.png"
-        color = ((shot.seed * 67) % 256, (shot.seed * 131) % 256, (shot.seed * 29) % 256)
+        color = ((shot.seed * 67 + self.options.tint) % 256, (shot.seed * 131) % 256, (shot.seed * 29) % 256)
         Image.new("RGB", (64, 36), color).save(out)
         return out
 

@@ -1,7 +1,7 @@
 """The ``kenburns`` renderer: turns each still into an H.264 clip with a slow zoom or pan,
 using the ffmpeg binary imageio-ffmpeg ships. Offline, CPU only.
 
-:mod:`plugins.kenburns.ffmpeg` also holds ``probe`` and ``assemble`` (clips -> film).
+The ffmpeg helpers (run_ffmpeg, probe, assemble) live in :mod:`framework.ffmpeg`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from framework.errors import StageError
 from framework.protocols import ShotJob
 from framework.records import Shot
 
-from .ffmpeg import FFmpegCancelled, assemble, probe, run_ffmpeg
+from framework.ffmpeg import FFmpegCancelled, run_ffmpeg
 
-__all__ = ["KenBurnsRenderer", "KenBurnsOptions", "assemble", "probe", "FFmpegCancelled",
-           "camera_move", "MOVES"]
+__all__ = ["KenBurnsRenderer", "KenBurnsOptions", "FFmpegCancelled", "camera_move", "MOVES"]
 
 #: Camera moves, matched in this order against the shot's motion prompt.
 MOVES: tuple[str, ...] = ("push in", "pull out", "pan left", "pan right", "tilt up", "tilt down")

@@ -1,4 +1,5 @@
-"""ffmpeg helpers: run the binary imageio-ffmpeg ships, probe a clip, assemble clips into a film.
+"""ffmpeg helpers for the core and for plugins: run the binary imageio-ffmpeg ships, probe a
+clip, assemble clips into a film.
 
 Public API: :func:`probe`, :func:`assemble`, :func:`run_ffmpeg`, :func:`ffmpeg_exe`.
 """
@@ -55,7 +56,10 @@ def run_ffmpeg(args: Sequence[str], *, what: str, cancelled: threading.Event | N
     # stderr goes to a file, not a pipe, so a chatty ffmpeg can never block on a full pipe.
     with tempfile.TemporaryFile() as err:
         try:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+            # Own process group: a terminal Ctrl-C reaches the runner, which stops ffmpeg itself
+            # through `cancelled` and keeps what is finished.
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                    start_new_session=True)
         except (BlockingIOError, InterruptedError) as exc:
             raise TransientError(f"{what}: could not start ffmpeg: {exc}") from exc
         except OSError as exc:

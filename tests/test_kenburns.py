@@ -1,0 +1,163 @@
+"""The kenburns renderer and the ffmpeg helpers, against the real bundled ffmpeg."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from PIL import Image
+
+from framework.errors import StageError
+from framework.protocols import ShotJob
+from framework.records import Shot
+from plugins.kenburns import FFmpegCancelled, KenBurnsOptions, KenBurnsRenderer, camera_move
+from framework.ffmpeg import assemble, probe, run_ffmpeg
+
+SMALL = KenBurnsOptions(width=320, height=180, fps=25)
+
+
+def make_shot(id=1, motion="slow push in", duration=1.0) -> Shot:
+    return Shot(id=id, scene_id="s1", description="d", image_prompt=f"prompt {id}",
+                motion_prompt=motion, duration_s=duration, seed=id)
+
+
+def job_for(shot, work_dir, cancelled=None) -> ShotJob:
+    return ShotJob(session_id="s", stage="videos", shot=shot, attempt=1, work_dir=work_dir,
+                   checkpoint={}, cancelled=cancelled or threading.Event(), save=lambda d: None)
+
+
+@pytest.fixture
+def still(tmp_path):
+    path = tmp_path / "still.png"
+    im = Image.linear_gradient("L").resize((640, 360)).convert("RGB")
+    im.paste((200, 40, 40), (100, 100, 220, 200))
+    im.save(path)
+    return path
+
+
+def render(tmp_path, still, shot, options=SMALL):
+    return KenBurnsRenderer(options).render(shot, still, job_for(shot, tmp_path / f"w{shot.id}"))
+
+
+def test_renders_an_h264_mp4_of_the_shot_duration(tmp_path, still):
+    out = render(tmp_path, still, make_shot(duration=1.0))
+    assert out.suffix == ".mp4" and out.parent == tmp_path / "w1"
+    assert not list(out.parent.glob("*partial*"))
+    info = probe(out)
+    assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p"
+    assert (info["width"], info["height"]) == (320, 180)
+    assert info["fps"] == 25
+    assert info["duration"] == pytest.approx(1.0, abs=0.05)
+    assert out.read_bytes()[4:8] == b"ftyp"
+
+
+def test_duration_and_fps_follow_shot_and_options(tmp_path, still):
+    out = render(tmp_path, still, make_shot(id=2, duration=1.6, motion="pan left"),
+                 KenBurnsOptions(width=256, height=144, fps=10))
+    info = probe(out)
+    assert info["duration"] == pytest.approx(1.6, abs=0.11)
+    assert (info["width"], info["height"], info["fps"]) == (256, 144, 10)
+
+
+@pytest.mark.parametrize("motion, move", [
+    ("slow push in, steady camera", "push in"), ("pull out", "pull out"), ("Pan Left slowly", "pan left"),
+    ("pan right", "pan right"), ("tilt up, gentle", "tilt up"), ("zoom out", "pull out"),
+])
+def test_camera_move_from_motion_prompt(motion, move):
+    assert camera_move(make_shot(motion=motion)) == move
+
+
+def test_camera_move_without_a_keyword_is_deterministic():
+    moves = {camera_move(make_shot(id=i, motion="handheld")) for i in range(1, 30)}
+    assert len(moves) > 1
+    assert camera_move(make_shot(id=5, motion="")) == camera_move(make_shot(id=5, motion=""))
+
+
+def test_moves_give_different_motion(tmp_path, still):
+    first_last = {}
+    for i, motion in enumerate(("push in", "pan left", "pan right"), start=1):
+        out = render(tmp_path, still, make_shot(id=i, motion=motion, duration=0.4))
+        import imageio_ffmpeg
+        gen = imageio_ffmpeg.read_frames(str(out))
+        meta = next(gen)
+        frames = [bytes(f) for f in gen]
+        assert len(frames) == 10 and meta["size"] == (320, 180)
+        assert frames[0] != frames[-1], f"{motion}: the picture moves"
+        first_last[motion] = (frames[0], frames[-1])
+    assert first_last["pan left"] != first_last["pan right"]
+
+
+def test_cancelled_job_stops_ffmpeg(tmp_path, still):
+    cancelled = threading.Event()
+    shot = make_shot(duration=600.0)  # would take far longer than this test
+    renderer = KenBurnsRenderer(KenBurnsOptions(width=1280, height=720))
+    timer = threading.Timer(0.5, cancelled.set)
+    timer.start()
+    start = time.monotonic()
+    with pytest.raises(FFmpegCancelled):
+        renderer.render(shot, still, job_for(shot, tmp_path / "c", cancelled))
+    assert time.monotonic() - start < 10
+    assert not list((tmp_path / "c").glob("*.mp4")), "no partial clip is left behind"
+
+
+def test_ffmpeg_failure_is_a_stage_error_with_stderr(tmp_path):
+    bad = tmp_path / "not_an_image.png"
+    bad.write_bytes(b"this is not a PNG")
+    shot = make_shot()
+    with pytest.raises(StageError) as info:
+        KenBurnsRenderer(SMALL).render(shot, bad, job_for(shot, tmp_path / "w"))
+    assert "exited with code" in str(info.value)
+    assert "not_an_image.png" in str(info.value) or "Invalid" in str(info.value)
+    with pytest.raises(StageError, match="missing"):
+        KenBurnsRenderer(SMALL).render(shot, tmp_path / "nope.png", job_for(shot, tmp_path / "w"))
+
+
+def test_probe_rejects_non_video(tmp_path):
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\0" * 100)
+    with pytest.raises(StageError):
+        probe(junk)
+    with pytest.raises(StageError):
+        probe(tmp_path / "missing.mp4")
+
+
+@pytest.fixture
+def clips(tmp_path, still):
+    return [render(tmp_path, still, make_shot(id=i, motion=m, duration=d))
+            for i, (m, d) in enumerate((("push in", 1.0), ("pan left", 0.8), ("pull out", 1.2)), start=1)]
+
+
+def test_assemble_cut_copies_streams(tmp_path, clips):
+    out = assemble(clips, tmp_path / "film.mp4")
+    info = probe(out)
+    total = sum(probe(c)["duration"] for c in clips)
+    assert total == pytest.approx(3.0, abs=0.1)
+    assert info["duration"] == pytest.approx(total, abs=0.1)
+    assert (info["width"], info["height"], info["codec"]) == (320, 180, "h264")
+    assert not list(tmp_path.glob("*.txt")), "the concat list is cleaned up"
+
+
+def test_assemble_crossfade_shortens_by_the_overlaps(tmp_path, clips):
+    out = assemble(clips, tmp_path / "film_xfade.tmp", transition="crossfade", crossfade_s=0.3)
+    assert out.read_bytes()[4:8] == b"ftyp", "written as MP4 whatever the suffix"
+    total = sum(probe(c)["duration"] for c in clips)
+    assert probe(out)["duration"] == pytest.approx(total - 2 * 0.3, abs=0.1)
+
+
+def test_assemble_mixed_inputs_reencodes_to_first_size(tmp_path, clips):
+    webm = tmp_path / "other.webm"
+    run_ffmpeg(["-f", "lavfi", "-i", "testsrc=size=200x200:rate=15:duration=0.6",
+                "-c:v", "libvpx-vp9", "-deadline", "realtime", "-y", str(webm)], what="making a webm")
+    assert probe(webm)["codec"] == "vp9"
+    out = assemble([clips[0], webm], tmp_path / "mixed.mp4")
+    info = probe(out)
+    assert (info["width"], info["height"], info["codec"], info["fps"]) == (320, 180, "h264", 25)
+    assert info["duration"] == pytest.approx(1.0 + 0.6, abs=0.1)
+
+
+def test_assemble_rejects_bad_requests(tmp_path, clips):
+    with pytest.raises(StageError):
+        assemble([], tmp_path / "x.mp4")
+    with pytest.raises(StageError, match="transition"):
+        assemble(clips, tmp_path / "x.mp4", transition="wipe")
