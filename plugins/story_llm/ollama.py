@@ -4,7 +4,7 @@ schema of each stage."""
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
@@ -13,7 +13,9 @@ from framework.errors import ServiceError
 
 from .chat import ChatStoryWriter, PlanOptions, Reply
 from .schemas import SCHEMAS
-from .transport import BadRequest, JSONClient
+
+if TYPE_CHECKING:  # httpx is imported on first use, so `reelforge --help` stays fast
+    from .transport import BadRequest, JSONClient
 
 log = logging.getLogger("reelforge.story_llm")
 
@@ -48,6 +50,8 @@ class OllamaStory(ChatStoryWriter):
 
     def _http(self) -> JSONClient:
         if self._client is None:
+            from .transport import JSONClient
+
             self._client = JSONClient(self.options.base_url, label=self.label,
                                       timeout=self.options.timeout)
         return self._client
@@ -73,6 +77,8 @@ class OllamaStory(ChatStoryWriter):
         }
 
     def _chat(self, messages: list[dict[str, str]], stage: str) -> Reply:
+        from .transport import BadRequest
+
         while True:
             try:
                 data = self._http().post("/api/chat", self._payload(messages, stage))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 import attrs
@@ -15,7 +15,9 @@ from framework.errors import ConfigError, ServiceError
 
 from .chat import ChatStoryWriter, PlanOptions, Reply
 from .schemas import SCHEMAS
-from .transport import BadRequest, JSONClient
+
+if TYPE_CHECKING:  # httpx is imported on first use, so `reelforge --help` stays fast
+    from .transport import BadRequest, JSONClient
 
 log = logging.getLogger("reelforge.story_llm")
 
@@ -63,6 +65,8 @@ class OpenAIStory(ChatStoryWriter):
 
     def _http(self) -> JSONClient:
         if self._client is None:
+            from .transport import JSONClient
+
             headers = {}
             key = os.environ.get(self.options.api_key_env, "").strip() if self.options.api_key_env else ""
             if key:
@@ -97,6 +101,8 @@ class OpenAIStory(ChatStoryWriter):
         return payload
 
     def _chat(self, messages: list[dict[str, str]], stage: str) -> Reply:
+        from .transport import BadRequest
+
         while True:
             try:
                 data = self._http().post("/chat/completions", self._payload(messages, stage))

@@ -134,3 +134,49 @@ def test_modules_are_valid_plugins():
     pm.hook.register_story_llms(register=found.append)
     assert {c.name for c in found} == {"openai", "ollama"}
     assert all(isinstance(c(), StoryWriter) for c in found)
+
+
+def test_error_bodies_of_each_server_family():
+    import httpx
+
+    from plugins.story_llm.transport import error_message
+
+    def msg(status, body):
+        return error_message(httpx.Response(status, **({"json": body} if not isinstance(body, str)
+                                                       else {"text": body})))
+
+    # OpenAI and llama.cpp
+    assert msg(400, {"error": {"message": "bad schema", "type": "invalid_request_error",
+                               "code": "invalid_json_schema"}}) == ("bad schema", "invalid_json_schema")
+    # Ollama
+    assert msg(404, {"error": 'model "x" not found'}) == ('model "x" not found', None)
+    # vLLM
+    assert msg(400, {"object": "error", "message": "max_tokens is too large", "type": "BadRequestError",
+                     "param": None, "code": 400}) == ("max_tokens is too large", None)
+    assert msg(502, "<html>Bad Gateway</html>") == ("<html>Bad Gateway</html>", None)
+
+
+def test_retry_after_forms():
+    import email.utils
+    import time
+
+    from plugins.story_llm.transport import parse_retry_after
+
+    assert parse_retry_after({"retry-after": "7"}) == 7.0
+    assert parse_retry_after({"retry-after-ms": "1500", "retry-after": "7"}) == 1.5
+    later = email.utils.formatdate(time.time() + 60, usegmt=True)
+    assert 55 < parse_retry_after({"retry-after": later}) <= 60
+    assert parse_retry_after({}) is None and parse_retry_after({"retry-after": "soon"}) is None
+
+
+def test_http_is_imported_lazily():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, plugins.story_llm.openai_compat, plugins.story_llm.ollama; "
+            "print('plugins.story_llm.transport' in sys.modules)")
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=root)
+    assert out.stdout.strip() == "False"  # httpx comes with the first request, not with --help
