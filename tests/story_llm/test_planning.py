@@ -180,3 +180,18 @@ def test_http_is_imported_lazily():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=root)
     assert out.stdout.strip() == "False"  # httpx comes with the first request, not with --help
+
+
+def test_docs_show_the_schemas_and_every_option():
+    import json
+    import re
+    from pathlib import Path
+
+    import attrs
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "story_llms.md").read_text()
+    blocks = [json.loads(b) for b in re.findall(r"```json\n(.+?)\n```", text, re.DOTALL)]
+    assert blocks == [SCHEMAS["story"], SCHEMAS["scene_graph"], SCHEMAS["shot_plan"]]
+    for cls in (openai_compat.OpenAIOptions, ollama.OllamaOptions):
+        for field in attrs.fields(cls):
+            assert f"| `{field.name}` |" in text, f"{cls.__name__}.{field.name} is not documented"
