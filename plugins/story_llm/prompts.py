@@ -99,7 +99,7 @@ def shot_messages(story: Story, graph: SceneGraph, batch: ShotBatch, *, total_sh
     else:
         head = (f"The film has {total_shots} shots, planned in parts. Plan only shots "
                 f"{batch.first_id} to {batch.last_id} (exactly {batch.count} shots), for these scenes: ")
-    head += ", ".join(f"{sid} ({n})" for sid, n in batch.parts) + "."
+    head += ", ".join(f"{sid} ({n} shot{'s' if n != 1 else ''})" for sid, n in batch.parts) + "."
     lines = [
         f"The story:\n{_story_json(story)}",
         "The scenes:\n" + json.dumps(

@@ -189,7 +189,7 @@ def parts_asked(seen: Seen) -> tuple[int, list[tuple[str, int]]]:
     m = re.search(r"Plan only shots (\d+) to", text)
     first = int(m.group(1)) if m else 1
     line = next(l for l in text.split("\n\n") if "per scene:" in l or "for these scenes:" in l)
-    return first, [(s, int(n)) for s, n in re.findall(r"\b(s\d+) \((\d+)\)", line)]
+    return first, [(s, int(n)) for s, n in re.findall(r"\b(s\d+) \((\d+) shots?\)", line)]
 
 
 def film_content(seen: Seen) -> dict[str, Any]:

@@ -303,3 +303,16 @@ def test_long_plan_is_asked_in_batches(fake_server):
     assert asked == [(1, [("s1", 10), ("s2", 2)]), (13, [("s2", 8), ("s3", 4)]), (25, [("s3", 6)])]
     assert "Plan only shots 13 to 24 (exactly 12 shots)" in fake_server.requests[1].user
     assert sum(s.duration_s for s in plan.shots) == pytest.approx(90)
+
+
+def test_retry_waits_as_long_as_the_server_asks(fake_server, monkeypatch):
+    import time
+
+    monkeypatch.setenv("REELFORGE_RETRY_BACKOFF", "5")  # backoff on: the server's wait wins
+    fake_server.enqueue(openai_error(429, "Rate limit reached", code="rate_limit_exceeded",
+                                     headers={"retry-after-ms": "300", "Retry-After": "1"}))
+    fake_server.responder = openai_film
+    started = time.monotonic()
+    backend(fake_server).write_story("idea")
+    assert 0.3 <= time.monotonic() - started < 2.0
+    assert len(fake_server.requests) == 2
