@@ -143,7 +143,7 @@ class ChatStoryWriter:
         scenes = min(scenes, shots)
         messages = prompts.scene_graph_messages(story, scenes=scenes, shots=shots)
         return self._ask_whole(messages, "scene_graph",
-                               lambda data: check_scene_graph(data, max_scenes=shots))
+                               lambda data: check_scene_graph(data, max_scenes=shots, story=story))
 
     def plan_shots(self, story: Story, scenes: SceneGraph) -> ShotPlan:
         if not scenes.scenes:

@@ -123,8 +123,9 @@ _FENCE = re.compile(r"^\s*```(?:json)?\s*\n?(.*?)\n?```\s*$", re.DOTALL)
 
 
 def parse_json_object(content: str) -> dict[str, Any]:
-    """Decode a reply that should be one JSON object. Markdown fences (which local models
-    like to add) are tolerated; anything else wrong raises InvalidReply saying where."""
+    """Decode a reply that should be one JSON object. Markdown fences and prose around a
+    complete object (which local models like to add) are tolerated; anything else wrong
+    raises InvalidReply saying where."""
     text = content.strip()
     fenced = _FENCE.match(text)
     if fenced:
@@ -134,8 +135,15 @@ def parse_json_object(content: str) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InvalidReply(f"the reply is not valid JSON: {exc.msg} at line {exc.lineno} "
-                           f"column {exc.colno} (char {exc.pos})") from None
+        # Local models like to wrap the object in a sentence; a complete object inside is fine.
+        start = text.find("{")
+        try:
+            data, _ = json.JSONDecoder().raw_decode(text, start) if start >= 0 else (None, 0)
+        except json.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict):
+            raise InvalidReply(f"the reply is not valid JSON: {exc.msg} at line {exc.lineno} "
+                               f"column {exc.colno} (char {exc.pos})") from None
     if not isinstance(data, dict):
         raise InvalidReply(f"expected one JSON object, got a JSON {type(data).__name__}")
     return data
@@ -171,9 +179,11 @@ def check_story(data: dict[str, Any]) -> Story:
     )
 
 
-def check_scene_graph(data: dict[str, Any], *, max_scenes: int) -> SceneGraph:
-    """Structure and check the scene graph; scenes are put in ``order`` and renumbered 1..n."""
+def check_scene_graph(data: dict[str, Any], *, max_scenes: int, story: Story | None = None) -> SceneGraph:
+    """Structure and check the scene graph; scenes are put in ``order`` and renumbered 1..n,
+    and character names spelled as in ``story`` (matched case-insensitively)."""
     graph = _structure(data, SceneGraph, "$")
+    names = {c.name.casefold(): c.name for c in story.characters} if story else {}
     if not graph.scenes:
         raise InvalidReply("$.scenes: expected at least one scene")
     if len(graph.scenes) > max_scenes:
@@ -187,7 +197,8 @@ def check_scene_graph(data: dict[str, Any], *, max_scenes: int) -> SceneGraph:
         seen.add(scene.id.strip())
     ordered = sorted(enumerate(graph.scenes), key=lambda pair: (pair[1].order, pair[0]))
     return SceneGraph(tuple(
-        attrs.evolve(scene, id=scene.id.strip(), order=n)
+        attrs.evolve(scene, id=scene.id.strip(), order=n, characters=tuple(
+            names.get(name.strip().casefold(), name.strip()) for name in scene.characters))
         for n, (_, scene) in enumerate(ordered, start=1)
     ))
 

@@ -82,6 +82,17 @@ def test_json_schema_refused_falls_back_to_json_object(fake_server, caplog):
     assert "json_object" in caplog.text
 
 
+def test_json_object_refused_too_falls_back_to_prompt_only(fake_server):
+    fake_server.enqueue(
+        openai_error(400, "response_format json_schema is not supported"),
+        openai_error(400, "Unrecognized request argument supplied: response_format"),
+    )
+    fake_server.responder = openai_film
+    backend(fake_server).write_story("idea")
+    assert [r.body.get("response_format", {}).get("type") for r in fake_server.requests] == [
+        "json_schema", "json_object", None]
+
+
 def test_json_mode_none_sends_no_response_format(fake_server):
     fake_server.responder = openai_film
     backend(fake_server, json_mode="none").write_story("idea")

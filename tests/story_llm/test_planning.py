@@ -83,16 +83,20 @@ def test_parse_json_object():
     assert parse_json_object('```json\n{"a": 1}\n```') == {"a": 1}
     with pytest.raises(InvalidReply, match="empty"):
         parse_json_object("  ")
+    assert parse_json_object('Here is the plan: {"a": {"b": 2}} Enjoy!') == {"a": {"b": 2}}
     with pytest.raises(InvalidReply, match="not valid JSON"):
         parse_json_object('{"a": ')
+    with pytest.raises(InvalidReply, match="not valid JSON"):
+        parse_json_object('Sure! [1, 2]')
 
 
 def test_scene_graph_reordered_and_checked():
     graph = check_scene_graph({"scenes": [
-        {"id": "b", "order": 5, "summary": "second", "setting": "", "characters": []},
+        {"id": "b", "order": 5, "summary": "second", "setting": "", "characters": ["old tom", "Gull"]},
         {"id": "a", "order": 2, "summary": "first", "setting": "", "characters": []},
-    ]}, max_scenes=4)
+    ]}, max_scenes=4, story=STORY_REC)
     assert [(s.id, s.order) for s in graph.scenes] == [("a", 1), ("b", 2)]
+    assert graph.scenes[1].characters == ("Old Tom", "Gull")
     with pytest.raises(InvalidReply, match=r"scenes\[1\]\.id"):
         check_scene_graph({"scenes": [
             {"id": "a", "order": 1, "summary": "", "setting": "", "characters": []},
