@@ -15,7 +15,7 @@ from .chat import ChatStoryWriter, PlanOptions, Reply
 from .schemas import SCHEMAS
 
 if TYPE_CHECKING:  # httpx is imported on first use, so `reelforge --help` stays fast
-    from .transport import BadRequest, JSONClient
+    from .transport import JSONClient
 
 log = logging.getLogger("reelforge.story_llm")
 

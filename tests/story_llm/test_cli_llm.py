@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 
-import pytest
 from click.testing import CliRunner
 
 from fake_llm import API_KEY, STORY, ollama_film, openai_error, openai_film
