@@ -62,20 +62,26 @@ class OpenAIStory(ChatStoryWriter):
                               f"got {self.options.json_mode!r}")
         self._mode = self.options.json_mode
         self._client: JSONClient | None = None
+        # Checked now, so a missing key stops `reelforge run` before a session is created.
+        self._api_key()
+
+    def _api_key(self) -> str:
+        """The key from the environment ('' for a local server that needs none)."""
+        env = self.options.api_key_env
+        key = os.environ.get(env, "").strip() if env else ""
+        if not key and urlsplit(self.options.base_url).hostname == "api.openai.com":
+            raise ConfigError(
+                f"the openai story writer needs an API key: set the environment variable "
+                f"{env or 'OPENAI_API_KEY'} (or point base_url at a local server, e.g. "
+                f"-o openai.base_url=http://127.0.0.1:8080/v1)")
+        return key
 
     def _http(self) -> JSONClient:
         if self._client is None:
             from .transport import JSONClient
 
-            headers = {}
-            key = os.environ.get(self.options.api_key_env, "").strip() if self.options.api_key_env else ""
-            if key:
-                headers["Authorization"] = f"Bearer {key}"
-            elif urlsplit(self.options.base_url).hostname == "api.openai.com":
-                raise ConfigError(
-                    f"the openai story writer needs an API key: set the environment variable "
-                    f"{self.options.api_key_env or 'OPENAI_API_KEY'} (or point base_url at a "
-                    f"local server, e.g. -o openai.base_url=http://127.0.0.1:8080/v1)")
+            key = self._api_key()
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
             self._client = JSONClient(self.options.base_url, label=self.label,
                                       timeout=self.options.timeout, headers=headers)
         return self._client

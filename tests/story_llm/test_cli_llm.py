@@ -90,3 +90,10 @@ def test_bad_option_is_a_usage_error(out, fake_server):
     assert r.exit_code == 2 and "json_mode" in r.output
     r = invoke(out, "run", "idea", "--new", "--story-llm", "ollama", "-o", "ollama.num_ctx=lots")
     assert r.exit_code == 2 and "num_ctx" in r.output
+
+
+def test_missing_key_for_openai_com_stops_before_a_session_exists(out, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    r = invoke(out, "run", "idea", "--new", "--story-llm", "openai")
+    assert r.exit_code == 2 and "set the environment variable OPENAI_API_KEY" in r.output
+    assert SessionStore(out).ids() == []

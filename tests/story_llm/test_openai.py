@@ -187,7 +187,7 @@ def test_timeout_is_retried(fake_server):
 def test_missing_key_for_api_openai_com_is_a_config_error(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY")
     with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
-        OpenAIStory(OpenAIOptions()).write_story("idea")
+        OpenAIStory(OpenAIOptions())
 
 
 def test_local_server_needs_no_key(fake_server, monkeypatch):
