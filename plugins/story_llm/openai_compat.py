@@ -17,7 +17,7 @@ from .chat import ChatStoryWriter, PlanOptions, Reply
 from .schemas import SCHEMAS
 
 if TYPE_CHECKING:  # httpx is imported on first use, so `reelforge --help` stays fast
-    from .transport import BadRequest, JSONClient
+    from .transport import JSONClient
 
 log = logging.getLogger("reelforge.story_llm")
 
@@ -41,10 +41,16 @@ class OpenAIOptions(PlanOptions):
     "that refuses json_schema is asked again with json_object automatically."
 
 
-def _is_about_response_format(error: BadRequest) -> bool:
-    text = error.body.lower()
+def _about_response_format(body: str) -> bool:
+    text = body.lower()
     return any(word in text for word in ("response_format", "json_schema", "json_object",
                                          "structured output", "grammar"))
+
+
+def _refused_response_format(status: int, body: str) -> bool:
+    # Old llama.cpp servers answer 500 'response_format type must be one of "text" or
+    # "json_object", but got: json_schema'; retrying that cannot help.
+    return status == 500 and _about_response_format(body)
 
 
 class OpenAIStory(ChatStoryWriter):
@@ -111,10 +117,11 @@ class OpenAIStory(ChatStoryWriter):
 
         while True:
             try:
-                data = self._http().post("/chat/completions", self._payload(messages, stage))
+                data = self._http().post("/chat/completions", self._payload(messages, stage),
+                                         refused=_refused_response_format)
                 break
             except BadRequest as exc:
-                if self._mode == "none" or not _is_about_response_format(exc):
+                if self._mode == "none" or not _about_response_format(exc.body):
                     raise
                 fallback = "json_object" if self._mode == "json_schema" else "none"
                 log.warning("%s refused response_format %s (%s); using %s from now on",

@@ -12,7 +12,7 @@ import email.utils
 import json
 import logging
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import httpx
 
@@ -101,12 +101,17 @@ class JSONClient:
     def close(self) -> None:
         self._client.close()
 
-    def post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def post(self, path: str, payload: dict[str, Any], *,
+             refused: Callable[[int, str], bool] | None = None) -> dict[str, Any]:
+        """POST ``payload`` and return the JSON answer. ``refused(status, body)`` may mark an
+        error answer as a refusal of the request (raised as BadRequest, never retried) even
+        when its status says otherwise (old llama.cpp servers answer 500 to an unsupported
+        ``response_format``)."""
         url = f"{self.base_url}{path}"
         try:
             for attempt in self.policy.retrying():
                 with attempt:
-                    return self._post_once(url, payload)
+                    return self._post_once(url, payload, refused)
         except RetryableServiceError as exc:
             attempts = self.policy.attempts
             raise ServiceError(
@@ -116,7 +121,8 @@ class JSONClient:
             ) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _post_once(self, url: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def _post_once(self, url: str, payload: dict[str, Any],
+                   refused: Callable[[int, str], bool] | None) -> dict[str, Any]:
         log.debug("POST %s", url)
         try:
             response = self._client.post(url, json=payload)
@@ -132,14 +138,14 @@ class JSONClient:
         if status >= 400:
             message, code = error_message(response)
             text = f"{self.label} at {self.base_url} answered {status}: {message}"
+            if status in (400, 422) or (refused is not None and refused(status, response.text)):
+                raise BadRequest(text, status_code=status, url=url, body=response.text)
             # OpenAI answers 429 both for rate limits (wait and retry) and for an exhausted
             # quota (retrying cannot help).
             if status in RETRYABLE_STATUS and code != "insufficient_quota":
                 log.debug("%s answered %s, will retry if attempts remain", url, status)
                 raise RetryableServiceError(text, status_code=status, url=url,
                                             retry_after=parse_retry_after(response.headers))
-            if status in (400, 422):
-                raise BadRequest(text, status_code=status, url=url, body=response.text)
             if status in (401, 403):
                 text += "; check the API key and the environment variable the backend reads it from"
             elif status == 404:

@@ -82,6 +82,15 @@ def test_json_schema_refused_falls_back_to_json_object(fake_server, caplog):
     assert "json_object" in caplog.text
 
 
+def test_old_llama_cpp_500_for_json_schema_falls_back_at_once(fake_server):
+    fake_server.enqueue(Canned(500, {"error": {"code": 500, "type": "server_error", "message":
+        'response_format type must be one of "text" or "json_object", but got: json_schema'}}))
+    fake_server.responder = openai_film
+    backend(fake_server).write_story("idea")
+    assert [r.body["response_format"]["type"] for r in fake_server.requests] == [
+        "json_schema", "json_object"]
+
+
 def test_json_object_refused_too_falls_back_to_prompt_only(fake_server):
     fake_server.enqueue(
         openai_error(400, "response_format json_schema is not supported"),
