@@ -20,6 +20,16 @@ if TYPE_CHECKING:  # httpx is imported on first use, so `reelforge --help` stays
 log = logging.getLogger("reelforge.story_llm")
 
 
+def _about_format(body: str) -> bool:
+    # Before 0.5: 400 'json: cannot unmarshal object into Go struct field ChatRequest.format
+    # of type string'; later, for a schema it cannot use: 'invalid JSON schema in format'.
+    return "format" in body.lower()
+
+
+def _refused_format(status: int, body: str) -> bool:
+    return status == 500 and "invalid" in body.lower() and _about_format(body)
+
+
 @attrs.frozen
 class OllamaOptions(PlanOptions):
     """Options of the ``ollama`` story writer (plus the planning options it shares with openai)."""
@@ -81,10 +91,11 @@ class OllamaStory(ChatStoryWriter):
 
         while True:
             try:
-                data = self._http().post("/api/chat", self._payload(messages, stage))
+                data = self._http().post("/api/chat", self._payload(messages, stage),
+                                         refused=_refused_format)
                 break
             except BadRequest as exc:
-                if not self._schema_format or "format" not in exc.body.lower():
+                if not self._schema_format or not _about_format(exc.body):
                     raise
                 log.warning("Ollama refused a JSON schema as format (%s); using format=json", exc)
                 self._schema_format = False

@@ -68,8 +68,12 @@ def test_model_not_found_fails_at_once_with_ollamas_message(fake_server):
     assert len(fake_server.requests) == 1
 
 
-def test_old_ollama_refusing_a_schema_format_gets_json(fake_server):
-    fake_server.enqueue(ollama_error(400, "invalid format: expected \"json\" or a JSON schema"))
+@pytest.mark.parametrize("status,message", [
+    (400, "json: cannot unmarshal object into Go struct field ChatRequest.format of type string"),
+    (500, "invalid JSON schema in format"),
+])
+def test_ollama_refusing_a_schema_format_gets_json(fake_server, status, message):
+    fake_server.enqueue(ollama_error(status, message))
     fake_server.responder = ollama_film
     backend(fake_server).write_story("idea")
     assert [r.body["format"] for r in fake_server.requests] == [SCHEMAS["story"], "json"]
