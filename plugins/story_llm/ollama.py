@@ -97,7 +97,8 @@ class OllamaStory(ChatStoryWriter):
             except BadRequest as exc:
                 if not self._schema_format or not _about_format(exc.body):
                     raise
-                log.warning("Ollama refused a JSON schema as format (%s); using format=json", exc)
+                log.warning("Ollama at %s refused a JSON schema as format (%s: %s); using format=json",
+                            self.options.base_url, exc.status_code, exc.server_message)
                 self._schema_format = False
         message = data.get("message")
         if not isinstance(message, dict):

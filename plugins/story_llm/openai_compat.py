@@ -124,8 +124,9 @@ class OpenAIStory(ChatStoryWriter):
                 if self._mode == "none" or not _about_response_format(exc.body):
                     raise
                 fallback = "json_object" if self._mode == "json_schema" else "none"
-                log.warning("%s refused response_format %s (%s); using %s from now on",
-                            self.label, self._mode, exc, fallback)
+                log.warning("%s does not take response_format %s (%s: %s); using %s from now on",
+                            self.options.base_url, self._mode, exc.status_code, exc.server_message,
+                            fallback)
                 self._mode = fallback
         return self._reply(data)
 

@@ -75,10 +75,12 @@ class BadRequest(ServiceError):
     can recognise a server that does not support ``json_schema``)."""
 
     def __init__(self, message: str, *, status_code: int | None = None, url: str | None = None,
-                 body: str = ""):
+                 body: str = "", server_message: str = ""):
         super().__init__(message, status_code=status_code, url=url)
         self.body = body
         "The response body as text (the server's message, error type, code and param)."
+        self.server_message = server_message
+        "Just the server's own message."
 
 
 class JSONClient:
@@ -139,7 +141,8 @@ class JSONClient:
             message, code = error_message(response)
             text = f"{self.label} at {self.base_url} answered {status}: {message}"
             if status in (400, 422) or (refused is not None and refused(status, response.text)):
-                raise BadRequest(text, status_code=status, url=url, body=response.text)
+                raise BadRequest(text, status_code=status, url=url, body=response.text,
+                                 server_message=message)
             # OpenAI answers 429 both for rate limits (wait and retry) and for an exhausted
             # quota (retrying cannot help).
             if status in RETRYABLE_STATUS and code != "insufficient_quota":
