@@ -97,3 +97,31 @@ def test_missing_key_for_openai_com_stops_before_a_session_exists(out, monkeypat
     r = invoke(out, "run", "idea", "--new", "--story-llm", "openai")
     assert r.exit_code == 2 and "set the environment variable OPENAI_API_KEY" in r.output
     assert SessionStore(out).ids() == []
+
+
+def test_unrepairable_shot_plan_fails_that_stage_and_resume_redoes_only_it(out, fake_server):
+    from fake_llm import chat_completion, stage_of
+
+    broken = chat_completion({"shots": [{"id": 1, "scene_id": "s1"}]})
+
+    def answer(seen):
+        return broken if stage_of(seen) == "shot_plan" else openai_film(seen)
+
+    fake_server.responder = answer
+    args = ["--story-llm", "openai", "-o", f"openai.base_url={fake_server.url}/v1", "-o", "shots=3"]
+    r = invoke(out, "run", "A cat relights a lighthouse", "--new", *args)
+    assert r.exit_code == 1
+    assert "gave no usable shot plan after 2 repair attempts" in r.output
+    assert "image_prompt" in r.output  # the field is named
+    [sid] = SessionStore(out).ids()
+    meta = SessionStore(out).load(sid).meta
+    assert meta.status == "FAILED"
+    assert (meta.steps["story"], meta.steps["scene_graph"], meta.steps["shots"]) == ("done", "done", "failed")
+    assert [stage_of(req) for req in fake_server.requests] == ["story", "scene_graph"] + ["shot_plan"] * 3
+
+    fake_server.requests.clear()
+    fake_server.responder = openai_film
+    r = invoke(out, "resume", sid)
+    assert r.exit_code == 0, r.output
+    assert [stage_of(req) for req in fake_server.requests] == ["shot_plan"]
+    assert_film(out)
