@@ -110,12 +110,13 @@ class JSONClient:
         when its status says otherwise (old llama.cpp servers answer 500 to an unsupported
         ``response_format``)."""
         url = f"{self.base_url}{path}"
+        retrying = self.policy.retrying()
         try:
-            for attempt in self.policy.retrying():
+            for attempt in retrying:
                 with attempt:
                     return self._post_once(url, payload, refused)
         except RetryableServiceError as exc:
-            attempts = self.policy.attempts
+            attempts = retrying.statistics.get("attempt_number", self.policy.attempts)
             raise ServiceError(
                 f"{exc} (gave up after {attempts} attempt{'s' if attempts != 1 else ''}; "
                 f"run `reelforge resume` to try this stage again)",

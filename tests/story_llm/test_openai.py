@@ -153,7 +153,7 @@ def test_retry_after_is_read_from_the_answer(fake_server, monkeypatch):
     cause = info.value.__cause__
     assert isinstance(cause, RetryableServiceError) and cause.retry_after == 7.0
     assert cause.status_code == 429
-    assert "Rate limit reached" in str(info.value)
+    assert "Rate limit reached" in str(info.value) and "after 1 attempt;" in str(info.value)
 
 
 def test_insufficient_quota_is_not_retried(fake_server):
