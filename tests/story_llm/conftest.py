@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
-from fake_llm import API_KEY, FakeServer
+# The tests import the fakes as `fake_llm`, whatever pytest's import mode.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fake_llm import API_KEY, FakeServer  # noqa: E402
 
 
 @pytest.fixture
