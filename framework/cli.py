@@ -19,10 +19,28 @@ _BACKEND_FLAGS = {"story": "--story-llm", "image": "--image-gen", "video": "--re
 
 
 def _output_dir_option(f):
-    return click.option(
-        "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("output"),
-        envvar="REELFORGE_OUTPUT_DIR", show_default=True,
-        help="Where sessions live (output/sessions/...).")(f)
+    f = click.option(
+        "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+        envvar="REELFORGE_OUTPUT_DIR",
+        help="Where sessions live (default: output_dir from reelforge.toml, else ./output).")(f)
+    f = click.option(
+        "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+        envvar="REELFORGE_CONFIG", help="Config file (default: ./reelforge.toml if present).")(f)
+    return f
+
+
+def _load_config(config_path: Path | None):
+    from .config import load_config
+    from .plugins import disable
+
+    config = load_config(config_path)
+    if config.disable:
+        disable(config.disable)
+    return config
+
+
+def _resolve_output_dir(output_dir: Path | None, config) -> Path:
+    return output_dir or Path(config.output_dir or "output")
 
 
 def _backend_flags() -> dict[str, list[tuple[str, str, bool]]]:
@@ -51,8 +69,8 @@ def _run_options(f):
                          help=f"The {label} to use (see `reelforge plugins`).")(f)
     f = click.option("-o", "--option", "options", multiple=True, metavar="[NAME.]KEY=VALUE",
                      help="A backend option, e.g. -o shots=9 or -o kenburns.fps=30. Repeatable.")(f)
-    f = click.option("--transition", type=click.Choice(["cut", "crossfade"]), default="cut",
-                     show_default=True, help="How clips are joined into film.mp4.")(f)
+    f = click.option("--transition", type=click.Choice(["cut", "crossfade"]), default=None,
+                     help="How clips are joined into film.mp4 (default: cut).")(f)
     for flag, targets in sorted(_backend_flags().items()):
         multiple = any(m for _, _, m in targets)
         names = ", ".join(sorted({n for n, _, _ in targets}))
@@ -62,42 +80,35 @@ def _run_options(f):
     return f
 
 
-def _make_runner(output_dir: Path, kwargs: dict[str, Any]):
-    from .runner import Runner
+def _make_runner(output_dir: Path, config, kwargs: dict[str, Any]):
+    """Build a Runner from the command line over reelforge.toml (the command line wins)."""
+    from .config import check_backend_tables
+    from .options import parse_pairs
+    from .runner import DEFAULT_BACKENDS, Runner
 
-    chosen = {kind: kwargs.pop(f"{kind}_backend") for kind in KINDS}
-    chosen = {k: v for k, v in chosen.items() if v}
-    pairs = list(kwargs.pop("options"))
+    chosen = dict(config.backends)
+    for kind in KINDS:
+        if kwargs.get(f"{kind}_backend"):
+            chosen[kind] = kwargs[f"{kind}_backend"]
+    selected = {DEFAULT_BACKENDS[k] if k not in chosen else chosen[k] for k in KINDS}
+    check_backend_tables(config)
+    options: dict[str | None, dict[str, Any]] = {
+        scope: dict(table) for scope, table in config.options.items() if scope in selected or scope in KINDS}
+    pairs = list(kwargs.get("options", ()))
     flag_targets = _backend_flags()
     for key in [k for k in kwargs if k.startswith("extra__")]:
-        value = kwargs.pop(key)
+        value = kwargs[key]
         if not value:
             continue
         flag = "--" + key[len("extra__"):].replace("_", "-")
         for name, field, multiple in flag_targets.get(flag, []):
-            text = ",".join(value) if isinstance(value, tuple) else str(value)
-            pairs.append(f"{name}.{field}={text}")
-    try:
-        return Runner(output_dir, backends=chosen, options=_selected_pairs(pairs, chosen),
-                      transition=kwargs.pop("transition"))
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
-
-
-def _selected_pairs(pairs: list[str], chosen: dict[str, str]) -> list[str]:
-    """Drop flag-derived options of backends that are not selected (a flag such as
-    --comfy-url may be declared by several backends)."""
-    from .runner import DEFAULT_BACKENDS
-
-    selected = set(DEFAULT_BACKENDS.values()) | set(chosen.values())
-    all_names = {n for kind in KINDS for n in backends(kind)}
-    out = []
-    for pair in pairs:
-        scope = pair.partition("=")[0].rpartition(".")[0]
-        if scope and scope in all_names and scope not in selected and scope not in KINDS:
-            continue
-        out.append(pair)
-    return out
+            if name in selected:
+                text = ",".join(value) if isinstance(value, tuple) else str(value)
+                pairs.append(f"{name}.{field}={text}")
+    for scope, key, value in parse_pairs(pairs):
+        options.setdefault(scope, {})[key] = value
+    return Runner(output_dir, backends=chosen, options=options,
+                  transition=kwargs.get("transition") or config.transition or "cut")
 
 
 # -- group --------------------------------------------------------------------------
@@ -131,7 +142,8 @@ def cli() -> None:
 @click.option("--resume", "answer", flag_value="resume", help="Continue the newest incomplete session without asking.")
 @click.option("--new", "answer", flag_value="new", help="Start a new session even if an incomplete one exists.")
 @_run_options
-def run(idea: str | None, answer: str | None, output_dir: Path, **kwargs: Any) -> None:
+def run(idea: str | None, answer: str | None, output_dir: Path | None, config_path: Path | None,
+        **kwargs: Any) -> None:
     """Make a film from IDEA, or continue an incomplete session.
 
     \b
@@ -142,7 +154,9 @@ def run(idea: str | None, answer: str | None, output_dir: Path, **kwargs: Any) -
     from .session import SessionStore
     from .views import render_session
 
-    runner = _make_runner(output_dir, kwargs)
+    config = _load_config(config_path)
+    output_dir = _resolve_output_dir(output_dir, config)
+    runner = _make_runner(output_dir, config, kwargs)
     runner.validate()
     store = SessionStore(output_dir)
     session_id = None
@@ -168,9 +182,11 @@ def run(idea: str | None, answer: str | None, output_dir: Path, **kwargs: Any) -
 @cli.command()
 @click.argument("session_id", required=False)
 @_run_options
-def resume(session_id: str | None, output_dir: Path, **kwargs: Any) -> None:
+def resume(session_id: str | None, output_dir: Path | None, config_path: Path | None,
+           **kwargs: Any) -> None:
     """Continue SESSION_ID (default: the newest incomplete session), doing only what remains."""
-    runner = _make_runner(output_dir, kwargs)
+    config = _load_config(config_path)
+    runner = _make_runner(_resolve_output_dir(output_dir, config), config, kwargs)
     _execute(runner, lambda: runner.resume(session_id))
 
 
@@ -247,12 +263,12 @@ def sessions() -> None:
 @sessions.command("list")
 @_output_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def sessions_list(output_dir: Path, as_json: bool) -> None:
+def sessions_list(output_dir: Path | None, config_path: Path | None, as_json: bool) -> None:
     """List all sessions: id, status, idea, per-stage counts, last update."""
     from .session import SessionStore
     from .views import sessions_table
 
-    store = SessionStore(output_dir)
+    store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
     found = list(store.sessions())
     if as_json:
         click.echo(json.dumps([_session_summary(s) for s in found], indent=2))
@@ -275,12 +291,13 @@ def _session_summary(s) -> dict[str, Any]:
 @sessions.command("view")
 @click.argument("session_id")
 @_output_dir_option
-def sessions_view(session_id: str, output_dir: Path) -> None:
+def sessions_view(session_id: str, output_dir: Path | None, config_path: Path | None) -> None:
     """Show a session's progress bars and shot breakdown."""
     from .session import SessionStore
     from .views import render_session
 
-    click.echo(render_session(SessionStore(output_dir).load(session_id), width=_width()))
+    store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
+    click.echo(render_session(store.load(session_id), width=_width()))
 
 
 @sessions.command("help")

@@ -30,46 +30,73 @@ KINDS: dict[str, tuple[str, str]] = {
 
 ENTRY_POINT_GROUP = "reelforge"
 
-pm = pluggy.PluginManager("reelforge")
-pm.add_hookspecs(hookspecs)
+def new_plugin_manager() -> pluggy.PluginManager:
+    """An empty plugin manager with reelforge's hookspecs."""
+    manager = pluggy.PluginManager("reelforge")
+    manager.add_hookspecs(hookspecs)
+    return manager
+
+
+#: The process-wide plugin manager the CLI and Runner use.
+pm = new_plugin_manager()
 
 _loaded = False
 
 
-def load_plugins() -> pluggy.PluginManager:
-    """Load built-in plugins and installed ones (entry-point group ``reelforge``) once.
+def _env_list(name: str) -> list[str]:
+    return [n.strip() for n in os.environ.get(name, "").split(",") if n.strip()]
+
+
+def load_plugins(into: pluggy.PluginManager | None = None) -> pluggy.PluginManager:
+    """Load built-in plugins and installed ones (entry-point group ``reelforge``) into the
+    process-wide manager, once (or into ``into``, e.g. a fresh manager in a test).
 
     ``REELFORGE_LOAD_PLUGINS`` (a comma list of entry-point names, possibly empty) limits
     which *installed* plugins load; built-ins always load. A plugin that fails to import is
     skipped with a warning naming it. ``REELFORGE_PLUGINS`` (a comma list of module names)
     registers plugin modules that are not installed, e.g. while developing one.
+    ``REELFORGE_DISABLE_PLUGINS`` (a comma list of plugin names) blocks plugins, built-ins
+    included.
     """
     global _loaded
-    if _loaded:
-        return pm
-    _loaded = True
+    if into is None:
+        if _loaded:
+            return pm
+        _loaded = True
+    manager = into or pm
+    for name in _env_list("REELFORGE_DISABLE_PLUGINS"):
+        manager.set_blocked(name)
     for name, module_name in DEFAULT_PLUGINS:
-        if pm.get_plugin(name) is None and not pm.is_blocked(name):
-            pm.register(importlib.import_module(module_name), name=name)
+        if manager.get_plugin(name) is None and not manager.is_blocked(name):
+            manager.register(importlib.import_module(module_name), name=name)
     allowed = os.environ.get("REELFORGE_LOAD_PLUGINS")
     allow = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
     builtin_names = {n for n, _ in DEFAULT_PLUGINS}
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in builtin_names or pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+        if ep.name in builtin_names or manager.get_plugin(ep.name) is not None or manager.is_blocked(ep.name):
             continue
         if allow is not None and ep.name not in allow:
             continue
         try:
             plugin = ep.load()
-            pm.register(plugin, name=ep.name)
+            manager.register(plugin, name=ep.name)
         except Exception as exc:  # a broken third-party plugin must not take the CLI down
             warnings.warn(f"reelforge: skipped plugin {ep.name!r} ({ep.value}): {exc}", stacklevel=2)
     # Plugin modules named directly (like pytest's -p): for local development and tests.
-    for module_name in filter(None, (m.strip() for m in os.environ.get("REELFORGE_PLUGINS", "").split(","))):
-        if pm.get_plugin(module_name) is None:
-            pm.register(importlib.import_module(module_name), name=module_name)
-    pm.check_pending()
-    return pm
+    for module_name in _env_list("REELFORGE_PLUGINS"):
+        if manager.get_plugin(module_name) is None:
+            manager.register(importlib.import_module(module_name), name=module_name)
+    manager.check_pending()
+    return manager
+
+
+def disable(names) -> None:
+    """Unregister and block plugins by name (``[plugins] disable`` in reelforge.toml, or
+    ``REELFORGE_DISABLE_PLUGINS``). Unknown names are warned about, not fatal."""
+    for name in names:
+        if pm.get_plugin(name) is None and not pm.is_blocked(name):
+            warnings.warn(f"reelforge: cannot disable plugin {name!r}: no plugin has that name", stacklevel=2)
+        pm.set_blocked(name)
 
 
 @attrs.frozen
@@ -82,12 +109,12 @@ class Registered:
     "Name of the plugin that registered it."
 
 
-def backends(kind: str) -> dict[str, Registered]:
+def backends(kind: str, manager: pluggy.PluginManager | None = None) -> dict[str, Registered]:
     """All backends of ``kind`` ('story', 'image' or 'video'), by name. Two plugins
     registering one name is a ConfigError naming both."""
     hook_name, label = KINDS[kind]
     found: dict[str, Registered] = {}
-    hook = getattr(pm.hook, hook_name)
+    hook = getattr((manager or pm).hook, hook_name)
     for impl in hook.get_hookimpls():
         def register(cls: type, name: str | None = None, _plugin: str = impl.plugin_name) -> None:
             key = name or getattr(cls, "name", None)
@@ -95,7 +122,7 @@ def backends(kind: str) -> dict[str, Registered]:
                 raise ConfigError(f"plugin {_plugin!r} registered a {label} without a name")
             if key in found and found[key].cls is not cls:
                 raise ConfigError(
-                    f"two plugins register a {label} named {key!r}: "
+                    f"two plugins register {label}s named {key!r}: "
                     f"{found[key].plugin!r} and {_plugin!r}; uninstall or block one of them"
                 )
             found[key] = Registered(key, cls, _plugin)
@@ -104,9 +131,9 @@ def backends(kind: str) -> dict[str, Registered]:
     return found
 
 
-def get_backend_class(kind: str, name: str) -> Registered:
+def get_backend_class(kind: str, name: str, manager: pluggy.PluginManager | None = None) -> Registered:
     """Look up a backend by name; an unknown name lists what is installed."""
-    available = backends(kind)
+    available = backends(kind, manager)
     if name not in available:
         label = KINDS[kind][1]
         names = ", ".join(sorted(available)) or "none"
@@ -114,7 +141,7 @@ def get_backend_class(kind: str, name: str) -> Registered:
     return available[name]
 
 
-def plugin_info() -> list[dict[str, Any]]:
+def plugin_info(manager: pluggy.PluginManager | None = None) -> list[dict[str, Any]]:
     """What `reelforge plugins` prints: each plugin, its version, hooks and backends."""
     dists = {}
     for dist in importlib.metadata.distributions():
@@ -123,13 +150,14 @@ def plugin_info() -> list[dict[str, Any]]:
                 dists[ep.name] = (dist.metadata["Name"], dist.version)
     by_plugin: dict[str, dict[str, list[str]]] = {}
     for kind in KINDS:
-        for reg in backends(kind).values():
+        for reg in backends(kind, manager).values():
             by_plugin.setdefault(reg.plugin, {}).setdefault(kind, []).append(reg.name)
     info = []
-    for name, plugin in pm.list_name_plugin():
+    manager = manager or pm
+    for name, plugin in manager.list_name_plugin():
         if name is None or plugin is None or name.startswith("_"):
             continue
-        hooks = sorted(c.name for c in pm.get_hookcallers(plugin) or [])
+        hooks = sorted(c.name for c in manager.get_hookcallers(plugin) or [])
         dist_name, version = dists.get(name, (None, None))
         info.append({
             "name": name,

@@ -166,7 +166,7 @@ class Runner:
                 names[kind] = recorded[kind].name
             else:
                 names[kind] = DEFAULT_BACKENDS[kind]
-        regs = {kind: get_backend_class(kind, name) for kind, name in names.items()}
+        regs = {kind: get_backend_class(kind, name, self.pm) for kind, name in names.items()}
         scopes = {None} | set(names.values()) | set(KINDS)
         for scope in self.raw_options:
             if scope not in scopes:
@@ -174,7 +174,7 @@ class Runner:
                     f"option scope {scope!r} matches no selected backend "
                     f"(selected: {', '.join(f'{k}={v}' for k, v in names.items())})")
         built: dict[str, _Backend] = {}
-        claimed: set[str] = set()
+        claimed: set[tuple[str | None, str]] = set()
         for kind, reg in regs.items():
             opt_cls = getattr(reg.cls, "Options", None)
             fields = {f.name for f in attrs.fields(opt_cls)} if opt_cls and attrs.has(opt_cls) else set()
@@ -182,12 +182,14 @@ class Runner:
             # On resume, the options recorded for the same backend are the base.
             if kind in recorded and recorded[kind].name == reg.name:
                 raw.update(recorded[kind].options)
-            for key, value in self.raw_options.get(None, {}).items():
-                if key in fields:
-                    raw[key] = value
-                    claimed.add(key)
-            for scope in (kind, reg.name):
-                raw.update(self.raw_options.get(scope, {}))
+            # Unscoped keys and keys scoped by a name several backends share (an image
+            # generator and a renderer may both be called "comfyui") go to whichever take them.
+            for scope in (None, reg.name):
+                for key, value in self.raw_options.get(scope, {}).items():
+                    if key in fields:
+                        raw[key] = value
+                        claimed.add((scope, key))
+            raw.update(self.raw_options.get(kind, {}))
             options = structure_options(opt_cls, raw, what=f"{KINDS[kind][1]} {reg.name!r}") \
                 if opt_cls is not None else None
             try:
@@ -197,9 +199,14 @@ class Runner:
             except Exception as exc:
                 raise ConfigError(f"{KINDS[kind][1]} {reg.name!r} could not start: {exc}") from exc
             built[kind] = _Backend(kind, reg.name, instance, options)
-        stray = set(self.raw_options.get(None, {})) - claimed
-        if stray:
-            raise ConfigError(f"no selected backend takes option(s) {', '.join(sorted(stray))}")
+        for scope, values in self.raw_options.items():
+            if scope in KINDS:
+                continue
+            stray = sorted(k for k in values if (scope, k) not in claimed)
+            if stray:
+                names = ", ".join(map(repr, stray))
+                raise ConfigError(f"no selected backend takes option {names}" if scope is None
+                                  else f"backend {scope!r} has no option {names}")
         return built
 
     # -- running ------------------------------------------------------------------

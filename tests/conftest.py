@@ -11,15 +11,16 @@ os.environ.pop("REELFORGE_OUTPUT_DIR", None)
 
 import pytest  # noqa: E402
 
-from framework.testing import fake_backends  # noqa: E402
+# The fixtures plugin authors get through the pytest11 entry point; imported here too so
+# the suite also runs from a checkout that is not pip-installed.
+from framework.pytest_plugin import reelforge_fakes, reelforge_output, reelforge_run  # noqa: E402,F401
 
 
 @pytest.fixture
-def fakes():
-    with fake_backends(shots=3) as f:
-        yield f
+def fakes(reelforge_fakes):
+    return reelforge_fakes
 
 
 @pytest.fixture
-def out(tmp_path):
-    return tmp_path / "output"
+def out(reelforge_output):
+    return reelforge_output

@@ -7,54 +7,11 @@ import time
 
 import pytest
 
-from framework import hookimpl
 from framework.errors import ConfigError, SessionCorruptError, StageError, TransientError
 from framework.runner import Runner
 from framework.session import COMPLETE, DONE, FAILED, SessionStore
 from framework.testing import FakeImageGenerator, FakeRenderer, registered, run_session
-
-
-class Recorder:
-    """A lifecycle observer that records every hook call."""
-
-    def __init__(self):
-        self.events = []
-
-    @hookimpl
-    def session_started(self, session):
-        self.events.append(("session_started",))
-
-    @hookimpl
-    def session_completed(self, session):
-        self.events.append(("session_completed",))
-
-    @hookimpl
-    def stage_started(self, session, stage):
-        self.events.append(("stage_started", stage))
-
-    @hookimpl
-    def stage_finished(self, session, stage):
-        self.events.append(("stage_finished", stage))
-
-    @hookimpl
-    def stage_failed(self, session, stage, error):
-        self.events.append(("stage_failed", stage))
-
-    @hookimpl
-    def shot_started(self, session, stage, shot, attempt):
-        self.events.append(("shot_started", stage, shot.id, attempt))
-
-    @hookimpl
-    def shot_completed(self, session, stage, shot, artifact):
-        self.events.append(("shot_completed", stage, shot.id))
-
-    @hookimpl
-    def shot_skipped(self, session, stage, shot, reason):
-        self.events.append(("shot_skipped", stage, shot.id, reason))
-
-    @hookimpl
-    def shot_failed(self, session, stage, shot, error):
-        self.events.append(("shot_failed", stage, shot.id))
+from support import Recorder
 
 
 def test_full_run_then_resume_does_nothing_again(out, fakes):
@@ -207,3 +164,19 @@ def test_backend_choice_and_options_are_recorded_for_resume(out, fakes):
     assert meta.backends["story"].options == {"shots": 2, "delay": 0.0}
     assert len(meta.shots) == 2
     assert all(s.video.backend == "fake" and s.video.fingerprint for s in meta.shots)
+
+
+def test_pytest_fixtures_for_plugin_authors(reelforge_fakes, reelforge_run):
+    result = reelforge_run("Fixture idea", backends=reelforge_fakes.backends)
+    assert result.ok
+    assert [c[0] for c in reelforge_fakes.story.calls][0] == "write_story"
+
+
+def test_crossfade_transition(out, fakes):
+    from framework.ffmpeg import probe
+
+    cut = run_session(out, "idea", backends=fakes.backends)
+    fade = run_session(out, "idea", backends=fakes.backends, transition="crossfade")
+    assert fade.ok
+    # each crossfade overlaps two clips, so the film is shorter than the cut version
+    assert probe(fade.film)["duration"] < probe(cut.film)["duration"] - 0.2

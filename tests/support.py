@@ -1,0 +1,48 @@
+"""A lifecycle observer for tests that records every hook call."""
+
+from __future__ import annotations
+
+from framework import hookimpl
+
+
+class Recorder:
+    """A lifecycle observer that records every hook call."""
+
+    def __init__(self):
+        self.events = []
+
+    @hookimpl
+    def session_started(self, session):
+        self.events.append(("session_started",))
+
+    @hookimpl
+    def session_completed(self, session):
+        self.events.append(("session_completed",))
+
+    @hookimpl
+    def stage_started(self, session, stage):
+        self.events.append(("stage_started", stage))
+
+    @hookimpl
+    def stage_finished(self, session, stage):
+        self.events.append(("stage_finished", stage))
+
+    @hookimpl
+    def stage_failed(self, session, stage, error):
+        self.events.append(("stage_failed", stage))
+
+    @hookimpl
+    def shot_started(self, session, stage, shot, attempt):
+        self.events.append(("shot_started", stage, shot.id, attempt))
+
+    @hookimpl
+    def shot_completed(self, session, stage, shot, artifact):
+        self.events.append(("shot_completed", stage, shot.id))
+
+    @hookimpl
+    def shot_skipped(self, session, stage, shot, reason):
+        self.events.append(("shot_skipped", stage, shot.id, reason))
+
+    @hookimpl
+    def shot_failed(self, session, stage, shot, error):
+        self.events.append(("shot_failed", stage, shot.id))

