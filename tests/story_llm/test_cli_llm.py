@@ -125,3 +125,23 @@ def test_unrepairable_shot_plan_fails_that_stage_and_resume_redoes_only_it(out, 
     assert r.exit_code == 0, r.output
     assert [stage_of(req) for req in fake_server.requests] == ["shot_plan"]
     assert_film(out)
+
+
+def test_backend_and_options_from_reelforge_toml(tmp_path, monkeypatch, fake_server):
+    monkeypatch.chdir(tmp_path)
+    fake_server.responder = ollama_film
+    (tmp_path / "reelforge.toml").write_text(
+        'story_llm = "ollama"\n'
+        f'[backends.ollama]\nbase_url = "{fake_server.url}"\nmodel = "qwen2.5:7b"\nnum_ctx = 16384\n'
+        '[backends.story]\nshots = 3\ntarget_seconds = 3\n')
+    r = invoke(tmp_path / "output", "run", "A cat relights a lighthouse", "--new")
+    assert r.exit_code == 0, r.output
+    assert_film(tmp_path / "output")
+    assert {req.body["model"] for req in fake_server.requests} == {"qwen2.5:7b"}
+
+
+def test_a_key_in_reelforge_toml_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reelforge.toml").write_text('[backends.openai]\napi_key = "sk-oops"\n')
+    r = invoke(tmp_path / "output", "run", "idea", "--new", "--story-llm", "openai")
+    assert r.exit_code == 2 and "unknown key 'api_key'" in r.output and "api_key_env" in r.output
