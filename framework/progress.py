@@ -10,6 +10,12 @@ _LABELS = {"story": "Story", "scene_graph": "Scenes", "shots": "Shots", "images"
            "videos": "Videos", "assemble": "Film"}
 
 
+def _short(text: str, width: int = 60) -> str:
+    import textwrap
+
+    return textwrap.shorten(" ".join(text.split()), width, placeholder="...")
+
+
 class RichProgress:
     """One bar per stage; per-shot status lines as shots start, finish, skip or fail."""
 
@@ -76,14 +82,17 @@ class RichProgress:
     @hookimpl
     def shot_completed(self, session, stage, shot, artifact):
         self.progress.advance(self._task(session, stage))
-        self._say(f"  [{'IMG' if stage == 'images' else 'DONE'}] {stage[:-1]} shot {shot.id} "
-                  f"({artifact.seconds or 0:.1f}s)")
+        tag, what = ("[IMG] ", "image") if stage == "images" else ("[DONE]", "clip ")
+        self._say(f"  {tag} Shot {shot.id} {what} {artifact.seconds or 0:5.1f}s  {_short(shot.description)}")
 
     @hookimpl
     def shot_skipped(self, session, stage, shot, reason):
         self._task(session, stage)
-        self._say(f"  [SKIP] {stage[:-1]} shot {shot.id} ({'already exists' if reason == 'done' else reason})")
+        what = "image" if stage == "images" else "clip "
+        note = "already exists" if reason == "done" else "found complete on disk, adopted"
+        self._say(f"  [SKIP] Shot {shot.id} {what} ({note})")
 
     @hookimpl
     def shot_failed(self, session, stage, shot, error):
-        self._say(f"  [FAILED] {stage[:-1]} shot {shot.id}: {error}")
+        what = "image" if stage == "images" else "clip"
+        self._say(f"  [FAILED] Shot {shot.id} {what}: {error}")

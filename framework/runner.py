@@ -216,6 +216,8 @@ class Runner:
 
     def _run_locked(self, session: Session, backends: dict[str, _Backend]) -> RunResult:
         try:
+            for step in ("story", "scene_graph", "shots"):
+                session.read_step_output(step)  # a damaged file stops us before any write
             session.set_backends({k: BackendChoice(b.name, b.public_options) for k, b in backends.items()})
             if session.meta.status == FAILED:
                 session.set_status(IN_PROGRESS)

@@ -265,6 +265,7 @@ class SessionStore:
         try:
             session.load(repair=True)
         except BaseException:
+            session.meta = None  # type: ignore[assignment]  # nothing half-loaded gets written back
             session.close()
             raise
         return session
@@ -347,7 +348,7 @@ class Session:
         """Fold the journal into the meta and release the lock."""
         with self._mutex:
             try:
-                if self.locked and self.meta is not None:
+                if self.locked and self.meta is not None and self._journal_events:
                     self.compact()
             finally:
                 if self._journal is not None:

@@ -39,3 +39,8 @@ def test_every_registration_hook_is_called(fakes):
         assert "fake" in backends(kind)
     # register_commands: main() calls it; test_plugins exercises a plugin adding a command
     assert pm.hook.register_commands.spec is not None
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_is_documented(hook):
+    doc = ROOT / "docs" / "plugin_hooks.md"
+    assert doc.is_file(), "docs/plugin_hooks.md is missing"
+    assert re.search(rf"^## {hook}\(", doc.read_text(), re.M), f"{hook} has no '## {hook}(' heading"

@@ -122,12 +122,15 @@ def test_videos_start_before_all_images_are_done(out):
     assert order.index(("video", 1)) < order.index(("image", 4))
 
 
-def test_corrupt_shots_file_stops_run_and_overwrites_nothing(out, fakes):
+@pytest.mark.parametrize("name", ["story.json", "scenes.json", "shots.json"])
+def test_corrupt_step_file_stops_run_and_overwrites_nothing(out, fakes, name):
+    fakes.video.fail(3, StageError("leave the session incomplete"))
     result = run_session(out, "idea", backends=fakes.backends)
-    shots = result.path / "shots.json"
+    shots = result.path / name
     shots.write_text(shots.read_text()[:40])  # truncated
+    time.sleep(1.1)  # so a rewritten meta would differ in its `updated` second
     before = {p: p.read_bytes() for p in result.path.rglob("*") if p.is_file() and ".lock" not in p.name}
-    with pytest.raises(SessionCorruptError, match="shots.json"):
+    with pytest.raises(SessionCorruptError, match=name):
         run_session(out, "", backends=fakes.backends, resume=result.session_id)
     after = {p: p.read_bytes() for p in result.path.rglob("*") if p.is_file() and ".lock" not in p.name}
     assert before == after

@@ -107,8 +107,13 @@ def test_corrupt_journal_in_the_middle_is_an_error(out, tmp_path):
     s._lock_file.release(); s._lock_file = None
     lines = s.journal_path.read_bytes().splitlines(keepends=True)
     s.journal_path.write_bytes(b"garbage\n" + lines[1])
+    meta_before = s.meta_path.read_bytes()
     with pytest.raises(SessionCorruptError, match="journal.jsonl"):
         store.load(s.id)
+    with pytest.raises(SessionCorruptError, match="line 1"):
+        store.open(s.id)
+    assert s.journal_path.read_bytes() == b"garbage\n" + lines[1]  # nothing overwritten
+    assert s.meta_path.read_bytes() == meta_before
 
 
 @pytest.mark.parametrize("content", [b"", b"{not json", b'{"id": 3}', b"\xff\xfe"])
