@@ -150,6 +150,9 @@ class ChatStoryWriter:
             raise StageError("the scene graph has no scenes; rerun the scene_graph stage")
         total = self.options.shots
         parts = allocate(scenes, total)
+        if len(parts) < len(scenes.scenes):
+            log.warning("%d shots for %d scenes: scene(s) %s get no shot", total, len(scenes.scenes),
+                        ", ".join(s.id for s in scenes.scenes[len(parts):]))
         size = self.options.batch_shots
         batches = [ShotBatch(1, tuple(parts))] if total <= size else make_batches(parts, size)
         if len(batches) > 1:

@@ -336,3 +336,10 @@ def test_retry_waits_as_long_as_the_server_asks(fake_server, monkeypatch):
     backend(fake_server).write_story("idea")
     assert 0.3 <= time.monotonic() - started < 2.0
     assert len(fake_server.requests) == 2
+
+
+def test_fewer_shots_than_scenes_says_which_scenes_get_none(fake_server, caplog):
+    fake_server.responder = openai_film
+    plan = backend(fake_server, shots=2).plan_shots(STORY_REC, SCENES_REC)
+    assert [s.scene_id for s in plan.shots] == ["s1", "s2"]
+    assert "scene(s) s3 get no shot" in caplog.text
