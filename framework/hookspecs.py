@@ -1,8 +1,11 @@
 """The hooks reelforge calls. Registration hooks add backends and commands; lifecycle
 hooks let observers follow a run (progress bars, ledgers, notifications).
 
-Hooks register or observe; they never do slow work. Every lifecycle hook is called from
-the runner's main thread, in order, with the live :class:`framework.session.Session`.
+Hooks register or observe; they never do slow work. Lifecycle hooks get the live
+:class:`framework.session.Session`; the runner never calls two of them at once.
+``shot_started`` is called from the worker thread that runs the shot, the others from the
+thread that called the Runner. An exception in an observer is reported as a warning and
+does not stop the run.
 """
 
 from __future__ import annotations

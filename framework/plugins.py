@@ -84,8 +84,12 @@ def load_plugins(into: pluggy.PluginManager | None = None) -> pluggy.PluginManag
             warnings.warn(f"reelforge: skipped plugin {ep.name!r} ({ep.value}): {exc}", stacklevel=2)
     # Plugin modules named directly (like pytest's -p): for local development and tests.
     for module_name in _env_list("REELFORGE_PLUGINS"):
-        if manager.get_plugin(module_name) is None:
-            manager.register(importlib.import_module(module_name), name=module_name)
+        if manager.get_plugin(module_name) is None and not manager.is_blocked(module_name):
+            try:
+                manager.register(importlib.import_module(module_name), name=module_name)
+            except ImportError as exc:
+                warnings.warn(f"reelforge: skipped plugin module {module_name!r} from REELFORGE_PLUGINS: "
+                              f"{exc}", stacklevel=2)
     manager.check_pending()
     return manager
 

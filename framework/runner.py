@@ -10,6 +10,7 @@ import json
 import shutil
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -211,8 +212,14 @@ class Runner:
 
     # -- running ------------------------------------------------------------------
     def _hook(self, name: str, **kwargs: Any) -> None:
+        """Call a lifecycle hook. Observers watch; a broken one must not cost a render,
+        so its exception becomes a warning naming the hook."""
         with self._hook_lock:
-            getattr(self.pm.hook, name)(**kwargs)
+            try:
+                getattr(self.pm.hook, name)(**kwargs)
+            except Exception as exc:
+                warnings.warn(f"reelforge: a {name} hook failed: {type(exc).__name__}: {exc}",
+                              RuntimeWarning, stacklevel=2)
 
     def _run_locked(self, session: Session, backends: dict[str, _Backend]) -> RunResult:
         try:

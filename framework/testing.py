@@ -224,13 +224,13 @@ def registered(*plugins: Any) -> Iterator[None]:
     from .plugins import load_plugins
 
     pm = load_plugins()
-    names = []
-    for p in plugins:
-        names.append(pm.register(p, name=f"_test_{id(p)}"))
+    added = [p for p in plugins if not pm.is_registered(p)]  # an installed plugin is already in
+    for p in added:
+        pm.register(p, name=f"_test_{id(p)}")
     try:
         yield
     finally:
-        for p in plugins:
+        for p in added:
             pm.unregister(p)
 
 

@@ -183,3 +183,16 @@ def test_crossfade_transition(out, fakes):
     assert fade.ok
     # each crossfade overlaps two clips, so the film is shorter than the cut version
     assert probe(fade.film)["duration"] < probe(cut.film)["duration"] - 0.2
+
+
+def test_a_broken_observer_warns_but_does_not_stop_the_run(out, fakes):
+    from framework import hookimpl
+
+    class Broken:
+        @hookimpl
+        def shot_completed(self, session, stage, shot, artifact):
+            raise RuntimeError("observer bug")
+
+    with pytest.warns(RuntimeWarning, match="shot_completed hook failed: RuntimeError: observer bug"):
+        result = run_session(out, "idea", backends=fakes.backends, plugins=(Broken(),))
+    assert result.ok
