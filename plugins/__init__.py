@@ -3,6 +3,8 @@ BUILTIN lists them (entry-point name -> module), as pyproject.toml's entry point
 
 BUILTIN: dict[str, str] = {
     "story_offline": "plugins.story_llm.offline",
+    "story_openai": "plugins.story_llm.openai_compat",
+    "story_ollama": "plugins.story_llm.ollama",
     "image_storyboard": "plugins.image_gen.storyboard",
     "kenburns": "plugins.kenburns",
     "comfy_render": "plugins.comfy_render",

@@ -1,0 +1,225 @@
+"""The story writer both chat backends share: the three stages, the repair loop and shot
+planning in batches. A backend only says how to send one chat request (``_chat``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, ClassVar, TypeVar
+
+import attrs
+
+from framework.errors import ConfigError, StageError
+from framework.records import SceneGraph, ShotPlan, Story
+
+from . import prompts
+from .prompts import ShotBatch
+from .schemas import (
+    InvalidReply,
+    ShotDraft,
+    check_scene_graph,
+    check_shot_batch,
+    check_story,
+    finish_plan,
+    parse_json_object,
+)
+
+log = logging.getLogger("reelforge.story_llm")
+
+T = TypeVar("T")
+
+#: How many times a bad reply is sent back to the model with the error before giving up.
+MAX_REPAIRS = 2
+
+
+@attrs.frozen
+class PlanOptions:
+    """Options every chat story writer has: what film to plan, and how to ask for it."""
+
+    shots: int = 7
+    "How many shots the film has."
+    target_seconds: float = 30.0
+    "The film's length; shot durations are scaled to add up to it."
+    scenes: int = 0
+    "How many scenes to ask for; 0 picks about one scene per three shots."
+    batch_shots: int = 12
+    "Longer shot plans are asked for in parts of at most this many shots."
+    temperature: float = 0.7
+    "Sampling temperature."
+    seed: int | None = None
+    "Sampling seed, where the server supports one; also the base of the shots' seeds."
+    timeout: float = 300.0
+    "Seconds to wait for one answer (local models can be slow)."
+
+
+@attrs.frozen
+class Reply:
+    """One chat answer, reduced to what the stages need."""
+
+    content: str
+    "The message text (should be JSON)."
+    finish_reason: str | None
+    "Why the model stopped: 'stop', 'length', ... (OpenAI finish_reason, Ollama done_reason)."
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
+
+
+class Truncated(Exception):
+    """The model hit its output limit: the reply is cut off and cannot be repaired as is."""
+
+
+def allocate(graph: SceneGraph, shots: int) -> list[tuple[str, int]]:
+    """Spread ``shots`` evenly over the scenes in order (earlier scenes get the remainder)."""
+    base, extra = divmod(shots, len(graph.scenes))
+    parts = [(scene.id, base + (1 if i < extra else 0)) for i, scene in enumerate(graph.scenes)]
+    return [(sid, n) for sid, n in parts if n]
+
+
+def make_batches(parts: list[tuple[str, int]], size: int) -> list[ShotBatch]:
+    """Cut the per-scene allocation into requests of at most ``size`` shots, in film order."""
+    batches: list[ShotBatch] = []
+    current: list[tuple[str, int]] = []
+    filled = 0
+    first_id = 1
+    for scene_id, n in parts:
+        while n:
+            take = min(n, size - filled)
+            current.append((scene_id, take))
+            filled += take
+            n -= take
+            if filled == size:
+                batches.append(ShotBatch(first_id, tuple(current)))
+                first_id += filled
+                current, filled = [], 0
+    if current:
+        batches.append(ShotBatch(first_id, tuple(current)))
+    return batches
+
+
+class ChatStoryWriter:
+    """Base class of the chat-completion story writers (see the module docstring)."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type]
+    #: Names the server in messages, e.g. "OpenAI-compatible server".
+    label: ClassVar[str] = "LLM server"
+    #: What to raise when a reply is cut off, e.g. "max_tokens".
+    limit_hint: ClassVar[str] = "the output token limit"
+
+    def __init__(self, options: Any = None):
+        self.options = options if options is not None else self.Options()
+        self.check_options()
+
+    def check_options(self) -> None:
+        """Refuse option values that cannot work, naming the option (a ConfigError)."""
+        for field in ("shots", "target_seconds", "batch_shots", "timeout", "num_ctx"):
+            value = getattr(self.options, field, 1)
+            if not value > 0:
+                raise ConfigError(f"{self.name}.{field} must be more than 0, got {value!r}")
+        if self.options.scenes < 0:
+            raise ConfigError(f"{self.name}.scenes must be 0 (automatic) or more, "
+                              f"got {self.options.scenes!r}")
+
+    # -- to implement ----------------------------------------------------------------
+
+    def _chat(self, messages: list[dict[str, str]], stage: str) -> Reply:
+        """Send one chat request asking for JSON matching ``schemas.SCHEMAS[stage]``."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the HTTP client, if any."""
+
+    # -- the three stages ------------------------------------------------------------
+
+    def write_story(self, idea: str) -> Story:
+        messages = prompts.story_messages(idea, shots=self.options.shots,
+                                          target_seconds=self.options.target_seconds)
+        return self._ask_whole(messages, "story", check_story)
+
+    def build_scene_graph(self, story: Story) -> SceneGraph:
+        shots = self.options.shots
+        scenes = self.options.scenes or max(1, min(shots, round(shots / 3)))
+        scenes = min(scenes, shots)
+        messages = prompts.scene_graph_messages(story, scenes=scenes, shots=shots)
+        return self._ask_whole(messages, "scene_graph",
+                               lambda data: check_scene_graph(data, max_scenes=shots, story=story))
+
+    def plan_shots(self, story: Story, scenes: SceneGraph) -> ShotPlan:
+        if not scenes.scenes:
+            raise StageError("the scene graph has no scenes; rerun the scene_graph stage")
+        total = self.options.shots
+        parts = allocate(scenes, total)
+        if len(parts) < len(scenes.scenes):
+            log.warning("%d shots for %d scenes: scene(s) %s get no shot", total, len(scenes.scenes),
+                        ", ".join(s.id for s in scenes.scenes[len(parts):]))
+        size = self.options.batch_shots
+        batches = [ShotBatch(1, tuple(parts))] if total <= size else make_batches(parts, size)
+        if len(batches) > 1:
+            log.info("asking for %d shots in %d parts", total, len(batches))
+        drafts: list[ShotDraft] = []
+        for batch in batches:
+            drafts += self._plan_batch(story, scenes, batch, total, drafts)
+        if len(drafts) != total:  # guards the batching arithmetic, never the model
+            raise StageError(f"planned {len(drafts)} shots instead of {total}")
+        return finish_plan(drafts, story, base_seed=self.options.seed,
+                           target_seconds=self.options.target_seconds)
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _plan_batch(self, story: Story, graph: SceneGraph, batch: ShotBatch, total: int,
+                    before: list[ShotDraft]) -> list[ShotDraft]:
+        previous = [f"{n}. [{d.scene_id}] {d.description}" for n, d in enumerate(before, 1)][-3:]
+        messages = prompts.shot_messages(story, graph, batch, total_shots=total,
+                                         target_seconds=self.options.target_seconds,
+                                         previous=previous)
+        try:
+            return self._ask(messages, "shot_plan", lambda data: check_shot_batch(
+                data, count=batch.count, scene_ids=batch.scene_ids))
+        except Truncated:
+            if batch.count == 1:
+                raise StageError(
+                    f"{self._who()} cut off its answer for shot {batch.first_id} at its output "
+                    f"limit; raise {self.limit_hint}") from None
+            # Never keep a cut-off list: ask for the two halves separately instead.
+            first, second = batch.halves()
+            log.info("the answer for shots %d-%d was cut off at the output limit; asking for "
+                     "%d-%d and %d-%d separately", batch.first_id, batch.last_id,
+                     first.first_id, first.last_id, second.first_id, second.last_id)
+            head = self._plan_batch(story, graph, first, total, before)
+            return head + self._plan_batch(story, graph, second, total, before + head)
+
+    def _ask_whole(self, messages: list[dict[str, str]], stage: str,
+                   check: Callable[[dict[str, Any]], T]) -> T:
+        try:
+            return self._ask(messages, stage, check)
+        except Truncated:
+            raise StageError(f"{self._who()} cut off its {stage.replace('_', ' ')} at its output "
+                             f"limit; raise {self.limit_hint}") from None
+
+    def _ask(self, messages: list[dict[str, str]], stage: str,
+             check: Callable[[dict[str, Any]], T]) -> T:
+        """Ask, check the answer, and send errors back for repair up to MAX_REPAIRS times."""
+        messages = list(messages)
+        error = ""
+        for attempt in range(MAX_REPAIRS + 1):
+            reply = self._chat(messages, stage)
+            if reply.truncated:
+                raise Truncated()
+            try:
+                return check(parse_json_object(reply.content))
+            except InvalidReply as exc:
+                error = str(exc)
+            if attempt < MAX_REPAIRS:
+                log.warning("%s gave an unusable %s (%s); asking it to repair it (%d of %d)",
+                            self._who(), stage.replace("_", " "), error, attempt + 1, MAX_REPAIRS)
+                messages += [{"role": "assistant", "content": reply.content},
+                             prompts.repair_message(error)]
+        raise StageError(
+            f"{self._who()} gave no usable {stage.replace('_', ' ')} after {MAX_REPAIRS} repair "
+            f"attempts: {error}. Try another model or a lower temperature, then "
+            f"`reelforge resume`.")
+
+    def _who(self) -> str:
+        model = getattr(self.options, "model", "")
+        return f"{self.name} model {model!r}" if model else f"{self.name} model"

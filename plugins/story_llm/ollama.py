@@ -1,0 +1,118 @@
+"""The ``ollama`` story writer: Ollama's own ``/api/chat`` with ``format`` set to the JSON
+schema of each stage."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import attrs
+
+from framework import hookimpl
+from framework.errors import ServiceError
+
+from .chat import ChatStoryWriter, PlanOptions, Reply
+from .schemas import SCHEMAS
+
+if TYPE_CHECKING:  # httpx is imported on first use, so `reelforge --help` stays fast
+    from .transport import JSONClient
+
+log = logging.getLogger("reelforge.story_llm")
+
+
+def _about_format(body: str) -> bool:
+    # Before 0.5: 400 'json: cannot unmarshal object into Go struct field ChatRequest.format
+    # of type string'; later, for a schema it cannot use: 'invalid JSON schema in format'.
+    return "format" in body.lower()
+
+
+def _refused_format(status: int, body: str) -> bool:
+    return status == 500 and "invalid" in body.lower() and _about_format(body)
+
+
+@attrs.frozen
+class OllamaOptions(PlanOptions):
+    """Options of the ``ollama`` story writer (plus the planning options it shares with openai)."""
+
+    base_url: str = "http://127.0.0.1:11434"
+    "Where Ollama listens; /api/chat is appended."
+    model: str = "llama3.1"
+    "A model you have pulled (`ollama pull llama3.1`)."
+    num_ctx: int = 8192
+    "Context window in tokens. Ollama's own default is small enough to cut a shot plan short."
+    num_predict: int | None = None
+    "Cap on tokens per answer; unset leaves Ollama's default."
+
+
+class OllamaStory(ChatStoryWriter):
+    """Writes the story, scene graph and shot plan with a model served by Ollama."""
+
+    name: ClassVar[str] = "ollama"
+    Options: ClassVar[type] = OllamaOptions
+    label: ClassVar[str] = "Ollama"
+    limit_hint: ClassVar[str] = "the num_ctx option (and num_predict, if set)"
+
+    def __init__(self, options: OllamaOptions | None = None):
+        super().__init__(options)
+        self._client: JSONClient | None = None
+        # Ollama before 0.5 takes only format="json"; switched on its first refusal.
+        self._schema_format = True
+
+    def _http(self) -> JSONClient:
+        if self._client is None:
+            from .transport import JSONClient
+
+            self._client = JSONClient(self.options.base_url, label=self.label,
+                                      timeout=self.options.timeout)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _payload(self, messages: list[dict[str, str]], stage: str) -> dict[str, Any]:
+        opts = self.options
+        options: dict[str, Any] = {"temperature": opts.temperature, "num_ctx": opts.num_ctx}
+        if opts.seed is not None:
+            options["seed"] = opts.seed
+        if opts.num_predict:
+            options["num_predict"] = opts.num_predict
+        return {
+            "model": opts.model,
+            "messages": messages,
+            "stream": False,
+            "format": SCHEMAS[stage] if self._schema_format else "json",
+            "options": options,
+        }
+
+    def _chat(self, messages: list[dict[str, str]], stage: str) -> Reply:
+        from .transport import BadRequest
+
+        while True:
+            try:
+                data = self._http().post("/api/chat", self._payload(messages, stage),
+                                         refused=_refused_format)
+                break
+            except BadRequest as exc:
+                if not self._schema_format or not _about_format(exc.body):
+                    raise
+                log.warning("Ollama at %s refused a JSON schema as format (%s: %s); using format=json",
+                            self.options.base_url, exc.status_code, exc.server_message)
+                self._schema_format = False
+        message = data.get("message")
+        if not isinstance(message, dict):
+            raise ServiceError(f"Ollama at {self.options.base_url} answered without a message: "
+                               f"{str(data)[:200]}")
+        if data.get("done") is False:
+            raise ServiceError(f"Ollama at {self.options.base_url} sent an unfinished answer "
+                               f"although streaming was off")
+        reason = data.get("done_reason")
+        log.debug("%s: done_reason=%s prompt_eval_count=%s eval_count=%s", self._who(), reason,
+                  data.get("prompt_eval_count"), data.get("eval_count"))
+        return Reply(content=message.get("content") or "", finish_reason=reason)
+
+
+@hookimpl
+def register_story_llms(register):
+    register(OllamaStory)

@@ -1,0 +1,308 @@
+"""JSON schemas the LLM answers in, the wire records they are structured into, and the
+checks and fix-ups applied after parsing (style bible, seeds, durations).
+
+The schemas keep to the subset OpenAI's strict ``json_schema`` mode accepts (every object
+closes ``additionalProperties`` and lists all its properties as required), which llama.cpp,
+vLLM and Ollama's ``format`` also understand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+import attrs
+
+from framework.records import Character, SceneGraph, Shot, ShotPlan, Story, structure
+
+
+def _object(properties: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+def _string(description: str) -> dict[str, Any]:
+    return {"type": "string", "description": description}
+
+
+def _names(description: str) -> dict[str, Any]:
+    return {"type": "array", "items": {"type": "string"}, "description": description}
+
+
+CHARACTER_SCHEMA = _object({
+    "name": _string("The character's name, used in scenes and shots."),
+    "description": _string(
+        "A concrete visual description an image model can repeat in every shot: age, build, "
+        "face, hair, clothing and colours."),
+})
+
+STORY_SCHEMA = _object({
+    "title": _string("The film's title."),
+    "logline": _string("One sentence: who wants what, and what stands in the way."),
+    "synopsis": _string("A few short paragraphs, separated by blank lines."),
+    "characters": {"type": "array", "items": CHARACTER_SCHEMA, "description": "The cast."},
+    "style": _string(
+        "The visual style bible in one or two sentences: medium, palette, lighting, lens, era, mood."),
+})
+
+SCENE_SCHEMA = _object({
+    "id": _string("A short unique id: s1, s2, ..."),
+    "order": {"type": "integer", "description": "Position in the film, 1-based."},
+    "summary": _string("What happens in the scene."),
+    "setting": _string("Where and when it takes place, visually."),
+    "characters": _names("Names of the characters present, as in the story."),
+})
+
+SCENE_GRAPH_SCHEMA = _object({
+    "scenes": {"type": "array", "items": SCENE_SCHEMA, "description": "The scenes, in film order."},
+})
+
+SHOT_SCHEMA = _object({
+    "id": {"type": "integer", "description": "Shot number, counting on from the first id asked for."},
+    "scene_id": _string("The id of the scene this shot belongs to."),
+    "description": _string("One line saying what the shot shows."),
+    "image_prompt": _string(
+        "A self-contained prompt for the still image: subject, action, framing, setting, light."),
+    "motion_prompt": _string("Camera move and motion in the shot, for the image-to-video model."),
+    "negative_prompt": _string("What the image and video models should avoid."),
+    "duration_s": {"type": "number", "description": "Length of the shot in seconds."},
+    "characters": _names("Names of the characters in frame, as in the story."),
+})
+
+SHOT_PLAN_SCHEMA = _object({
+    "shots": {"type": "array", "items": SHOT_SCHEMA, "description": "The shots, in film order."},
+})
+
+#: Schema name (as sent in OpenAI's ``json_schema.name``) -> schema.
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "story": STORY_SCHEMA,
+    "scene_graph": SCENE_GRAPH_SCHEMA,
+    "shot_plan": SHOT_PLAN_SCHEMA,
+}
+
+DEFAULT_NEGATIVE_PROMPT = "blurry, low quality, deformed hands, extra limbs, text, watermark, logo"
+
+
+def schema_text(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, separators=(",", ":"))
+
+
+# -- wire records: what the model sends, before fix-ups ---------------------------------
+
+@attrs.frozen
+class ShotDraft:
+    """One shot as the model wrote it. ``seed`` is optional: models rarely pick good ones."""
+
+    id: int
+    scene_id: str
+    description: str
+    image_prompt: str
+    motion_prompt: str = ""
+    negative_prompt: str = ""
+    duration_s: float = 3.0
+    characters: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@attrs.frozen
+class ShotDrafts:
+    shots: tuple[ShotDraft, ...]
+
+
+class InvalidReply(ValueError):
+    """The model's reply cannot be used; the message is sent back to it for repair."""
+
+
+_FENCE = re.compile(r"^\s*```(?:json)?\s*\n?(.*?)\n?```\s*$", re.DOTALL)
+
+
+def parse_json_object(content: str) -> dict[str, Any]:
+    """Decode a reply that should be one JSON object. Markdown fences and prose around a
+    complete object (which local models like to add) are tolerated; anything else wrong
+    raises InvalidReply saying where."""
+    text = content.strip()
+    fenced = _FENCE.match(text)
+    if fenced:
+        text = fenced.group(1).strip()
+    if not text:
+        raise InvalidReply("the reply was empty; expected one JSON object")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        # Local models like to wrap the object in a sentence; a complete object inside is fine.
+        start = text.find("{")
+        try:
+            data, _ = json.JSONDecoder().raw_decode(text, start) if start >= 0 else (None, 0)
+        except json.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict):
+            raise InvalidReply(f"the reply is not valid JSON: {exc.msg} at line {exc.lineno} "
+                               f"column {exc.colno} (char {exc.pos})") from None
+    if not isinstance(data, dict):
+        raise InvalidReply(f"expected one JSON object, got a JSON {type(data).__name__}")
+    return data
+
+
+def _structure(data: Any, cls: type, what: str) -> Any:
+    try:
+        return structure(data, cls, what)
+    except ValueError as exc:
+        raise InvalidReply(str(exc)) from None
+
+
+def _require_text(value: str, path: str) -> None:
+    if not value.strip():
+        raise InvalidReply(f"{path}: must not be empty")
+
+
+def check_story(data: dict[str, Any]) -> Story:
+    story = _structure(data, Story, "$")
+    _require_text(story.title, "$.title")
+    _require_text(story.synopsis, "$.synopsis")
+    seen: set[str] = set()
+    for i, character in enumerate(story.characters):
+        _require_text(character.name, f"$.characters[{i}].name")
+        key = character.name.strip().casefold()
+        if key in seen:
+            raise InvalidReply(f"$.characters[{i}].name: {character.name!r} appears twice")
+        seen.add(key)
+    return attrs.evolve(
+        story,
+        characters=tuple(Character(c.name.strip(), c.description.strip()) for c in story.characters),
+        style=story.style.strip(),
+    )
+
+
+def check_scene_graph(data: dict[str, Any], *, max_scenes: int, story: Story | None = None) -> SceneGraph:
+    """Structure and check the scene graph; scenes are put in ``order`` and renumbered 1..n,
+    and character names spelled as in ``story`` (matched case-insensitively)."""
+    graph = _structure(data, SceneGraph, "$")
+    names = {c.name.casefold(): c.name for c in story.characters} if story else {}
+    if not graph.scenes:
+        raise InvalidReply("$.scenes: expected at least one scene")
+    if len(graph.scenes) > max_scenes:
+        raise InvalidReply(f"$.scenes: {len(graph.scenes)} scenes for {max_scenes} shots; "
+                           f"write at most {max_scenes} scenes")
+    seen: set[str] = set()
+    for i, scene in enumerate(graph.scenes):
+        _require_text(scene.id, f"$.scenes[{i}].id")
+        if scene.id.strip() in seen:
+            raise InvalidReply(f"$.scenes[{i}].id: {scene.id!r} is used by another scene")
+        seen.add(scene.id.strip())
+    ordered = sorted(enumerate(graph.scenes), key=lambda pair: (pair[1].order, pair[0]))
+    return SceneGraph(tuple(
+        attrs.evolve(scene, id=scene.id.strip(), order=n, characters=tuple(
+            names.get(name.strip().casefold(), name.strip()) for name in scene.characters))
+        for n, (_, scene) in enumerate(ordered, start=1)
+    ))
+
+
+def check_shot_batch(data: dict[str, Any], *, count: int, scene_ids: list[str]) -> list[ShotDraft]:
+    """Structure one batch of shots and check it is exactly what was asked for: ``count``
+    shots, each in one of ``scene_ids``, and every one of those scenes covered."""
+    drafts = _structure(data, ShotDrafts, "$").shots
+    if len(drafts) != count:
+        raise InvalidReply(f"$.shots: expected exactly {count} shots, got {len(drafts)}")
+    allowed = set(scene_ids)
+    for i, draft in enumerate(drafts):
+        if draft.scene_id.strip() not in allowed:
+            raise InvalidReply(f"$.shots[{i}].scene_id: {draft.scene_id!r} is not one of the "
+                               f"scenes asked for ({', '.join(scene_ids)})")
+        _require_text(draft.image_prompt, f"$.shots[{i}].image_prompt")
+        if not draft.duration_s > 0:
+            raise InvalidReply(f"$.shots[{i}].duration_s: must be more than 0 seconds")
+    if count >= len(scene_ids):
+        missing = [s for s in scene_ids if s not in {d.scene_id.strip() for d in drafts}]
+        if missing:
+            raise InvalidReply(f"$.shots: no shot for scene(s) {', '.join(missing)}; every scene "
+                               f"needs at least one shot")
+    return list(drafts)
+
+
+# -- fix-ups applied in code, so they hold even when the model forgets -------------------
+
+def derive_seed(base: int | None, title: str, shot_id: int) -> int:
+    """A stable seed per shot, from the backend's seed option and the film's title."""
+    digest = hashlib.sha256(f"{base or 0}\x1f{title}\x1f{shot_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def _mentions(text: str, name: str) -> bool:
+    return re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text, re.IGNORECASE) is not None
+
+
+def with_bible(prompt: str, story: Story, in_frame: tuple[str, ...]) -> str:
+    """``prompt`` followed by the look of every character in frame and the style bible,
+    each added only if the prompt does not already carry it word for word."""
+    prompt = prompt.strip().rstrip(".")
+    folded = prompt.casefold()
+    parts = [prompt] if prompt else []
+    for character in story.characters:
+        if character.name in in_frame and character.description:
+            if character.description.casefold().rstrip(".") not in folded:
+                parts.append(f"{character.name}: {character.description.rstrip('.')}")
+    if story.style and story.style.casefold().rstrip(".") not in folded:
+        parts.append(f"Style: {story.style.rstrip('.')}")
+    return ". ".join(parts) + "."
+
+
+def _in_frame(draft: ShotDraft, story: Story) -> tuple[str, ...]:
+    """The story characters in the shot: those the model listed (matched case-insensitively)
+    plus any named in its description or image prompt; other names it listed are kept."""
+    by_key = {c.name.casefold(): c.name for c in story.characters}
+    names: list[str] = []
+    for name in draft.characters:
+        name = by_key.get(name.strip().casefold(), name.strip())
+        if name and name not in names:
+            names.append(name)
+    text = f"{draft.description}\n{draft.image_prompt}"
+    for character in story.characters:
+        if character.name not in names and _mentions(text, character.name):
+            names.append(character.name)
+    return tuple(names)
+
+
+def fit_durations(durations: list[float], target_seconds: float) -> list[float]:
+    """Scale the shot lengths so they add up to ``target_seconds`` (rounded to 0.1 s,
+    at least 1 s each), keeping the model's pacing."""
+    total = sum(durations)
+    if target_seconds <= 0 or total <= 0:
+        return durations
+    factor = target_seconds / total
+    return [max(1.0, round(d * factor, 1)) for d in durations]
+
+
+def finish_plan(drafts: list[ShotDraft], story: Story, *, base_seed: int | None,
+                target_seconds: float) -> ShotPlan:
+    """Turn checked drafts into the ShotPlan: ids renumbered 1..n in film order, the style
+    bible in every image prompt, seeds where the model gave none, durations fitted."""
+    durations = fit_durations([d.duration_s for d in drafts], target_seconds)
+    shots = []
+    for n, (draft, duration) in enumerate(zip(drafts, durations), start=1):
+        in_frame = _in_frame(draft, story)
+        seed = draft.seed if draft.seed is not None and draft.seed >= 0 else derive_seed(base_seed, story.title, n)
+        shots.append(Shot(
+            id=n,
+            scene_id=draft.scene_id.strip(),
+            description=draft.description.strip(),
+            image_prompt=with_bible(draft.image_prompt, story, in_frame),
+            motion_prompt=draft.motion_prompt.strip(),
+            negative_prompt=draft.negative_prompt.strip() or DEFAULT_NEGATIVE_PROMPT,
+            duration_s=duration,
+            characters=in_frame,
+            seed=seed,
+        ))
+    return ShotPlan(tuple(shots))
+
+
+__all__ = [
+    "SCHEMAS", "STORY_SCHEMA", "SCENE_GRAPH_SCHEMA", "SHOT_PLAN_SCHEMA", "ShotDraft", "ShotDrafts",
+    "InvalidReply", "parse_json_object", "check_story", "check_scene_graph", "check_shot_batch",
+    "finish_plan", "with_bible", "derive_seed", "fit_durations",
+]

@@ -1,0 +1,167 @@
+"""JSON over HTTP for the LLM backends: explicit timeouts, typed errors, per-request retries.
+
+Transient failures (connection errors, timeouts, 408, 429, 5xx) are retried here, per
+request, with the framework's RetryPolicy; once the policy gives up the error is re-raised
+as a plain (non-retryable) ServiceError, so the runner does not retry the whole stage on top
+of it. A shot plan asked for in batches therefore never redoes the batches that succeeded.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import time
+from typing import Any, Callable, Mapping
+
+import httpx
+
+from framework.errors import RetryableServiceError, ServiceError
+from framework.retry import RetryPolicy
+
+log = logging.getLogger("reelforge.story_llm")
+
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` (OpenAI) or ``Retry-After`` (seconds or an
+    HTTP date); None when absent or unreadable."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def error_message(response: httpx.Response) -> tuple[str, str | None]:
+    """The server's own words from an error response, and its error code if it gave one.
+
+    Understands OpenAI's ``{"error": {"message", "type", "code"}}``, Ollama's
+    ``{"error": "..."}`` and FastAPI-style ``{"detail": ...}`` (vLLM), else the raw body."""
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip()
+        return (text[:500] or response.reason_phrase or f"HTTP {response.status_code}"), None
+    if isinstance(body, dict):
+        err = body.get("error", body.get("detail"))
+        if isinstance(err, dict):
+            message = err.get("message") or json.dumps(err)
+            code = err.get("code") or err.get("type")
+            return str(message), (str(code) if code is not None else None)
+        if err is not None:
+            return str(err), None
+        if "message" in body:
+            return str(body["message"]), None
+    return json.dumps(body)[:500], None
+
+
+class BadRequest(ServiceError):
+    """A 400 (or 422) answer: the request itself was refused (kept separate so the OpenAI backend
+    can recognise a server that does not support ``json_schema``)."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, url: str | None = None,
+                 body: str = "", server_message: str = ""):
+        super().__init__(message, status_code=status_code, url=url)
+        self.body = body
+        "The response body as text (the server's message, error type, code and param)."
+        self.server_message = server_message
+        "Just the server's own message."
+
+
+class JSONClient:
+    """POSTs JSON to one server and returns the decoded JSON answer.
+
+    ``label`` names the server in error messages ("OpenAI-compatible server at ...").
+    Headers are never logged nor put into error messages (they may hold an API key).
+    """
+
+    def __init__(self, base_url: str, *, label: str, timeout: float,
+                 headers: Mapping[str, str] | None = None, policy: RetryPolicy | None = None):
+        self.base_url = base_url.rstrip("/")
+        self.label = label
+        self.policy = policy or RetryPolicy.from_env()
+        self._client = httpx.Client(
+            headers=dict(headers or {}),
+            timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def post(self, path: str, payload: dict[str, Any], *,
+             refused: Callable[[int, str], bool] | None = None) -> dict[str, Any]:
+        """POST ``payload`` and return the JSON answer. ``refused(status, body)`` may mark an
+        error answer as a refusal of the request (raised as BadRequest, never retried) even
+        when its status says otherwise (old llama.cpp servers answer 500 to an unsupported
+        ``response_format``)."""
+        url = f"{self.base_url}{path}"
+        retrying = self.policy.retrying()
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._post_once(url, payload, refused)
+        except RetryableServiceError as exc:
+            attempts = retrying.statistics.get("attempt_number", self.policy.attempts)
+            raise ServiceError(
+                f"{exc} (gave up after {attempts} attempt{'s' if attempts != 1 else ''}; "
+                f"run `reelforge resume` to try this stage again)",
+                status_code=exc.status_code, url=exc.url,
+            ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _post_once(self, url: str, payload: dict[str, Any],
+                   refused: Callable[[int, str], bool] | None) -> dict[str, Any]:
+        log.debug("POST %s", url)
+        try:
+            response = self._client.post(url, json=payload)
+        except httpx.TimeoutException as exc:
+            raise RetryableServiceError(
+                f"{self.label} at {self.base_url} did not answer in time ({type(exc).__name__}); "
+                f"raise the `timeout` option if the model is slow", url=url) from exc
+        except httpx.TransportError as exc:
+            raise RetryableServiceError(
+                f"could not reach {self.label} at {self.base_url}: {exc or type(exc).__name__}; "
+                f"is it running and is base_url right?", url=url) from exc
+        status = response.status_code
+        if status >= 400:
+            message, code = error_message(response)
+            text = f"{self.label} at {self.base_url} answered {status}: {message}"
+            if status in (400, 422) or (refused is not None and refused(status, response.text)):
+                raise BadRequest(text, status_code=status, url=url, body=response.text,
+                                 server_message=message)
+            # OpenAI answers 429 both for rate limits (wait and retry) and for an exhausted
+            # quota (retrying cannot help).
+            if status in RETRYABLE_STATUS and code != "insufficient_quota":
+                log.debug("%s answered %s, will retry if attempts remain", url, status)
+                raise RetryableServiceError(text, status_code=status, url=url,
+                                            retry_after=parse_retry_after(response.headers))
+            if status in (401, 403):
+                text += "; check the API key and the environment variable the backend reads it from"
+            elif status == 404:
+                text += "; check base_url and the model name"
+            raise ServiceError(text, status_code=status, url=url)
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise RetryableServiceError(
+                f"{self.label} at {self.base_url} answered {status} with a body that is not JSON: "
+                f"{response.text[:200]!r}", status_code=status, url=url) from exc
+        if not isinstance(data, dict):
+            raise ServiceError(f"{self.label} at {self.base_url} answered with JSON that is not an "
+                               f"object: {str(data)[:200]}", status_code=status, url=url)
+        return data
