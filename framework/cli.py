@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -215,18 +216,33 @@ def _ask_continue(session_id: str) -> bool:
     raise click.UsageError(f"answer y or n, not {line.strip()!r}")
 
 
+def _show_warnings(console) -> logging.Handler:
+    """Backends' log warnings and Python warnings print above the live progress bars."""
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=console, show_time=False, show_path=False, markup=False,
+                          rich_tracebacks=False)
+    handler.setLevel(logging.WARNING)
+    logging.getLogger().addHandler(handler)
+    logging.captureWarnings(True)
+    return handler
+
+
 def _execute(runner, action) -> None:
     from .progress import RichProgress
     from .runner import Interrupted
 
     observer = RichProgress()
     runner.pm.register(observer, name="_reelforge_progress")
+    log_handler = _show_warnings(observer.console)
     try:
         try:
             result = action()
         finally:
             observer.stop()
             runner.pm.unregister(observer)
+            logging.getLogger().removeHandler(log_handler)
+            logging.captureWarnings(False)
     except Interrupted as exc:
         click.echo(f"\n{exc}", err=True)
         sys.exit(130)

@@ -3,8 +3,8 @@ hooks let observers follow a run (progress bars, ledgers, notifications).
 
 Hooks register or observe; they never do slow work. Lifecycle hooks get the live
 :class:`framework.session.Session`; the runner never calls two of them at once.
-``shot_started`` is called from the worker thread that runs the shot, the others from the
-thread that called the Runner. An exception in an observer is reported as a warning and
+``shot_started`` and ``shot_progress`` are called from the worker thread that runs the
+shot, the others from the thread that called the Runner. An exception in an observer is reported as a warning and
 does not stop the run.
 """
 
@@ -73,6 +73,12 @@ def stage_failed(session, stage, error):
 def shot_started(session, stage, shot, attempt):
     """Work on ``shot`` for ``stage`` (images or videos) starts; ``attempt`` counts from 1
     across runs."""
+
+
+@hookspec
+def shot_progress(session, stage, shot, fraction, message):
+    """A backend reported progress within ``shot`` (``fraction`` from 0.0 to 1.0, and a short
+    ``message`` such as "sampling 12/30"). Called from the worker thread running the shot."""
 
 
 @hookspec

@@ -80,6 +80,11 @@ class RichProgress:
         self.progress.update(self._task(session, stage), status=f"shot {shot.id}{note}")
 
     @hookimpl
+    def shot_progress(self, session, stage, shot, fraction, message):
+        detail = f" {message}" if message else ""
+        self.progress.update(self._task(session, stage), status=f"shot {shot.id} {fraction:4.0%}{detail}")
+
+    @hookimpl
     def shot_completed(self, session, stage, shot, artifact):
         self.progress.advance(self._task(session, stage))
         tag, what = ("[IMG] ", "image") if stage == "images" else ("[DONE]", "clip ")

@@ -40,6 +40,14 @@ class ImageGenerator(Protocol):
         """Write the shot's image (PNG) under ``job.work_dir`` and return its path."""
 
 
+# Optional on any backend:
+#   close(self) -> None   called once when the run ends (however it ends), e.g. to close
+#                         HTTP clients.
+# On Ctrl-C the runner sets ShotJob.cancelled; a backend should stop waiting soon and may
+# return or raise anything: once cancelled, the runner keeps finished files and ignores
+# errors, and the shot stays todo for the next run.
+
+
 @runtime_checkable
 class Renderer(Protocol):
     name: ClassVar[str]
@@ -79,5 +87,6 @@ class ShotJob:
         self.checkpoint = {**self.checkpoint, **data}
 
     def progress(self, fraction: float, message: str = "") -> None:
-        """Report progress within this shot (0.0 to 1.0); shown in live progress bars."""
+        """Report progress within this shot (0.0 to 1.0); observers get a ``shot_progress``
+        hook call and the live progress bars show it."""
         self._progress(fraction, message)

@@ -223,6 +223,19 @@ class Runner:
 
     def _run_locked(self, session: Session, backends: dict[str, _Backend]) -> RunResult:
         try:
+            return self._run_opened(session, backends)
+        finally:
+            for backend in backends.values():
+                close = getattr(backend.instance, "close", None)
+                if callable(close):
+                    try:
+                        close()
+                    except Exception as exc:  # a failed cleanup must not hide the run's result
+                        warnings.warn(f"reelforge: closing {backend.name} failed: {exc}",
+                                      RuntimeWarning, stacklevel=2)
+
+    def _run_opened(self, session: Session, backends: dict[str, _Backend]) -> RunResult:
+        try:
             for step in ("story", "scene_graph", "shots"):
                 session.read_step_output(step)  # a damaged file stops us before any write
             session.set_backends({k: BackendChoice(b.name, b.public_options) for k, b in backends.items()})
@@ -335,6 +348,9 @@ class Runner:
                 session_id=session.id, stage=stage, shot=shot, attempt=n, work_dir=work_dir,
                 checkpoint=dict(art.checkpoint), cancelled=self.cancel,
                 save=lambda data: session.save_shot_checkpoint(stage, shot.id, data),
+                progress=lambda fraction, message: self._hook(
+                    "shot_progress", session=session, stage=stage, shot=shot,
+                    fraction=max(0.0, min(1.0, float(fraction))), message=message),
             )
             self._hook("shot_started", session=session, stage=stage, shot=shot, attempt=n)
             t0 = time.monotonic()

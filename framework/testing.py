@@ -59,6 +59,12 @@ class _Fake:
         self._failures: dict[Any, list[BaseException]] = {}
         self._lock = threading.Lock()
 
+    closed = False
+    "Set when the runner calls close() at the end of a run."
+
+    def close(self) -> None:
+        self.closed = True
+
     def __call__(self, options: Any = None) -> "_Fake":
         """The runner 'constructs' the backend: hand back this very fake."""
         if options is not None and options != self.Options():  # defaults keep the test's settings
@@ -146,6 +152,7 @@ class FakeImageGenerator(_Fake):
         self._record(shot.id, shot.id, job.attempt)
         from PIL import Image
 
+        job.progress(0.5, "drawing")
         out = job.work_dir / "fake.png"
         color = ((shot.seed * 67 + self.options.tint) % 256, (shot.seed * 131) % 256, (shot.seed * 29) % 256)
         Image.new("RGB", (64, 36), color).save(out)

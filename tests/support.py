@@ -46,3 +46,7 @@ class Recorder:
     @hookimpl
     def shot_failed(self, session, stage, shot, error):
         self.events.append(("shot_failed", stage, shot.id))
+
+    @hookimpl
+    def shot_progress(self, session, stage, shot, fraction, message):
+        self.events.append(("shot_progress", stage, shot.id, fraction, message))

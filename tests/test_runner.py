@@ -23,6 +23,8 @@ def test_full_run_then_resume_does_nothing_again(out, fakes):
     stages = [e[1] for e in rec.events if e[0] == "stage_finished"]
     assert stages == ["story", "scene_graph", "shots", "images", "videos", "assemble"]
     assert rec.events[0] == ("session_started",) and rec.events[-1] == ("session_completed",)
+    assert ("shot_progress", "images", 1, 0.5, "drawing") in rec.events
+    assert fakes.story.closed and fakes.image.closed and fakes.video.closed
 
     rec2 = Recorder()
     again = run_session(out, "", backends=fakes.backends, plugins=(rec2,), resume=result.session_id)
