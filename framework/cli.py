@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from .errors import ConfigError, ReelforgeError, SessionCorruptError, SessionError
+from .errors import ConfigError, ReelforgeError, SessionCorruptError
 from .plugins import KINDS, backends, load_plugins, pm, plugin_info
 
 # Backends may add flags to run/resume, so plugins load before the commands are built.
@@ -102,7 +102,7 @@ def _make_runner(output_dir: Path, config, kwargs: dict[str, Any]):
         if not value:
             continue
         flag = "--" + key[len("extra__"):].replace("_", "-")
-        for name, field, multiple in flag_targets.get(flag, []):
+        for name, field, _multiple in flag_targets.get(flag, []):
             if name in selected:
                 text = ",".join(value) if isinstance(value, tuple) else str(value)
                 pairs.append(f"{name}.{field}={text}")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import hashlib
 import json
-import shutil
 import threading
 import time
 import warnings
@@ -409,7 +408,6 @@ class Runner:
             begin_stage(stage)
             reason = self._check(session, stage, shot, fp)
             if reason is not None:
-                art = session.meta.shot(shot.id).artifact(stage)
                 self._hook("shot_skipped", session=session, stage=stage, shot=shot, reason=reason)
                 if stage == "images":
                     schedule("videos", shot)

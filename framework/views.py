@@ -101,9 +101,10 @@ def sessions_table(found: Iterable[Session | SessionCorruptError]) -> None:
             table.add_row(s.path.parent.name, "UNREADABLE", "", "", "", "", "", "", s.reason)
             continue
         m = s.meta
-        mark = lambda step: "✓" if m.steps.get(step) == DONE else ("✗" if m.steps.get(step) == FAILED_STATE else "-")
+        mark = {step: "✓" if state == DONE else ("✗" if state == FAILED_STATE else "-")
+                for step, state in m.steps.items()}
         img, total = m.counts("images")
         vid, _ = m.counts("videos")
-        table.add_row(m.id, status_label(m.status), mark("story"), f"{total}" if total else "-",
-                      f"{img}/{total}", f"{vid}/{total}", mark("assemble"), m.updated[:19].replace("T", " "), m.idea)
+        table.add_row(m.id, status_label(m.status), mark.get("story", "-"), f"{total}" if total else "-",
+                      f"{img}/{total}", f"{vid}/{total}", mark.get("assemble", "-"), m.updated[:19].replace("T", " "), m.idea)
     Console(width=160 if not Console().is_terminal else None).print(table)

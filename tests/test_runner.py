@@ -9,8 +9,8 @@ import pytest
 
 from framework.errors import ConfigError, SessionCorruptError, StageError, TransientError
 from framework.runner import Runner
-from framework.session import COMPLETE, DONE, FAILED, SessionStore
-from framework.testing import FakeImageGenerator, FakeRenderer, registered, run_session
+from framework.session import FAILED, SessionStore
+from framework.testing import FakeImageGenerator, FakeRenderer, run_session
 from support import Recorder
 
 
