@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
 import importlib.metadata
 import os
@@ -40,6 +42,27 @@ def new_plugin_manager() -> pluggy.PluginManager:
 pm = new_plugin_manager()
 
 _loaded = False
+
+# The manager of the run in progress, so a backend built by a Runner with its own manager
+# (e.g. one wrapping another backend) looks names up where the Runner does.
+_active: contextvars.ContextVar[pluggy.PluginManager | None] = contextvars.ContextVar(
+    "reelforge_plugin_manager", default=None)
+
+
+@contextlib.contextmanager
+def active_manager(manager: pluggy.PluginManager):
+    """Make ``manager`` the one that backends(), get_backend_class() and plugin_info() use
+    when given none, for the duration of the block."""
+    token = _active.set(manager)
+    try:
+        yield manager
+    finally:
+        _active.reset(token)
+
+
+def current_manager() -> pluggy.PluginManager:
+    """The plugin manager of the run in progress, else the process-wide one."""
+    return _active.get() or pm
 
 
 def _env_list(name: str) -> list[str]:
@@ -117,7 +140,7 @@ def backends(kind: str, manager: pluggy.PluginManager | None = None) -> dict[str
     registering one name is a ConfigError naming both."""
     hook_name, label = KINDS[kind]
     found: dict[str, Registered] = {}
-    hook = getattr((manager or pm).hook, hook_name)
+    hook = getattr((manager or current_manager()).hook, hook_name)
     for impl in hook.get_hookimpls():
         def register(cls: type, name: str | None = None, _plugin: str = impl.plugin_name) -> None:
             key = name or getattr(cls, "name", None)
@@ -135,7 +158,9 @@ def backends(kind: str, manager: pluggy.PluginManager | None = None) -> dict[str
 
 
 def get_backend_class(kind: str, name: str, manager: pluggy.PluginManager | None = None) -> Registered:
-    """Look up a backend by name; an unknown name lists what is installed."""
+    """Look up a backend by name; an unknown name lists what is installed. Called while a
+    Runner builds its backends (e.g. from a backend's ``__init__``), it searches that
+    Runner's plugin manager."""
     available = backends(kind, manager)
     if name not in available:
         label = KINDS[kind][1]
@@ -156,7 +181,7 @@ def plugin_info(manager: pluggy.PluginManager | None = None) -> list[dict[str, A
         for reg in backends(kind, manager).values():
             by_plugin.setdefault(reg.plugin, {}).setdefault(kind, []).append(reg.name)
     info = []
-    manager = manager or pm
+    manager = manager or current_manager()
     for name, plugin in manager.list_name_plugin():
         if name is None or plugin is None or name.startswith("_"):
             continue

@@ -19,7 +19,7 @@ import pluggy
 from . import media
 from .errors import ConfigError, ReelforgeError, SessionCorruptError, SessionError, StageError
 from .options import parse_pairs, public_options, structure_options
-from .plugins import KINDS, get_backend_class, load_plugins
+from .plugins import KINDS, active_manager, get_backend_class, load_plugins
 from .protocols import ShotJob
 from .records import SceneGraph, Shot, ShotPlan, Story
 from .retry import RetryPolicy
@@ -157,6 +157,10 @@ class Runner:
         return collected
 
     def _resolve_backends(self, session: Session | None) -> dict[str, _Backend]:
+        with active_manager(self.pm):
+            return self._build_backends(session)
+
+    def _build_backends(self, session: Session | None) -> dict[str, _Backend]:
         recorded = session.meta.backends if session is not None else {}
         names = {}
         for kind in KINDS:

@@ -123,3 +123,31 @@ def test_register_commands_hook_adds_a_command():
     manager.hook.register_commands(cli=group)
     result = CliRunner().invoke(group, ["hello"])
     assert result.output == "hello from a plugin\n"
+
+
+def test_a_backend_built_by_a_runner_sees_that_runners_plugins(tmp_path):
+    """A backend that wraps another looks it up in the Runner's own plugin manager."""
+    from framework.plugins import get_backend_class
+    from framework.runner import Runner
+    from framework.testing import FakePlugin, Fakes, FakeRenderer, FakeStoryWriter
+
+    seen = {}
+
+    class Wrapper(FakeImageGenerator):
+        def __call__(self, options=None):
+            seen["base"] = get_backend_class("image", "only_here")  # no manager passed
+            return super().__call__(options)
+
+    manager = load_plugins(new_plugin_manager())
+    manager.register(FakePlugin(Fakes(FakeStoryWriter("w"), Wrapper("w"), FakeRenderer("w"))))
+
+    class OnlyHere:
+        @hookimpl
+        def register_image_generators(self, register):
+            register(FakeImageGenerator("only_here"), name="only_here")
+
+    manager.register(OnlyHere())
+    Runner(tmp_path, backends={"story": "w", "image": "w", "video": "w"}, pm=manager).validate()
+    assert seen["base"].name == "only_here"
+    with pytest.raises(ConfigError, match="only_here"):
+        get_backend_class("image", "only_here")  # outside the run: the process-wide manager
