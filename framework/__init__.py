@@ -21,7 +21,7 @@ from .errors import (
     StageError,
     TransientError,
 )
-from .protocols import ImageGenerator, NoOptions, Renderer, ShotJob, StoryWriter
+from .protocols import ImageGenerator, NoOptions, Renderer, ShotJob, StageJob, StoryWriter
 from .records import Character, Scene, SceneGraph, Shot, ShotPlan, Story
 
 hookimpl = HookimplMarker("reelforge")
@@ -30,7 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "hookimpl", "Character", "Scene", "SceneGraph", "Shot", "ShotPlan", "Story",
-    "ImageGenerator", "NoOptions", "Renderer", "ShotJob", "StoryWriter",
+    "ImageGenerator", "NoOptions", "Renderer", "ShotJob", "StageJob", "StoryWriter",
     "ConfigError", "ReelforgeError", "RetryableServiceError", "ServiceError",
     "SessionCorruptError", "SessionError", "SessionLockedError", "SessionNotFoundError",
     "StageError", "TransientError",

@@ -60,6 +60,12 @@ def stage_started(session, stage):
 
 
 @hookspec
+def stage_progress(session, stage, fraction, message):
+    """A story writer reported progress within ``stage`` (``fraction`` 0.0 to 1.0 and a
+    short ``message``, e.g. "shots 13-24 of 40")."""
+
+
+@hookspec
 def stage_finished(session, stage):
     """``stage`` finished: its output is saved and the step is marked done."""
 

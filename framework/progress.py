@@ -65,6 +65,12 @@ class RichProgress:
         self._say(f"→ {_LABELS.get(stage, stage)}")
 
     @hookimpl
+    def stage_progress(self, session, stage, fraction, message):
+        task = self._task(session, stage)
+        self.progress.update(task, completed=fraction * self.progress.tasks[task].total,
+                             status=message or f"{fraction:.0%}")
+
+    @hookimpl
     def stage_finished(self, session, stage):
         task = self._task(session, stage)
         self.progress.update(task, completed=self.progress.tasks[task].total, status="✓")

@@ -59,6 +59,34 @@ class Renderer(Protocol):
 
 
 @attrs.define
+class StageJob:
+    """What the runner hands a story writer method that accepts a ``job`` keyword argument
+    (``write_story(idea, *, job)`` and so on): a place to save partial work, so a stage
+    made of several requests (a long shot plan asked for in parts) resumes where it failed."""
+
+    session_id: str
+    "The session's id."
+    stage: str
+    "'story', 'scene_graph' or 'shots'."
+    checkpoint: Mapping[str, Any]
+    "What this stage saved with save_checkpoint() in an earlier attempt or run."
+    cancelled: threading.Event
+    "Set when the user pressed Ctrl-C."
+    _save: Callable[[dict[str, Any]], None] = attrs.field(repr=False)
+    _progress: Callable[[float, str], None] = attrs.field(repr=False, default=lambda f, m: None)
+
+    def save_checkpoint(self, **data: Any) -> None:
+        """Durably record partial results of this stage (JSON-serialisable, no secrets).
+        Cleared once the stage's output is saved."""
+        self._save(data)
+        self.checkpoint = {**self.checkpoint, **data}
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report progress within the stage (0.0 to 1.0); observers get ``stage_progress``."""
+        self._progress(fraction, message)
+
+
+@attrs.define
 class ShotJob:
     """What the runner hands a backend for one attempt at one shot."""
 

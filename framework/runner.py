@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import hashlib
+import inspect
 import json
 import threading
 import time
@@ -20,7 +21,7 @@ from . import media
 from .errors import ConfigError, ReelforgeError, SessionCorruptError, SessionError, StageError
 from .options import parse_pairs, public_options, structure_options
 from .plugins import KINDS, active_manager, get_backend_class, load_plugins
-from .protocols import ShotJob
+from .protocols import ShotJob, StageJob
 from .records import SceneGraph, Shot, ShotPlan, Story
 from .retry import RetryPolicy
 from .session import (COMPLETE, DONE, FAILED, IN_PROGRESS, BackendChoice, Session,
@@ -251,9 +252,12 @@ class Runner:
 
     def _run(self, session: Session, backends: dict[str, _Backend]) -> RunResult:
         writer = backends["story"].instance
-        story = self._llm_step(session, "story", lambda: writer.write_story(session.meta.idea), Story)
-        scenes = self._llm_step(session, "scene_graph", lambda: writer.build_scene_graph(story), SceneGraph)
-        plan = self._llm_step(session, "shots", lambda: writer.plan_shots(story, scenes), ShotPlan)
+        story = self._llm_step(session, "story", lambda **job: writer.write_story(session.meta.idea, **job),
+                               Story, writer.write_story)
+        scenes = self._llm_step(session, "scene_graph", lambda **job: writer.build_scene_graph(story, **job),
+                                SceneGraph, writer.build_scene_graph)
+        plan = self._llm_step(session, "shots", lambda **job: writer.plan_shots(story, scenes, **job),
+                              ShotPlan, writer.plan_shots)
         if not plan.shots:
             raise StageError("the shot plan has no shots")
 
@@ -267,7 +271,25 @@ class Runner:
         self._hook("session_completed", session=session)
         return RunResult(session.id, COMPLETE, session.path, film=session.film_path)
 
-    def _llm_step(self, session: Session, step: str, make: Callable[[], Any], cls: type) -> Any:
+    def _stage_job_kwargs(self, session: Session, step: str, method: Callable) -> dict[str, Any]:
+        """``{"job": StageJob}`` if the writer's method takes a ``job`` keyword, else ``{}``."""
+        try:
+            params = inspect.signature(method).parameters
+        except (TypeError, ValueError):
+            return {}
+        if "job" not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return {}
+        job = StageJob(
+            session_id=session.id, stage=step, checkpoint=dict(session.meta.step_checkpoints.get(step, {})),
+            cancelled=self.cancel, save=lambda data: session.save_step_checkpoint(step, data),
+            progress=lambda fraction, message: self._hook(
+                "stage_progress", session=session, stage=step,
+                fraction=max(0.0, min(1.0, float(fraction))), message=message),
+        )
+        return {"job": job}
+
+    def _llm_step(self, session: Session, step: str, make: Callable[..., Any], cls: type,
+                  method: Callable) -> Any:
         existing = session.read_step_output(step)  # a damaged file raises; nothing is overwritten
         if existing is not None:
             if session.meta.steps.get(step) != DONE:  # written, then crashed before marking
@@ -278,7 +300,7 @@ class Runner:
             raise SessionCorruptError(session.path / name, "file is missing but the step is marked done")
         self._hook("stage_started", session=session, stage=step)
         try:
-            value = self._with_retries(make)
+            value = self._with_retries(lambda: make(**self._stage_job_kwargs(session, step, method)))
             if not isinstance(value, cls):
                 raise StageError(f"{step}: backend returned {type(value).__name__}, expected {cls.__name__}")
         except BaseException as exc:

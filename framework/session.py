@@ -135,6 +135,8 @@ class Meta:
     "The assembled film."
     last_error: str | None = None
     "Why the last run stopped short, if it did."
+    step_checkpoints: dict[str, dict[str, Any]] = attrs.Factory(dict)
+    "Partial work of an unfinished story/scene_graph/shots step, saved by its backend."
     journal_seq: int = 0
     "The last journal event folded into this snapshot."
     schema_version: int = SCHEMA_VERSION
@@ -429,7 +431,15 @@ class Session:
                 known = {s.id: s for s in self.meta.shots}
                 self.meta.shots = [known.get(s.id, ShotState(id=s.id)) for s in value.shots]
             self.meta.steps[step] = DONE
+            self.meta.step_checkpoints.pop(step, None)  # the output supersedes the parts
             self._touch_status()
+            self.write_meta()
+
+    def save_step_checkpoint(self, step: str, data: dict[str, Any]) -> None:
+        """Durably record a story writer's partial work for ``step`` (merged)."""
+        json.dumps(data)
+        with self._mutex:
+            self.meta.step_checkpoints[step] = {**self.meta.step_checkpoints.get(step, {}), **data}
             self.write_meta()
 
     # -- session-level state (rare: written straight into the meta)

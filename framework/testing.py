@@ -103,6 +103,8 @@ class FakeStoryWriter(_Fake):
         super().__init__(name)
         self.options = self.Options(shots=shots)
         self._queue: list[Any] = []
+        self.seen_checkpoints: list[dict[str, Any]] = []
+        "What plan_shots found in its StageJob's checkpoint, one entry per call."
 
     def enqueue(self, *values: Any) -> None:
         """Queue results (Story, SceneGraph, ShotPlan or an exception to raise) for the next calls."""
@@ -127,7 +129,11 @@ class FakeStoryWriter(_Fake):
         default = SceneGraph(scenes=(Scene(id="s1", order=1, summary=story.logline, setting="a town"),))
         return self._next("build_scene_graph", SceneGraph, default)
 
-    def plan_shots(self, story: Story, scenes: SceneGraph) -> ShotPlan:
+    def plan_shots(self, story: Story, scenes: SceneGraph, job=None) -> ShotPlan:
+        if job is not None:  # shows the StageJob seam: partial work survives a failure
+            self.seen_checkpoints.append(dict(job.checkpoint))
+            job.progress(0.5, "planning")
+            job.save_checkpoint(tries=job.checkpoint.get("tries", 0) + 1)
         n = self.options.shots
         default = ShotPlan(shots=tuple(
             Shot(id=i, scene_id=scenes.scenes[0].id, description=f"Shot {i} of {story.title}",

@@ -50,3 +50,7 @@ class Recorder:
     @hookimpl
     def shot_progress(self, session, stage, shot, fraction, message):
         self.events.append(("shot_progress", stage, shot.id, fraction, message))
+
+    @hookimpl
+    def stage_progress(self, session, stage, fraction, message):
+        self.events.append(("stage_progress", stage, fraction, message))

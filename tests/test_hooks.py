@@ -19,7 +19,7 @@ REGISTRATION = {"register_story_llms", "register_image_generators", "register_re
 
 def test_hookspecs_are_what_we_think():
     assert REGISTRATION <= set(HOOKS)
-    assert len(HOOKS) == 4 + 10
+    assert len(HOOKS) == 4 + 11
 
 
 def test_every_lifecycle_hook_fires_with_its_arguments(out, fakes):

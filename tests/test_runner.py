@@ -198,3 +198,16 @@ def test_a_broken_observer_warns_but_does_not_stop_the_run(out, fakes):
     with pytest.warns(RuntimeWarning, match="shot_completed hook failed: RuntimeError: observer bug"):
         result = run_session(out, "idea", backends=fakes.backends, plugins=(Broken(),))
     assert result.ok
+
+
+def test_story_writer_partial_work_survives_a_failed_stage(out, fakes):
+    fakes.story.fail("plan_shots", StageError("part 3 of the plan failed"))
+    with pytest.raises(StageError):
+        run_session(out, "idea", backends=fakes.backends)
+    sid = SessionStore(out).ids()[0]
+    assert SessionStore(out).load(sid).meta.step_checkpoints == {"shots": {"tries": 1}}
+    rec = Recorder()
+    assert run_session(out, "", backends=fakes.backends, resume=sid, plugins=(rec,)).ok
+    assert fakes.story.seen_checkpoints == [{}, {"tries": 1}]  # the resumed call saw its parts
+    assert ("stage_progress", "shots", 0.5, "planning") in rec.events
+    assert SessionStore(out).load(sid).meta.step_checkpoints == {}  # cleared once saved
