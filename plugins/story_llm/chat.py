@@ -3,13 +3,15 @@ planning in batches. A backend only says how to send one chat request (``_chat``
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from typing import Any, Callable, ClassVar, TypeVar
 
 import attrs
 
 from framework.errors import ConfigError, StageError
-from framework.records import SceneGraph, ShotPlan, Story
+from framework.records import SceneGraph, ShotPlan, Story, converter, structure
 
 from . import prompts
 from .prompts import ShotBatch
@@ -145,7 +147,10 @@ class ChatStoryWriter:
         return self._ask_whole(messages, "scene_graph",
                                lambda data: check_scene_graph(data, max_scenes=shots, story=story))
 
-    def plan_shots(self, story: Story, scenes: SceneGraph) -> ShotPlan:
+    def plan_shots(self, story: Story, scenes: SceneGraph, job: Any = None) -> ShotPlan:
+        """Plan the shots, in parts when the plan is long. With a ``job`` (a
+        framework.StageJob), each part is checkpointed as it arrives, so after a failure a
+        resumed run asks only for the parts still missing."""
         if not scenes.scenes:
             raise StageError("the scene graph has no scenes; rerun the scene_graph stage")
         total = self.options.shots
@@ -157,9 +162,27 @@ class ChatStoryWriter:
         batches = [ShotBatch(1, tuple(parts))] if total <= size else make_batches(parts, size)
         if len(batches) > 1:
             log.info("asking for %d shots in %d parts", total, len(batches))
+        # Saved parts count only for the same story, scenes and options.
+        plan_key = hashlib.sha256(json.dumps(
+            [converter.unstructure(story), converter.unstructure(scenes),
+             converter.unstructure(self.options)], sort_keys=True, default=str).encode()).hexdigest()[:16]
+        saved: dict[str, Any] = {}
+        if job is not None and job.checkpoint.get("plan_key") == plan_key:
+            saved = dict(job.checkpoint.get("parts") or {})
         drafts: list[ShotDraft] = []
-        for batch in batches:
-            drafts += self._plan_batch(story, scenes, batch, total, drafts)
+        for n, batch in enumerate(batches, start=1):
+            key = str(batch.first_id)
+            if key in saved:
+                part = [structure(d, ShotDraft, f"checkpoint part {key}") for d in saved[key]]
+                log.info("shots %d-%d: reusing the part saved by an earlier run", batch.first_id, batch.last_id)
+            else:
+                part = self._plan_batch(story, scenes, batch, total, drafts)
+                if job is not None:
+                    saved[key] = converter.unstructure(part)
+                    job.save_checkpoint(plan_key=plan_key, parts=saved)
+            drafts += part
+            if job is not None:
+                job.progress(n / len(batches), f"shots {batch.first_id}-{batch.last_id} of {total}")
         if len(drafts) != total:  # guards the batching arithmetic, never the model
             raise StageError(f"planned {len(drafts)} shots instead of {total}")
         return finish_plan(drafts, story, base_seed=self.options.seed,

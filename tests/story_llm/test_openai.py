@@ -343,3 +343,39 @@ def test_fewer_shots_than_scenes_says_which_scenes_get_none(fake_server, caplog)
     plan = backend(fake_server, shots=2).plan_shots(STORY_REC, SCENES_REC)
     assert [s.scene_id for s in plan.shots] == ["s1", "s2"]
     assert "scene(s) s3 get no shot" in caplog.text
+
+
+def test_parts_of_a_long_plan_survive_a_failure(fake_server):
+    import threading
+
+    from framework.protocols import StageJob
+
+    saved: dict = {}
+    progress: list = []
+
+    def job():
+        return StageJob(session_id="s", stage="shots", checkpoint=dict(saved), cancelled=threading.Event(),
+                        save=saved.update, progress=lambda f, m: progress.append((round(f, 2), m)))
+
+    def fail_on_second_part(seen):
+        if parts_asked(seen)[0] == 13:
+            return openai_error(400, "This model's maximum context length is exceeded")
+        return openai_film(seen)
+
+    fake_server.responder = fail_on_second_part
+    writer = backend(fake_server, shots=30, batch_shots=12, target_seconds=90)
+    with pytest.raises(ServiceError, match="maximum context length"):
+        writer.plan_shots(STORY_REC, SCENES_REC, job=job())
+    assert list(saved["parts"]) == ["1"] and len(saved["parts"]["1"]) == 12
+    assert progress == [(0.33, "shots 1-12 of 30")]
+
+    fake_server.requests.clear()
+    fake_server.responder = openai_film
+    plan = writer.plan_shots(STORY_REC, SCENES_REC, job=job())
+    assert [s.id for s in plan.shots] == list(range(1, 31))
+    assert [parts_asked(r)[0] for r in fake_server.requests] == [13, 25]  # part 1 not asked again
+
+    fake_server.requests.clear()
+    other = backend(fake_server, shots=30, batch_shots=12, target_seconds=60)  # other options
+    other.plan_shots(STORY_REC, SCENES_REC, job=job())
+    assert [parts_asked(r)[0] for r in fake_server.requests] == [1, 13, 25]  # saved parts not reused
