@@ -58,8 +58,25 @@ class Renderer(Protocol):
         """Write the shot's clip (MP4 or WebM) under ``job.work_dir`` and return its path."""
 
 
+class _Job:
+    """What StageJob and ShotJob share: durable checkpoints and progress reports."""
+
+    def save_checkpoint(self, **data: Any) -> None:
+        """Durably record backend state (e.g. a remote job id, or the parts of a stage
+        already received) *before* doing the expensive thing, so a resumed run can reattach
+        or carry on instead of starting over. Values must be JSON-serialisable and must
+        not contain secrets. A stage's checkpoint is cleared once its output is saved."""
+        self._save(data)
+        self.checkpoint = {**self.checkpoint, **data}
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report progress (0.0 to 1.0, and a short message); observers get a
+        ``shot_progress`` or ``stage_progress`` hook call and the live bars show it."""
+        self._progress(fraction, message)
+
+
 @attrs.define
-class StageJob:
+class StageJob(_Job):
     """What the runner hands a story writer method that accepts a ``job`` keyword argument
     (``write_story(idea, *, job)`` and so on): a place to save partial work, so a stage
     made of several requests (a long shot plan asked for in parts) resumes where it failed."""
@@ -75,19 +92,9 @@ class StageJob:
     _save: Callable[[dict[str, Any]], None] = attrs.field(repr=False)
     _progress: Callable[[float, str], None] = attrs.field(repr=False, default=lambda f, m: None)
 
-    def save_checkpoint(self, **data: Any) -> None:
-        """Durably record partial results of this stage (JSON-serialisable, no secrets).
-        Cleared once the stage's output is saved."""
-        self._save(data)
-        self.checkpoint = {**self.checkpoint, **data}
-
-    def progress(self, fraction: float, message: str = "") -> None:
-        """Report progress within the stage (0.0 to 1.0); observers get ``stage_progress``."""
-        self._progress(fraction, message)
-
 
 @attrs.define
-class ShotJob:
+class ShotJob(_Job):
     """What the runner hands a backend for one attempt at one shot."""
 
     session_id: str
@@ -106,15 +113,3 @@ class ShotJob:
     "Set when the user pressed Ctrl-C: stop waiting and return/raise soon."
     _save: Callable[[dict[str, Any]], None] = attrs.field(repr=False)
     _progress: Callable[[float, str], None] = attrs.field(repr=False, default=lambda f, m: None)
-
-    def save_checkpoint(self, **data: Any) -> None:
-        """Durably record backend state for this shot (e.g. a remote job id) *before* doing
-        the expensive thing, so a resumed run can reattach instead of starting over.
-        Values must be JSON-serialisable and must not contain secrets."""
-        self._save(data)
-        self.checkpoint = {**self.checkpoint, **data}
-
-    def progress(self, fraction: float, message: str = "") -> None:
-        """Report progress within this shot (0.0 to 1.0); observers get a ``shot_progress``
-        hook call and the live progress bars show it."""
-        self._progress(fraction, message)
