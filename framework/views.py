@@ -23,7 +23,7 @@ def bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
 
 def _row(label: str, done: int, total: int, state: str, counts: bool) -> str:
     pct = int(100 * done / total) if total else 0
-    if state == DONE:
+    if state == DONE or (counts and total and done == total):
         icon = ICONS["done"]
     elif state == FAILED_STATE:
         icon = ICONS["failed"]
