@@ -1,5 +1,5 @@
-"""Media helpers the core needs: cheap validity checks of artifacts, setting a replaced file
-aside, and joining clips into the film (ffmpeg from imageio-ffmpeg)."""
+"""Media helpers the core needs: cheap validity checks of artifacts and setting a replaced
+file aside. Joining clips into the film is framework.ffmpeg.assemble."""
 
 from __future__ import annotations
 
@@ -71,11 +71,3 @@ def set_aside(path: Path) -> Path:
     dest = dest_dir / f"{path.stem}.{time.strftime('%Y%m%d_%H%M%S')}.{os.getpid()}{path.suffix}"
     os.replace(path, dest)
     return dest
-
-
-def assemble(clips: list[Path], out: Path, *, transition: str = "cut",
-             cancelled=None) -> Path:
-    """Join ``clips`` into ``out`` (see :func:`framework.ffmpeg.assemble`)."""
-    from .ffmpeg import assemble as _assemble
-
-    return _assemble(clips, out, transition=transition, cancelled=cancelled)

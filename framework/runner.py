@@ -17,14 +17,14 @@ from typing import Any, Callable, Iterable
 import attrs
 import pluggy
 
-from . import media
+from . import ffmpeg, media
 from .errors import ConfigError, ReelforgeError, SessionCorruptError, SessionError, StageError
 from .options import parse_pairs, public_options, structure_options
 from .plugins import KINDS, active_manager, get_backend_class, load_plugins
 from .protocols import ShotJob, StageJob
 from .records import SceneGraph, Shot, ShotPlan, Story
 from .retry import RetryPolicy
-from .session import (COMPLETE, DONE, FAILED, IN_PROGRESS, BackendChoice, Session,
+from .session import (COMPLETE, DONE, FAILED, IN_PROGRESS, STEP_FILES, BackendChoice, Session,
                       SessionStore, promote_file)
 
 #: Backends used when the user names none: all offline, no server or network needed.
@@ -240,24 +240,24 @@ class Runner:
 
     def _run_opened(self, session: Session, backends: dict[str, _Backend]) -> RunResult:
         try:
-            for step in ("story", "scene_graph", "shots"):
-                session.read_step_output(step)  # a damaged file stops us before any write
+            # Read every saved step first: a damaged file stops us before any write.
+            saved = {step: session.read_step_output(step) for step in STEP_FILES}
             session.set_backends({k: BackendChoice(b.name, b.public_options) for k, b in backends.items()})
             if session.meta.status == FAILED:
                 session.set_status(IN_PROGRESS)
             self._hook("session_started", session=session)
-            return self._run(session, backends)
+            return self._run(session, backends, saved)
         finally:
             session.close()
 
-    def _run(self, session: Session, backends: dict[str, _Backend]) -> RunResult:
+    def _run(self, session: Session, backends: dict[str, _Backend], saved: dict[str, Any]) -> RunResult:
         writer = backends["story"].instance
         story = self._llm_step(session, "story", lambda **job: writer.write_story(session.meta.idea, **job),
-                               Story, writer.write_story)
+                               Story, writer.write_story, saved["story"])
         scenes = self._llm_step(session, "scene_graph", lambda **job: writer.build_scene_graph(story, **job),
-                                SceneGraph, writer.build_scene_graph)
+                                SceneGraph, writer.build_scene_graph, saved["scene_graph"])
         plan = self._llm_step(session, "shots", lambda **job: writer.plan_shots(story, scenes, **job),
-                              ShotPlan, writer.plan_shots)
+                              ShotPlan, writer.plan_shots, saved["shots"])
         if not plan.shots:
             raise StageError("the shot plan has no shots")
 
@@ -289,15 +289,14 @@ class Runner:
         return {"job": job}
 
     def _llm_step(self, session: Session, step: str, make: Callable[..., Any], cls: type,
-                  method: Callable) -> Any:
-        existing = session.read_step_output(step)  # a damaged file raises; nothing is overwritten
+                  method: Callable, existing: Any) -> Any:
+        """Return the step's saved output (``existing``, read before the run), or make it."""
         if existing is not None:
             if session.meta.steps.get(step) != DONE:  # written, then crashed before marking
                 session.mark_step(step, DONE)
             return existing
         if session.meta.steps.get(step) == DONE:
-            name = {"story": "story.json", "scene_graph": "scenes.json", "shots": "shots.json"}[step]
-            raise SessionCorruptError(session.path / name, "file is missing but the step is marked done")
+            raise SessionCorruptError(session.path / STEP_FILES[step][0], "file is missing but the step is marked done")
         self._hook("stage_started", session=session, stage=step)
         try:
             value = self._with_retries(lambda: make(**self._stage_job_kwargs(session, step, method)))
@@ -513,7 +512,7 @@ class Runner:
         tmp = session.path / ".work" / "film.partial.mp4"
         tmp.parent.mkdir(parents=True, exist_ok=True)
         try:
-            media.assemble(clips, tmp, transition=self.transition, cancelled=self.cancel)
+            ffmpeg.assemble(clips, tmp, transition=self.transition, cancelled=self.cancel)
             if film.exists():
                 media.set_aside(film)
             promote_file(tmp, film)

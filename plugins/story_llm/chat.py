@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from typing import Any, Callable, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar
 
 import attrs
 
@@ -24,6 +24,9 @@ from .schemas import (
     finish_plan,
     parse_json_object,
 )
+
+if TYPE_CHECKING:  # httpx is imported on first use, so `reelforge --help` stays fast
+    from .transport import JSONClient
 
 log = logging.getLogger("reelforge.story_llm")
 
@@ -111,6 +114,7 @@ class ChatStoryWriter:
 
     def __init__(self, options: Any = None):
         self.options = options if options is not None else self.Options()
+        self._client: JSONClient | None = None
         self.check_options()
 
     def check_options(self) -> None:
@@ -129,8 +133,24 @@ class ChatStoryWriter:
         """Send one chat request asking for JSON matching ``schemas.SCHEMAS[stage]``."""
         raise NotImplementedError
 
+    def _headers(self) -> dict[str, str]:
+        """Extra HTTP headers for every request (e.g. Authorization)."""
+        return {}
+
+    def _http(self) -> JSONClient:
+        """The HTTP client, made on first use (httpx is imported lazily)."""
+        if self._client is None:
+            from .transport import JSONClient
+
+            self._client = JSONClient(self.options.base_url, label=self.label,
+                                      timeout=self.options.timeout, headers=self._headers())
+        return self._client
+
     def close(self) -> None:
         """Release the HTTP client, if any."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     # -- the three stages ------------------------------------------------------------
 

@@ -4,7 +4,7 @@ schema of each stage."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import attrs
 
@@ -13,9 +13,6 @@ from framework.errors import ServiceError
 
 from .chat import ChatStoryWriter, PlanOptions, Reply
 from .schemas import SCHEMAS
-
-if TYPE_CHECKING:  # httpx is imported on first use, so `reelforge --help` stays fast
-    from .transport import JSONClient
 
 log = logging.getLogger("reelforge.story_llm")
 
@@ -54,22 +51,8 @@ class OllamaStory(ChatStoryWriter):
 
     def __init__(self, options: OllamaOptions | None = None):
         super().__init__(options)
-        self._client: JSONClient | None = None
         # Ollama before 0.5 takes only format="json"; switched on its first refusal.
         self._schema_format = True
-
-    def _http(self) -> JSONClient:
-        if self._client is None:
-            from .transport import JSONClient
-
-            self._client = JSONClient(self.options.base_url, label=self.label,
-                                      timeout=self.options.timeout)
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
 
     def _payload(self, messages: list[dict[str, str]], stage: str) -> dict[str, Any]:
         opts = self.options

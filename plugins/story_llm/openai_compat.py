@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import attrs
@@ -15,9 +15,6 @@ from framework.errors import ConfigError, ServiceError
 
 from .chat import ChatStoryWriter, PlanOptions, Reply
 from .schemas import SCHEMAS
-
-if TYPE_CHECKING:  # httpx is imported on first use, so `reelforge --help` stays fast
-    from .transport import JSONClient
 
 log = logging.getLogger("reelforge.story_llm")
 
@@ -67,7 +64,6 @@ class OpenAIStory(ChatStoryWriter):
             raise ConfigError(f"openai.json_mode must be one of {', '.join(JSON_MODES)}, "
                               f"got {self.options.json_mode!r}")
         self._mode = self.options.json_mode
-        self._client: JSONClient | None = None
         # Checked now, so a missing key stops `reelforge run` before a session is created.
         self._api_key()
 
@@ -82,20 +78,9 @@ class OpenAIStory(ChatStoryWriter):
                 f"-o openai.base_url=http://127.0.0.1:8080/v1)")
         return key
 
-    def _http(self) -> JSONClient:
-        if self._client is None:
-            from .transport import JSONClient
-
-            key = self._api_key()
-            headers = {"Authorization": f"Bearer {key}"} if key else {}
-            self._client = JSONClient(self.options.base_url, label=self.label,
-                                      timeout=self.options.timeout, headers=headers)
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+    def _headers(self) -> dict[str, str]:
+        key = self._api_key()
+        return {"Authorization": f"Bearer {key}"} if key else {}
 
     def _payload(self, messages: list[dict[str, str]], stage: str) -> dict[str, Any]:
         opts = self.options
