@@ -1,0 +1,90 @@
+"""Keep secrets out of everything reelforge prints or writes.
+
+Backends call :func:`register_secret` with every secret they hold (an API key read from the
+environment, a token); the session store, the CLI and the log handlers pass text through
+:func:`redact` before it reaches a file or the terminal. ``user:password@`` in any URL is
+redacted too, registered or not.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import urllib.parse
+from typing import Any
+
+#: What a secret is replaced with.
+MASK = "***"
+#: Shorter values are not treated as secrets (masking "a" would mangle every message).
+MIN_SECRET_LEN = 4
+
+_lock = threading.Lock()
+_secrets: set[str] = set()
+_pattern: re.Pattern[str] | None = None
+
+# scheme://user:password@host -> scheme://user:***@host (also without a user name).
+_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/\s:@]*):(?P<pw>[^/\s@]+)@")
+
+
+def register_secret(value: str | None) -> None:
+    """Treat ``value`` as a secret from now on, in this process (and the forms a server may
+    echo it in: URL-encoded, JSON-escaped)."""
+    global _pattern
+    if not value or not isinstance(value, str) or len(value.strip()) < MIN_SECRET_LEN:
+        return
+    value = value.strip()
+    forms = {value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value),
+             value.replace("\\", "\\\\").replace('"', '\\"')}
+    with _lock:
+        if forms <= _secrets:
+            return
+        _secrets.update(f for f in forms if len(f) >= MIN_SECRET_LEN)
+        # Longest first, so a secret containing another is masked whole.
+        _pattern = re.compile("|".join(re.escape(s) for s in sorted(_secrets, key=len, reverse=True)))
+
+
+def forget_secrets() -> None:
+    """Drop every registered secret (for tests)."""
+    global _pattern
+    with _lock:
+        _secrets.clear()
+        _pattern = None
+
+
+def redact(text: Any) -> Any:
+    """``text`` with every registered secret and every URL password replaced by ``***``.
+    Anything that is not a string is returned as it is."""
+    if not isinstance(text, str) or not text:
+        return text
+    pattern = _pattern
+    if pattern is not None:
+        text = pattern.sub(MASK, text)
+    if "@" in text and "://" in text:
+        text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
+    return text
+
+
+def redact_data(data: Any) -> Any:
+    """A copy of JSON-like ``data`` (dicts, lists, strings) with every string redacted."""
+    if isinstance(data, str):
+        return redact(data)
+    if isinstance(data, dict):
+        return {k: redact_data(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [redact_data(v) for v in data]
+    return data
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts each record's message (arguments merged in first)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: leave it to logging to report
+            return True
+        cleaned = redact(message)
+        if cleaned != message or record.args:
+            record.msg, record.args = cleaned, None
+        return True
