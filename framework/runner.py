@@ -20,7 +20,8 @@ import attrs
 import pluggy
 
 from . import ffmpeg, media
-from .errors import ConfigError, ReelforgeError, SessionCorruptError, SessionError, StageError
+from .errors import (ConfigError, ReelforgeError, SessionCorruptError, SessionError, StageError,
+                     StorageError, describe_os_error)
 from .options import parse_pairs, public_options, structure_options
 from .plugins import KINDS, active_manager, get_backend_class, load_plugins
 from .protocols import ShotJob, StageJob
@@ -281,6 +282,9 @@ class Runner:
                 warnings.warn(f"reelforge: could not fold the journal of {session.id} into its "
                               f"meta ({second}); it is kept and replayed next time",
                               RuntimeWarning, stacklevel=2)
+            if isinstance(first, OSError):
+                raise StorageError(f"{describe_os_error(first)}. Everything finished before this "
+                                   f"is saved; fix it, then: reelforge resume {session.id}") from first
             raise first
         session.close()
         return result
