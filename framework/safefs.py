@@ -78,8 +78,9 @@ def contained(root: Path, rel: str | None, *, under: tuple[str, ...] | None = No
 
     ``rel`` must be relative, POSIX-style, free of ``..`` and empty parts, and (with
     ``under``) start with one of those folder names or be one of those file names. No
-    existing component below ``root`` may be a link. Anything else is a
-    SessionCorruptError naming ``source`` (the file the path was read from)."""
+    existing folder on the way may be a link (the file itself may be one: the caller treats
+    that as a damaged artifact, never follows it). Anything else is a SessionCorruptError
+    naming ``source`` (the file the path was read from)."""
     where = source or root
     if not isinstance(rel, str) or not rel or "\x00" in rel or "\\" in rel:
         raise SessionCorruptError(where, f"stored path {rel!r} is not a relative path")
@@ -89,7 +90,7 @@ def contained(root: Path, rel: str | None, *, under: tuple[str, ...] | None = No
     if under is not None and p.parts[0] not in under:
         raise SessionCorruptError(where, f"stored path {rel!r} is not under {' or '.join(under)}")
     path = root
-    for part in p.parts:
+    for part in p.parts[:-1]:
         path = path / part
         try:
             st = os.lstat(path)
