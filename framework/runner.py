@@ -497,7 +497,13 @@ class Runner:
             running[fut] = (stage, shot, fp)
 
         try:
-            for shot in plan.shots:
+            # New work first, so a resume of a big session reaches the backends at once;
+            # checking the shots already done (and redoing any that fail the check) follows.
+            def order(shot: Shot) -> tuple[bool, bool]:
+                st = session.shot_state(shot.id)
+                return st.image.state == DONE, st.video.state == DONE
+
+            for shot in sorted(plan.shots, key=order):
                 schedule("images", shot)
             while running:
                 done, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
