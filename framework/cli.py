@@ -16,7 +16,8 @@ import click
 from .errors import ConfigError, ReelforgeError, SessionCorruptError
 
 #: The flag that picks each kind's backend.
-_BACKEND_FLAGS = {"story": "--story-llm", "image": "--image-gen", "video": "--renderer"}
+_BACKEND_FLAGS = {"story": "--story-llm", "image": "--image-gen", "video": "--renderer",
+                  "narration": "--narrator"}
 
 
 def _output_dir_option(f):

@@ -34,7 +34,7 @@ from .plugins import KINDS, backends
 
 CONFIG_NAME = "reelforge.toml"
 #: Top-level keys naming the default backend of each kind.
-BACKEND_KEYS = {"story_llm": "story", "image_gen": "image", "renderer": "video"}
+BACKEND_KEYS = {"story_llm": "story", "image_gen": "image", "renderer": "video", "narrator": "narration"}
 _TOP_KEYS = {"output_dir", "transition", "backends", "plugins", *BACKEND_KEYS}
 
 

@@ -202,7 +202,7 @@ def test_the_first_meta_already_holds_backends_and_options(out, fakes, monkeypat
         runner.start("A lighthouse")
     sid = SessionStore(out).ids()[0]
     meta = SessionStore(out).load(sid).meta
-    assert {k: b.name for k, b in meta.backends.items()} == fakes.backends
+    assert {k: b.name for k, b in meta.backends.items()} == {**fakes.backends, "narration": "none"}
     assert meta.backends["story"].options["shots"] == 5
     # a resume that names no backends uses the recorded ones, with their options
     result = Runner(out).resume(sid)
