@@ -115,15 +115,23 @@ def _make_runner(output_dir: Path, config, kwargs: dict[str, Any]):
 # -- group --------------------------------------------------------------------------
 
 class _Group(click.Group):
+    """Errors become one clear line (secrets redacted, control characters escaped), never
+    a traceback."""
+
     def invoke(self, ctx):
+        from .errors import describe_os_error
+        from .redact import for_terminal
+
         try:
             return super().invoke(ctx)
         except ConfigError as exc:
-            raise click.UsageError(str(exc)) from None
-        except SessionCorruptError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.UsageError(for_terminal(str(exc))) from None
         except ReelforgeError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(for_terminal(str(exc))) from None
+        except OSError as exc:
+            raise click.ClickException(for_terminal(describe_os_error(exc))) from None
+        except RecursionError:
+            raise click.ClickException("input nested too deeply to read") from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -152,6 +160,7 @@ def run(idea: str | None, answer: str | None, output_dir: Path | None, config_pa
       reelforge run "The rise and fall of an ancient trading city" --new
       reelforge run --resume
     """
+    from .redact import for_terminal
     from .session import SessionStore
     from .views import render_session
 
@@ -162,7 +171,9 @@ def run(idea: str | None, answer: str | None, output_dir: Path | None, config_pa
     store = SessionStore(output_dir)
     session_id = None
     if answer != "new":
-        incomplete = store.find_incomplete()
+        incomplete, broken = store.scan()
+        for problem in broken:  # never skipped silently: say which file is damaged
+            click.echo(f"warning: skipping a damaged session: {for_terminal(str(problem))}", err=True)
         if incomplete:
             candidate = incomplete[0]
             click.echo("INCOMPLETE SESSION FOUND")
@@ -170,10 +181,14 @@ def run(idea: str | None, answer: str | None, output_dir: Path | None, config_pa
             if answer == "resume" or _ask_continue(candidate.id):
                 session_id = candidate.id
                 if idea and idea.strip() != candidate.meta.idea:
-                    click.echo(f"Continuing {candidate.id}; its idea is kept: {candidate.meta.idea!r}")
+                    click.echo(f"Continuing {candidate.id}; its idea is kept: "
+                               f"{for_terminal(candidate.meta.idea, newlines=False)!r}")
             else:
                 click.echo(f"Starting a new session; {candidate.id} is left as it is.")
         elif answer == "resume":
+            if broken:
+                raise click.ClickException(f"no readable incomplete session in {store.root} to resume "
+                                           f"({len(broken)} damaged: see the warnings above)")
             raise click.ClickException(f"no incomplete session in {store.root} to resume")
     if session_id is None and not idea:
         raise click.UsageError("give an IDEA to start a new session, e.g. reelforge run \"A lighthouse in a storm\"")
@@ -220,9 +235,12 @@ def _show_warnings(console) -> logging.Handler:
     """Backends' log warnings and Python warnings print above the live progress bars."""
     from rich.logging import RichHandler
 
+    from .redact import RedactingFilter
+
     handler = RichHandler(console=console, show_time=False, show_path=False, markup=False,
                           rich_tracebacks=False)
     handler.setLevel(logging.WARNING)
+    handler.addFilter(RedactingFilter())
     logging.getLogger().addHandler(handler)
     logging.captureWarnings(True)
     return handler
@@ -230,6 +248,7 @@ def _show_warnings(console) -> logging.Handler:
 
 def _execute(runner, action) -> None:
     from .progress import RichProgress
+    from .redact import for_terminal
     from .runner import Interrupted
 
     observer = RichProgress()
@@ -255,7 +274,7 @@ def _execute(runner, action) -> None:
         return
     click.echo(f"Session {result.session_id} FAILED: {len(result.failed)} problem(s)", err=True)
     for line in result.failed:
-        click.echo(f"  - {line}", err=True)
+        click.echo(f"  - {for_terminal(line)}", err=True)
     click.echo(f"Everything that finished is saved. Fix the cause, then resume with:\n"
                f"  reelforge resume {result.session_id}", err=True)
     sys.exit(1)
@@ -296,6 +315,10 @@ def sessions_list(output_dir: Path | None, config_path: Path | None, as_json: bo
 
 
 def _session_summary(s) -> dict[str, Any]:
+    from .session import AbandonedSession
+
+    if isinstance(s, AbandonedSession):
+        return {"id": s.id, "status": "ABANDONED", "error": s.reason}
     if isinstance(s, SessionCorruptError):
         return {"id": Path(s.path).parent.name, "status": "UNREADABLE", "error": str(s)}
     m = s.meta

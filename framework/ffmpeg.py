@@ -9,7 +9,9 @@ from __future__ import annotations
 import functools
 import os
 import re
+import signal
 import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -39,6 +41,43 @@ def ffmpeg_exe() -> str:
         ) from exc
 
 
+def _load_prctl():
+    """libc's prctl, resolved once in the parent (the child must not import or allocate
+    much between fork and exec), or None where there is none (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+        prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+        prctl.restype = ctypes.c_int
+        return prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def child_setup():
+    """A ``preexec_fn`` that makes the child die with the runner: on Linux the kernel sends
+    it SIGKILL when the thread that started it dies (PR_SET_PDEATHSIG), so an ffmpeg of a
+    killed run can never keep writing into a session. ``None`` where unsupported."""
+    if _PRCTL is None:
+        return None
+    parent = os.getpid()
+
+    def setup() -> None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the runner died before prctl took effect
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return setup
+
+
 def _tail(text: str, limit: int = STDERR_TAIL_CHARS) -> str:
     text = text.strip()
     return text if len(text) <= limit else "…" + text[-limit:]
@@ -58,8 +97,10 @@ def run_ffmpeg(args: Sequence[str], *, what: str, cancelled: threading.Event | N
         try:
             # Own process group: a terminal Ctrl-C reaches the runner, which stops ffmpeg itself
             # through `cancelled` and keeps what is finished.
+            # It also dies with the runner (child_setup), so a SIGKILLed run leaves no ffmpeg
+            # writing behind it.
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                    start_new_session=True)
+                                    start_new_session=True, preexec_fn=child_setup())
         except (BlockingIOError, InterruptedError) as exc:
             raise TransientError(f"{what}: could not start ffmpeg: {exc}") from exc
         except OSError as exc:
@@ -112,7 +153,7 @@ def probe(path: str | os.PathLike) -> dict:
         raise StageError(f"{path} does not exist")
     proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          errors="replace", timeout=60)
+                          errors="replace", timeout=60, preexec_fn=child_setup())
     info = proc.stderr
     video = _VIDEO.search(info)
     if video is None:
