@@ -4,16 +4,21 @@ every stage, check the session after each kill, resume until the film is made.
 Run: python bench/crash_torture.py --kills 100 --seed 1
 Prints kills per stage and the result of every check; exits 1 if a check failed and keeps
 the evidence folder of each failed round (its path is printed, with a command that replays
-the round's choices). The checks are importable (tests/test_crash_torture.py uses them).
+the round's choices; the timing of a kill cannot be replayed, so to hit one narrow window
+again use --aim, e.g. ``--kills 5 --aim shots:file:shots.json``). The checks are
+importable (tests/test_crash_torture.py uses them).
 
 Each round makes one film on the offline backends (template planner, storyboard frames,
 Ken Burns clips, small and cheap) in its own folder: ``output/`` (which also holds a
 finished neighbour session and a note), ``sentinel/`` next to it, and ``cwd/``, the runner's
 working folder. The first run is ``reelforge run IDEA --new``; after every kill the round
-goes on with ``reelforge run --resume`` or ``reelforge resume ID``. A kill is aimed either
-at a random moment after the start, or at a stage: wait for the new session folder
-(create) or the runner's ``→ Story`` ... ``→ Film`` line, then a random delay within that
-stage's usual length. Where it landed is read from the session after the kill.
+goes on with ``reelforge run --resume`` or ``reelforge resume ID``. A round plans 2 to 6
+kills (seeded), each aimed at a random moment after the start, or at a stage: wait for
+the runner's ``→ Story`` ... ``→ Film`` line, then a random delay within that stage's usual
+length (measured by a calibration run), or, for the narrow windows issue 8 names, spin
+until the file that opens the window appears (the new session folder, its first meta,
+shots.json, the film's partial file), then a delay of up to 1 ms. Where a kill landed is
+read from the session after it.
 
 After every kill:
   1. the session loads (SessionStore.load) and `sessions list` / `sessions view ID` exit 0
@@ -24,9 +29,11 @@ After every kill:
      across kills; a changed digest, a new inode or mtime, or a reset counts as redone
      (nothing in this harness changes a shot's inputs, so every redo is a failure);
   4. no file or folder outside the round's session changed (snapshots of the round folder);
-  5. no ffmpeg of the killed runner lives on: the harness is a child subreaper, so the
-     runner's orphans become its children; one that exits normally after its runner was
-     killed kept working without it, one still running after the grace is a survivor;
+  5. no ffmpeg of the killed runner lives on: its live ffmpeg children are SIGSTOPped just
+     before the kill and SIGCONTed after it, and the harness is a child subreaper, so
+     they become its children: one that then dies of a signal died with its runner, one
+     that exits on its own (while writing a file) kept working without it, and one still
+     running after the grace is a survivor;
   and the backends and options recorded in the meta are the ones the round asked for.
 At the end of a round the session must be COMPLETE, its film must match its digest and
 decode with ``ffmpeg -v error -i film.mp4 -f null -`` without a word, and `sessions list`
@@ -78,13 +85,13 @@ CHECKS = {
     "final": "rounds not ending COMPLETE with a decodable film",
 }
 #: How a kill at each stage may be triggered: the stage's progress line ("marker"), the new
-#: session folder ("folder"), or a file appearing in the session ("file:REL").
+#: session folder ("folder"), or a file appearing in the session ("file:REL", REL may be a glob).
 TRIGGERS = {
     "create": ("folder", "file:{id}_meta.json"),       # inside create / before backends are recorded
     "story": ("marker",), "scene_graph": ("marker",),
     "shots": ("marker", "file:shots.json"),             # right after shots.json is written
     "images": ("marker", "file:images"), "videos": ("marker", "file:videos"),
-    "assemble": ("marker", "file:.work/film.partial.mp4"),  # while ffmpeg writes the film
+    "assemble": ("marker", "file:.work/film*.partial.mp4"),  # while ffmpeg writes the film
 }
 GRACE_S = 1.5
 PR_SET_CHILD_SUBREAPER = 36
@@ -263,19 +270,42 @@ def _artifact_file(session, art) -> Path | None:
     return path if path.is_relative_to(session.path.resolve()) else None
 
 
+def _pending_file(session, art) -> Path | None:
+    """The scratch file of a commit a kill cut short: the done record is journalled before
+    the rename (framework/session.py), and the next run finishes the rename."""
+    pending = getattr(art, "pending", None)
+    if not pending:
+        return None
+    path = (session.path / pending).resolve()
+    return path if path.is_relative_to((session.path / ".work").resolve()) else None
+
+
+def _current_file(session, art) -> Path | None:
+    """Where a done artifact's bytes are now: its path, or its pending scratch file."""
+    path = _artifact_file(session, art)
+    if path is not None and not os.path.lexists(path):
+        pending = _pending_file(session, art)
+        if pending is not None and pending.is_file():
+            return pending
+    return path
+
+
 def check_artifacts(session) -> list[str]:
-    """Check 2: each done artifact exists inside the session and matches sha256 and size."""
+    """Check 2: each done artifact exists inside the session and matches sha256 and size
+    (a commit cut short counts if its scratch file is the recorded one)."""
     problems = []
     for key, art in done_artifacts(session).items():
-        path = _artifact_file(session, art)
-        if path is None:
+        if _artifact_file(session, art) is None:
             problems.append(f"{key}: done but its path {art.path!r} is not inside the session")
-        elif not path.is_file():
+            continue
+        path = _current_file(session, art)
+        name = art.path if path == _artifact_file(session, art) else f"{art.pending} (rename pending)"
+        if not path.is_file():
             problems.append(f"{key}: done but {art.path} is missing")
         elif path.stat().st_size != art.size:
-            problems.append(f"{key}: {art.path} is {path.stat().st_size} bytes, recorded {art.size}")
+            problems.append(f"{key}: {name} is {path.stat().st_size} bytes, recorded {art.size}")
         elif sha256_file(path) != art.sha256:
-            problems.append(f"{key}: {art.path} does not match its recorded sha256")
+            problems.append(f"{key}: {name} does not match its recorded sha256")
     return problems
 
 
@@ -310,9 +340,9 @@ class Ledger:
             if (art.path, art.sha256) != (old.path, old.sha256):
                 problems.append(f"{key}: re-made: {old.path} {str(old.sha256)[:12]} -> {art.path} "
                                 f"{str(art.sha256)[:12]}")
-            elif new.inode is not None and (new.inode, new.mtime_ns) != (old.inode, old.mtime_ns):
+            elif None not in (new.inode, old.inode) and (new.inode, new.mtime_ns) != (old.inode, old.mtime_ns):
                 problems.append(f"{key}: {art.path} was rewritten (inode/mtime changed, same recorded digest)")
-            self.entries[key] = new
+            self.entries[key] = new if new.inode is not None else old  # missing: check 2 says so
         for key, art in current.items():
             if key not in self.entries:
                 self.entries[key] = self._entry(session, art)
@@ -320,7 +350,7 @@ class Ledger:
 
     @staticmethod
     def _entry(session, art) -> LedgerEntry:
-        path = _artifact_file(session, art)
+        path = _current_file(session, art)  # a rename keeps the inode and mtime
         try:
             st = path.stat() if path is not None else None
         except OSError:
@@ -470,12 +500,11 @@ class Watched:
 class FfmpegWatch:
     """ffmpeg processes of killed runners (check 5).
 
-    With ``subreaper`` (this process adopts orphans), an ffmpeg alive right after its runner
-    was killed is followed to its end: killed by a signal means it died with the runner;
-    an exit of its own means it kept working without it. Either way, one still running
-    ``grace`` seconds after the kill is a survivor (and is then stopped). Without a
-    subreaper the runner's ffmpeg children are listed just before the kill and only the
-    survivor rule applies."""
+    The runner's live ffmpeg children are stopped just before the kill and let go right
+    after it. With ``subreaper`` (this process adopts orphans) each is followed to its end:
+    killed by a signal means it died with the runner; an exit of its own means it kept
+    working without it. Either way, one still running ``grace`` seconds after the kill is a
+    survivor (and is then stopped). Without a subreaper only the survivor rule applies."""
 
     def __init__(self, grace: float = GRACE_S, subreaper: bool = False):
         self.grace = grace
@@ -485,22 +514,56 @@ class FfmpegWatch:
         self.reaped: dict[int, int] = {}
         #: Non-writing ffmpeg (probes) that exited on their own just after their runner died.
         self.harmless: list[str] = []
+        #: ffmpeg alive when their runner was killed, and how many of them died of a signal.
+        self.watched = 0
+        self.died_with_runner = 0
 
     def before_kill(self, runner_pid: int) -> None:
-        self._pre = {} if self.subreaper else ffmpeg_processes(ppid=runner_pid)
+        """Stop (SIGSTOP) the runner's live ffmpeg children just before it is killed: a
+        stopped process cannot exit on its own, so how each one ends afterwards tells
+        cleanly whether it died with its runner (a signal) or ran on (its own exit)."""
+        self._pre = {}
+        for pid, info in ffmpeg_processes(ppid=runner_pid).items():
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except OSError:
+                continue
+            deadline = time.monotonic() + 0.05
+            while True:
+                st = _stat(pid)
+                if st is None or st[3] != info["start"] or st[1] in ("Z", "X"):
+                    break  # it had already ended: not ours to judge
+                if st[1] in ("T", "t"):
+                    self._pre[pid] = info
+                    break
+                if time.monotonic() > deadline:
+                    self._pre[pid] = info  # not stopped yet: judged by how it ends anyway
+                    break
 
     def after_kill(self, runner_pid: int, label: str, mentioning: str | None = None,
                    kill: int | None = None) -> None:
+        """Start following the ffmpeg of a runner that was just killed (and let the ones
+        stopped by before_kill go on, if they are still alive)."""
         now = time.monotonic()
-        found = dict(self._pre)
+        for pid, info in self._pre.items():
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except OSError:
+                pass
+        found = {}
         if self.subreaper:
             found.update(ffmpeg_processes(ppid=os.getpid()))
         if mentioning:
             found.update(ffmpeg_processes(mentioning=mentioning))
         known = {w.pid for w in self.pending if not w.resolved}
         for pid, info in found.items():
-            if pid not in known and self._alive(pid, info["start"]):
+            if pid not in known and pid not in self._pre and self._alive(pid, info["start"]):
                 self.pending.append(Watched(pid, info["start"], info["cmd"], now, label, kill))
+                self.watched += 1
+        for pid, info in self._pre.items():  # alive at the kill, whatever they are now
+            if pid not in known:
+                self.pending.append(Watched(pid, info["start"], info["cmd"], now, label, kill))
+                self.watched += 1
         self._pre = {}
 
     @staticmethod
@@ -549,6 +612,8 @@ class FfmpegWatch:
                 if w.pid in self.reaped:
                     status = self.reaped.pop(w.pid)
                     w.resolved = True
+                    if os.WIFSIGNALED(status):
+                        self.died_with_runner += 1
                     if os.WIFEXITED(status):
                         text = (f"ffmpeg {w.pid} ({what}) was not killed with its runner ({w.label}): "
                                 f"it ran on and exited with code {os.WEXITSTATUS(status)}")
@@ -558,6 +623,13 @@ class FfmpegWatch:
                             self.harmless.append(text)
                     continue
                 if not self._alive(w.pid, w.start):
+                    st = _stat(w.pid)
+                    if self.subreaper and st is not None and st[3] == w.start:
+                        try:  # it turned zombie just now: its status is a moment away
+                            self.reaped[w.pid] = os.waitpid(w.pid, 0)[1]
+                            continue
+                        except ChildProcessError:
+                            pass
                     w.resolved = True
                     continue
                 if now - w.killed_at > self.grace:
@@ -687,12 +759,17 @@ def _listdir(path: Path) -> list[str]:
         return []
 
 
-def _signature(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns
+def _matches(folder: Path, pattern: str) -> set[tuple[str, int, int]]:
+    """(name, inode, mtime_ns) of what ``pattern`` (a path or a glob) matches in ``folder``."""
+    paths = folder.glob(pattern) if any(c in pattern for c in "*?[") else [folder / pattern]
+    found = set()
+    for p in paths:
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        found.add((p.name, st.st_ino, st.st_mtime_ns))
+    return found
 
 
 def _busy_wait(proc: subprocess.Popen, found: Callable[[], Any], timeout: float = 120) -> Any:
@@ -722,12 +799,14 @@ class Torture:
 
     def __init__(self, kills: int, seed: int, workdir: Path, *, grace: float = GRACE_S,
                  only_round: int | None = None, tamper: bool = False, keep: bool = False,
+                 aim: str | None = None,
                  log: Callable[[str], None] = print):
         self.kills_wanted = kills
         self.seed = seed
         self.work = Path(workdir)
         self.only_round = only_round
         self.tamper = tamper
+        self.forced_aim = parse_aim(aim) if aim else None
         self.keep = keep
         self.log = log
         self.env = runner_env()
@@ -865,12 +944,11 @@ class Torture:
                 return False, time.monotonic()
         if aim.trigger == "folder":
             return True, time.monotonic()
-        path = folder / aim.trigger.split(":", 1)[1].replace("{id}", folder.name)
-        old = _signature(path)  # a file left by an earlier run does not count: wait for a new one
+        pattern = aim.trigger.split(":", 1)[1].replace("{id}", folder.name)
+        old = _matches(folder, pattern)  # files left by an earlier run do not count: wait for a new one
 
         def appeared():
-            sig = _signature(path)
-            return sig if sig is not None and sig != old else None
+            return (_matches(folder, pattern) - old) or None
 
         ok = _busy_wait(proc, appeared) is not None
         return ok, time.monotonic()
@@ -884,12 +962,12 @@ class Torture:
             staged.insert(rng.randint(0, len(staged)), "random")
         return [self.aim(rng, t) for t in staged]
 
-    def aim(self, rng: random.Random, target: str) -> Aim:
+    def aim(self, rng: random.Random, target: str, trigger: str | None = None) -> Aim:
         """How to hit ``target``: the runner's stage line plus up to the stage's usual length,
         or, for the narrow windows the issue names, the file that opens them plus a little."""
         if target == "random":
             return Aim(target, "start", rng.uniform(0.0, self.total_s))
-        trigger = rng.choice(TRIGGERS[target])
+        trigger = trigger or rng.choice(TRIGGERS[target])
         if trigger == "marker":
             return Aim(target, trigger, rng.uniform(0.0, self.windows[target]))
         if trigger == "folder" and rng.random() < 0.5:
@@ -936,6 +1014,8 @@ class Torture:
         pairs, requested, crossfade = self.round_options(rng)
         transition = ["--transition", "crossfade"] if crossfade else []
         plan = self.plan(rng)
+        if self.forced_aim:  # --aim: every round kills once, there
+            plan = [self.aim(rng, *self.forced_aim)]
         if self.tamper:  # a kill once the first image is done, so there is something to damage
             plan = [Aim("videos", "marker", 0.0)]
         own: set[str] = set()   # this round's session folders
@@ -1114,7 +1194,8 @@ class Torture:
             "wall_s": round(wall, 2), "s_per_kill": round(wall / max(1, len(self.kills)), 3),
             "calibration_s": round(self.calibration_s, 2), "runner_s": round(self.runner_s, 2),
             "harness_s_per_kill": round((wall - self.calibration_s - self.runner_s) / max(1, len(self.kills)), 3),
-            "harmless_ffmpeg": self.watch.harmless,
+            "harmless_ffmpeg": self.watch.harmless, "ffmpeg_watched": self.watch.watched,
+            "ffmpeg_died_with_runner": self.watch.died_with_runner,
             "subreaper": self.subreaper, "stages": stages, "targets": _count(k.target for k in self.kills),
             "checks": counts, "failures": [attrs.asdict(f) for f in self.failures],
             "kill_log": [attrs.asdict(k) for k in self.kills], "evidence": self.evidence,
@@ -1143,8 +1224,9 @@ def format_report(rep: dict[str, Any], max_lines: int = 8) -> str:
         if check == "final":
             text = f"{text} ({rep['complete_rounds']}/{rep['rounds']} ok)"
         lines.append(f"{text:<62} {n:>8}")
-    lines.append(f"{'(not failing) probes/-version ffmpeg that ended just after their runner':<62} "
-                 f"{len(rep['harmless_ffmpeg']):>8}")
+    lines.append(f"(not failing) ffmpeg alive at a kill: {rep['ffmpeg_watched']}, of which died with their "
+                 f"runner: {rep['ffmpeg_died_with_runner']}; probes/-version that ended just after it: "
+                 f"{len(rep['harmless_ffmpeg'])}")
     lines.append("")
     lines.append("RESULT: " + ("PASS" if rep["ok"] else "FAIL"))
     by_check: dict[str, list[dict]] = {}
@@ -1167,12 +1249,26 @@ def format_report(rep: dict[str, Any], max_lines: int = 8) -> str:
     return "\n".join(lines)
 
 
+def parse_aim(text: str) -> tuple[str, str | None]:
+    """``TARGET`` or ``TARGET:TRIGGER`` (e.g. ``shots:file:shots.json``), checked."""
+    target, _, trigger = text.partition(":")
+    if target not in TARGETS:
+        raise SystemExit(f"--aim: unknown target {target!r} (use one of {', '.join(TARGETS)})")
+    if trigger and trigger not in TRIGGERS[target]:
+        raise SystemExit(f"--aim: {target} has no trigger {trigger!r} (use one of {', '.join(TRIGGERS[target])})")
+    return target, trigger or None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=100, help="how many SIGKILLs (default 100)")
     parser.add_argument("--seed", type=int, default=1, help="seed of every random choice (default 1)")
-    parser.add_argument("--round", type=int, default=None, help="replay only this round's choices")
+    parser.add_argument("--round", type=int, default=None,
+                        help="replay only this round's choices (the timing of a kill is not replayed)")
+    parser.add_argument("--aim", default=None, metavar="TARGET[:TRIGGER]",
+                        help="kill every round once, at this target (e.g. shots:file:shots.json, "
+                             "create:folder, assemble:file:.work/film*.partial.mp4)")
     parser.add_argument("--workdir", type=Path, default=None, help="where rounds run (default: a temp folder)")
     parser.add_argument("--grace", type=float, default=GRACE_S, help="seconds an orphaned ffmpeg may take to die")
     parser.add_argument("--json", type=Path, default=None, help="also write the full report here")
@@ -1182,7 +1278,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(REELFORGE_LOAD_PLUGINS="", REELFORGE_RETRY_BACKOFF="0")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="reelforge-torture-"))
     torture = Torture(args.kills, args.seed, work, grace=args.grace, only_round=args.round,
-                      tamper=args.tamper, keep=args.keep, log=lambda s: print(s, flush=True))
+                      tamper=args.tamper, keep=args.keep, aim=args.aim, log=lambda s: print(s, flush=True))
     rep = torture.run()
     if args.json:
         args.json.write_text(json.dumps(rep, indent=2))

@@ -115,6 +115,25 @@ def test_a_clip_damaged_in_place_with_the_same_size_is_a_digest_mismatch(finishe
     assert problems == ["shot 2 video: videos/shot_002.mp4 does not match its recorded sha256"]
 
 
+def test_a_commit_cut_short_between_journal_and_rename_is_neither_missing_nor_redone(finished):
+    """framework/session.py journals a done record (with its scratch name) before the rename;
+    a kill in between leaves the bytes in .work/, and the next run finishes the rename."""
+    out, sid = finished
+    folder = out / "sessions" / sid
+    ledger = ct.Ledger()
+    clip, scratch = folder / "videos" / "shot_001.mp4", folder / ".work" / "videos" / "shot_001" / "c.mp4"
+    scratch.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(clip, scratch)
+    _edit_meta(out, sid, lambda m: m["shots"][0]["video"].update(pending=".work/videos/shot_001/c.mp4"))
+    assert ct.check_artifacts(_load(out, sid)) == []
+    assert ledger.check(_load(out, sid)) == []
+    os.replace(scratch, clip)  # the resume finishes the rename: same inode and mtime
+    assert ledger.check(_load(out, sid)) == []
+    os.replace(clip, scratch)
+    scratch.unlink()
+    assert ct.check_artifacts(_load(out, sid)) == ["shot 1 video: done but videos/shot_001.mp4 is missing"]
+
+
 def test_missing_and_resized_artifacts_are_reported(finished):
     out, sid = finished
     (out / "sessions" / sid / "images" / "shot_001.png").unlink()
@@ -308,3 +327,12 @@ def test_a_writing_ffmpeg_that_outlives_its_runner_is_reported_even_within_the_g
     assert problems == [(2, f"ffmpeg {ff} (writing film.partial.mp4) was not killed with its runner "
                             f"(test kill): it ran on and exited with code 0")]
     assert out.is_file()
+
+
+def test_aim_names_a_known_target_and_trigger():
+    assert ct.parse_aim("shots:file:shots.json") == ("shots", "file:shots.json")
+    assert ct.parse_aim("videos") == ("videos", None)
+    with pytest.raises(SystemExit, match="unknown target"):
+        ct.parse_aim("film")
+    with pytest.raises(SystemExit, match="no trigger"):
+        ct.parse_aim("story:folder")
