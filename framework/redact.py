@@ -24,7 +24,8 @@ _secrets: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 
 # scheme://user:password@host -> scheme://user:***@host (also without a user name).
-_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/\s:@]*):(?P<pw>[^/\s@]+)@")
+# Quotes never belong to the match, so redacting JSON text never crosses into another value.
+_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/\s:@\"']*):(?P<pw>[^/\s@\"']+)@")
 
 
 def register_secret(value: str | None) -> None:

@@ -14,7 +14,7 @@ import hashlib
 import os
 import stat
 import threading
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from .errors import SessionCorruptError
 
@@ -73,34 +73,44 @@ def ensure_dir(root: Path, *parts: str) -> Path:
 
 
 def contained(root: Path, rel: str | None, *, under: tuple[str, ...] | None = None,
-              source: Path | None = None) -> Path:
+              source: Path | None = None, checked: set[str] | None = None) -> Path:
     """The path ``rel`` (as stored in a session file) inside ``root``.
 
     ``rel`` must be relative, POSIX-style, free of ``..`` and empty parts, and (with
-    ``under``) start with one of those folder names or be one of those file names. No
-    existing component below ``root`` may be a link. Anything else is a
-    SessionCorruptError naming ``source`` (the file the path was read from)."""
+    ``under``) start with one of those folder names. No existing folder on the way may be a
+    link (the file itself may be one: the caller treats that as a damaged artifact, never
+    follows it). Anything else is a SessionCorruptError naming ``source`` (the file the
+    path was read from). ``checked`` remembers folders already found sound, so checking
+    thousands of paths costs one lstat per folder, not per path."""
     where = source or root
     if not isinstance(rel, str) or not rel or "\x00" in rel or "\\" in rel:
         raise SessionCorruptError(where, f"stored path {rel!r} is not a relative path")
-    p = PurePosixPath(rel)
-    if p.is_absolute() or any(part in ("", ".", "..") for part in rel.split("/")):
+    parts = rel.split("/")
+    if rel.startswith("/") or any(part in ("", ".", "..") for part in parts):
         raise SessionCorruptError(where, f"stored path {rel!r} points outside the session folder")
-    if under is not None and p.parts[0] not in under:
+    if under is not None and parts[0] not in under:
         raise SessionCorruptError(where, f"stored path {rel!r} is not under {' or '.join(under)}")
-    path = root
-    for part in p.parts:
-        path = path / part
+    base = os.fspath(root)
+    if checked is not None and len(parts) > 1 and rel.rpartition("/")[0] in checked:
+        return root / rel  # every folder on the way was found sound already
+    for i in range(1, len(parts)):
+        folder = "/".join(parts[:i])
+        if checked is not None and folder in checked:
+            continue
         try:
-            st = os.lstat(path)
+            st = os.lstat(os.path.join(base, folder))
         except FileNotFoundError:
             break
         except NotADirectoryError:
             raise SessionCorruptError(where, f"stored path {rel!r} runs through a file") from None
         if stat.S_ISLNK(st.st_mode):
             raise SessionCorruptError(where, f"stored path {rel!r} runs through a symbolic link "
-                                             f"({path})")
-    return root.joinpath(*p.parts)
+                                             f"({os.path.join(base, folder)})")
+        if not stat.S_ISDIR(st.st_mode):
+            raise SessionCorruptError(where, f"stored path {rel!r} runs through a file")
+        if checked is not None:
+            checked.add(folder)
+    return root / rel
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -28,9 +28,11 @@ import json
 import math
 import os
 import re
+import shutil
 import stat
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -39,7 +41,7 @@ import filelock
 
 from .errors import SessionCorruptError, SessionError, SessionLockedError, SessionNotFoundError
 from .records import SceneGraph, ShotPlan, Story, lenient_converter, structure, to_json
-from .redact import redact, redact_data
+from .redact import redact
 from .safefs import (atomic_write_bytes, atomic_write_text, contained, ensure_dir, fsync_dir,
                      fsync_file, move_aside, open_nofollow, refuse_link, sha256_file)
 
@@ -212,21 +214,29 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
 _HEX64 = re.compile(r"[0-9a-f]{64}", re.ASCII)
 
 
+_EXACT = {k: frozenset(v) for k, v in _FIELD_TYPES.items()}  # type(True) is bool: never an int here
+#: Fields whose type is all there is to check.
+_PLAIN = frozenset(_FIELD_TYPES) - {"state", "attempts", "size", "mtime_ns", "seconds", "sha256"}
+
+
 def _check_field(key: str, value: Any) -> str | None:
     """Why ``value`` cannot be ArtifactState.``key``, or None."""
-    types = _FIELD_TYPES.get(key)
+    types = _EXACT.get(key)
     if types is None:
         return f"unknown field {key!r}"
-    if isinstance(value, bool) or not isinstance(value, types):
-        return f"{key} has the wrong type ({type(value).__name__})"
-    if key == "state" and value not in STATES:
-        return f"state {value!r} is not one of {', '.join(STATES)}"
-    if key in ("attempts", "size", "mtime_ns") and value is not None and value < 0:
-        return f"{key} is negative"
-    if key == "seconds" and value is not None and not math.isfinite(value):
-        return "seconds is not a finite number"
-    if key == "sha256" and value is not None and not _HEX64.fullmatch(value):
-        return "sha256 is not a hex digest"
+    if type(value) not in types:
+        if isinstance(value, bool) or not isinstance(value, _FIELD_TYPES[key]):
+            return f"{key} has the wrong type ({type(value).__name__})"
+    if value is None:
+        return None
+    if key == "state":
+        return None if value in STATES else f"state {value!r} is not one of {', '.join(STATES)}"
+    if key in ("attempts", "size", "mtime_ns"):
+        return f"{key} is negative" if value < 0 else None
+    if key == "seconds":
+        return None if math.isfinite(value) else "seconds is not a finite number"
+    if key == "sha256":
+        return None if _HEX64.fullmatch(value) else "sha256 is not a hex digest"
     return None
 
 
@@ -452,6 +462,7 @@ class Session:
         self._journal = None
         self._journal_events = 0
         self._index: dict[int, ShotState] = {}
+        self._checked: set[str] = set()  # folders found free of links (see safefs.contained)
         self._listing: dict[str, dict[int, list[str]]] = {}
 
     # -- files
@@ -478,6 +489,18 @@ class Session:
     def scratch_dir(self) -> Path:
         """``.work/`` itself: for session-level scratch files such as a film being assembled."""
         return ensure_dir(self.path, ".work")
+
+    def clear_scratch(self) -> None:
+        """Remove ``.work/`` once the session is COMPLETE: it holds only scratch (every
+        artifact has been renamed out of it). Links in it are removed, never followed."""
+        work = self.path / ".work"
+        try:
+            if stat.S_ISDIR(os.lstat(work).st_mode):
+                shutil.rmtree(work)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # scratch left behind is untidy, not harmful
+            warnings.warn(f"reelforge: could not remove {work}: {exc}", RuntimeWarning, stacklevel=2)
 
     @property
     def film_path(self) -> Path:
@@ -557,10 +580,16 @@ class Session:
         data = read_json(self.meta_path)
         if not isinstance(data, dict):
             raise SessionCorruptError(self.meta_path, "expected a JSON object")
+        # The shot states are built and checked in one pass here (thousands of them: cattrs
+        # would take most of the load time); the rest goes through cattrs.
+        self._checked = set()
+        shots = self._shot_states(data.pop("shots", []), "shots")
+        removed = self._shot_states(data.pop("removed_shots", []), "removed_shots", paths=False)
         try:
             self.meta = structure(data, Meta, "meta", strict=False)
         except ValueError as exc:
             raise SessionCorruptError(self.meta_path, str(exc)) from exc
+        self.meta.shots, self.meta.removed_shots = shots, removed
         if self.meta.id != self.id:
             raise SessionCorruptError(self.meta_path, f"it belongs to session {self.meta.id!r}")
         if self.meta.schema_version > SCHEMA_VERSION:
@@ -583,18 +612,48 @@ class Session:
                 raise SessionCorruptError(where, f"step {step!r} has state {state!r}")
         if isinstance(m.journal_seq, bool) or m.journal_seq < 0:
             raise SessionCorruptError(where, "journal_seq is negative")
-        seen: set[int] = set()
-        for s in m.shots:
-            if isinstance(s.id, bool) or s.id < 1:
-                raise SessionCorruptError(where, f"shot id {s.id!r} is not a positive integer")
-            if s.id in seen:
-                raise SessionCorruptError(where, f"shot {s.id} is listed twice")
-            seen.add(s.id)
-            for stage in SHOT_STAGES:
-                self._check_artifact(s.artifact(stage), stage, f"shot {s.id} {stage}", where)
         if m.film.path is not None and m.film.path != FILM_NAME:
             raise SessionCorruptError(where, f"film path {m.film.path!r} is not {FILM_NAME}")
         self._check_artifact(m.film, None, "film", where, paths=False)
+
+    def _shot_states(self, raw: Any, what: str, *, paths: bool = True) -> list[ShotState]:
+        where = self.meta_path
+        if not isinstance(raw, list):
+            raise SessionCorruptError(where, f"{what} is not a list")
+        states, seen = [], set()
+        for i, item in enumerate(raw):
+            if not isinstance(item, dict):
+                raise SessionCorruptError(where, f"{what}[{i}] is not an object")
+            sid = item.get("id")
+            if isinstance(sid, bool) or not isinstance(sid, int) or sid < 1:
+                raise SessionCorruptError(where, f"{what}[{i}]: shot id {sid!r} is not a positive integer")
+            if sid in seen and paths:
+                raise SessionCorruptError(where, f"shot {sid} is listed twice")
+            seen.add(sid)
+            arts = {}
+            for stage, attr in SHOT_STAGES.items():
+                fields = item.get(attr, {})
+                if not isinstance(fields, dict):
+                    raise SessionCorruptError(where, f"shot {sid} {stage} is not an object")
+                known = {}
+                for key, value in fields.items():
+                    types = _EXACT.get(key)
+                    if types is None:
+                        continue  # a newer reelforge's extra fields are ignored
+                    if key in _PLAIN and type(value) in types:
+                        known[key] = value  # the common case, checked by its type alone
+                        continue
+                    problem = _check_field(key, value)
+                    if problem:
+                        raise SessionCorruptError(where, f"shot {sid} {stage}: {problem}")
+                    known[key] = value
+                art = ArtifactState(**known)
+                self._check_paths(art, stage, where, paths)
+                if art.state == DONE and (art.path is None or art.size is None):
+                    raise SessionCorruptError(where, f"shot {sid} {stage} is marked done without a file")
+                arts[attr] = art
+            states.append(ShotState(id=sid, **arts))
+        return states
 
     def _check_artifact(self, art: ArtifactState, stage: str | None, what: str, where: Path, *,
                         paths: bool = True) -> None:
@@ -602,12 +661,15 @@ class Session:
             problem = _check_field(key, getattr(art, key))
             if problem:
                 raise SessionCorruptError(where, f"{what}: {problem}")
-        if paths and art.path is not None:
-            contained(self.path, art.path, under=(stage,), source=where)
-        if paths and art.pending is not None:
-            contained(self.path, art.pending, under=(".work",), source=where)
+        self._check_paths(art, stage, where, paths)
         if art.state == DONE and (art.path is None or art.size is None):
             raise SessionCorruptError(where, f"{what} is marked done without a file")
+
+    def _check_paths(self, art: ArtifactState, stage: str | None, where: Path, paths: bool) -> None:
+        if paths and art.path is not None:
+            contained(self.path, art.path, under=(stage,), source=where, checked=self._checked)
+        if paths and art.pending is not None:
+            contained(self.path, art.pending, under=(".work",), source=where, checked=self._checked)
 
     def _replay(self, *, repair: bool) -> None:
         path = self.journal_path
@@ -677,9 +739,9 @@ class Session:
             if problem:
                 bad(problem)
         if fields.get("path") is not None:
-            contained(self.path, fields["path"], under=(stage,), source=where)
+            contained(self.path, fields["path"], under=(stage,), source=where, checked=self._checked)
         if fields.get("pending") is not None:
-            contained(self.path, fields["pending"], under=(".work",), source=where)
+            contained(self.path, fields["pending"], under=(".work",), source=where, checked=self._checked)
 
     # -- stage outputs
     def read_step_output(self, step: str) -> Any | None:
@@ -871,7 +933,7 @@ class Session:
         art = self.shot_state(shot_id).artifact(stage)
         if art.state != DONE:
             return None, None
-        path = contained(self.path, art.path, under=(stage,), source=self.meta_path)
+        path = contained(self.path, art.path, under=(stage,), source=self.meta_path, checked=self._checked)
         if art.pending and not os.path.lexists(path):
             if self._finish_commit(art, path):
                 return "adopted", None
@@ -880,7 +942,7 @@ class Session:
 
     def _finish_commit(self, art: ArtifactState, dest: Path) -> bool:
         """Finish a rename a crash interrupted, if the scratch file is the recorded one."""
-        src = contained(self.path, art.pending, under=(".work",), source=self.meta_path)
+        src = contained(self.path, art.pending, under=(".work",), source=self.meta_path, checked=self._checked)
         try:
             st = os.lstat(src)
         except FileNotFoundError:
@@ -970,7 +1032,7 @@ class Session:
         if not self.locked:
             raise SessionError(f"session {self.id} is open read-only")
         event = {"seq": self.meta.journal_seq + 1, "t": now(), **event}
-        line = json.dumps(redact_data(event), separators=(",", ":")).encode() + b"\n"
+        line = redact(json.dumps(event, separators=(",", ":"))).encode() + b"\n"
         if self._journal is None:
             refuse_link(self.journal_path, "journal")
             fd = open_nofollow(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
@@ -998,8 +1060,11 @@ class Session:
     def write_meta(self) -> None:
         with self._mutex:
             self.meta.updated = now()
-            data = redact_data(lenient_converter.unstructure(self.meta))
-            atomic_write_text(self.meta_path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+            data = lenient_converter.unstructure(self.meta)
+            # Redacting the JSON text once is much cheaper than walking thousands of records,
+            # and safe: masks contain no JSON syntax, and URL matches never cross a quote.
+            text = redact(json.dumps(data, indent=2, ensure_ascii=False))
+            atomic_write_text(self.meta_path, text + "\n")
 
     def __repr__(self) -> str:
         return f"<Session {self.id} {self.meta.status if self.meta else '?'}>"
