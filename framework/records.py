@@ -75,6 +75,8 @@ class Shot:
     "Names of the characters in frame."
     seed: int = 0
     "Seed for image and video generation, so a rerun gives the same pictures."
+    narration: str = ""
+    "The voice-over line spoken over this shot (empty in plans written before narration)."
 
 
 @attrs.frozen
