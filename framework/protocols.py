@@ -58,6 +58,18 @@ class Renderer(Protocol):
         """Write the shot's clip (MP4 or WebM) under ``job.work_dir`` and return its path."""
 
 
+@runtime_checkable
+class Narrator(Protocol):
+    name: ClassVar[str]
+    Options: ClassVar[type]
+    concurrency: int
+
+    def narrate(self, shot: Shot, job: "ShotJob") -> Path:
+        """Write ``shot.narration`` spoken, as a mono WAV at the backend's own sample rate,
+        under ``job.work_dir`` and return its path. Raise StageError for an empty line, a
+        language the voice cannot speak, or audio implausibly short for the text."""
+
+
 class _Job:
     """What StageJob and ShotJob share: durable checkpoints and progress reports."""
 
