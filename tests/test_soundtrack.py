@@ -304,3 +304,19 @@ def test_plain_mux_copies_the_picture_and_checks_its_inputs(tmp_path, film_parts
         st.finish_film(video, audio, tmp_path / "x.mp4", subtitles="soft")
     with pytest.raises(StageError, match="need cues"):
         st.finish_film(video, audio, tmp_path / "x.mp4", subtitles="burn")
+
+
+def test_fading_the_first_and_last_clips_keeps_stream_copy_and_only_fades_the_ends(tmp_path):
+    clips = [colour_clip(tmp_path / f"c{i}.mp4", "gray", 1.0) for i in range(3)]
+    first = st.fade_clip(clips[0], tmp_path / "first.mp4", fade_in_s=0.4)
+    last = st.fade_clip(clips[-1], tmp_path / "last.mp4", fade_out_s=0.4)
+    keys = ("codec", "width", "height", "fps", "pix_fmt", "has_audio")
+    assert [probe(first)[k] for k in keys] == [probe(clips[1])[k] for k in keys] == [probe(last)[k] for k in keys]
+    film = assemble([first, clips[1], last], tmp_path / "film.mp4")
+    assert probe(film)["duration"] == pytest.approx(3.0, abs=0.05)
+    level = lambda t: max(frame_at(film, t).getpixel((160, 90)))  # noqa: E731
+    assert level(0.0) < 30 < level(0.6) and level(1.5) > 100 and level(2.93) < 40
+    audio = st.build_audio(tmp_path / "a.wav", 3.0, [st.Voice(tone(tmp_path / "v.wav", 2.8), 0.1)])
+    done = st.finish_film(film, audio, tmp_path / "done.mp4", fade_in_s=0.4, fade_out_s=0.4, audio_fades_only=True)
+    wav = audio_of(done, tmp_path)
+    assert rms(wav, 0.0, 0.1) < rms(wav, 1.0, 1.5) * 0.5 and rms(wav, 2.9, 3.0) < rms(wav, 1.0, 1.5) * 0.5

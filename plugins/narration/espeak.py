@@ -141,7 +141,7 @@ class EspeakOptions:
     voice: str = attrs.field(default="auto", validator=attrs.validators.instance_of(str))
     """An eSpeak NG voice or language (en-us, en-gb, fr, de, es, cmn, ja, ...), optionally with a
     variant (en-us+f3), or auto: chosen per line from its script and common words."""
-    rate: int = attrs.field(default=160, validator=[attrs.validators.ge(80), attrs.validators.le(450)])
+    rate: int = attrs.field(default=170, validator=[attrs.validators.ge(80), attrs.validators.le(450)])
     "Speaking rate, words per minute."
     pitch: int = attrs.field(default=45, validator=[attrs.validators.ge(0), attrs.validators.le(99)])
     "Base pitch, 0 to 99."

@@ -602,12 +602,14 @@ _LINES: dict[str, tuple[str, ...]] = {
 
 def _narration(spec: dict, kind: str, who: str, place: str, detail: str, subject: str, lead: str,
                last: bool) -> str:
-    """One line of voice-over for the shot, in English: the scene's own sentence on its
-    first shot, then a line about what the shot shows; the film's last shot closes it."""
+    """One line of voice-over for the shot, in English: the scene's own sentence (its
+    first clause) on its first shot, then a line about what the shot shows; the film's last shot closes it."""
     if last:
         return f"In the end, {who or lead} looks back at {subject} one last time."
     if spec["first_in_scene"]:
-        return spec["scene"].summary.split(". ", 1)[-1].strip()
+        # The scene's own sentence, up to its semicolon: a line is spoken in a few seconds.
+        sentence = spec["scene"].summary.split(". ", 1)[-1].strip()
+        return sentence.split("; ", 1)[0].rstrip(".") + "."
     group = "person" if who and kind in ("close-up", "medium shot", "low-angle shot", "silhouette shot") else \
         "detail" if kind == "macro detail shot" else "place"
     options = _LINES[group]
