@@ -4,7 +4,7 @@ wired pipeline will cost before the runner knows the narration stage. Also measu
 narrators' speed relative to real time.
 
 Run: python bench/narrated_offline.py [--subtitles none|soft|burn] [--transition cut|crossfade]
-     [--music FILE] [--cards] [--piper-model PATH.onnx] [--keep DIR]
+     [--music FILE] [--cards] [--piper-model PATH.onnx] [--keep DIR] [--sheet PATH.png]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 IDEA = "The rise and fall of an ancient trading city"
 PAD_S = 0.6  # silence after the line before the next shot
@@ -51,6 +52,7 @@ def main() -> None:
     parser.add_argument("--cards", action="store_true", help="add a title card and an end card")
     parser.add_argument("--piper-model", type=Path)
     parser.add_argument("--keep", type=Path)
+    parser.add_argument("--sheet", type=Path, help="also write a contact sheet of the film here")
     args = parser.parse_args()
 
     t_start = time.perf_counter()
@@ -115,7 +117,10 @@ def main() -> None:
         cues = st.narration_cues([(v.start, d, s.narration) for v, d, s in zip(voices, speech, shots)])
         srt = timed("soundtrack", lambda: st.write_srt(cues, work / "film.srt"))
         timed("soundtrack", lambda: st.write_vtt(cues, work / "film.vtt"))
+        from plugins.image_gen.storyboard import CAPTION_BAND
+
         final = timed("finish", lambda: st.finish_film(film, audio, work / "film.mp4", subtitles=args.subtitles,
+                                                      bottom_margin=CAPTION_BAND + 0.03,
                                                       cues=cues, srt=srt, fade_in_s=0.5, fade_out_s=1.0,
                                                       audio_fades_only=True))
         wall = time.perf_counter() - t_start
@@ -123,6 +128,13 @@ def main() -> None:
             print(f"{name:>14}: {seconds:6.2f} s")
         print(f"{'total':>14}: {wall:6.2f} s wall for {len(plan)} shots, a {total:.1f} s film "
               f"(subtitles {args.subtitles}, {args.transition}, {os.cpu_count()} cores) -> {final}")
+        if args.sheet:
+            from contact_sheet import contact_sheet
+
+            contact_sheet(final, durations, args.sheet, crossfade_s=fade,
+                          labels=(["title"] if args.cards else []) + [f"shot {s.id:03d}" for s in shots]
+                          + (["end"] if args.cards else []))
+            print(f"contact sheet: {args.sheet}")
         speed(narrator, plan, work, "espeak")
         if args.piper_model:
             speed(PiperNarrator(PiperOptions(model=str(args.piper_model))), plan, work, "piper")

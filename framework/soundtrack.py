@@ -131,8 +131,8 @@ def _two_lines(text: str, width: int) -> str:
     return best
 
 
-def narration_cues(lines: Sequence[tuple[float, float, str]], *, max_chars: int = 84,
-                   line_width: int = 42) -> list[Cue]:
+def narration_cues(lines: Sequence[tuple[float, float, str]], *, max_chars: int = 90,
+                   line_width: int = 45) -> list[Cue]:
     """Subtitle cues for narration: ``lines`` is (start, seconds of speech, text) per shot.
     A line longer than ``max_chars`` becomes several cues, its speech time shared in
     proportion to their length; each cue is at most two lines of ``line_width``."""

@@ -269,9 +269,14 @@ class CardLayout(NamedTuple):
     caption: int
 
 
+#: The share of the frame's height the card's caption band covers at the bottom: burnt
+#: subtitles go above it (``framework.soundtrack.finish_film(bottom_margin=...)``).
+CAPTION_BAND = 150 / 720
+
+
 def card_layout(width: int, height: int) -> CardLayout:
     s = height / 720
-    return CardLayout(pad=int(24 * s), header=int(54 * s), caption=int(150 * s))
+    return CardLayout(pad=int(24 * s), header=int(54 * s), caption=int(CAPTION_BAND * height))
 
 
 # -- the card's text layer ---------------------------------------------------------------------
@@ -448,7 +453,7 @@ class _Painter:
         cx = int(w * rng.choice((rng.uniform(0.12, 0.35), rng.uniform(0.65, 0.88))))
         cy = int(max(h * 0.08, horizon * rng.uniform(0.3, 0.7)))
         r = int(h * rng.uniform(0.045, 0.075))
-        glow = (235, 235, 245) if self.night else _mix(self.accent(1.2), (255, 250, 220), 0.6)
+        glow = (235, 235, 245) if self.night else _mix(self.accent(1.2), (255, 246, 215), 0.8)
         top, bottom = self.colours()
         for k in range(5, 0, -1):
             draw.ellipse((cx - r - k * r // 2, cy - r - k * r // 2, cx + r + k * r // 2, cy + r + k * r // 2),
