@@ -256,3 +256,13 @@ def test_piper_damaged_model_is_a_clear_error(tmp_path, tiny_voice):
     shot = shot_with(LINE)
     with pytest.raises(StageError, match=r"could not load the piper voice .*broken\.onnx"):
         PiperNarrator(PiperOptions(model=str(model))).narrate(shot, job_for(shot, tmp_path))
+
+
+def test_piper_without_piper_installed_fails_before_anything_runs(tmp_path, monkeypatch, tiny_voice):
+    import importlib.util
+
+    model = tiny_voice("tiny", hop=1024)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "piper" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"pip install 'reelforge\[piper\]'"):
+        PiperNarrator(PiperOptions(model=str(model)))

@@ -76,6 +76,11 @@ class PiperNarrator:
                 f"the Chinese piper voice {self.model_path.name} needs the g2pW model at "
                 f"{self.model_path.parent / 'g2pW' / 'g2pw.onnx'}; reelforge never downloads it: fetch "
                 f"g2pw.tar.gz from the Piper checkpoints collection and unpack it there")
+        import importlib.util
+
+        if importlib.util.find_spec("piper") is None:
+            raise ConfigError("the piper narrator needs piper-tts: pip install 'reelforge[piper]' "
+                              "(or pip install piper-tts)")
         self._voice = None
         self._lock = threading.Lock()
 
