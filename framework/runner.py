@@ -603,13 +603,11 @@ class Runner:
             self._hook("stage_failed", session=session, stage="assemble", error=exc)
             raise
         session.mark_film_done(film, time.monotonic() - t0, fp)
+        session.clear_scratch()
         self._hook("stage_finished", session=session, stage="assemble")
 
     def _verify_film(self, path: Path, plan: ShotPlan) -> None:
-        """The assembled film must be a complete, readable MP4 of about the planned length
-        before it may replace film.mp4 and be marked done."""
+        """The assembled film must be a complete MP4 (ffmpeg.assemble has checked that it
+        reads back at the length of its clips) before it may replace film.mp4."""
         if not media.looks_valid("videos", path):
             raise StageError(f"the assembled film {path.name} is not a complete MP4 file")
-        info = ffmpeg.probe(path)
-        if not info.get("duration") or info["duration"] <= 0:
-            raise StageError(f"the assembled film {path.name} has no duration")

@@ -28,9 +28,11 @@ import json
 import math
 import os
 import re
+import shutil
 import stat
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -487,6 +489,18 @@ class Session:
     def scratch_dir(self) -> Path:
         """``.work/`` itself: for session-level scratch files such as a film being assembled."""
         return ensure_dir(self.path, ".work")
+
+    def clear_scratch(self) -> None:
+        """Remove ``.work/`` once the session is COMPLETE: it holds only scratch (every
+        artifact has been renamed out of it). Links in it are removed, never followed."""
+        work = self.path / ".work"
+        try:
+            if stat.S_ISDIR(os.lstat(work).st_mode):
+                shutil.rmtree(work)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # scratch left behind is untidy, not harmful
+            warnings.warn(f"reelforge: could not remove {work}: {exc}", RuntimeWarning, stacklevel=2)
 
     @property
     def film_path(self) -> Path:

@@ -156,6 +156,8 @@ def test_a_stale_partial_film_is_never_promoted(out, fakes):
     good = sha256_file(film)
     # a damaged film and the junk a killed run's ffmpeg left in scratch, under old and new names
     film.unlink()
+    assert not (result.path / ".work").exists()  # a COMPLETE session keeps no scratch
+    (result.path / ".work").mkdir()
     (result.path / ".work" / "film.partial.mp4").write_bytes(b"\x00" * 4096)
     (result.path / ".work" / "film.1.2.partial.mp4").write_bytes(b"junk")
     s = SessionStore(out).open(result.session_id)
