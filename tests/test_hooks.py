@@ -38,6 +38,8 @@ def test_every_registration_hook_is_called(fakes):
 
     for kind in ("story", "image", "video"):
         assert "fake" in backends(kind)
+    # register_narrators: tests/test_narration.py calls it on the built-in narrators.
+    assert pm.hook.register_narrators.spec is not None
     # register_commands: the cli group calls it for a command it does not know; test_plugins
     # and test_cli_startup exercise a plugin adding a command
     assert pm.hook.register_commands.spec is not None

@@ -73,6 +73,9 @@ SHOT_SCHEMA = _object({
     "negative_prompt": _string("What the image and video models should avoid."),
     "duration_s": {"type": "number", "description": "Length of the shot in seconds."},
     "characters": _names("Names of the characters in frame, as in the story."),
+    "narration": _string(
+        "One line of voice-over spoken over this shot: one sentence of about 8 to 20 words, "
+        "in the language of the idea."),
 })
 
 SHOT_PLAN_SCHEMA = _object({
@@ -108,6 +111,7 @@ class ShotDraft:
     duration_s: float = 3.0
     characters: tuple[str, ...] = ()
     seed: int | None = None
+    narration: str = ""
 
 
 @attrs.frozen
@@ -215,6 +219,10 @@ def check_shot_batch(data: dict[str, Any], *, count: int, scene_ids: list[str]) 
             raise InvalidReply(f"$.shots[{i}].scene_id: {draft.scene_id!r} is not one of the "
                                f"scenes asked for ({', '.join(scene_ids)})")
         _require_text(draft.image_prompt, f"$.shots[{i}].image_prompt")
+        if not draft.narration.strip():
+            # A shot without its line would be silently silent in the film: ask again.
+            raise InvalidReply(f"$.shots[{i}].narration: must not be empty; write one sentence of "
+                               f"voice-over for every shot")
         if not draft.duration_s > 0:
             raise InvalidReply(f"$.shots[{i}].duration_s: must be more than 0 seconds")
     if count >= len(scene_ids):
@@ -297,6 +305,7 @@ def finish_plan(drafts: list[ShotDraft], story: Story, *, base_seed: int | None,
             duration_s=duration,
             characters=in_frame,
             seed=seed,
+            narration=" ".join(draft.narration.split()),
         ))
     return ShotPlan(tuple(shots))
 

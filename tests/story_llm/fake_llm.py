@@ -160,6 +160,7 @@ def shot(scene_id: str, n: int, **over: Any) -> dict[str, Any]:
         "id": n, "scene_id": scene_id, "description": f"shot {n} in {scene_id}",
         "image_prompt": f"Mabel on the stairs, wide shot {n}", "motion_prompt": "slow push in",
         "negative_prompt": "", "duration_s": 3.0, "characters": ["mabel"],
+        "narration": f"Mabel climbs towards the lamp, step {n} of the long night.",
     }
     data.update(over)
     return data

@@ -37,7 +37,7 @@ def test_schemas_fit_openai_strict_mode(name):
 def test_shot_schema_lists_the_issue_fields():
     props = SCHEMAS["shot_plan"]["properties"]["shots"]["items"]["properties"]
     assert list(props) == ["id", "scene_id", "description", "image_prompt", "motion_prompt",
-                           "negative_prompt", "duration_s", "characters"]
+                           "negative_prompt", "duration_s", "characters", "narration"]
 
 
 def test_batches_and_halves():
