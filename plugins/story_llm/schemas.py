@@ -134,16 +134,21 @@ def parse_json_object(content: str) -> dict[str, Any]:
         raise InvalidReply("the reply was empty; expected one JSON object")
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise InvalidReply("the reply's JSON is nested too deeply; expected the flat object "
+                           "the schema describes") from None
     except json.JSONDecodeError as exc:
         # Local models like to wrap the object in a sentence; a complete object inside is fine.
         start = text.find("{")
         try:
             data, _ = json.JSONDecoder().raw_decode(text, start) if start >= 0 else (None, 0)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             data = None
         if not isinstance(data, dict):
             raise InvalidReply(f"the reply is not valid JSON: {exc.msg} at line {exc.lineno} "
                                f"column {exc.colno} (char {exc.pos})") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise InvalidReply(f"the reply is not usable JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise InvalidReply(f"expected one JSON object, got a JSON {type(data).__name__}")
     return data
@@ -152,8 +157,49 @@ def parse_json_object(content: str) -> dict[str, Any]:
 def _structure(data: Any, cls: type, what: str) -> Any:
     try:
         return structure(data, cls, what)
+    except RecursionError:
+        raise InvalidReply(f"{what}: nested too deeply") from None
     except ValueError as exc:
         raise InvalidReply(str(exc)) from None
+
+
+# -- bounds on what a model may send ------------------------------------------------------
+# Generous for a film (an image prompt of 4,000 characters is about 1,000 tokens, twice what
+# T5-based image models read) and small enough that a runaway or hostile answer is refused,
+# naming the field, instead of being stored and sent back in every later prompt.
+
+#: Longest text, in characters, per record and field.
+TEXT_LIMITS: dict[str, dict[str, int]] = {
+    "Story": {"title": 300, "logline": 1_000, "synopsis": 20_000, "style": 2_000},
+    "Character": {"name": 100, "description": 2_000},
+    "Scene": {"id": 50, "summary": 4_000, "setting": 2_000},
+    "ShotDraft": {"scene_id": 50, "description": 1_000, "image_prompt": 4_000,
+                  "motion_prompt": 2_000, "negative_prompt": 2_000},
+}
+#: Most characters in a story; most names listed in one scene or shot.
+MAX_CHARACTERS = 100
+MAX_NAMES = 50
+#: Longest name in a scene's or shot's character list.
+MAX_NAME_LEN = 100
+#: Longest shot the model may ask for, in seconds (durations are rescaled afterwards).
+MAX_DRAFT_SECONDS = 3_600.0
+
+
+def _check_lengths(record: Any, path: str) -> None:
+    """InvalidReply naming the first text field over its limit (see TEXT_LIMITS)."""
+    for name, limit in TEXT_LIMITS.get(type(record).__name__, {}).items():
+        value = getattr(record, name)
+        if len(value) > limit:
+            raise InvalidReply(f"{path}.{name}: {len(value):,} characters; at most {limit:,} "
+                               f"are allowed")
+    names = getattr(record, "characters", ())
+    if names and isinstance(names[0], str):
+        if len(names) > MAX_NAMES:
+            raise InvalidReply(f"{path}.characters: {len(names)} names; at most {MAX_NAMES} are allowed")
+        for i, name in enumerate(names):
+            if len(name) > MAX_NAME_LEN:
+                raise InvalidReply(f"{path}.characters[{i}]: {len(name):,} characters; at most "
+                                   f"{MAX_NAME_LEN} are allowed")
 
 
 def _require_text(value: str, path: str) -> None:
@@ -163,6 +209,12 @@ def _require_text(value: str, path: str) -> None:
 
 def check_story(data: dict[str, Any]) -> Story:
     story = _structure(data, Story, "$")
+    if len(story.characters) > MAX_CHARACTERS:
+        raise InvalidReply(f"$.characters: {len(story.characters)} characters; at most "
+                           f"{MAX_CHARACTERS} are allowed")
+    _check_lengths(story, "$")
+    for i, character in enumerate(story.characters):
+        _check_lengths(character, f"$.characters[{i}]")
     _require_text(story.title, "$.title")
     _require_text(story.synopsis, "$.synopsis")
     seen: set[str] = set()
@@ -189,6 +241,8 @@ def check_scene_graph(data: dict[str, Any], *, max_scenes: int, story: Story | N
     if len(graph.scenes) > max_scenes:
         raise InvalidReply(f"$.scenes: {len(graph.scenes)} scenes for {max_scenes} shots; "
                            f"write at most {max_scenes} scenes")
+    for i, scene in enumerate(graph.scenes):
+        _check_lengths(scene, f"$.scenes[{i}]")
     seen: set[str] = set()
     for i, scene in enumerate(graph.scenes):
         _require_text(scene.id, f"$.scenes[{i}].id")
@@ -211,12 +265,15 @@ def check_shot_batch(data: dict[str, Any], *, count: int, scene_ids: list[str]) 
         raise InvalidReply(f"$.shots: expected exactly {count} shots, got {len(drafts)}")
     allowed = set(scene_ids)
     for i, draft in enumerate(drafts):
+        _check_lengths(draft, f"$.shots[{i}]")
+    for i, draft in enumerate(drafts):
         if draft.scene_id.strip() not in allowed:
             raise InvalidReply(f"$.shots[{i}].scene_id: {draft.scene_id!r} is not one of the "
                                f"scenes asked for ({', '.join(scene_ids)})")
         _require_text(draft.image_prompt, f"$.shots[{i}].image_prompt")
-        if not draft.duration_s > 0:
-            raise InvalidReply(f"$.shots[{i}].duration_s: must be more than 0 seconds")
+        if not 0 < draft.duration_s <= MAX_DRAFT_SECONDS:  # also refuses NaN and infinity
+            raise InvalidReply(f"$.shots[{i}].duration_s: must be more than 0 and at most "
+                               f"{MAX_DRAFT_SECONDS:g} seconds, got {draft.duration_s!r}")
     if count >= len(scene_ids):
         missing = [s for s in scene_ids if s not in {d.scene_id.strip() for d in drafts}]
         if missing:
@@ -286,7 +343,8 @@ def finish_plan(drafts: list[ShotDraft], story: Story, *, base_seed: int | None,
     shots = []
     for n, (draft, duration) in enumerate(zip(drafts, durations), start=1):
         in_frame = _in_frame(draft, story)
-        seed = draft.seed if draft.seed is not None and draft.seed >= 0 else derive_seed(base_seed, story.title, n)
+        usable = draft.seed is not None and 0 <= draft.seed < 2**63  # what image models take
+        seed = draft.seed if usable else derive_seed(base_seed, story.title, n)
         shots.append(Shot(
             id=n,
             scene_id=draft.scene_id.strip(),
