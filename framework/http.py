@@ -29,13 +29,17 @@ class BodyTooLarge(Exception):
         self.limit = limit
         self.seen = seen
         self.announced = announced
-        what = "announced" if announced else "sent more than"
-        super().__init__(f"the answer {what} {_size(seen if announced else limit)} "
-                         f"(the limit is {_size(limit)})")
+        if announced:
+            text = f"the answer announced {_size(seen)}, over the {_size(limit)} limit"
+        else:
+            text = f"the answer passed the {_size(limit)} limit; stopped reading it there"
+        super().__init__(text)
 
 
 def _size(n: int) -> str:
-    return f"{n / MIB:.1f} MiB" if n >= MIB else f"{n} bytes"
+    if n >= MIB:
+        return f"{n / MIB:.1f} MiB"
+    return f"{n / 1024:.1f} KiB" if n >= 1024 else f"{n} bytes"
 
 
 class Deadline:
