@@ -338,7 +338,8 @@ class ComfyBackend:
         """200 with node_errors: the outputs named there will not run; the others will."""
         failed = set()
         for node_id, info in node_errors.items():
-            failed.update(str(n) for n in info.get("dependent_outputs") or [node_id])
+            outs = info.get("dependent_outputs") if isinstance(info, dict) else None
+            failed.update(str(n)[:40] for n in (outs if isinstance(outs, list) and outs else [node_id]))
         lines = "; ".join(describe_node_errors(node_errors, workflow))
         needed = self.template.output
         if needed is None or needed in failed:
@@ -492,6 +493,12 @@ class _Progress:
         self.last = -1.0
 
     def __call__(self, msg: Mapping[str, Any]) -> None:
+        try:
+            self._event(msg)
+        except Exception:  # a malformed event from the server must never break a render
+            log.debug("ignoring a malformed event", exc_info=True)
+
+    def _event(self, msg: Mapping[str, Any]) -> None:
         kind, data = msg.get("type"), msg.get("data") or {}
         if not isinstance(data, dict) or data.get("prompt_id") not in (self.pid, None):
             return
@@ -508,10 +515,11 @@ class _Progress:
                     done += float(st.get("value", 0)) / float(st["max"])
             self._report(done / self.total, "")
         elif kind == "executing" and data.get("node") is not None:
-            self._report(self.last if self.last >= 0 else 0.0, f"node {data['node']}")
+            self._report(self.last if self.last >= 0 else 0.0, f"node {str(data['node'])[:40]}")
         elif kind == "progress" and data.get("max"):
             self._report(self.last if self.last >= 0 else 0.0,
-                         f"node {data.get('node')} step {data.get('value')}/{data.get('max')}")
+                         f"node {str(data.get('node'))[:40]} step {str(data.get('value'))[:20]}/"
+                         f"{str(data.get('max'))[:20]}")
 
     def _report(self, fraction: float, message: str) -> None:
         fraction = min(0.99, max(self.last, fraction))

@@ -8,7 +8,9 @@ only for the submitting client_id, no replay after a websocket reconnect.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import socket
 import threading
 import time
@@ -24,6 +26,9 @@ from framework.errors import RetryableServiceError, ServiceError
 from framework.http import MIB, BodyTooLarge, bounded_client, deadline, fetch
 from framework.redact import redact
 from framework.retry import backoff_from_env
+
+#: What a prompt id the server hands back may look like (ComfyUI uses uuid4 strings).
+_PROMPT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 
 #: HTTP statuses worth another try: the server is busy, restarting or overloaded.
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -132,9 +137,10 @@ def error_text(resp: httpx.Response) -> str:
 def _retry_after(resp: httpx.Response) -> float | None:
     value = resp.headers.get("retry-after")
     try:
-        return float(value) if value is not None else None
+        seconds = float(value) if value is not None else None
     except ValueError:
         return None
+    return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None
 
 
 def describe_node_errors(node_errors: Mapping[str, Any], workflow: Mapping[str, Any] | None = None
@@ -433,8 +439,13 @@ class ComfyClient:
         data = self._json(resp, "POST /prompt")
         node_errors = data.get("node_errors")
         queued_as = data.get("prompt_id")
-        return (queued_as if isinstance(queued_as, str) and queued_as else prompt_id,
-                node_errors if isinstance(node_errors, dict) else {})
+        if queued_as is None or queued_as == "":
+            queued_as = prompt_id
+        if not isinstance(queued_as, str) or not _PROMPT_ID.fullmatch(queued_as):
+            # it is recorded in the session and put in URLs: only an id-like string will do
+            raise ComfyError(f"ComfyUI at {self.base_url} queued the prompt under an unusable id "
+                             f"{redact(repr(queued_as)[:60])}", url=f"{self.base_url}/prompt")
+        return queued_as, node_errors if isinstance(node_errors, dict) else {}
 
     def delete_queued(self, prompt_id: str) -> None:
         """POST /queue {"delete": [id]}: drops the prompt if it is still pending. Best effort."""

@@ -139,9 +139,11 @@ class FakeComfy:
         "queue": MODE, "upload": MODE}, or by method and endpoint ("POST prompt"). MODE is 'flood' (``flood_bytes`` of chunked junk, no
         length), 'announce' (a Content-Length of ``flood_bytes``, then a trickle), 'trickle'
         (the real answer one byte per ``trickle_s``), 'deep' (JSON nested 100,000 deep),
-        'not_object' (a JSON list), 'bad_shape' (fields of the wrong types), or
+        'not_object' (a JSON list), 'bad_shape' (fields of the wrong types), 'bad_id' (POST
+        /prompt naming a path as its prompt id), 'nan_retry' (503 with Retry-After: nan), or
         'echo_auth_401' / 'echo_auth_500' (an error page repeating the Authorization
-        header). 'ws_giant' under "ws" sends one binary frame of ``flood_bytes`` on connect."""
+        header). Under "ws": 'ws_giant' sends one binary frame of ``flood_bytes`` on connect,
+        'ws_junk' events of every wrong shape and a deeply nested one."""
         self.flood_bytes = 300 * 1024 * 1024
         self.trickle_s = 1.0
         self.sent: dict[str, int] = {}
@@ -302,6 +304,11 @@ class FakeComfy:
             return web.Response(status=500, content_type="text/html", text=(
                 f"<html><body><h1>500</h1><pre>Traceback...\nheaders: Authorization: {auth}"
                 f"</pre></body></html>"))
+        if mode == "bad_id":  # a prompt id that would be a path, and a nonsense Retry-After
+            return web.json_response({"prompt_id": "../" * 50 + "etc", "number": 0, "node_errors": {}},
+                                     headers={"Retry-After": "nan"})
+        if mode == "nan_retry":
+            return web.Response(status=503, text="busy", headers={"Retry-After": "nan"})
         if mode == "deep":
             return web.Response(text="[" * 100_000 + "]" * 100_000, content_type="application/json")
         if mode == "not_object":
@@ -381,6 +388,14 @@ class FakeComfy:
         try:
             await ws.send_str(json.dumps({"type": "status", "data": {
                 "status": {"exec_info": {"queue_remaining": self._queue_remaining()}}, "sid": sid}}))
+            if self.hostile.get("ws") == "ws_junk":  # events of every wrong shape
+                for junk in ({"type": "progress_state", "data": {"prompt_id": None, "nodes": {
+                              "1": {"state": "x", "value": "v", "max": 0}, "2": {"max": "inf"}}}},
+                             {"type": "progress", "data": {"max": 1, "value": [1], "node": {"a": 1}}},
+                             {"type": "execution_cached", "data": {"nodes": 5}},
+                             {"type": "executing", "data": "not a dict"}, ["a list"], "text"):
+                    await ws.send_str(json.dumps(junk))
+                await ws.send_str("[" * 100_000)
             if self.hostile.get("ws") == "ws_giant":
                 self.sent["ws"] = self.sent.get("ws", 0) + 1
                 await ws.send_bytes(b"\0" * self.flood_bytes)

@@ -179,6 +179,27 @@ def test_a_flood_of_websocket_frames_is_not_buffered_without_bound(comfy):
     assert future.result(10) < 2000
 
 
+def test_junk_events_on_the_socket_do_not_break_a_render(comfy, jobs, shot, still):
+    comfy.hostile["ws"] = "ws_junk"
+    path = renderer(comfy.url).render(shot, still, jobs(shot))
+    assert path.suffix == ".mp4"
+
+
+def test_a_prompt_id_that_is_a_path_is_refused_not_recorded(comfy, jobs, shot, still):
+    comfy.hostile["POST prompt"] = "bad_id"
+    job = jobs(shot)
+    with pytest.raises(ComfyError, match="queued the prompt under an unusable id"):
+        renderer(comfy.url).render(shot, still, job)
+    assert all("../" not in str(v) for v in jobs.journal[("videos", 1)].values())
+
+
+def test_a_nonsense_retry_after_is_ignored(comfy):
+    comfy.hostile["prompt"] = "nan_retry"
+    with pytest.raises(RetryableServiceError) as info:
+        ComfyClient(comfy.url, get_attempts=1).queue_remaining()
+    assert info.value.retry_after is None
+
+
 # -- server-supplied file names --------------------------------------------------------
 
 HOSTILE_NAMES = [

@@ -220,6 +220,16 @@ def test_answers_of_the_wrong_shape_are_service_errors(llm, body):
         writer(llm).write_story("an idea")
 
 
+@pytest.mark.parametrize("headers, expected", [
+    ({"retry-after": "nan"}, None), ({"retry-after": "1e400"}, None), ({"retry-after-ms": "inf"}, None),
+    ({"retry-after": "2"}, 2.0), ({"retry-after-ms": "1500"}, 1.5),
+])
+def test_retry_after_values_that_are_not_finite_are_ignored(headers, expected):
+    from plugins.story_llm.transport import parse_retry_after
+
+    assert parse_retry_after(headers) == expected
+
+
 def test_a_whole_film_still_plans_with_every_bound_in_place(llm):
     llm.responder = lambda seen: chat_completion(film_content(seen))
     story = writer(llm, shots=5)
