@@ -36,7 +36,7 @@ def measure(n_shots: int, tmp: Path) -> tuple[float, float, int]:
     for i in range(1, n_shots + 1):
         s.mark_shot_started("images", i)
         s.save_shot_checkpoint("images", i, {"prompt_id": f"p{i}", "server": "http://gpu:8188"})
-        produced = tmp / f"p{n_shots}_{i}.png"
+        produced = s.work_dir("images", i) / f"p{n_shots}_{i}.png"
         produced.write_bytes(data)
         s.mark_shot_done("images", i, produced, backend="bench", seed=i, seconds=0.1, fingerprint="x")
     elapsed = time.perf_counter() - t0

@@ -7,7 +7,8 @@ This package is the public API plugin authors import::
 
 from __future__ import annotations
 
-from pluggy import HookimplMarker
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     ConfigError,
@@ -21,12 +22,42 @@ from .errors import (
     StageError,
     TransientError,
 )
-from .protocols import ImageGenerator, NoOptions, Renderer, ShotJob, StageJob, StoryWriter
-from .records import Character, Scene, SceneGraph, Shot, ShotPlan, Story
 
-hookimpl = HookimplMarker("reelforge")
+if TYPE_CHECKING:
+    from pluggy import HookimplMarker
+
+    from .protocols import ImageGenerator, NoOptions, Renderer, ShotJob, StageJob, StoryWriter
+    from .records import Character, Scene, SceneGraph, Shot, ShotPlan, Story
+
+    hookimpl: HookimplMarker
 
 __version__ = "0.1.0"
+
+# The records, protocols and pluggy load on first use (PEP 562), so that `reelforge --help`,
+# which imports this package, does not pay for attrs, cattrs and pluggy.
+_LAZY = {
+    **dict.fromkeys(("ImageGenerator", "NoOptions", "Renderer", "ShotJob", "StageJob", "StoryWriter"),
+                    ".protocols"),
+    **dict.fromkeys(("Character", "Scene", "SceneGraph", "Shot", "ShotPlan", "Story"), ".records"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "hookimpl":
+        from pluggy import HookimplMarker
+
+        value: Any = HookimplMarker("reelforge")
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "hookimpl", "Character", "Scene", "SceneGraph", "Shot", "ShotPlan", "Story",

@@ -1,9 +1,12 @@
-"""The ``reelforge`` command line: run, resume, sessions list/view, plugins."""
+"""The ``reelforge`` command line: run, resume, sessions list/view, plugins.
+
+Plugins load only where they are needed: `run`/`resume` (their backend flags come from the
+installed backends), `plugins`, and a command name the core does not know (a plugin's, such
+as `reelforge comfyui check`). `reelforge --help` and `sessions` load none.
+"""
 
 from __future__ import annotations
 
-import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,11 +14,8 @@ from typing import Any
 import click
 
 from .errors import ConfigError, ReelforgeError, SessionCorruptError
-from .plugins import KINDS, backends, load_plugins, pm, plugin_info
 
-# Backends may add flags to run/resume, so plugins load before the commands are built.
-load_plugins()
-
+#: The flag that picks each kind's backend.
 _BACKEND_FLAGS = {"story": "--story-llm", "image": "--image-gen", "video": "--renderer"}
 
 
@@ -48,6 +48,7 @@ def _backend_flags() -> dict[str, list[tuple[str, str, bool]]]:
     """Extra flags backends ask for (Options field metadata 'cli'):
     flag -> [(backend name, field, multiple)]."""
     from .options import cli_flags
+    from .plugins import KINDS, backends
 
     flags: dict[str, list[tuple[str, str, bool]]] = {}
     for kind in KINDS:
@@ -62,29 +63,53 @@ def _backend_flags() -> dict[str, list[tuple[str, str, bool]]]:
     return flags
 
 
-def _run_options(f):
-    """Backend selection and options shared by `run` and `resume`."""
-    for kind, flag in reversed(_BACKEND_FLAGS.items()):
-        label = KINDS[kind][1]
-        f = click.option(flag, f"{kind}_backend", metavar="NAME",
-                         help=f"The {label} to use (see `reelforge plugins`).")(f)
-    f = click.option("-o", "--option", "options", multiple=True, metavar="[NAME.]KEY=VALUE",
-                     help="A backend option, e.g. -o shots=9 or -o kenburns.fps=30. Repeatable.")(f)
-    f = click.option("--transition", type=click.Choice(["cut", "crossfade"]), default=None,
-                     help="How clips are joined into film.mp4 (default: cut).")(f)
+_run_params_cache: tuple[Any, list[click.Parameter]] | None = None
+
+
+def _run_params() -> list[click.Parameter]:
+    """Backend selection and options shared by `run` and `resume`, built from the loaded
+    plugins (loading them first). Rebuilt when the registered plugins change, e.g. a test
+    registering a backend; otherwise the same objects, as click's parsing expects."""
+    global _run_params_cache
+    from .plugins import KINDS, load_plugins
+
+    manager = load_plugins()
+    key = tuple((name, id(plugin)) for name, plugin in manager.list_name_plugin())
+    if _run_params_cache is not None and _run_params_cache[0] == key:
+        return _run_params_cache[1]
+    params: list[click.Parameter] = [
+        click.Option([flag, f"{kind}_backend"], metavar="NAME",
+                     help=f"The {KINDS[kind][1]} to use (see `reelforge plugins`).")
+        for kind, flag in _BACKEND_FLAGS.items()]
+    params.append(click.Option(["-o", "--option", "options"], multiple=True, metavar="[NAME.]KEY=VALUE",
+                               help="A backend option, e.g. -o shots=9 or -o kenburns.fps=30. Repeatable."))
+    params.append(click.Option(["--transition"], type=click.Choice(["cut", "crossfade"]), default=None,
+                               help="How clips are joined into film.mp4 (default: cut)."))
     for flag, targets in sorted(_backend_flags().items()):
         multiple = any(m for _, _, m in targets)
         names = ", ".join(sorted({n for n, _, _ in targets}))
-        f = click.option(flag, "extra__" + flag.lstrip("-").replace("-", "_"), multiple=multiple,
-                         help=f"Option of {names}.")(f)
-    f = _output_dir_option(f)
-    return f
+        params.append(click.Option([flag, "extra__" + flag.lstrip("-").replace("-", "_")],
+                                   multiple=multiple, help=f"Option of {names}."))
+    _run_params_cache = (key, params)
+    return params
+
+
+class _RunCommand(click.Command):
+    """`run` and `resume`: the backend options (see :func:`_run_params`) join the command's
+    own parameters when it is used, so only these commands load plugins."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        params = super().get_params(ctx)
+        help_option = self.get_help_option(ctx)
+        own = [p for p in params if p is not help_option]
+        return [*own, *_run_params(), *([help_option] if help_option is not None else [])]
 
 
 def _make_runner(output_dir: Path, config, kwargs: dict[str, Any]):
     """Build a Runner from the command line over reelforge.toml (the command line wins)."""
     from .config import check_backend_tables
     from .options import parse_pairs
+    from .plugins import KINDS
     from .runner import DEFAULT_BACKENDS, Runner
 
     chosen = dict(config.backends)
@@ -115,18 +140,61 @@ def _make_runner(output_dir: Path, config, kwargs: dict[str, Any]):
 # -- group --------------------------------------------------------------------------
 
 class _Group(click.Group):
+    """The top-level group. Commands plugins add (hook ``register_commands``) are added the
+    first time a name the core does not know is asked for, so that `reelforge --help` and the
+    core commands do not load every plugin; `reelforge plugins` lists them. Errors become
+    one clear line (secrets redacted, control characters escaped), never a traceback."""
+
+    _plugin_commands_added = False
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        # click finds the help width through shutil, whose import (zlib, bz2, lzma) is a
+        # tenth of `reelforge --help`; the same width from os costs nothing.
+        import click.formatting
+
+        if parent is None and "terminal_width" not in extra and click.formatting.FORCED_WIDTH is None:
+            extra["terminal_width"] = _help_width()
+        return super().make_context(info_name, args, parent=parent, **extra)
+
+    def add_plugin_commands(self) -> None:
+        """Load plugins and let them add their commands (once)."""
+        if self._plugin_commands_added:
+            return
+        self._plugin_commands_added = True
+        from .plugins import load_plugins
+
+        load_plugins().hook.register_commands(cli=self)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and not self._plugin_commands_added:
+            self.add_plugin_commands()
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        if ctx.resilient_parsing:  # shell completion: offer plugin commands too
+            self.add_plugin_commands()
+        return super().list_commands(ctx)
+
     def invoke(self, ctx):
+        from .errors import describe_os_error
+        from .redact import for_terminal
+
         try:
             return super().invoke(ctx)
         except ConfigError as exc:
-            raise click.UsageError(str(exc)) from None
-        except SessionCorruptError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.UsageError(for_terminal(str(exc))) from None
         except ReelforgeError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(for_terminal(str(exc))) from None
+        except OSError as exc:
+            raise click.ClickException(for_terminal(describe_os_error(exc))) from None
+        except RecursionError:
+            raise click.ClickException("input nested too deeply to read") from None
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="Plugins may add more commands: `reelforge plugins` lists them.")
 @click.version_option(package_name="reelforge")
 def cli() -> None:
     """reelforge: turn a one-line idea into a short film.
@@ -138,11 +206,11 @@ def cli() -> None:
 
 # -- run / resume -------------------------------------------------------------------
 
-@cli.command()
+@cli.command(cls=_RunCommand)
 @click.argument("idea", required=False)
 @click.option("--resume", "answer", flag_value="resume", help="Continue the newest incomplete session without asking.")
 @click.option("--new", "answer", flag_value="new", help="Start a new session even if an incomplete one exists.")
-@_run_options
+@_output_dir_option
 def run(idea: str | None, answer: str | None, output_dir: Path | None, config_path: Path | None,
         **kwargs: Any) -> None:
     """Make a film from IDEA, or continue an incomplete session.
@@ -152,6 +220,7 @@ def run(idea: str | None, answer: str | None, output_dir: Path | None, config_pa
       reelforge run "The rise and fall of an ancient trading city" --new
       reelforge run --resume
     """
+    from .redact import for_terminal
     from .session import SessionStore
     from .views import render_session
 
@@ -162,7 +231,9 @@ def run(idea: str | None, answer: str | None, output_dir: Path | None, config_pa
     store = SessionStore(output_dir)
     session_id = None
     if answer != "new":
-        incomplete = store.find_incomplete()
+        incomplete, broken = store.scan()
+        for problem in broken:  # never skipped silently: say which file is damaged
+            click.echo(f"warning: skipping a damaged session: {for_terminal(str(problem))}", err=True)
         if incomplete:
             candidate = incomplete[0]
             click.echo("INCOMPLETE SESSION FOUND")
@@ -170,25 +241,45 @@ def run(idea: str | None, answer: str | None, output_dir: Path | None, config_pa
             if answer == "resume" or _ask_continue(candidate.id):
                 session_id = candidate.id
                 if idea and idea.strip() != candidate.meta.idea:
-                    click.echo(f"Continuing {candidate.id}; its idea is kept: {candidate.meta.idea!r}")
+                    click.echo(f"Continuing {candidate.id}; its idea is kept: "
+                               f"{for_terminal(candidate.meta.idea, newlines=False)!r}")
             else:
                 click.echo(f"Starting a new session; {candidate.id} is left as it is.")
         elif answer == "resume":
+            if broken:
+                raise click.ClickException(f"no readable incomplete session in {store.root} to resume "
+                                           f"({len(broken)} damaged: see the warnings above)")
             raise click.ClickException(f"no incomplete session in {store.root} to resume")
     if session_id is None and not idea:
         raise click.UsageError("give an IDEA to start a new session, e.g. reelforge run \"A lighthouse in a storm\"")
     _execute(runner, lambda: runner.resume(session_id) if session_id else runner.start(idea))
 
 
-@cli.command()
+@cli.command(cls=_RunCommand)
 @click.argument("session_id", required=False)
-@_run_options
+@_output_dir_option
 def resume(session_id: str | None, output_dir: Path | None, config_path: Path | None,
            **kwargs: Any) -> None:
     """Continue SESSION_ID (default: the newest incomplete session), doing only what remains."""
     config = _load_config(config_path)
     runner = _make_runner(_resolve_output_dir(output_dir, config), config, kwargs)
     _execute(runner, lambda: runner.resume(session_id))
+
+
+def _help_width() -> int:
+    """The width click's help formatter would pick (shutil.get_terminal_size's rules)."""
+    import os
+
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return max(min(columns or 80, 80) - 2, 50)
 
 
 def _width() -> int:
@@ -218,18 +309,26 @@ def _ask_continue(session_id: str) -> bool:
 
 def _show_warnings(console) -> logging.Handler:
     """Backends' log warnings and Python warnings print above the live progress bars."""
+    import logging
+
     from rich.logging import RichHandler
+
+    from .redact import RedactingFilter
 
     handler = RichHandler(console=console, show_time=False, show_path=False, markup=False,
                           rich_tracebacks=False)
     handler.setLevel(logging.WARNING)
+    handler.addFilter(RedactingFilter())
     logging.getLogger().addHandler(handler)
     logging.captureWarnings(True)
     return handler
 
 
 def _execute(runner, action) -> None:
+    import logging
+
     from .progress import RichProgress
+    from .redact import for_terminal
     from .runner import Interrupted
 
     observer = RichProgress()
@@ -255,7 +354,7 @@ def _execute(runner, action) -> None:
         return
     click.echo(f"Session {result.session_id} FAILED: {len(result.failed)} problem(s)", err=True)
     for line in result.failed:
-        click.echo(f"  - {line}", err=True)
+        click.echo(f"  - {for_terminal(line)}", err=True)
     click.echo(f"Everything that finished is saved. Fix the cause, then resume with:\n"
                f"  reelforge resume {result.session_id}", err=True)
     sys.exit(1)
@@ -281,6 +380,8 @@ def sessions() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def sessions_list(output_dir: Path | None, config_path: Path | None, as_json: bool) -> None:
     """List all sessions: id, status, idea, per-stage counts, last update."""
+    import json
+
     from .session import SessionStore
     from .views import sessions_table
 
@@ -296,6 +397,10 @@ def sessions_list(output_dir: Path | None, config_path: Path | None, as_json: bo
 
 
 def _session_summary(s) -> dict[str, Any]:
+    from .session import AbandonedSession
+
+    if isinstance(s, AbandonedSession):
+        return {"id": s.id, "status": "ABANDONED", "error": s.reason}
     if isinstance(s, SessionCorruptError):
         return {"id": Path(s.path).parent.name, "status": "UNREADABLE", "error": str(s)}
     m = s.meta
@@ -328,8 +433,12 @@ def sessions_help(ctx: click.Context) -> None:
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins_cmd(as_json: bool) -> None:
-    """List installed plugins and the backends each registers."""
-    info = plugin_info()
+    """List installed plugins, the backends each registers and the commands each adds."""
+    import json
+
+    from .plugins import KINDS, load_plugins, plugin_info
+
+    info = plugin_info(load_plugins())
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
@@ -339,12 +448,12 @@ def plugins_cmd(as_json: bool) -> None:
         click.echo(f"{p['name']}{dist}: {p['module']}")
         for kind, names in p["backends"].items():
             click.echo(f"  {KINDS[kind][1]}: {', '.join(names)}")
+        if p["commands"]:
+            click.echo(f"  commands: {', '.join(p['commands'])}")
         others = [h for h in p["hooks"] if not h.startswith("register_")]
         if others:
             click.echo(f"  hooks: {', '.join(others)}")
 
 
 def main() -> None:
-    load_plugins()
-    pm.hook.register_commands(cli=cli)
     cli(prog_name="reelforge")

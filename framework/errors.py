@@ -66,3 +66,28 @@ class RetryableServiceError(ServiceError):
 
 class TransientError(RetryableServiceError):
     """A retryable failure that did not come from a remote service (e.g. a flaky local tool)."""
+
+
+class StorageError(ReelforgeError):
+    """A session's folder could not be written or read: the disk is full, the file system
+    is read-only, a file is in the way. Everything committed before it is kept."""
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an OSError, naming the file: ``No space left on device: output/...``."""
+    import errno
+
+    what = exc.strerror or str(exc)
+    name = exc.filename if exc.filename is not None else None
+    hint = {
+        errno.ENOSPC: "the disk is full; free some space",
+        errno.EDQUOT: "the disk quota is used up",
+        errno.EROFS: "the file system is read-only; choose another --output-dir",
+        errno.EACCES: "permission denied; choose another --output-dir or fix the permissions",
+        errno.EPERM: "operation not permitted; choose another --output-dir",
+        errno.ENOTDIR: "a file is in the way where a folder should be",
+        errno.EEXIST: "a file is in the way where a folder should be",
+        errno.EISDIR: "a folder is in the way where a file should be",
+    }.get(exc.errno or -1)
+    text = f"{what}: {name}" if name else what
+    return f"{text} ({hint})" if hint else text

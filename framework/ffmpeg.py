@@ -1,7 +1,8 @@
 """ffmpeg helpers for the core and for plugins: run the binary imageio-ffmpeg ships, probe a
 clip, assemble clips into a film.
 
-Public API: :func:`probe`, :func:`assemble`, :func:`run_ffmpeg`, :func:`ffmpeg_exe`.
+Public API: :func:`probe`, :func:`clip_facts`, :func:`assemble`, :func:`run_ffmpeg`,
+:func:`ffmpeg_exe`.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import functools
 import os
 import re
+import signal
 import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -39,6 +42,43 @@ def ffmpeg_exe() -> str:
         ) from exc
 
 
+def _load_prctl():
+    """libc's prctl, resolved once in the parent (the child must not import or allocate
+    much between fork and exec), or None where there is none (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+        prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+        prctl.restype = ctypes.c_int
+        return prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def child_setup():
+    """A ``preexec_fn`` that makes the child die with the runner: on Linux the kernel sends
+    it SIGKILL when the thread that started it dies (PR_SET_PDEATHSIG), so an ffmpeg of a
+    killed run can never keep writing into a session. ``None`` where unsupported."""
+    if _PRCTL is None:
+        return None
+    parent = os.getpid()
+
+    def setup() -> None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the runner died before prctl took effect
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return setup
+
+
 def _tail(text: str, limit: int = STDERR_TAIL_CHARS) -> str:
     text = text.strip()
     return text if len(text) <= limit else "…" + text[-limit:]
@@ -58,8 +98,10 @@ def run_ffmpeg(args: Sequence[str], *, what: str, cancelled: threading.Event | N
         try:
             # Own process group: a terminal Ctrl-C reaches the runner, which stops ffmpeg itself
             # through `cancelled` and keeps what is finished.
+            # It also dies with the runner (child_setup), so a SIGKILLed run leaves no ffmpeg
+            # writing behind it.
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                    start_new_session=True)
+                                    start_new_session=True, preexec_fn=child_setup())
         except (BlockingIOError, InterruptedError) as exc:
             raise TransientError(f"{what}: could not start ffmpeg: {exc}") from exc
         except OSError as exc:
@@ -112,7 +154,7 @@ def probe(path: str | os.PathLike) -> dict:
         raise StageError(f"{path} does not exist")
     proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          errors="replace", timeout=60)
+                          errors="replace", timeout=60, preexec_fn=child_setup())
     info = proc.stderr
     video = _VIDEO.search(info)
     if video is None:
@@ -146,6 +188,19 @@ def probe(path: str | os.PathLike) -> dict:
     }
 
 
+def clip_facts(path: str | os.PathLike) -> dict:
+    """What :func:`probe` says about a clip, read in-process when it is an MP4 that
+    :mod:`framework.mp4info` understands (H.264/HEVC: microseconds, no ffmpeg process), else
+    from :func:`probe`. Same keys, values comparable with probe()'s (``duration`` is exact
+    here, to the hundredth from probe). Raises StageError as probe() does."""
+    from . import mp4info
+
+    try:
+        return mp4info.read_facts(path)
+    except (mp4info.Unsupported, OSError):  # OSError: missing or unreadable, probe() says which
+        return probe(path)
+
+
 # -- assemble -----------------------------------------------------------------------
 
 def _concat_line(path: Path) -> str:
@@ -162,7 +217,8 @@ def _same_format(infos: list[dict]) -> bool:
 def assemble(clips: Sequence[str | os.PathLike], out: str | os.PathLike, *,
              transition: str = "cut", crossfade_s: float = 0.5,
              cancelled: threading.Event | None = None,
-             preset: str = "veryfast", crf: int = 20) -> Path:
+             preset: str = "veryfast", crf: int = 20,
+             facts: Sequence[dict | None] | None = None) -> Path:
     """Join ``clips`` (in order) into one MP4 at ``out`` and return ``out``.
 
     ``transition="cut"`` uses the concat demuxer with stream copy when every clip has the same
@@ -172,6 +228,10 @@ def assemble(clips: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     clips, so the film is ``(n - 1) * crossfade_s`` shorter than the clips added up.
     Re-encoded films carry no audio. ``out`` is written as MP4 whatever its suffix (so a
     caller may pass a temporary name and rename it).
+
+    ``facts``: each clip's :func:`clip_facts` if the caller recorded them (e.g. when the clip
+    was committed), in the order of ``clips``; a ``None`` entry, or ``facts=None``, is read
+    from the file.
     """
     if transition not in ("cut", "crossfade"):
         raise StageError(f"unknown transition {transition!r}: use 'cut' or 'crossfade'")
@@ -180,7 +240,9 @@ def assemble(clips: Sequence[str | os.PathLike], out: str | os.PathLike, *,
         raise StageError("nothing to assemble: no clips")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    infos = [probe(p) for p in paths]
+    if facts is not None and len(facts) != len(paths):
+        raise StageError(f"assemble: {len(facts)} facts for {len(paths)} clips")
+    infos = [clip_facts(p) if facts is None or facts[i] is None else facts[i] for i, p in enumerate(paths)]
     what = f"assembling {len(paths)} clips into {out.name}"
     tail = ["-movflags", "+faststart", "-f", "mp4", "-y", str(out)]
 
@@ -193,7 +255,7 @@ def assemble(clips: Sequence[str | os.PathLike], out: str | os.PathLike, *,
                        what=what, cancelled=cancelled)
         finally:
             os.unlink(listing.name)
-        return out
+        return _verified(out, sum(i["duration"] for i in infos))
 
     width, height = infos[0]["width"] or 1280, infos[0]["height"] or 720
     width, height = width - width % 2, height - height % 2
@@ -207,8 +269,9 @@ def assemble(clips: Sequence[str | os.PathLike], out: str | os.PathLike, *,
             f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2,setsar=1,fps={fps:g},format=yuv420p,"
             f"settb=AVTB,setpts=PTS-STARTPTS[v{i}]"
         )
+    durations = [i["duration"] for i in infos]
+    elapsed = sum(durations)
     if transition == "crossfade" and len(paths) > 1:
-        durations = [i["duration"] for i in infos]
         # xfade needs the fade shorter than either clip it joins.
         fade = max(0.0, min(crossfade_s, min(durations) / 2))
         label, elapsed = "v0", durations[0]
@@ -223,4 +286,19 @@ def assemble(clips: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     run_ffmpeg([*inputs, "-filter_complex", ";".join(filters), "-map", f"[{label}]", "-an",
                 "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p", *tail],
                what=what, cancelled=cancelled)
+    return _verified(out, elapsed)
+
+
+def _verified(out: Path, expected_s: float) -> Path:
+    """``out`` if it is a readable video about ``expected_s`` long; else StageError. A film
+    is checked before anyone may mark it done: an ffmpeg that was stopped, or that wrote
+    less than it was asked to, never passes as a finished film."""
+    try:
+        info = clip_facts(out)
+    except StageError as exc:
+        raise StageError(f"the assembled film {out.name} is not a readable video: {exc}") from exc
+    tolerance = max(0.5, 0.02 * expected_s)
+    if not info.get("duration") or abs(info["duration"] - expected_s) > tolerance:
+        raise StageError(f"the assembled film {out.name} is {info.get('duration') or 0:.2f} s long; "
+                         f"its clips add up to {expected_s:.2f} s")
     return out

@@ -4,7 +4,7 @@ file aside. Joining clips into the film is framework.ffmpeg.assemble."""
 from __future__ import annotations
 
 import os
-import time
+import stat
 from pathlib import Path
 
 TRANSITIONS = ("cut", "crossfade")
@@ -20,7 +20,8 @@ def looks_valid(stage: str, path: Path) -> bool:
     complete container header (ISO-BMFF ftyp+moov, or EBML). Files are written via a
     temp name and renamed, so a truncated file here means damage, not a crash mid-write."""
     try:
-        if path.stat().st_size == 0:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size == 0:  # a link is never an artifact
             return False
         if stage == "images":
             from PIL import Image
@@ -65,9 +66,8 @@ def _has_moov(path: Path) -> bool:
 
 def set_aside(path: Path) -> Path:
     """Move a file that is about to be replaced into ``.replaced/`` next to it: nothing is
-    deleted, and it is never mistaken for a finished artifact."""
-    dest_dir = path.parent / ".replaced"
-    dest_dir.mkdir(exist_ok=True)
-    dest = dest_dir / f"{path.stem}.{time.strftime('%Y%m%d_%H%M%S')}.{os.getpid()}{path.suffix}"
-    os.replace(path, dest)
-    return dest
+    deleted, and it is never mistaken for a finished artifact. A link is moved, never
+    followed."""
+    from .session import set_aside as _set_aside
+
+    return _set_aside(path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import importlib
-import importlib.metadata
 import os
 import warnings
 from typing import Any
@@ -42,6 +41,8 @@ def new_plugin_manager() -> pluggy.PluginManager:
 pm = new_plugin_manager()
 
 _loaded = False
+# Names disable() blocked before the plugins were loaded: checked against what exists then.
+_disabled_early: set[str] = set()
 
 # The manager of the run in progress, so a backend built by a Runner with its own manager
 # (e.g. one wrapping another backend) looks names up where the Runner does.
@@ -80,6 +81,8 @@ def load_plugins(into: pluggy.PluginManager | None = None) -> pluggy.PluginManag
     ``REELFORGE_DISABLE_PLUGINS`` (a comma list of plugin names) blocks plugins, built-ins
     included.
     """
+    import importlib.metadata  # not at the top: it costs more than the rest of `reelforge --help`
+
     global _loaded
     if into is None:
         if _loaded:
@@ -94,7 +97,8 @@ def load_plugins(into: pluggy.PluginManager | None = None) -> pluggy.PluginManag
     allowed = os.environ.get("REELFORGE_LOAD_PLUGINS")
     allow = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
     builtin_names = {n for n, _ in DEFAULT_PLUGINS}
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    for ep in entry_points:
         if ep.name in builtin_names or manager.get_plugin(ep.name) is not None or manager.is_blocked(ep.name):
             continue
         if allow is not None and ep.name not in allow:
@@ -112,15 +116,23 @@ def load_plugins(into: pluggy.PluginManager | None = None) -> pluggy.PluginManag
             except ImportError as exc:
                 warnings.warn(f"reelforge: skipped plugin module {module_name!r} from REELFORGE_PLUGINS: "
                               f"{exc}", stacklevel=2)
+    if into is None and _disabled_early:
+        known = builtin_names | {ep.name for ep in entry_points} | set(_env_list("REELFORGE_PLUGINS"))
+        for name in sorted(_disabled_early - known):
+            warnings.warn(f"reelforge: cannot disable plugin {name!r}: no plugin has that name", stacklevel=2)
+        _disabled_early.clear()
     manager.check_pending()
     return manager
 
 
 def disable(names) -> None:
     """Unregister and block plugins by name (``[plugins] disable`` in reelforge.toml, or
-    ``REELFORGE_DISABLE_PLUGINS``). Unknown names are warned about, not fatal."""
+    ``REELFORGE_DISABLE_PLUGINS``). Unknown names are warned about, not fatal (when the
+    plugins load, if they have not yet: the commands that need no plugin load none)."""
     for name in names:
-        if pm.get_plugin(name) is None and not pm.is_blocked(name):
+        if not _loaded:
+            _disabled_early.add(name)
+        elif pm.get_plugin(name) is None and not pm.is_blocked(name):
             warnings.warn(f"reelforge: cannot disable plugin {name!r}: no plugin has that name", stacklevel=2)
         pm.set_blocked(name)
 
@@ -170,7 +182,10 @@ def get_backend_class(kind: str, name: str, manager: pluggy.PluginManager | None
 
 
 def plugin_info(manager: pluggy.PluginManager | None = None) -> list[dict[str, Any]]:
-    """What `reelforge plugins` prints: each plugin, its version, hooks and backends."""
+    """What `reelforge plugins` prints: each plugin, its version, hooks, backends and the
+    commands it adds."""
+    import importlib.metadata
+
     dists = {}
     for dist in importlib.metadata.distributions():
         for ep in dist.entry_points:
@@ -182,6 +197,7 @@ def plugin_info(manager: pluggy.PluginManager | None = None) -> list[dict[str, A
             by_plugin.setdefault(reg.plugin, {}).setdefault(kind, []).append(reg.name)
     info = []
     manager = manager or current_manager()
+    commands = plugin_commands(manager)
     for name, plugin in manager.list_name_plugin():
         if name is None or plugin is None or name.startswith("_"):
             continue
@@ -194,5 +210,24 @@ def plugin_info(manager: pluggy.PluginManager | None = None) -> list[dict[str, A
             "version": version,
             "hooks": hooks,
             "backends": {k: sorted(v) for k, v in by_plugin.get(name, {}).items()},
+            "commands": commands.get(name, []),
         })
     return info
+
+
+def plugin_commands(manager: pluggy.PluginManager | None = None) -> dict[str, list[str]]:
+    """The commands each plugin adds through ``register_commands``: plugin name -> command
+    names. Each hook is called on a scratch group, so the real one is left as it is."""
+    import click
+
+    found: dict[str, list[str]] = {}
+    for impl in (manager or current_manager()).hook.register_commands.get_hookimpls():
+        group = click.Group()
+        try:
+            impl.function(cli=group)
+        except Exception as exc:  # listing must not fail on one broken plugin
+            warnings.warn(f"reelforge: plugin {impl.plugin_name!r} failed to add its commands: {exc}",
+                          stacklevel=2)
+            continue
+        found.setdefault(impl.plugin_name, []).extend(sorted(group.commands))
+    return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from . import hookimpl
+from .redact import for_terminal
 
 _LABELS = {"story": "Story", "scene_graph": "Scenes", "shots": "Shots", "images": "Images",
            "videos": "Videos", "assemble": "Film"}
@@ -13,7 +14,15 @@ _LABELS = {"story": "Story", "scene_graph": "Scenes", "shots": "Shots", "images"
 def _short(text: str, width: int = 60) -> str:
     import textwrap
 
-    return textwrap.shorten(" ".join(text.split()), width, placeholder="...")
+    return textwrap.shorten(for_terminal(" ".join(str(text).split()), newlines=False), width,
+                            placeholder="...")
+
+
+def _markup_safe(text: str) -> str:
+    """A backend's progress message for a rich column: no markup, no control characters."""
+    from rich.markup import escape
+
+    return escape(_short(text, 40))
 
 
 class RichProgress:
@@ -45,7 +54,7 @@ class RichProgress:
 
     def _say(self, text: str) -> None:
         if self.console.is_terminal:
-            self.progress.console.print(text, highlight=False)
+            self.progress.console.print(text, highlight=False, markup=False)
         else:
             print(text, file=sys.stderr, flush=True)
 
@@ -55,7 +64,8 @@ class RichProgress:
 
     @hookimpl
     def session_started(self, session):
-        self._say(f"Session {session.id} ({session.meta.status.replace('_', ' ')}): {session.meta.idea}")
+        self._say(f"Session {session.id} ({session.meta.status.replace('_', ' ')}): "
+                  f"{for_terminal(session.meta.idea, newlines=False)}")
 
     @hookimpl
     def stage_started(self, session, stage):
@@ -68,7 +78,7 @@ class RichProgress:
     def stage_progress(self, session, stage, fraction, message):
         task = self._task(session, stage)
         self.progress.update(task, completed=fraction * self.progress.tasks[task].total,
-                             status=message or f"{fraction:.0%}")
+                             status=_markup_safe(message) if message else f"{fraction:.0%}")
 
     @hookimpl
     def stage_finished(self, session, stage):
@@ -78,7 +88,7 @@ class RichProgress:
     @hookimpl
     def stage_failed(self, session, stage, error):
         self.progress.update(self._task(session, stage), status="✗ failed")
-        self._say(f"✗ {_LABELS.get(stage, stage)} failed: {error}")
+        self._say(f"✗ {_LABELS.get(stage, stage)} failed: {for_terminal(error)}")
 
     @hookimpl
     def shot_started(self, session, stage, shot, attempt):
@@ -87,7 +97,7 @@ class RichProgress:
 
     @hookimpl
     def shot_progress(self, session, stage, shot, fraction, message):
-        detail = f" {message}" if message else ""
+        detail = f" {_markup_safe(message)}" if message else ""
         self.progress.update(self._task(session, stage), status=f"shot {shot.id} {fraction:4.0%}{detail}")
 
     @hookimpl
@@ -106,4 +116,4 @@ class RichProgress:
     @hookimpl
     def shot_failed(self, session, stage, shot, error):
         what = "image" if stage == "images" else "clip"
-        self._say(f"  [FAILED] Shot {shot.id} {what}: {error}")
+        self._say(f"  [FAILED] Shot {shot.id} {what}: {for_terminal(error)}")

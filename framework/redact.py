@@ -24,7 +24,8 @@ _secrets: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 
 # scheme://user:password@host -> scheme://user:***@host (also without a user name).
-_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/\s:@]*):(?P<pw>[^/\s@]+)@")
+# Quotes never belong to the match, so redacting JSON text never crosses into another value.
+_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/\s:@\"']*):(?P<pw>[^/\s@\"']+)@")
 
 
 def register_secret(value: str | None) -> None:
@@ -111,3 +112,22 @@ class RedactingFilter(logging.Filter):
         if cleaned != message or record.args:
             record.msg, record.args = cleaned, None
         return True
+
+
+# Control characters (C0, DEL, C1) and the Unicode controls that reorder or hide text: an
+# idea, a shot description or a server's message can carry them, and printed raw they can
+# move the cursor, retitle the terminal or disguise what is shown.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+_CONTROL_NL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def for_terminal(text: Any, *, newlines: bool = True) -> str:
+    """``text`` made safe to print: secrets redacted, control and escape characters shown
+    as ``\\xNN`` (newlines and tabs kept unless ``newlines`` is False)."""
+    text = redact(text if isinstance(text, str) else str(text))
+    return (_CONTROL if newlines else _CONTROL_NL).sub(_escape, text)

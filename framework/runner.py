@@ -8,6 +8,8 @@ import concurrent.futures as cf
 import hashlib
 import inspect
 import json
+import os
+import stat
 import threading
 import time
 import warnings
@@ -18,14 +20,17 @@ import attrs
 import pluggy
 
 from . import ffmpeg, media
-from .errors import ConfigError, ReelforgeError, SessionCorruptError, SessionError, StageError
+from .errors import (ConfigError, ReelforgeError, SessionCorruptError, SessionError, StageError,
+                     StorageError, describe_os_error)
 from .options import parse_pairs, public_options, structure_options
 from .plugins import KINDS, active_manager, get_backend_class, load_plugins
 from .protocols import ShotJob, StageJob
 from .records import SceneGraph, Shot, ShotPlan, Story
 from .retry import RetryPolicy
+from .redact import redact, register_secret
+from .safefs import fsync_dir, fsync_file
 from .session import (COMPLETE, DONE, FAILED, IN_PROGRESS, STEP_FILES, BackendChoice, Session,
-                      SessionStore, promote_file)
+                      SessionStore)
 
 #: Backends used when the user names none: all offline, no server or network needed.
 DEFAULT_BACKENDS = {"story": "offline", "image": "storyboard", "video": "kenburns"}
@@ -124,15 +129,24 @@ class Runner:
     def start(self, idea: str) -> RunResult:
         """Create a new session for ``idea`` and run it to the end."""
         backends = self._resolve_backends(None)  # fail on bad names/options before creating
-        session = self.store.create(idea)
+        try:
+            # The first meta already holds the backends and options: a crash right after
+            # this resumes with them, not with the defaults.
+            session = self.store.create(idea, backends=self._choices(backends))
+        except BaseException:
+            self._close_backends(backends)
+            raise
         return self._run_locked(session, backends)
 
     def resume(self, session_id: str | None = None) -> RunResult:
         """Resume ``session_id`` (default: the newest incomplete session), doing only what
         remains. A COMPLETE session is checked (missing or damaged files are redone)."""
         if session_id is None:
-            incomplete = self.store.find_incomplete()
+            incomplete, broken = self.store.scan()
             if not incomplete:
+                if broken:
+                    raise SessionError(f"no readable incomplete session in {self.store.root}; "
+                                       + "; ".join(str(b) for b in broken))
                 raise SessionError(f"no incomplete session in {self.store.root}")
             session_id = incomplete[0].id
         session = self.store.open(session_id)
@@ -197,6 +211,10 @@ class Runner:
             raw.update(self.raw_options.get(kind, {}))
             options = structure_options(opt_cls, raw, what=f"{KINDS[kind][1]} {reg.name!r}") \
                 if opt_cls is not None else None
+            if options is not None and attrs.has(type(options)):
+                for f in attrs.fields(type(options)):
+                    if f.metadata.get("secret"):
+                        register_secret(getattr(options, f.name, None))
             try:
                 instance = reg.cls(options) if opt_cls is not None else reg.cls()
             except ReelforgeError:
@@ -225,30 +243,51 @@ class Runner:
                 warnings.warn(f"reelforge: a {name} hook failed: {type(exc).__name__}: {exc}",
                               RuntimeWarning, stacklevel=2)
 
+    @staticmethod
+    def _choices(backends: dict[str, _Backend]) -> dict[str, BackendChoice]:
+        return {k: BackendChoice(b.name, b.public_options) for k, b in backends.items()}
+
+    @staticmethod
+    def _close_backends(backends: dict[str, _Backend]) -> None:
+        for backend in backends.values():
+            close = getattr(backend.instance, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception as exc:  # a failed cleanup must not hide the run's result
+                    warnings.warn(f"reelforge: closing {backend.name} failed: {redact(str(exc))}",
+                                  RuntimeWarning, stacklevel=2)
+
     def _run_locked(self, session: Session, backends: dict[str, _Backend]) -> RunResult:
         try:
             return self._run_opened(session, backends)
         finally:
-            for backend in backends.values():
-                close = getattr(backend.instance, "close", None)
-                if callable(close):
-                    try:
-                        close()
-                    except Exception as exc:  # a failed cleanup must not hide the run's result
-                        warnings.warn(f"reelforge: closing {backend.name} failed: {exc}",
-                                      RuntimeWarning, stacklevel=2)
+            self._close_backends(backends)
 
     def _run_opened(self, session: Session, backends: dict[str, _Backend]) -> RunResult:
         try:
             # Read every saved step first: a damaged file stops us before any write.
             saved = {step: session.read_step_output(step) for step in STEP_FILES}
-            session.set_backends({k: BackendChoice(b.name, b.public_options) for k, b in backends.items()})
+            session.set_backends(self._choices(backends))
             if session.meta.status == FAILED:
                 session.set_status(IN_PROGRESS)
             self._hook("session_started", session=session)
-            return self._run(session, backends, saved)
-        finally:
-            session.close()
+            result = self._run(session, backends, saved)
+        except BaseException as first:
+            # Closing folds the journal into the meta; if that fails too (the disk is full),
+            # the first error is the one to report. The journal is replayed next time.
+            try:
+                session.close()
+            except Exception as second:
+                warnings.warn(f"reelforge: could not fold the journal of {session.id} into its "
+                              f"meta ({second}); it is kept and replayed next time",
+                              RuntimeWarning, stacklevel=2)
+            if isinstance(first, OSError):
+                raise StorageError(f"{describe_os_error(first)}. Everything finished before this "
+                                   f"is saved; fix it, then: reelforge resume {session.id}") from first
+            raise first
+        session.close()
+        return result
 
     def _run(self, session: Session, backends: dict[str, _Backend], saved: dict[str, Any]) -> RunResult:
         writer = backends["story"].instance
@@ -292,8 +331,9 @@ class Runner:
                   method: Callable, existing: Any) -> Any:
         """Return the step's saved output (``existing``, read before the run), or make it."""
         if existing is not None:
-            if session.meta.steps.get(step) != DONE:  # written, then crashed before marking
-                session.mark_step(step, DONE)
+            # Written, then perhaps a crash before the meta caught up (or edited by hand):
+            # bring the meta in line with the file, shot states included.
+            session.adopt_step_output(step, existing)
             return existing
         if session.meta.steps.get(step) == DONE:
             raise SessionCorruptError(session.path / STEP_FILES[step][0], "file is missing but the step is marked done")
@@ -331,32 +371,23 @@ class Runner:
     def _check(self, session: Session, stage: str, shot: Shot, fp: str) -> str | None:
         """'done' or 'adopted' if the shot needs no work for ``stage``, else None.
 
-        A done shot whose file is missing, damaged or made from other inputs is reset (its
-        old file kept aside under .replaced/); a valid file not yet marked (a crash
-        between the two) is adopted."""
-        art = session.meta.shot(shot.id).artifact(stage)
-        stage_dir = session.path / stage
-        if art.state == DONE:
-            path = session.path / art.path if art.path else None
-            problem = None
-            if path is None or not path.is_file():
-                problem = "file is missing"
-            elif path.stat().st_size != art.size or not media.looks_valid(stage, path):
-                problem = "file is damaged"
-            elif art.fingerprint != fp:
-                problem = "inputs changed"
-            if problem is None:
-                return "done"
-            if path is not None and path.is_file():
+        A done shot whose file is missing, damaged (size, mtime, then digest) or made from
+        other inputs is reset, its old file kept aside under .replaced/. A file in the stage
+        folder that no done record vouches for is moved aside, never adopted: nothing
+        proves which inputs made it. 'adopted' means a commit a crash cut short (the done
+        record was journalled, the rename was not) was finished now."""
+        reason, problem = session.check_shot(stage, shot.id)
+        art = session.shot_state(shot.id).artifact(stage)
+        if reason is not None and art.fingerprint != fp:
+            reason, problem = None, "inputs changed"
+        if reason is not None:
+            return reason
+        if problem is not None:
+            path = session.path / art.path
+            if os.path.lexists(path):
                 media.set_aside(path)
             session.reset_shot(stage, shot.id, f"redo: {problem}")
-            return None
-        for path in sorted(stage_dir.glob(f"shot_{shot.id:03d}.*")) if stage_dir.is_dir() else []:
-            if media.looks_valid(stage, path):
-                session.record_shot_done(stage, shot.id, path, backend=None, seed=shot.seed,
-                                         seconds=None, fingerprint=fp, adopted=True)
-                return "adopted"
-            media.set_aside(path)
+        session.set_aside_strays(stage, shot.id)
         return None
 
     def _attempt(self, session: Session, stage: str, shot: Shot, backend: _Backend,
@@ -364,7 +395,7 @@ class Runner:
         """Run one shot through ``backend`` with retries; returns (produced file, seconds).
         Runs in a worker thread."""
         work_dir = session.work_dir(stage, shot.id)
-        art = session.meta.shot(shot.id).artifact(stage)
+        art = session.shot_state(shot.id).artifact(stage)
 
         def once() -> tuple[Path, float]:
             n = session.mark_shot_started(stage, shot.id)
@@ -390,15 +421,30 @@ class Runner:
 
     def _commit(self, session: Session, stage: str, shot: Shot, backend: _Backend,
                 produced: Path, seconds: float, fp: str):
-        resolved = produced.resolve()
-        if not resolved.is_relative_to(session.path.resolve()):
-            raise StageError(f"{backend.name} returned {produced}, outside the session folder")
-        if not resolved.is_file():
-            raise StageError(f"{backend.name} returned {produced}, which does not exist")
-        if not media.looks_valid(stage, resolved):
+        """Check what a backend produced, then commit it. It must be a regular file (not a
+        link) in the session's scratch folder, and a valid image or video."""
+        produced = Path(produced)
+        if not produced.is_absolute():
+            produced = Path.cwd() / produced
+        work = (session.path / ".work").resolve()
+        try:
+            inside = produced.parent.resolve().is_relative_to(work)
+        except OSError:
+            inside = False
+        if not inside:
+            raise StageError(f"{backend.name} returned {produced}, outside the session's scratch "
+                             f"folder {session.path / '.work'}")
+        produced = session.path / ".work" / produced.parent.resolve().relative_to(work) / produced.name
+        try:
+            st = os.lstat(produced)
+        except FileNotFoundError:
+            raise StageError(f"{backend.name} returned {produced}, which does not exist") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise StageError(f"{backend.name} returned {produced}, which is not a regular file")
+        if not media.looks_valid(stage, produced):
             raise StageError(f"{backend.name} produced {produced.name}, which is not a valid "
                              f"{'image' if stage == 'images' else 'video'} file")
-        return session.mark_shot_done(stage, shot.id, resolved, backend=backend.name,
+        return session.mark_shot_done(stage, shot.id, produced, backend=backend.name,
                                       seed=shot.seed, seconds=seconds, fingerprint=fp)
 
     def _shots(self, session: Session, plan: ShotPlan, image_b: _Backend, video_b: _Backend) -> list[str]:
@@ -416,6 +462,15 @@ class Runner:
         stage_failed: set[str] = set()
         remaining = {"images": 0, "videos": 0}
 
+        def failed(stage: str, shot: Shot, exc: Exception) -> None:
+            error = redact(str(exc) if isinstance(exc, ReelforgeError) else f"{type(exc).__name__}: {exc}")
+            session.mark_shot_failed(stage, shot.id, error)
+            failures.append(f"shot {shot.id} ({stage}): {error}")
+            stage_failed.add(stage)
+            self._hook("shot_failed", session=session, stage=stage, shot=shot, error=exc)
+            if stage == "images":
+                stage_failed.add("videos")  # its clip cannot be made this run
+
         def begin_stage(stage: str) -> None:
             if stage not in started_stage:
                 started_stage.add(stage)
@@ -425,7 +480,7 @@ class Runner:
             """Skip ``shot`` for ``stage`` if done, else submit it; chain the video."""
             image_path = None
             if stage == "videos":
-                img = session.meta.shot(shot.id).image
+                img = session.shot_state(shot.id).image
                 image_path = session.path / img.path
                 fp = self._fingerprint(stage, shot, video_b, img.sha256)
             else:
@@ -442,7 +497,13 @@ class Runner:
             running[fut] = (stage, shot, fp)
 
         try:
-            for shot in plan.shots:
+            # New work first, so a resume of a big session reaches the backends at once;
+            # checking the shots already done (and redoing any that fail the check) follows.
+            def order(shot: Shot) -> tuple[bool, bool]:
+                st = session.shot_state(shot.id)
+                return st.image.state == DONE, st.video.state == DONE
+
+            for shot in sorted(plan.shots, key=order):
                 schedule("images", shot)
             while running:
                 done, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
@@ -451,18 +512,18 @@ class Runner:
                     remaining[stage] -= 1
                     try:
                         produced, seconds = fut.result()
-                        artifact = self._commit(session, stage, shot, backend_of[stage], produced, seconds, fp)
                     except KeyboardInterrupt:
                         raise
-                    except Exception as exc:
-                        error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ReelforgeError) else str(exc)
-                        session.mark_shot_failed(stage, shot.id, error)
-                        failures.append(f"shot {shot.id} ({stage}): {error}")
-                        stage_failed.add(stage)
-                        self._hook("shot_failed", session=session, stage=stage, shot=shot, error=exc)
-                        if stage == "images":
-                            stage_failed.add("videos")  # its clip cannot be made this run
+                    except Exception as exc:  # the backend failed this shot (after its retries)
+                        failed(stage, shot, exc)
                         continue
+                    try:
+                        artifact = self._commit(session, stage, shot, backend_of[stage], produced, seconds, fp)
+                    except StageError as exc:  # what it produced is not usable
+                        failed(stage, shot, exc)
+                        continue
+                    # Anything else (an OSError: disk full, read-only; a SessionError: a link
+                    # in the session folder) means the session cannot be written: stop.
                     self._hook("shot_completed", session=session, stage=stage, shot=shot, artifact=artifact)
                     if stage == "images":
                         schedule("videos", shot)
@@ -480,6 +541,9 @@ class Runner:
             self.cancel.set()
             self._drain(session, running, backend_of)
             raise Interrupted(session.id) from None
+        except BaseException:
+            self.cancel.set()  # a fatal error: running backends stop soon (renders on a server are kept)
+            raise
         finally:
             for pool in pools.values():
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -500,26 +564,50 @@ class Runner:
                 pass  # not finished: it stays todo and is resumed later
 
     # -- assembly -------------------------------------------------------------------
+    def _film_fingerprint(self, session: Session, plan: ShotPlan) -> str:
+        """The film is made from exactly these clips, in this order, joined this way."""
+        clips = [session.shot_state(s.id).video.sha256 for s in plan.shots]
+        return fingerprint(stage="assemble", clips=clips, transition=self.transition)
+
     def _assemble(self, session: Session, plan: ShotPlan) -> None:
         film = session.film_path
-        clips = [session.path / session.meta.shot(s.id).video.path for s in plan.shots]
-        f = session.meta.film
-        if (session.meta.steps.get("assemble") == DONE and f.state == DONE and film.is_file()
-                and film.stat().st_size == f.size and media.looks_valid("videos", film)):
+        clips = [session.path / session.shot_state(s.id).video.path for s in plan.shots]
+        fp = self._film_fingerprint(session, plan)
+        problem = session.check_film(fp)
+        if problem is None:
             return
         self._hook("stage_started", session=session, stage="assemble")
         t0 = time.monotonic()
-        tmp = session.path / ".work" / "film.partial.mp4"
-        tmp.parent.mkdir(parents=True, exist_ok=True)
+        work = session.scratch_dir()
+        for stale in work.glob("film.*.partial.mp4"):
+            stale.unlink()  # left by a killed run (its ffmpeg died with it): scratch only
+        # A name no other run uses: nothing else can be writing it.
+        tmp = work / f"film.{os.getpid()}.{time.monotonic_ns()}.partial.mp4"
         try:
-            ffmpeg.assemble(clips, tmp, transition=self.transition, cancelled=self.cancel)
-            if film.exists():
-                media.set_aside(film)
-            promote_file(tmp, film)
+            try:
+                ffmpeg.assemble(clips, tmp, transition=self.transition, cancelled=self.cancel)
+                self._verify_film(tmp, plan)
+                fsync_file(tmp)
+                if os.path.lexists(film):
+                    media.set_aside(film)  # the old film, or one no record vouches for
+                if session.meta.film.state == DONE:
+                    session.reset_film(f"reassemble: {problem}")
+                os.replace(tmp, film)
+                fsync_dir(film.parent)
+            finally:
+                if os.path.lexists(tmp):
+                    tmp.unlink()
         except Exception as exc:
             session.mark_step("assemble", "failed", error=f"assemble: {exc}")
             session.set_status(FAILED, f"assemble: {exc}")
             self._hook("stage_failed", session=session, stage="assemble", error=exc)
             raise
-        session.mark_film_done(film, time.monotonic() - t0)
+        session.mark_film_done(film, time.monotonic() - t0, fp)
+        session.clear_scratch()
         self._hook("stage_finished", session=session, stage="assemble")
+
+    def _verify_film(self, path: Path, plan: ShotPlan) -> None:
+        """The assembled film must be a complete MP4 (ffmpeg.assemble has checked that it
+        reads back at the length of its clips) before it may replace film.mp4."""
+        if not media.looks_valid("videos", path):
+            raise StageError(f"the assembled film {path.name} is not a complete MP4 file")

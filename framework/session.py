@@ -5,29 +5,52 @@ A session is a folder ``output/sessions/session_YYYYMMDD_HHMMSS/`` holding the m
 shots.json, images/, videos/, film.mp4) and ``journal.jsonl``.
 
 Durability: every file is written atomically (temp file, fsync, os.replace, directory
-fsync), and an artifact is durable before it is marked done. Per-shot progress is appended
-to the journal (one fsynced JSON line, O(1) per shot); the meta is a snapshot that folds
-the journal in, rewritten only when the journal has grown as long as the shot list, so the
-checkpoint cost per shot does not grow with the session. Readers load the meta and replay
-the journal events newer than the snapshot.
+fsync). Per-shot progress is appended to the journal (one JSON line per event); the meta is
+a snapshot that folds the journal in, rewritten only when the journal has grown as long as
+the shot list, so the checkpoint cost per shot does not grow with the session. Readers load
+the meta and replay the journal events newer than the snapshot.
+
+Committing a shot's file: the file is fsynced in the shot's scratch folder, then the
+"done" event (its digest, size, mtime and scratch name) is journalled and fsynced, then
+the file is renamed into place. A crash between the two leaves a done record whose file
+is still in scratch; the next run finishes the rename after checking the digest. A file
+in images/ or videos/ that no done record vouches for is never trusted: it is moved
+aside and the shot is made again.
+
+Everything read from a session folder is untrusted: stored paths must stay inside the
+folder, and nothing is written through a symbolic link (see :mod:`framework.safefs`).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
+import math
 import os
 import re
+import shutil
+import stat
 import threading
+import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
 import attrs
 import filelock
 
-from .errors import SessionCorruptError, SessionLockedError, SessionNotFoundError, SessionError
+from .errors import SessionCorruptError, SessionError, SessionLockedError, SessionNotFoundError
 from .records import SceneGraph, ShotPlan, Story, lenient_converter, structure, to_json
+from .redact import redact
+from .safefs import (atomic_write_bytes, atomic_write_text, contained, ensure_dir, fsync_dir,
+                     fsync_file, move_aside, open_nofollow, refuse_link, sha256_file)
+
+__all__ = [
+    "SessionStore", "Session", "Meta", "ShotState", "ArtifactState", "BackendChoice",
+    "AbandonedSession", "STEPS", "SHOT_STAGES", "STEP_FILES", "NEW", "IN_PROGRESS", "COMPLETE",
+    "FAILED", "TODO", "DONE", "FAILED_STATE", "is_session_id", "read_json", "atomic_write_bytes",
+    "atomic_write_text", "sha256_file", "fsync_dir",
+]
 
 SCHEMA_VERSION = 1
 
@@ -38,13 +61,27 @@ SHOT_STAGES = {"images": "image", "videos": "video"}
 
 # Session status
 NEW, IN_PROGRESS, COMPLETE, FAILED = "NEW", "IN_PROGRESS", "COMPLETE", "FAILED"
+STATUSES = (NEW, IN_PROGRESS, COMPLETE, FAILED)
 # Step and artifact states
 TODO, DONE, FAILED_STATE = "todo", "done", "failed"
+STATES = (TODO, DONE, FAILED_STATE)
 
-SESSION_ID_RE = re.compile(r"^session_\d{8}_\d{6}(?:_\d{1,4})?$")
+#: Session ids: ASCII digits only, matched whole (no trailing newline, no other digits).
+SESSION_ID_RE = re.compile(r"session_[0-9]{8}_[0-9]{6}(?:_[0-9]{1,4})?", re.ASCII)
 
 STEP_FILES = {"story": ("story.json", Story), "scene_graph": ("scenes.json", SceneGraph),
               "shots": ("shots.json", ShotPlan)}
+
+#: The longest idea a session accepts (characters).
+MAX_IDEA_CHARS = 2000
+#: A folder with no meta younger than this may still be being created by another process.
+ABANDONED_AFTER_S = 60.0
+#: The film's file name in the session folder.
+FILM_NAME = "film.mp4"
+
+
+def is_session_id(value: Any) -> bool:
+    return isinstance(value, str) and SESSION_ID_RE.fullmatch(value) is not None
 
 
 def now() -> str:
@@ -69,6 +106,10 @@ class ArtifactState:
     "Hex digest of the file as marked done."
     size: int | None = None
     "Size in bytes of the file as marked done."
+    mtime_ns: int | None = None
+    "Modification time of the file as marked done: when it still matches (and the size), the file is trusted without hashing it again."
+    pending: str | None = None
+    "While a commit is under way: the scratch file that is being renamed to ``path``."
     backend: str | None = None
     "Name of the backend that made it."
     seed: int | None = None
@@ -76,7 +117,7 @@ class ArtifactState:
     seconds: float | None = None
     "Wall time of the successful attempt."
     fingerprint: str | None = None
-    "Digest of the inputs (prompt, seed, backend, options, source image)."
+    "Digest of the inputs (prompt, seed, backend, options, source image; for the film, its clips and transition)."
     checkpoint: dict[str, Any] = attrs.Factory(dict)
     "The backend's own resumable state (e.g. a ComfyUI prompt_id and server)."
     updated: str | None = None
@@ -131,6 +172,8 @@ class Meta:
     "Chosen backend per kind: story, image, video."
     shots: list[ShotState] = attrs.Factory(list)
     "Per-shot states, in shot order."
+    removed_shots: list[ShotState] = attrs.Factory(list)
+    "States of shots that were dropped from shots.json (their files are left in place)."
     film: ArtifactState = attrs.Factory(ArtifactState)
     "The assembled film."
     last_error: str | None = None
@@ -157,45 +200,44 @@ class Meta:
         return self.status != COMPLETE
 
 
-# -- atomic file helpers ------------------------------------------------------------
+# -- checking what a session file holds ----------------------------------------------
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves either the old or the new file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+_NONE = type(None)
+#: The type(s) each ArtifactState field may hold in a session file.
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "state": (str,), "attempts": (int,), "last_error": (str, _NONE), "path": (str, _NONE),
+    "sha256": (str, _NONE), "size": (int, _NONE), "mtime_ns": (int, _NONE),
+    "pending": (str, _NONE), "backend": (str, _NONE), "seed": (int, _NONE),
+    "seconds": (int, float, _NONE), "fingerprint": (str, _NONE), "checkpoint": (dict,),
+    "updated": (str, _NONE),
+}
+_HEX64 = re.compile(r"[0-9a-f]{64}", re.ASCII)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+_EXACT = {k: frozenset(v) for k, v in _FIELD_TYPES.items()}  # type(True) is bool: never an int here
+#: Fields whose type is all there is to check.
+_PLAIN = frozenset(_FIELD_TYPES) - {"state", "attempts", "size", "mtime_ns", "seconds", "sha256"}
 
 
-def promote_file(src: Path, dest: Path) -> None:
-    """Make ``src`` durable and move it to ``dest`` atomically (same filesystem)."""
-    with open(src, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(src, dest)
-    fsync_dir(dest.parent)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def _check_field(key: str, value: Any) -> str | None:
+    """Why ``value`` cannot be ArtifactState.``key``, or None."""
+    types = _EXACT.get(key)
+    if types is None:
+        return f"unknown field {key!r}"
+    if type(value) not in types:
+        if isinstance(value, bool) or not isinstance(value, _FIELD_TYPES[key]):
+            return f"{key} has the wrong type ({type(value).__name__})"
+    if value is None:
+        return None
+    if key == "state":
+        return None if value in STATES else f"state {value!r} is not one of {', '.join(STATES)}"
+    if key in ("attempts", "size", "mtime_ns"):
+        return f"{key} is negative" if value < 0 else None
+    if key == "seconds":
+        return None if math.isfinite(value) else "seconds is not a finite number"
+    if key == "sha256":
+        return None if _HEX64.fullmatch(value) else "sha256 is not a hex digest"
+    return None
 
 
 def read_json(path: Path) -> Any:
@@ -204,14 +246,35 @@ def read_json(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise SessionCorruptError(path, f"not UTF-8 text ({exc})") from exc
+    except IsADirectoryError:
+        raise SessionCorruptError(path, "expected a file, found a folder") from None
+    return parse_json(text, path)
+
+
+def parse_json(text: str | bytes, path: Path, what: str = "") -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        reason = "empty file" if not text.strip() else f"invalid JSON ({exc})"
-        raise SessionCorruptError(path, reason) from exc
+        empty = not (text.strip() if isinstance(text, str) else text.strip())
+        reason = "empty file" if empty else f"invalid JSON ({exc})"
+        raise SessionCorruptError(path, f"{what}{reason}") from exc
+    except RecursionError:
+        raise SessionCorruptError(path, f"{what}JSON nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # e.g. a huge integer, bad UTF-8 in bytes
+        raise SessionCorruptError(path, f"{what}invalid JSON ({exc})") from None
 
 
 # -- the store ----------------------------------------------------------------------
+
+@attrs.frozen
+class AbandonedSession:
+    """A session folder whose creation was cut short (a crash before its meta file was
+    written): it holds no work. Listed as ABANDONED; removed by the next create()."""
+
+    id: str
+    path: Path
+    reason: str = "created but never started (no meta file; nothing in it)"
+
 
 class SessionStore:
     """All sessions under ``output_dir/sessions``."""
@@ -222,8 +285,8 @@ class SessionStore:
 
     def path_for(self, session_id: str) -> Path:
         """The folder of ``session_id``; refuses ids that are not session ids (no ``..``,
-        no slashes), so a user-supplied id never escapes the sessions folder."""
-        if not isinstance(session_id, str) or not SESSION_ID_RE.match(session_id):
+        no slashes, ASCII digits only), so a user-supplied id never escapes the folder."""
+        if not is_session_id(session_id):
             raise SessionError(
                 f"{session_id!r} is not a session id (expected session_YYYYMMDD_HHMMSS); "
                 f"see `reelforge sessions list`"
@@ -231,15 +294,30 @@ class SessionStore:
         return self.root / session_id
 
     def ids(self) -> list[str]:
-        if not self.root.is_dir():
+        try:
+            names = os.listdir(self.root)
+        except (FileNotFoundError, NotADirectoryError):
             return []
-        return sorted(p.name for p in self.root.iterdir() if SESSION_ID_RE.match(p.name) and p.is_dir())
+        return sorted(n for n in names if is_session_id(n) and (self.root / n).is_dir())
 
-    def create(self, idea: str, *, clock: _dt.datetime | None = None) -> "Session":
-        """Create a new session folder with a fresh, unique id, and lock it."""
-        if not idea or not idea.strip():
-            raise SessionError("an idea is needed to start a session")
-        self.root.mkdir(parents=True, exist_ok=True)
+    def _ensure_root(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise SessionError(f"cannot keep sessions in {self.root}: a file is in the way "
+                               f"(it or one of its parents is not a folder); choose another "
+                               f"--output-dir") from None
+        if not self.root.is_dir():
+            raise SessionError(f"cannot keep sessions in {self.root}: it is not a folder; "
+                               f"choose another --output-dir")
+
+    def create(self, idea: str, *, backends: dict[str, "BackendChoice"] | None = None,
+               clock: _dt.datetime | None = None) -> "Session":
+        """Create a new session folder with a fresh, unique id, lock it, and write its first
+        meta (with the chosen backends, so a crash right after this resumes with them)."""
+        idea = check_idea(idea)
+        self._ensure_root()
+        self._sweep_abandoned()
         stamp = (clock or _dt.datetime.now()).strftime("session_%Y%m%d_%H%M%S")
         for n in range(1, 10000):
             sid = stamp if n == 1 else f"{stamp}_{n}"
@@ -253,15 +331,55 @@ class SessionStore:
         fsync_dir(self.root)
         session = Session(self, sid)
         session.lock()
-        session.meta = Meta(id=sid, idea=idea.strip())
-        session.write_meta()
+        try:
+            session.meta = Meta(id=sid, idea=idea, backends=dict(backends or {}))
+            session._reindex()
+            session.write_meta()
+        except BaseException:
+            session.meta = None  # type: ignore[assignment]
+            session.close()  # the folder holds no meta: listed as abandoned, swept later
+            raise
         return session
+
+    def _abandoned(self, sid: str) -> AbandonedSession | None:
+        """``sid`` as an AbandonedSession if its folder holds nothing but a lock and
+        temporary files (a crash inside create()), else None."""
+        path = self.root / sid
+        try:
+            names = os.listdir(path)
+        except OSError:
+            return None
+        if all(n == ".lock" or n.endswith(".tmp") for n in names):
+            return AbandonedSession(sid, path)
+        return None
+
+    def _sweep_abandoned(self) -> None:
+        """Remove folders left by a crash inside create() (older than ABANDONED_AFTER_S, and
+        not locked): they hold no work."""
+        for sid in self.ids():
+            path = self.root / sid
+            if (path / f"{sid}_meta.json").exists() or self._abandoned(sid) is None:
+                continue
+            try:
+                if time.time() - os.lstat(path).st_mtime < ABANDONED_AFTER_S:
+                    continue
+                refuse_link(path / ".lock", "lock file")
+                with filelock.FileLock(str(path / ".lock"), timeout=0):
+                    for name in os.listdir(path):
+                        if name.endswith(".tmp"):
+                            os.unlink(path / name)
+                try:
+                    os.unlink(path / ".lock")
+                except FileNotFoundError:
+                    pass
+                os.rmdir(path)  # fails, and keeps the folder, if anything new appeared in it
+            except (OSError, filelock.Timeout, SessionCorruptError):
+                continue  # in use, or not ours to remove: leave it listed as abandoned
 
     def open(self, session_id: str) -> "Session":
         """Open an existing session for running: takes its lock, then loads it."""
         path = self.path_for(session_id)
-        if not path.is_dir():
-            raise SessionNotFoundError(f"no session {session_id!r} in {self.root}")
+        self._must_exist(session_id, path)
         session = Session(self, session_id)
         session.lock()
         try:
@@ -275,24 +393,60 @@ class SessionStore:
     def load(self, session_id: str) -> "Session":
         """Load a session read-only, without its lock (for list/view)."""
         path = self.path_for(session_id)
-        if not path.is_dir():
-            raise SessionNotFoundError(f"no session {session_id!r} in {self.root}")
+        self._must_exist(session_id, path)
         session = Session(self, session_id)
         session.load(repair=False)
         return session
 
-    def sessions(self) -> Iterator["Session | SessionCorruptError"]:
-        """Every session, oldest first; an unreadable one is yielded as its error."""
+    def _must_exist(self, session_id: str, path: Path) -> None:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            raise SessionNotFoundError(f"no session {session_id!r} in {self.root}") from None
+        if stat.S_ISLNK(st.st_mode):
+            raise SessionCorruptError(path, "the session folder is a symbolic link; reelforge "
+                                            "does not run sessions through links")
+        if not stat.S_ISDIR(st.st_mode):
+            raise SessionNotFoundError(f"no session {session_id!r} in {self.root} "
+                                       f"({path} is not a folder)")
+
+    def sessions(self) -> Iterator["Session | SessionCorruptError | AbandonedSession"]:
+        """Every session, oldest first; an unreadable one is yielded as its error, and a
+        folder a crash left empty as an AbandonedSession."""
         for sid in self.ids():
             try:
                 yield self.load(sid)
             except SessionCorruptError as exc:
-                yield exc
+                abandoned = self._abandoned(sid)
+                yield abandoned if abandoned is not None else exc
+
+    def scan(self) -> tuple[list["Session"], list[SessionCorruptError]]:
+        """(incomplete sessions newest first, unreadable sessions)."""
+        incomplete, broken = [], []
+        for s in self.sessions():
+            if isinstance(s, Session):
+                if s.meta.is_incomplete:
+                    incomplete.append(s)
+            elif isinstance(s, SessionCorruptError):
+                broken.append(s)
+        incomplete.sort(key=lambda s: s.id, reverse=True)
+        return incomplete, broken
 
     def find_incomplete(self) -> list["Session"]:
-        """Sessions not COMPLETE, newest first."""
-        found = [s for s in self.sessions() if isinstance(s, Session) and s.meta.is_incomplete]
-        return sorted(found, key=lambda s: s.id, reverse=True)
+        """Sessions not COMPLETE, newest first (unreadable ones are left out: see scan())."""
+        return self.scan()[0]
+
+
+def check_idea(idea: Any) -> str:
+    if not isinstance(idea, str) or not idea.strip():
+        raise SessionError("an idea is needed to start a session")
+    idea = idea.strip()
+    if len(idea) > MAX_IDEA_CHARS:
+        raise SessionError(f"the idea is {len(idea):,} characters long; at most "
+                           f"{MAX_IDEA_CHARS:,} are accepted (it is one line, not a script)")
+    if "\x00" in idea:
+        raise SessionError("the idea contains a NUL character")
+    return idea
 
 
 class Session:
@@ -307,6 +461,9 @@ class Session:
         self._mutex = threading.RLock()
         self._journal = None
         self._journal_events = 0
+        self._index: dict[int, ShotState] = {}
+        self._checked: set[str] = set()  # folders found free of links (see safefs.contained)
+        self._listing: dict[str, dict[int, list[str]]] = {}
 
     # -- files
     @property
@@ -321,24 +478,56 @@ class Session:
         return self.path / stage / f"shot_{shot_id:03d}{suffix}"
 
     def work_dir(self, stage: str, shot_id: int) -> Path:
-        d = self.path / ".work" / stage / f"shot_{shot_id:03d}"
-        d.mkdir(parents=True, exist_ok=True)
+        """The shot's scratch folder (a real folder inside the session; any links a
+        hostile folder planted in it are removed, never followed)."""
+        d = ensure_dir(self.path, ".work", stage, f"shot_{shot_id:03d}")
+        for entry in os.scandir(d):
+            if entry.is_symlink():
+                os.unlink(entry.path)  # removes the link itself; its target is untouched
         return d
+
+    def scratch_dir(self) -> Path:
+        """``.work/`` itself: for session-level scratch files such as a film being assembled."""
+        return ensure_dir(self.path, ".work")
+
+    def clear_scratch(self) -> None:
+        """Remove ``.work/`` once the session is COMPLETE: it holds only scratch (every
+        artifact has been renamed out of it). Links in it are removed, never followed."""
+        work = self.path / ".work"
+        try:
+            if stat.S_ISDIR(os.lstat(work).st_mode):
+                shutil.rmtree(work)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # scratch left behind is untidy, not harmful
+            warnings.warn(f"reelforge: could not remove {work}: {exc}", RuntimeWarning, stacklevel=2)
 
     @property
     def film_path(self) -> Path:
-        return self.path / "film.mp4"
+        return self.path / FILM_NAME
+
+    def shot_state(self, shot_id: int) -> ShotState:
+        try:
+            return self._index[shot_id]
+        except KeyError:
+            raise KeyError(shot_id) from None
+
+    def _reindex(self) -> None:
+        self._index = {s.id: s for s in self.meta.shots}
 
     # -- locking
     def lock(self) -> None:
         """Take the session's exclusive lock, or raise SessionLockedError at once."""
-        lock = filelock.FileLock(str(self.path / ".lock"), timeout=0)
+        lock_path = self.path / ".lock"
+        refuse_link(self.path, "session folder")
+        refuse_link(lock_path, "lock file")
+        lock = filelock.FileLock(str(lock_path), timeout=0)
         try:
             lock.acquire()
         except filelock.Timeout:
             raise SessionLockedError(
                 f"session {self.id} is being run by another reelforge process "
-                f"(lock {self.path / '.lock'} is held); wait for it to finish or stop it"
+                f"(lock {lock_path} is held); wait for it to finish or stop it"
             ) from None
         self._lock_file = lock
 
@@ -347,14 +536,18 @@ class Session:
         return self._lock_file is not None
 
     def close(self) -> None:
-        """Fold the journal into the meta and release the lock."""
+        """Fold the journal into the meta and release the lock. The lock is released even
+        if folding fails (the journal is kept and replayed next time)."""
         with self._mutex:
             try:
                 if self.locked and self.meta is not None and self._journal_events:
                     self.compact()
             finally:
                 if self._journal is not None:
-                    self._journal.close()
+                    try:
+                        self._journal.close()
+                    except OSError:
+                        pass
                     self._journal = None
                 if self._lock_file is not None:
                     self._lock_file.release()
@@ -368,45 +561,187 @@ class Session:
 
     # -- loading
     def load(self, *, repair: bool) -> None:
-        if not self.meta_path.exists():
-            raise SessionCorruptError(self.meta_path, "file is missing")
+        try:
+            self._load(repair=repair)
+        except SessionCorruptError:
+            self.meta = None  # type: ignore[assignment]
+            raise
+        except RecursionError:
+            self.meta = None  # type: ignore[assignment]
+            raise SessionCorruptError(self.meta_path, "data nested too deeply") from None
+
+    def _load(self, *, repair: bool) -> None:
+        try:
+            st = os.lstat(self.meta_path)
+        except FileNotFoundError:
+            raise SessionCorruptError(self.meta_path, "file is missing") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise SessionCorruptError(self.meta_path, "not a regular file")
         data = read_json(self.meta_path)
+        if not isinstance(data, dict):
+            raise SessionCorruptError(self.meta_path, "expected a JSON object")
+        # The shot states are built and checked in one pass here (thousands of them: cattrs
+        # would take most of the load time); the rest goes through cattrs.
+        self._checked = set()
+        shots = self._shot_states(data.pop("shots", []), "shots")
+        removed = self._shot_states(data.pop("removed_shots", []), "removed_shots", paths=False)
         try:
             self.meta = structure(data, Meta, "meta", strict=False)
         except ValueError as exc:
             raise SessionCorruptError(self.meta_path, str(exc)) from exc
+        self.meta.shots, self.meta.removed_shots = shots, removed
         if self.meta.id != self.id:
             raise SessionCorruptError(self.meta_path, f"it belongs to session {self.meta.id!r}")
         if self.meta.schema_version > SCHEMA_VERSION:
             raise SessionCorruptError(
                 self.meta_path, f"schema version {self.meta.schema_version} is newer than this "
                                 f"reelforge understands ({SCHEMA_VERSION}); upgrade reelforge")
+        self._check_meta()
+        self._reindex()
         self._replay(repair=repair)
 
+    def _check_meta(self) -> None:
+        """Refuse a meta whose values cannot be right (wrong types, unknown states, paths
+        that leave the session folder), naming the file."""
+        m = self.meta
+        where = self.meta_path
+        if m.status not in STATUSES:
+            raise SessionCorruptError(where, f"status {m.status!r} is not one of {', '.join(STATUSES)}")
+        for step, state in m.steps.items():
+            if state not in STATES:
+                raise SessionCorruptError(where, f"step {step!r} has state {state!r}")
+        if isinstance(m.journal_seq, bool) or m.journal_seq < 0:
+            raise SessionCorruptError(where, "journal_seq is negative")
+        if m.film.path is not None and m.film.path != FILM_NAME:
+            raise SessionCorruptError(where, f"film path {m.film.path!r} is not {FILM_NAME}")
+        self._check_artifact(m.film, None, "film", where, paths=False)
+
+    def _shot_states(self, raw: Any, what: str, *, paths: bool = True) -> list[ShotState]:
+        where = self.meta_path
+        if not isinstance(raw, list):
+            raise SessionCorruptError(where, f"{what} is not a list")
+        states, seen = [], set()
+        for i, item in enumerate(raw):
+            if not isinstance(item, dict):
+                raise SessionCorruptError(where, f"{what}[{i}] is not an object")
+            sid = item.get("id")
+            if isinstance(sid, bool) or not isinstance(sid, int) or sid < 1:
+                raise SessionCorruptError(where, f"{what}[{i}]: shot id {sid!r} is not a positive integer")
+            if sid in seen and paths:
+                raise SessionCorruptError(where, f"shot {sid} is listed twice")
+            seen.add(sid)
+            arts = {}
+            for stage, attr in SHOT_STAGES.items():
+                fields = item.get(attr, {})
+                if not isinstance(fields, dict):
+                    raise SessionCorruptError(where, f"shot {sid} {stage} is not an object")
+                known = {}
+                for key, value in fields.items():
+                    types = _EXACT.get(key)
+                    if types is None:
+                        continue  # a newer reelforge's extra fields are ignored
+                    if key in _PLAIN and type(value) in types:
+                        known[key] = value  # the common case, checked by its type alone
+                        continue
+                    problem = _check_field(key, value)
+                    if problem:
+                        raise SessionCorruptError(where, f"shot {sid} {stage}: {problem}")
+                    known[key] = value
+                art = ArtifactState(**known)
+                self._check_paths(art, stage, where, paths)
+                if art.state == DONE and (art.path is None or art.size is None):
+                    raise SessionCorruptError(where, f"shot {sid} {stage} is marked done without a file")
+                arts[attr] = art
+            states.append(ShotState(id=sid, **arts))
+        return states
+
+    def _check_artifact(self, art: ArtifactState, stage: str | None, what: str, where: Path, *,
+                        paths: bool = True) -> None:
+        for key in _FIELD_TYPES:
+            problem = _check_field(key, getattr(art, key))
+            if problem:
+                raise SessionCorruptError(where, f"{what}: {problem}")
+        self._check_paths(art, stage, where, paths)
+        if art.state == DONE and (art.path is None or art.size is None):
+            raise SessionCorruptError(where, f"{what} is marked done without a file")
+
+    def _check_paths(self, art: ArtifactState, stage: str | None, where: Path, paths: bool) -> None:
+        if paths and art.path is not None:
+            contained(self.path, art.path, under=(stage,), source=where, checked=self._checked)
+        if paths and art.pending is not None:
+            contained(self.path, art.pending, under=(".work",), source=where, checked=self._checked)
+
     def _replay(self, *, repair: bool) -> None:
-        if not self.journal_path.exists():
+        path = self.journal_path
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
             return
-        lines = self.journal_path.read_bytes().splitlines(keepends=True)
+        if stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode):
+            raise SessionCorruptError(path, "not a regular file (a link or a folder)")
+        with open(open_nofollow(path, os.O_RDONLY), "rb", closefd=True) as fh:
+            lines = fh.read().splitlines(keepends=True)
         good_bytes = 0
         for i, line in enumerate(lines):
+            last = i == len(lines) - 1
             try:
-                event = json.loads(line)
-                if not isinstance(event, dict) or not isinstance(event.get("seq"), int):
-                    raise ValueError("not a journal event")
-            except ValueError as exc:
-                if i == len(lines) - 1:
+                event = parse_json(line, path, f"line {i + 1}: ")
+                self._check_event(event, i + 1)
+            except SessionCorruptError:
+                if last:
                     break  # a torn final line: the crash hit mid-append, so it never counted
-                raise SessionCorruptError(self.journal_path, f"line {i + 1}: {exc}") from exc
+                raise
             if not line.endswith(b"\n"):
                 break  # complete JSON but no newline: still a torn append
             good_bytes += len(line)
             if event["seq"] > self.meta.journal_seq:
                 self._apply(event)
                 self._journal_events += 1
-        if repair and good_bytes < self.journal_path.stat().st_size:
-            with open(self.journal_path, "rb+") as fh:
-                fh.truncate(good_bytes)
-                os.fsync(fh.fileno())
+        if repair and good_bytes < st.st_size:
+            fd = open_nofollow(path, os.O_WRONLY)
+            try:
+                os.ftruncate(fd, good_bytes)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def _check_event(self, event: Any, line: int) -> None:
+        """Refuse a journal event whose shape or values are wrong (naming the line)."""
+        where = self.journal_path
+
+        def bad(reason: str):
+            raise SessionCorruptError(where, f"line {line}: {reason}")
+
+        if not isinstance(event, dict):
+            bad("not a journal event")
+        seq = event.get("seq")
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+            bad("not a journal event (no sequence number)")
+        op = event.get("op")
+        if op not in ("shot", "checkpoint"):
+            bad(f"unknown event {op!r}")
+        shot, stage = event.get("shot"), event.get("stage")
+        if isinstance(shot, bool) or not isinstance(shot, int) or shot < 1:
+            bad("shot is not a positive integer")
+        if stage not in SHOT_STAGES:
+            bad(f"stage {stage!r} is not one of {', '.join(SHOT_STAGES)}")
+        if not isinstance(event.get("t", ""), str):
+            bad("t is not a time stamp")
+        if op == "checkpoint":
+            if not isinstance(event.get("data"), dict):
+                bad("checkpoint data is not an object")
+            return
+        fields = event.get("set")
+        if not isinstance(fields, dict):
+            bad("set is not an object")
+        for key, value in fields.items():
+            problem = _check_field(key, value)
+            if problem:
+                bad(problem)
+        if fields.get("path") is not None:
+            contained(self.path, fields["path"], under=(stage,), source=where, checked=self._checked)
+        if fields.get("pending") is not None:
+            contained(self.path, fields["pending"], under=(".work",), source=where, checked=self._checked)
 
     # -- stage outputs
     def read_step_output(self, step: str) -> Any | None:
@@ -414,11 +749,14 @@ class Session:
         A file that exists but does not parse is a SessionCorruptError naming it."""
         name, cls = STEP_FILES[step]
         path = self.path / name
-        if not path.exists():
+        if not os.path.lexists(path):
             return None
+        refuse_link(path, name)
         data = read_json(path)
         try:
             return structure(data, cls, name)
+        except RecursionError:
+            raise SessionCorruptError(path, "data nested too deeply") from None
         except ValueError as exc:
             raise SessionCorruptError(path, str(exc)) from exc
 
@@ -428,12 +766,41 @@ class Session:
         atomic_write_text(self.path / name, to_json(value))
         with self._mutex:
             if step == "shots":
-                known = {s.id: s for s in self.meta.shots}
-                self.meta.shots = [known.get(s.id, ShotState(id=s.id)) for s in value.shots]
+                self._sync_shots(value)
             self.meta.steps[step] = DONE
             self.meta.step_checkpoints.pop(step, None)  # the output supersedes the parts
             self._touch_status()
             self.write_meta()
+
+    def adopt_step_output(self, step: str, value: Any) -> bool:
+        """Bring the meta in line with a step output found on disk: the step is done and,
+        for the shot plan, there is one shot state per planned shot (a crash can come right
+        after shots.json is written, and people edit shots.json by hand). States of shots
+        no longer planned move to ``removed_shots``. Returns whether the meta changed (it
+        is then written)."""
+        with self._mutex:
+            changed = False
+            if step == "shots":
+                changed = self._sync_shots(value)
+            if self.meta.steps.get(step) != DONE:
+                self.meta.steps[step] = DONE
+                self.meta.step_checkpoints.pop(step, None)
+                self._touch_status()
+                changed = True
+            if changed:
+                self.write_meta()
+            return changed
+
+    def _sync_shots(self, plan: ShotPlan) -> bool:
+        ids = [s.id for s in plan.shots]
+        if ids == [s.id for s in self.meta.shots]:
+            return False
+        known = {s.id: s for s in self.meta.shots}
+        planned = set(ids)
+        self.meta.removed_shots.extend(s for s in self.meta.shots if s.id not in planned)
+        self.meta.shots = [known.get(i, ShotState(id=i)) for i in ids]
+        self._reindex()
+        return True
 
     def save_step_checkpoint(self, step: str, data: dict[str, Any]) -> None:
         """Durably record a story writer's partial work for ``step`` (merged)."""
@@ -445,6 +812,8 @@ class Session:
     # -- session-level state (rare: written straight into the meta)
     def set_backends(self, choices: dict[str, BackendChoice]) -> None:
         with self._mutex:
+            if self.meta.backends == choices:
+                return
             self.meta.backends = dict(choices)
             self.write_meta()
 
@@ -466,23 +835,48 @@ class Session:
         if self.meta.status in (NEW, FAILED) and any(v == DONE for v in self.meta.steps.values()):
             self.meta.status = IN_PROGRESS
 
-    def mark_film_done(self, path: Path, seconds: float) -> None:
+    # -- the film
+    def check_film(self, fingerprint: str) -> str | None:
+        """Why the film must be assembled (again), or None if film.mp4 is the one its
+        record vouches for, made from these clips (``fingerprint``)."""
+        f = self.meta.film
+        if self.meta.steps.get("assemble") != DONE or f.state != DONE:
+            return "not assembled yet"
+        problem = self._check_file(f, self.film_path)
+        if problem is None and f.fingerprint != fingerprint:
+            problem = "its clips or transition changed"
+        return problem
+
+    def mark_film_done(self, path: Path, seconds: float, fingerprint: str | None = None) -> None:
+        """Record film.mp4 (already verified and in place) as done: the session is COMPLETE."""
         with self._mutex:
+            st = os.lstat(path)
             f = self.meta.film
             f.state, f.path, f.seconds, f.updated = DONE, path.name, round(seconds, 3), now()
-            f.sha256, f.size, f.last_error = sha256_file(path), path.stat().st_size, None
+            f.sha256, f.size, f.mtime_ns, f.last_error = sha256_file(path), st.st_size, st.st_mtime_ns, None
+            f.fingerprint = fingerprint
             self.meta.steps["assemble"] = DONE
             self.meta.status = COMPLETE
             self.meta.last_error = None
             self.compact()
 
+    def reset_film(self, reason: str) -> None:
+        with self._mutex:
+            f = self.meta.film
+            f.state, f.last_error, f.sha256, f.size, f.mtime_ns = TODO, reason, None, None, None
+            self.meta.steps["assemble"] = TODO
+            if self.meta.status == COMPLETE:
+                self.meta.status = IN_PROGRESS
+            self.write_meta()
+
     # -- per-shot state (journalled, O(1) each)
     def mark_shot_started(self, stage: str, shot_id: int) -> int:
-        """Count a new attempt; returns its number (from 1, across runs)."""
+        """Count a new attempt; returns its number (from 1, across runs). Not fsynced: an
+        attempt count lost to a power cut only means the number is used again."""
         with self._mutex:
-            attempts = self.meta.shot(shot_id).artifact(stage).attempts + 1
+            attempts = self.shot_state(shot_id).artifact(stage).attempts + 1
             self._log({"op": "shot", "shot": shot_id, "stage": stage,
-                       "set": {"attempts": attempts}})
+                       "set": {"attempts": attempts}}, durable=False)
             return attempts
 
     def save_shot_checkpoint(self, stage: str, shot_id: int, data: dict[str, Any]) -> None:
@@ -493,67 +887,159 @@ class Session:
 
     def mark_shot_done(self, stage: str, shot_id: int, produced: Path, *, backend: str,
                        seed: int | None, seconds: float, fingerprint: str) -> ArtifactState:
-        """Move ``produced`` into place durably, then journal the shot as done."""
-        dest = self.artifact_path(stage, shot_id, produced.suffix.lower() or ".bin")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        promote_file(produced, dest)
-        return self.record_shot_done(stage, shot_id, dest, backend=backend, seed=seed,
-                                     seconds=seconds, fingerprint=fingerprint)
-
-    def record_shot_done(self, stage: str, shot_id: int, dest: Path, *, backend: str | None,
-                         seed: int | None, seconds: float | None, fingerprint: str | None,
-                         adopted: bool = False) -> ArtifactState:
-        """Journal an artifact already durable at ``dest`` as done."""
-        fields = {
-            "state": DONE, "path": dest.relative_to(self.path).as_posix(),
-            "sha256": sha256_file(dest), "size": dest.stat().st_size, "backend": backend,
-            "seed": seed, "seconds": None if seconds is None else round(seconds, 3),
-            "fingerprint": fingerprint, "last_error": None,
-        }
+        """Commit ``produced`` (a file in the session's scratch folder) as the shot's
+        artifact: fsync it, journal the done record (digest, size, mtime, and the scratch
+        name), then rename it into place. See the module docstring for why in this order."""
+        produced = Path(produced)
+        rel_pending = self._relative(produced, under=".work")
+        st = os.lstat(produced)
+        if not stat.S_ISREG(st.st_mode):
+            raise SessionCorruptError(produced, "not a regular file (a link or a folder)")
+        fsync_file(produced)
+        digest = sha256_file(produced)
+        dest_dir = ensure_dir(self.path, stage)
+        dest = dest_dir / f"shot_{shot_id:03d}{produced.suffix.lower() or '.bin'}"
         with self._mutex:
-            self._log({"op": "shot", "shot": shot_id, "stage": stage, "set": fields,
-                       **({"adopted": True} if adopted else {})})
-            return self.meta.shot(shot_id).artifact(stage)
+            if os.path.lexists(dest):
+                move_aside(dest, _stamp())  # not vouched for by any record: kept, not overwritten
+            fields = {
+                "state": DONE, "path": dest.relative_to(self.path).as_posix(), "sha256": digest,
+                "size": st.st_size, "mtime_ns": st.st_mtime_ns, "pending": rel_pending,
+                "backend": backend, "seed": seed,
+                "seconds": None if seconds is None else round(seconds, 3),
+                "fingerprint": fingerprint, "last_error": None,
+            }
+            self._log({"op": "shot", "shot": shot_id, "stage": stage, "set": fields})
+            os.replace(produced, dest)
+            fsync_dir(dest_dir)
+            art = self.shot_state(shot_id).artifact(stage)
+            art.pending = None  # the snapshot need not remember a finished rename
+            return art
+
+    def _relative(self, path: Path, *, under: str) -> str:
+        try:
+            rel = path.relative_to(self.path)
+        except ValueError:
+            raise SessionError(f"{path} is not inside session folder {self.path}") from None
+        if not rel.parts or rel.parts[0] != under or ".." in rel.parts:
+            raise SessionError(f"{path} is not inside {self.path / under}")
+        return rel.as_posix()
+
+    def check_shot(self, stage: str, shot_id: int) -> tuple[str | None, str | None]:
+        """Check a shot's artifact for ``stage``: ``("done" | "adopted", None)`` when a done
+        record vouches for the file on disk (``adopted``: a commit cut short by a crash was
+        finished now), ``(None, problem)`` when a done record's file is missing or damaged,
+        ``(None, None)`` when the shot is not done."""
+        art = self.shot_state(shot_id).artifact(stage)
+        if art.state != DONE:
+            return None, None
+        path = contained(self.path, art.path, under=(stage,), source=self.meta_path, checked=self._checked)
+        if art.pending and not os.path.lexists(path):
+            if self._finish_commit(art, path):
+                return "adopted", None
+        problem = self._check_file(art, path)
+        return ("done", None) if problem is None else (None, problem)
+
+    def _finish_commit(self, art: ArtifactState, dest: Path) -> bool:
+        """Finish a rename a crash interrupted, if the scratch file is the recorded one."""
+        src = contained(self.path, art.pending, under=(".work",), source=self.meta_path, checked=self._checked)
+        try:
+            st = os.lstat(src)
+        except FileNotFoundError:
+            return False
+        if not stat.S_ISREG(st.st_mode) or st.st_size != art.size or sha256_file(src) != art.sha256:
+            return False
+        ensure_dir(self.path, dest.parent.name)
+        os.replace(src, dest)
+        fsync_dir(dest.parent)
+        art.pending = None
+        art.mtime_ns = os.lstat(dest).st_mtime_ns
+        return True
+
+    def _check_file(self, art: ArtifactState, path: Path) -> str | None:
+        """Why the file at ``path`` is not the one ``art`` records, or None. Size and mtime
+        as recorded: trusted; otherwise the file is hashed and compared."""
+        try:
+            st = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return "file is missing"
+        if stat.S_ISLNK(st.st_mode):
+            return "file is a symbolic link"
+        if not stat.S_ISREG(st.st_mode):
+            return "not a regular file"
+        if st.st_size != art.size:
+            return "file is damaged (its size changed)"
+        if art.mtime_ns is not None and st.st_mtime_ns == art.mtime_ns:
+            return None
+        if not art.sha256 or sha256_file(path) != art.sha256:
+            return "file is damaged (its digest changed)"
+        art.mtime_ns = st.st_mtime_ns  # same bytes, touched: trust the new time from now on
+        return None
+
+    def set_aside_strays(self, stage: str, shot_id: int) -> list[Path]:
+        """Move files named for this shot in the stage folder, that no done record vouches
+        for, into ``.replaced/``. The folder is listed once per run."""
+        listing = self._listing.get(stage)
+        if listing is None:
+            listing = self._listing[stage] = {}
+            try:
+                entries = list(os.scandir(self.path / stage))
+            except (FileNotFoundError, NotADirectoryError):
+                entries = []
+            for entry in entries:
+                m = re.fullmatch(r"shot_([0-9]{3,})\.[A-Za-z0-9]+", entry.name, re.ASCII)
+                if m:
+                    listing.setdefault(int(m.group(1)), []).append(entry.name)
+        moved = []
+        for name in listing.pop(shot_id, []):
+            path = self.path / stage / name
+            if os.path.lexists(path):
+                ensure_dir(self.path, stage)
+                moved.append(move_aside(path, _stamp()))
+        return moved
 
     def mark_shot_failed(self, stage: str, shot_id: int, error: str) -> None:
         with self._mutex:
             self._log({"op": "shot", "shot": shot_id, "stage": stage,
-                       "set": {"state": FAILED_STATE, "last_error": error}})
+                       "set": {"state": FAILED_STATE, "last_error": error}}, durable=False)
 
     def reset_shot(self, stage: str, shot_id: int, reason: str) -> None:
         """Forget a done artifact that is missing, damaged or stale, so it is made again."""
         with self._mutex:
             self._log({"op": "shot", "shot": shot_id, "stage": stage,
                        "set": {"state": TODO, "last_error": reason, "sha256": None,
-                               "size": None}})
+                               "size": None, "mtime_ns": None, "pending": None}})
 
     # -- journal mechanics
     def _apply(self, event: dict[str, Any]) -> None:
         op = event.get("op")
         if op in ("shot", "checkpoint"):
-            try:
-                art = self.meta.shot(int(event["shot"])).artifact(event["stage"])
-            except (KeyError, ValueError, TypeError):
-                return  # an event about a shot no longer in the plan
-            if op == "shot":
-                for key, value in event["set"].items():
-                    if hasattr(art, key):
+            state = self._index.get(event["shot"])
+            if state is not None:  # else: an event about a shot no longer in the plan
+                art = state.artifact(event["stage"])
+                if op == "shot":
+                    for key, value in event["set"].items():
                         setattr(art, key, value)
-            else:
-                art.checkpoint = {**art.checkpoint, **event["data"]}
-            art.updated = event.get("t")
+                else:
+                    art.checkpoint = {**art.checkpoint, **event["data"]}
+                art.updated = event.get("t")
         self.meta.journal_seq = max(self.meta.journal_seq, int(event["seq"]))
 
-    def _log(self, event: dict[str, Any]) -> None:
-        """Append one event durably, apply it, and compact when the journal is long."""
+    def _log(self, event: dict[str, Any], *, durable: bool = True) -> None:
+        """Append one event, apply it, and compact when the journal is long. ``durable``
+        events are fsynced before this returns; others only reach the OS (they survive a
+        crash of reelforge, not necessarily a power cut)."""
         if not self.locked:
             raise SessionError(f"session {self.id} is open read-only")
         event = {"seq": self.meta.journal_seq + 1, "t": now(), **event}
+        line = redact(json.dumps(event, separators=(",", ":"))).encode() + b"\n"
         if self._journal is None:
-            self._journal = open(self.journal_path, "ab")
-        self._journal.write(json.dumps(event, separators=(",", ":")).encode() + b"\n")
-        self._journal.flush()
-        os.fsync(self._journal.fileno())
+            refuse_link(self.journal_path, "journal")
+            fd = open_nofollow(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            self._journal = os.fdopen(fd, "ab", buffering=0)
+        self._journal.write(line)
+        if durable:
+            os.fsync(self._journal.fileno())
         self._apply(event)
         self._journal_events += 1
         self.meta.updated = event["t"]
@@ -575,7 +1061,20 @@ class Session:
         with self._mutex:
             self.meta.updated = now()
             data = lenient_converter.unstructure(self.meta)
-            atomic_write_text(self.meta_path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+            # Redacting the JSON text once is much cheaper than walking thousands of records,
+            # and safe: masks contain no JSON syntax, and URL matches never cross a quote.
+            text = redact(json.dumps(data, indent=2, ensure_ascii=False))
+            atomic_write_text(self.meta_path, text + "\n")
 
     def __repr__(self) -> str:
         return f"<Session {self.id} {self.meta.status if self.meta else '?'}>"
+
+
+def _stamp() -> str:
+    return f"{time.strftime('%Y%m%d_%H%M%S')}.{os.getpid()}"
+
+
+def set_aside(path: Path) -> Path:
+    """Move a file that is about to be replaced into ``.replaced/`` next to it: nothing is
+    deleted, and it is never mistaken for a finished artifact."""
+    return move_aside(path, _stamp())

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 from typing import Iterable
 
 from .errors import SessionCorruptError
-from .session import COMPLETE, DONE, FAILED_STATE, Session
+from .redact import for_terminal
+from .session import COMPLETE, DONE, FAILED_STATE, AbandonedSession, Session
 
 BAR_WIDTH = 20
 ICONS = {"done": "✓", "running": "⏳", "todo": "⬜", "failed": "✗"}
@@ -59,12 +61,13 @@ def shot_lines(session: Session, width: int = 100) -> list[str]:
     lines = []
     for st in session.meta.shots:
         tag = f"[{st.indicator}]"
-        text = " ".join(descriptions.get(st.id, "").split())
+        text = for_terminal(" ".join(descriptions.get(st.id, "").split()), newlines=False)
         head = f"  {tag:<8} Shot {st.id}: "
         lines.append(head + textwrap.shorten(text, max(10, width - len(head)), placeholder="..."))
         for art, what in ((st.image, "image"), (st.video, "video")):
             if art.state == FAILED_STATE and art.last_error:
-                err = textwrap.shorten(art.last_error, max(20, width - 20), placeholder="...")
+                err = textwrap.shorten(for_terminal(art.last_error, newlines=False), max(20, width - 20),
+                                       placeholder="...")
                 lines.append(f"           {what} failed after {art.attempts} attempt(s): {err}")
     return lines
 
@@ -74,13 +77,14 @@ def render_session(session: Session, width: int = 100) -> str:
     out = [
         f"Session: {m.id}",
         f"Status: {status_label(m.status)}",
-        f"Idea: {m.idea}",
+        f"Idea: {for_terminal(m.idea, newlines=False)}",
         f"Created: {m.created}   Updated: {m.updated}",
     ]
     if m.backends:
-        out.append("Backends: " + ", ".join(f"{k}={b.name}" for k, b in m.backends.items()))
+        out.append("Backends: " + for_terminal(", ".join(f"{k}={b.name}" for k, b in m.backends.items()),
+                                              newlines=False))
     if m.last_error and m.status != COMPLETE:
-        out.append(f"Last error: {m.last_error}")
+        out.append(f"Last error: {for_terminal(m.last_error)}")
     out += ["", "Progress Bar:", *progress_rows(session)]
     if m.shots:
         out += ["", "Shot Breakdown:", *shot_lines(session, width)]
@@ -89,16 +93,22 @@ def render_session(session: Session, width: int = 100) -> str:
     return "\n".join(out)
 
 
-def sessions_table(found: Iterable[Session | SessionCorruptError]) -> None:
+def sessions_table(found: Iterable[Session | SessionCorruptError | AbandonedSession]) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, pad_edge=False)
     for col in ("ID", "STATUS", "STORY", "SHOTS", "IMAGES", "VIDEOS", "FILM", "UPDATED", "IDEA"):
         table.add_column(col, no_wrap=col != "IDEA", overflow="ellipsis")
     for s in found:
+        if isinstance(s, AbandonedSession):
+            table.add_row(s.id, "ABANDONED", "", "", "", "", "", "", Text(s.reason))
+            continue
         if isinstance(s, SessionCorruptError):
-            table.add_row(s.path.parent.name, "UNREADABLE", "", "", "", "", "", "", s.reason)
+            table.add_row(Path(s.path).parent.name if Path(s.path).parent.name.startswith("session_")
+                          else Path(s.path).name, "UNREADABLE", "", "", "", "", "", "",
+                          Text(for_terminal(f"{Path(s.path).name}: {s.reason}", newlines=False)))
             continue
         m = s.meta
         mark = {step: "✓" if state == DONE else ("✗" if state == FAILED_STATE else "-")
@@ -106,5 +116,6 @@ def sessions_table(found: Iterable[Session | SessionCorruptError]) -> None:
         img, total = m.counts("images")
         vid, _ = m.counts("videos")
         table.add_row(m.id, status_label(m.status), mark.get("story", "-"), f"{total}" if total else "-",
-                      f"{img}/{total}", f"{vid}/{total}", mark.get("assemble", "-"), m.updated[:19].replace("T", " "), m.idea)
+                      f"{img}/{total}", f"{vid}/{total}", mark.get("assemble", "-"), Text(for_terminal(m.updated[:19].replace("T", " "), newlines=False)),
+                      Text(for_terminal(m.idea, newlines=False)))
     Console(width=160 if not Console().is_terminal else None).print(table)

@@ -37,7 +37,8 @@ def test_every_registration_hook_is_called(fakes):
 
     for kind in ("story", "image", "video"):
         assert "fake" in backends(kind)
-    # register_commands: main() calls it; test_plugins exercises a plugin adding a command
+    # register_commands: the cli group calls it for a command it does not know; test_plugins
+    # and test_cli_startup exercise a plugin adding a command
     assert pm.hook.register_commands.spec is not None
 @pytest.mark.parametrize("hook", HOOKS)
 def test_every_hook_is_documented(hook):

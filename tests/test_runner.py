@@ -62,13 +62,14 @@ def test_permanent_failure_marks_shot_failed_others_go_on_and_resume_retries_it(
     assert len(fakes.image.calls) == 3
 
 
-def test_missing_or_damaged_artifacts_are_redone_valid_unmarked_ones_adopted(out, fakes):
+def test_missing_or_damaged_artifacts_are_redone_unvouched_files_set_aside(out, fakes):
     result = run_session(out, "idea", backends=fakes.backends)
     store = SessionStore(out)
     path = result.path
     (path / "images" / "shot_001.png").unlink()               # missing
     (path / "videos" / "shot_002.mp4").write_bytes(b"\x00" * 50)  # damaged
-    # shot 3's video: valid file, but the "done" record is lost (crash between the two)
+    # shot 3's video: a valid file, but no done record vouches for it (nothing proves which
+    # inputs made it): it is kept aside and made again, never adopted
     s = store.open(result.session_id)
     s.reset_shot("videos", 3, "simulated")
     s.close()
@@ -77,10 +78,50 @@ def test_missing_or_damaged_artifacts_are_redone_valid_unmarked_ones_adopted(out
     assert again.ok
     assert sorted(c[0] for c in fakes.image.calls) == [1, 1, 2, 3]
     # shot 1's image was made again, byte-identical (deterministic fake), so its video's
-    # inputs are unchanged and it is kept; 2 was damaged and is redone; 3 is adopted
-    assert sorted(c[0] for c in fakes.video.calls) == [1, 2, 2, 3]
+    # inputs are unchanged and it is kept; 2 was damaged and 3 unvouched: both redone
+    assert sorted(c[0] for c in fakes.video.calls) == [1, 2, 2, 3, 3]
+    kept = sorted(p.name for p in (path / "videos" / ".replaced").iterdir())
+    assert [n[:8] for n in kept] == ["shot_002", "shot_003"]  # both kept aside, not deleted
+
+
+def test_a_commit_cut_short_between_journal_and_rename_is_finished(out, fakes, monkeypatch):
+    """The done record is journalled before the rename: a crash between the two leaves the
+    file in scratch, and the next run finishes the rename instead of rendering again."""
+    import os
+    import shutil
+
+    import framework.session as session_mod
+
+    result = run_session(out, "idea", backends=fakes.backends)
+    store = SessionStore(out)
+    s = store.open(result.session_id)
+    clip = result.path / "videos" / "shot_003.mp4"
+    produced = s.work_dir("videos", 3) / "made.mp4"
+    shutil.copy(clip, produced)
+    s.reset_shot("videos", 3, "simulated")
+    os.unlink(clip)
+
+    class Crash(Exception):
+        pass
+
+    def crash(src, dst):
+        raise Crash
+
+    monkeypatch.setattr(session_mod.os, "replace", crash)
+    with pytest.raises(Crash):
+        s.mark_shot_done("videos", 3, produced, backend="fake", seed=0, seconds=1.0,
+                         fingerprint=s.shot_state(3).video.fingerprint or "x")
+    monkeypatch.undo()
+    s.close()
+    assert not clip.exists() and produced.exists()
+
+    rec = Recorder()
+    fp_before = len(fakes.video.calls)
+    again = run_session(out, "", backends=fakes.backends, resume=result.session_id, plugins=(rec,))
+    assert again.ok
     assert ("shot_skipped", "videos", 3, "adopted") in rec.events
-    assert list((path / "videos" / ".replaced").iterdir())  # the damaged clip is kept aside
+    assert len(fakes.video.calls) == fp_before  # not rendered again
+    assert clip.is_file() and not produced.exists()
 
 
 def test_changed_option_changes_fingerprint_and_redoes_shots(out, fakes):

@@ -68,7 +68,7 @@ def test_shot_progress_survives_reload_via_journal(out, tmp_path):
     assert s.meta.status == IN_PROGRESS
     s.mark_shot_started("images", 2)
     s.save_shot_checkpoint("images", 2, {"prompt_id": "abc"})
-    s.mark_shot_done("images", 2, _png(tmp_path / "x.png"), backend="b", seed=7, seconds=1.5, fingerprint="f")
+    s.mark_shot_done("images", 2, _png(s.work_dir("images", 2) / "x.png"), backend="b", seed=7, seconds=1.5, fingerprint="f")
     # Not compacted yet: the state lives in the journal; a reader replays it.
     view = store.load(s.id)
     img = view.meta.shot(2).image
@@ -85,7 +85,7 @@ def test_torn_final_journal_line_is_ignored_and_trimmed(out, tmp_path):
     store = SessionStore(out)
     s = store.create("idea")
     s.save_step_output("shots", _plan(2))
-    s.mark_shot_done("images", 1, _png(tmp_path / "a.png"), backend="b", seed=1, seconds=1, fingerprint="f")
+    s.mark_shot_done("images", 1, _png(s.work_dir("images", 1) / "a.png"), backend="b", seed=1, seconds=1, fingerprint="f")
     s._journal.close(); s._journal = None
     s._lock_file.release(); s._lock_file = None  # simulate a crash: no compaction
     with open(s.journal_path, "ab") as fh:

@@ -128,9 +128,7 @@ def test_sigkill_mid_render_then_resume_does_not_resubmit(tmp_path, comfy):
 
 
 def test_comfyui_check_command(tmp_path, make_comfy):
-    from framework.plugins import pm
-
-    pm.hook.register_commands(cli=cli)  # as main() does
+    # no register_commands call here: the group adds plugin commands when asked for one
     comfy = make_comfy()
     r = CliRunner().invoke(cli, ["comfyui", "check", "--comfy-url", comfy.url])
     assert r.exit_code == 0, r.output

@@ -1,0 +1,184 @@
+"""File operations that stay inside a session folder: atomic writes, durable renames, and
+checks that no write, move or truncate follows a symbolic link out of the folder.
+
+A session folder may come from somewhere else (copied, shared, unpacked), so everything in
+it is treated as untrusted: a stored path must be relative and free of ``..``, and no
+folder or file reelforge writes through may be a link. Files are opened with O_NOFOLLOW
+where the platform has it, so a link swapped in after the check still fails.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+import threading
+from pathlib import Path
+
+from .errors import SessionCorruptError
+
+O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+O_BINARY = getattr(os, "O_BINARY", 0)
+
+_tmp_counter = iter(range(1, 1 << 62))
+_tmp_lock = threading.Lock()
+
+
+def _unique_suffix() -> str:
+    with _tmp_lock:
+        n = next(_tmp_counter)
+    return f"{os.getpid()}.{threading.get_ident()}.{n}"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def refuse_link(path: Path, what: str = "path") -> None:
+    """Raise SessionCorruptError if ``path`` is a symbolic link (it may be missing)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise SessionCorruptError(path, f"the {what} is a symbolic link; reelforge does not "
+                                        f"write through links in a session folder")
+
+
+def ensure_dir(root: Path, *parts: str) -> Path:
+    """``root/parts...`` as a real folder, created as needed; no component may be a link or
+    a file. ``root`` itself must exist and not be a link."""
+    path = root
+    refuse_link(path, "session folder")
+    for part in parts:
+        if part in ("", ".", "..") or "/" in part or "\\" in part:
+            raise SessionCorruptError(root / part, "not a plain folder name")
+        path = path / part
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            pass
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            raise SessionCorruptError(path, "the folder is a symbolic link; reelforge does not "
+                                            "write through links in a session folder")
+        if not stat.S_ISDIR(st.st_mode):
+            raise SessionCorruptError(path, "expected a folder, found a file")
+    return path
+
+
+def contained(root: Path, rel: str | None, *, under: tuple[str, ...] | None = None,
+              source: Path | None = None, checked: set[str] | None = None) -> Path:
+    """The path ``rel`` (as stored in a session file) inside ``root``.
+
+    ``rel`` must be relative, POSIX-style, free of ``..`` and empty parts, and (with
+    ``under``) start with one of those folder names. No existing folder on the way may be a
+    link (the file itself may be one: the caller treats that as a damaged artifact, never
+    follows it). Anything else is a SessionCorruptError naming ``source`` (the file the
+    path was read from). ``checked`` remembers folders already found sound, so checking
+    thousands of paths costs one lstat per folder, not per path."""
+    where = source or root
+    if not isinstance(rel, str) or not rel or "\x00" in rel or "\\" in rel:
+        raise SessionCorruptError(where, f"stored path {rel!r} is not a relative path")
+    parts = rel.split("/")
+    if rel.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        raise SessionCorruptError(where, f"stored path {rel!r} points outside the session folder")
+    if under is not None and parts[0] not in under:
+        raise SessionCorruptError(where, f"stored path {rel!r} is not under {' or '.join(under)}")
+    base = os.fspath(root)
+    if checked is not None and len(parts) > 1 and rel.rpartition("/")[0] in checked:
+        return root / rel  # every folder on the way was found sound already
+    for i in range(1, len(parts)):
+        folder = "/".join(parts[:i])
+        if checked is not None and folder in checked:
+            continue
+        try:
+            st = os.lstat(os.path.join(base, folder))
+        except FileNotFoundError:
+            break
+        except NotADirectoryError:
+            raise SessionCorruptError(where, f"stored path {rel!r} runs through a file") from None
+        if stat.S_ISLNK(st.st_mode):
+            raise SessionCorruptError(where, f"stored path {rel!r} runs through a symbolic link "
+                                             f"({os.path.join(base, folder)})")
+        if not stat.S_ISDIR(st.st_mode):
+            raise SessionCorruptError(where, f"stored path {rel!r} runs through a file")
+        if checked is not None:
+            checked.add(folder)
+    return root / rel
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old or the new file.
+    The temporary file is created exclusively and never through a link; it is removed if
+    anything fails. ``path`` itself, if it is a link, is replaced, never followed."""
+    tmp = path.with_name(f".{path.name}.{_unique_suffix()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_NOFOLLOW | O_BINARY, 0o644)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def open_nofollow(path: Path, flags: int, mode: int = 0o644) -> int:
+    """os.open that refuses to follow a link at ``path`` (with a clear error)."""
+    try:
+        return os.open(path, flags | O_NOFOLLOW | O_BINARY, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SessionCorruptError(path, "the file is a symbolic link; reelforge does not "
+                                            "write through links in a session folder") from None
+        raise
+
+
+def fsync_file(path: Path) -> None:
+    fd = open_nofollow(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    fd = open_nofollow(path, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def move_aside(path: Path, stamp: str) -> Path:
+    """Move ``path`` (a file or a link, never followed) into ``.replaced/`` beside it, under
+    a name that does not exist yet. Nothing is deleted."""
+    dest_dir = ensure_dir(path.parent, ".replaced")
+    base = f"{path.stem}.{stamp}"
+    for n in range(1, 10000):
+        dest = dest_dir / (f"{base}{path.suffix}" if n == 1 else f"{base}_{n}{path.suffix}")
+        if not os.path.lexists(dest):
+            break
+    os.replace(path, dest)
+    fsync_dir(dest_dir)
+    return dest
