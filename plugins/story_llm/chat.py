@@ -149,6 +149,11 @@ class ChatStoryWriter:
                     or not math.isfinite(value) or not low <= value <= high:
                 raise ConfigError(f"{self.name}.{field} must be from {low:g} to {high:g}, "
                                   f"got {value!r}")
+        from framework.records import MAX_DURATION_S
+
+        if self.options.target_seconds > self.options.shots * MAX_DURATION_S:
+            raise ConfigError(f"{self.name}.target_seconds: {self.options.target_seconds:g}s for "
+                              f"{self.options.shots} shots is more than {MAX_DURATION_S:g}s a shot")
         base_url = getattr(self.options, "base_url", "")
         if url_has_credentials(base_url):
             # the options are saved with the session (a resume reuses them): no secrets there

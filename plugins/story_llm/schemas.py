@@ -15,7 +15,17 @@ from typing import Any
 
 import attrs
 
-from framework.records import Character, SceneGraph, Shot, ShotPlan, Story, structure
+from framework.records import (
+    MAX_DURATION_S,
+    MAX_PROMPT,
+    MIN_DURATION_S,
+    Character,
+    SceneGraph,
+    Shot,
+    ShotPlan,
+    Story,
+    structure,
+)
 
 
 def _object(properties: dict[str, Any]) -> dict[str, Any]:
@@ -185,21 +195,30 @@ MAX_NAME_LEN = 100
 MAX_DRAFT_SECONDS = 3_600.0
 
 
-def _check_lengths(record: Any, path: str) -> None:
-    """InvalidReply naming the first text field over its limit (see TEXT_LIMITS)."""
-    for name, limit in TEXT_LIMITS.get(type(record).__name__, {}).items():
-        value = getattr(record, name)
-        if len(value) > limit:
+def _check_lengths(data: Any, record: str, path: str, *, names: bool = True) -> None:
+    """InvalidReply naming the first text field of the raw answer ``data`` (one ``record``)
+    over its limit (see TEXT_LIMITS). Checked before structuring, so the message names the
+    field whatever the records' own validators would say."""
+    if not isinstance(data, dict):
+        return  # structuring reports the wrong type
+    for name, limit in TEXT_LIMITS[record].items():
+        value = data.get(name)
+        if isinstance(value, str) and len(value) > limit:
             raise InvalidReply(f"{path}.{name}: {len(value):,} characters; at most {limit:,} "
                                f"are allowed")
-    names = getattr(record, "characters", ())
-    if names and isinstance(names[0], str):
-        if len(names) > MAX_NAMES:
-            raise InvalidReply(f"{path}.characters: {len(names)} names; at most {MAX_NAMES} are allowed")
-        for i, name in enumerate(names):
-            if len(name) > MAX_NAME_LEN:
+    listed = data.get("characters") if names else None
+    if isinstance(listed, list):
+        if len(listed) > MAX_NAMES:
+            raise InvalidReply(f"{path}.characters: {len(listed)} names; at most {MAX_NAMES} are allowed")
+        for i, name in enumerate(listed):
+            if isinstance(name, str) and len(name) > MAX_NAME_LEN:
                 raise InvalidReply(f"{path}.characters[{i}]: {len(name):,} characters; at most "
                                    f"{MAX_NAME_LEN} are allowed")
+
+
+def _items(data: dict[str, Any], key: str) -> list[Any]:
+    value = data.get(key)
+    return value if isinstance(value, list) else []
 
 
 def _require_text(value: str, path: str) -> None:
@@ -208,13 +227,13 @@ def _require_text(value: str, path: str) -> None:
 
 
 def check_story(data: dict[str, Any]) -> Story:
+    _check_lengths(data, "Story", "$", names=False)
+    cast = _items(data, "characters")
+    if len(cast) > MAX_CHARACTERS:
+        raise InvalidReply(f"$.characters: {len(cast)} characters; at most {MAX_CHARACTERS} are allowed")
+    for i, character in enumerate(cast):
+        _check_lengths(character, "Character", f"$.characters[{i}]")
     story = _structure(data, Story, "$")
-    if len(story.characters) > MAX_CHARACTERS:
-        raise InvalidReply(f"$.characters: {len(story.characters)} characters; at most "
-                           f"{MAX_CHARACTERS} are allowed")
-    _check_lengths(story, "$")
-    for i, character in enumerate(story.characters):
-        _check_lengths(character, f"$.characters[{i}]")
     _require_text(story.title, "$.title")
     _require_text(story.synopsis, "$.synopsis")
     seen: set[str] = set()
@@ -234,6 +253,8 @@ def check_story(data: dict[str, Any]) -> Story:
 def check_scene_graph(data: dict[str, Any], *, max_scenes: int, story: Story | None = None) -> SceneGraph:
     """Structure and check the scene graph; scenes are put in ``order`` and renumbered 1..n,
     and character names spelled as in ``story`` (matched case-insensitively)."""
+    for i, scene in enumerate(_items(data, "scenes")):
+        _check_lengths(scene, "Scene", f"$.scenes[{i}]")
     graph = _structure(data, SceneGraph, "$")
     names = {c.name.casefold(): c.name for c in story.characters} if story else {}
     if not graph.scenes:
@@ -241,8 +262,6 @@ def check_scene_graph(data: dict[str, Any], *, max_scenes: int, story: Story | N
     if len(graph.scenes) > max_scenes:
         raise InvalidReply(f"$.scenes: {len(graph.scenes)} scenes for {max_scenes} shots; "
                            f"write at most {max_scenes} scenes")
-    for i, scene in enumerate(graph.scenes):
-        _check_lengths(scene, f"$.scenes[{i}]")
     seen: set[str] = set()
     for i, scene in enumerate(graph.scenes):
         _require_text(scene.id, f"$.scenes[{i}].id")
@@ -260,12 +279,12 @@ def check_scene_graph(data: dict[str, Any], *, max_scenes: int, story: Story | N
 def check_shot_batch(data: dict[str, Any], *, count: int, scene_ids: list[str]) -> list[ShotDraft]:
     """Structure one batch of shots and check it is exactly what was asked for: ``count``
     shots, each in one of ``scene_ids``, and every one of those scenes covered."""
+    for i, draft in enumerate(_items(data, "shots")):
+        _check_lengths(draft, "ShotDraft", f"$.shots[{i}]")
     drafts = _structure(data, ShotDrafts, "$").shots
     if len(drafts) != count:
         raise InvalidReply(f"$.shots: expected exactly {count} shots, got {len(drafts)}")
     allowed = set(scene_ids)
-    for i, draft in enumerate(drafts):
-        _check_lengths(draft, f"$.shots[{i}]")
     for i, draft in enumerate(drafts):
         if draft.scene_id.strip() not in allowed:
             raise InvalidReply(f"$.shots[{i}].scene_id: {draft.scene_id!r} is not one of the "
@@ -294,19 +313,28 @@ def _mentions(text: str, name: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text, re.IGNORECASE) is not None
 
 
-def with_bible(prompt: str, story: Story, in_frame: tuple[str, ...]) -> str:
+def with_bible(prompt: str, story: Story, in_frame: tuple[str, ...], *, limit: int = MAX_PROMPT) -> str:
     """``prompt`` followed by the look of every character in frame and the style bible,
-    each added only if the prompt does not already carry it word for word."""
+    each added only if the prompt does not already carry it word for word. The result stays
+    within ``limit`` characters: the style always fits, character looks while room is left."""
     prompt = prompt.strip().rstrip(".")
     folded = prompt.casefold()
     parts = [prompt] if prompt else []
+    style = ""
+    if story.style and story.style.casefold().rstrip(".") not in folded:
+        style = f"Style: {story.style.rstrip('.')}"
+    room = limit - len(prompt) - len(style) - 4
     for character in story.characters:
         if character.name in in_frame and character.description:
             if character.description.casefold().rstrip(".") not in folded:
-                parts.append(f"{character.name}: {character.description.rstrip('.')}")
-    if story.style and story.style.casefold().rstrip(".") not in folded:
-        parts.append(f"Style: {story.style.rstrip('.')}")
-    return ". ".join(parts) + "."
+                part = f"{character.name}: {character.description.rstrip('.')}"
+                if len(part) + 2 > room:
+                    break
+                parts.append(part)
+                room -= len(part) + 2
+    if style:
+        parts.append(style)
+    return (". ".join(parts) + ".")[:limit]
 
 
 def _in_frame(draft: ShotDraft, story: Story) -> tuple[str, ...]:
@@ -332,7 +360,8 @@ def fit_durations(durations: list[float], target_seconds: float) -> list[float]:
     if target_seconds <= 0 or total <= 0:
         return durations
     factor = target_seconds / total
-    return [max(1.0, round(d * factor, 1)) for d in durations]
+    # within what a Shot takes (framework.records), whatever pacing the model chose
+    return [min(MAX_DURATION_S, max(1.0, MIN_DURATION_S, round(d * factor, 1))) for d in durations]
 
 
 def finish_plan(drafts: list[ShotDraft], story: Story, *, base_seed: int | None,

@@ -230,6 +230,26 @@ def test_retry_after_values_that_are_not_finite_are_ignored(headers, expected):
     assert parse_retry_after(headers) == expected
 
 
+def test_a_bible_that_would_overflow_a_prompt_is_cut_to_fit(llm):
+    from framework.records import MAX_PROMPT, SceneGraph, Story, structure
+
+    cast = [{"name": f"Person {i}", "description": f"look {i} " + "d" * 1_900} for i in range(40)]
+    story = structure(dict(fake_llm.STORY, characters=cast, style="s" * 1_999), Story)
+    graph = structure(fake_llm.SCENES, SceneGraph)
+    plan = fake_llm.shots_for([("s1", 1), ("s2", 1), ("s3", 1)])
+    for draft in plan["shots"]:
+        draft.update(image_prompt="p" * 3_999, characters=[c["name"] for c in cast])
+    llm.enqueue(chat_completion(plan))
+    shots = writer(llm, shots=3).plan_shots(story, graph).shots
+    assert all(len(s.image_prompt) <= MAX_PROMPT for s in shots)
+    assert all(s.image_prompt.endswith("s" * 50 + ".") for s in shots)  # the style is kept
+
+
+def test_target_seconds_must_fit_the_longest_shot():
+    with pytest.raises(ConfigError, match="more than 600s a shot"):
+        OpenAIStory(OpenAIOptions(base_url="http://127.0.0.1:9/v1", shots=2, target_seconds=5000))
+
+
 def test_a_whole_film_still_plans_with_every_bound_in_place(llm):
     llm.responder = lambda seen: chat_completion(film_content(seen))
     story = writer(llm, shots=5)
