@@ -16,7 +16,8 @@ from typing import Any, Iterable
 import attrs
 
 from .errors import ConfigError
-from .records import describe_errors, converter
+from .records import converter
+from .redact import redact
 
 
 def parse_pairs(pairs: Iterable[str]) -> list[tuple[str | None, str, str]]:
@@ -58,7 +59,47 @@ def structure_options(cls: type, raw: dict[str, Any], *, what: str) -> Any:
     try:
         return converter.structure(data, cls)
     except Exception as exc:
-        raise ConfigError(f"{what}: bad option value: {describe_errors(exc, 'options')}") from exc
+        raise ConfigError(f"{what}: bad option value: {describe_option_errors(exc, data, hints)}") from exc
+
+
+_TYPE_WORDS = {int: "a whole number", float: "a number", str: "text", bool: "true or false"}
+
+
+def _type_word(tp: Any) -> str:
+    if tp in _TYPE_WORDS:
+        return _TYPE_WORDS[tp]
+    args = [a for a in typing.get_args(tp) if a is not type(None) and a is not Ellipsis]
+    if _is_sequence(tp):
+        return f"a comma list of {_type_word(args[0]) if args else 'values'}"
+    if len(args) == 1:  # Optional[X]
+        return _type_word(args[0])
+    return "a value of the right type"
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return redact(text if len(text) <= 60 else text[:60] + "…")
+
+
+def describe_option_errors(exc: BaseException, data: dict[str, Any], hints: dict[str, Any]) -> str:
+    """One readable clause per bad option, in the words a user typed them: ``width must be
+    from 64 to 8192, got 20000`` (a validator's own message) or ``option 'fps': expected a
+    number, got 'fast'`` (a value of the wrong type). No cattrs wording, paths or classes."""
+    import cattrs
+
+    if not isinstance(exc, cattrs.ClassValidationError):
+        return redact(str(exc)) or type(exc).__name__
+    clauses = []
+    with_notes, without_notes = exc.group_exceptions()
+    for _sub, note in with_notes:
+        name = getattr(note, "name", str(note))
+        tp = hints.get(name, getattr(note, "type", None))
+        clauses.append(f"option {name!r}: expected {_type_word(tp)}, got {_shown(data.get(name))}")
+    for sub in without_notes:
+        # attrs validators and __attrs_post_init__ checks: their message names the option
+        message = sub.args[0] if sub.args and isinstance(sub.args[0], str) else str(sub)
+        clauses.append(redact(message))
+    return "; ".join(clauses) or "invalid options"
 
 
 def public_options(options: Any) -> dict[str, Any]:

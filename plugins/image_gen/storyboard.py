@@ -28,6 +28,7 @@ import attrs
 
 from framework import hookimpl
 from framework.errors import StageError
+from framework.limits import MAX_SIDE, between, check_frame_size
 from framework.protocols import ShotJob
 from framework.records import Shot
 
@@ -737,10 +738,13 @@ class _Painter:
 
 @attrs.frozen
 class StoryboardOptions:
-    width: int = attrs.field(default=1280, validator=attrs.validators.ge(64))
-    "Frame width in pixels."
-    height: int = attrs.field(default=720, validator=attrs.validators.ge(64))
-    "Frame height in pixels."
+    width: int = attrs.field(default=1280, validator=between(64, MAX_SIDE))
+    "Frame width in pixels (64 to 8192)."
+    height: int = attrs.field(default=720, validator=between(64, MAX_SIDE))
+    "Frame height in pixels (64 to 8192; width x height at most 35.6 megapixels)."
+
+    def __attrs_post_init__(self) -> None:
+        check_frame_size(self.width, self.height, what="storyboard size")
 
 
 class StoryboardGenerator:

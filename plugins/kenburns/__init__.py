@@ -23,6 +23,7 @@ import attrs
 
 from framework import hookimpl
 from framework.errors import StageError
+from framework.limits import MAX_FPS, MAX_SIDE, between, check_frame_size
 from framework.protocols import ShotJob
 from framework.records import Shot
 
@@ -55,15 +56,15 @@ def _even(n: int) -> int:
 
 @attrs.frozen
 class KenBurnsOptions:
-    fps: int = attrs.field(default=25, validator=attrs.validators.in_(range(1, 121)))
-    "Frames per second of the clip."
-    width: int = attrs.field(default=1280, validator=attrs.validators.ge(16))
-    "Clip width in pixels (rounded down to even)."
-    height: int = attrs.field(default=720, validator=attrs.validators.ge(16))
-    "Clip height in pixels (rounded down to even)."
+    fps: int = attrs.field(default=25, validator=between(1, MAX_FPS))
+    "Frames per second of the clip (1 to 120)."
+    width: int = attrs.field(default=1280, validator=between(16, MAX_SIDE))
+    "Clip width in pixels (16 to 8192, rounded down to even)."
+    height: int = attrs.field(default=720, validator=between(16, MAX_SIDE))
+    "Clip height in pixels (16 to 8192, rounded down to even; width x height at most 35.6 megapixels)."
     zoom: float = attrs.field(default=1.15, validator=[attrs.validators.ge(1.0), attrs.validators.le(3.0)])
     "How far the camera zooms in (push in / pull out) or how much room a pan has (1.0 = none)."
-    crf: int = attrs.field(default=20, validator=attrs.validators.in_(range(0, 52)))
+    crf: int = attrs.field(default=20, validator=between(0, 51))
     "x264 quality: lower is better and bigger."
     preset: str = attrs.field(default="veryfast", validator=attrs.validators.in_(
         ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")))
@@ -75,6 +76,9 @@ class KenBurnsOptions:
     caption_gap_s: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
     """Seconds at each end of the clip without the card's text (the bands stay): set it to the
     film's crossfade so two shots' captions never show at once."""
+
+    def __attrs_post_init__(self) -> None:
+        check_frame_size(self.width, self.height, what="kenburns clip size")
 
 
 class KenBurnsRenderer:

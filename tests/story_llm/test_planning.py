@@ -110,7 +110,7 @@ def test_options_from_cli_strings_and_bad_values():
     assert (opts.seed, opts.shots, opts.max_tokens) == (5, 20, 900)
     with pytest.raises(ConfigError, match="json_mode"):
         openai_compat.OpenAIStory(openai_compat.OpenAIOptions(json_mode="yaml"))
-    with pytest.raises(ConfigError, match="ollama.shots must be more than 0"):
+    with pytest.raises(ConfigError, match="ollama.shots must be from 1 to 10000, got 0"):
         ollama.OllamaStory(ollama.OllamaOptions(shots=0))
 
 
