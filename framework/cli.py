@@ -85,7 +85,21 @@ def _run_params() -> list[click.Parameter]:
     params.append(click.Option(["-o", "--option", "options"], multiple=True, metavar="[NAME.]KEY=VALUE",
                                help="A backend option, e.g. -o shots=9 or -o kenburns.fps=30. Repeatable."))
     params.append(click.Option(["--transition"], type=click.Choice(["cut", "crossfade"]), default=None,
-                               help="How clips are joined into film.mp4 (default: cut)."))
+                               help="How clips are joined into film.mp4 (default: cut, or as the session recorded)."))
+    params.append(click.Option(["--subtitles"], type=click.Choice(["auto", "none", "soft", "burn"]), default=None,
+                               help="Subtitles from the narration: soft (a track players can switch on), burn "
+                                    "(drawn into the picture) or none. Default auto: soft when there is "
+                                    "narration. film.srt and film.vtt are written beside the film either way."))
+    params.append(click.Option(["--music"], type=click.Path(exists=True, dir_okay=False), default=None,
+                               help="A music bed for the film, ducked under the narration (copied into the session)."))
+    params.append(click.Option(["--cards/--no-cards"], default=None,
+                               help="A title card (title and logline) and an end card."))
+    params.append(click.Option(["--review"], type=click.Choice(["images"]), default=None,
+                               help="Stop after the images (AWAITING_REVIEW) until `reelforge approve ID`."))
+    params.append(click.Option(["--budget"], type=click.FloatRange(min=0, min_open=True), default=None,
+                               metavar="SECONDS",
+                               help="Start no work that the session's recorded averages say would take "
+                                    "this run past SECONDS of backend time."))
     for flag, targets in sorted(_backend_flags().items()):
         multiple = any(m for _, _, m in targets)
         names = ", ".join(sorted({n for n, _, _ in targets}))
@@ -135,7 +149,9 @@ def _make_runner(output_dir: Path, config, kwargs: dict[str, Any]):
     for scope, key, value in parse_pairs(pairs):
         options.setdefault(scope, {})[key] = value
     return Runner(output_dir, backends=chosen, options=options,
-                  transition=kwargs.get("transition") or config.transition or "cut")
+                  transition=kwargs.get("transition") or config.transition,
+                  subtitles=kwargs.get("subtitles"), music=kwargs.get("music"), cards=kwargs.get("cards"),
+                  review=kwargs.get("review"), budget=kwargs.get("budget"))
 
 
 # -- group --------------------------------------------------------------------------
@@ -353,6 +369,17 @@ def _execute(runner, action) -> None:
         click.echo(f"Session {result.session_id} COMPLETE")
         click.echo(f"Film: {result.film}")
         return
+    if result.status == "AWAITING_REVIEW":
+        click.echo(f"Session {result.session_id} AWAITING REVIEW: the images are ready in {result.path / 'images'}")
+        click.echo(f"Look at them (reelforge sessions view {result.session_id}), redo any with "
+                   f"`reelforge redo {result.session_id} --shot N`, then make the clips with:\n"
+                   f"  reelforge approve {result.session_id}")
+        return
+    if result.status == "BUDGET":
+        click.echo(f"Session {result.session_id} stopped at its budget: {for_terminal(result.failed[0])}", err=True)
+        click.echo(f"Everything that finished is saved. Continue with a larger --budget (or none):\n"
+                   f"  reelforge resume {result.session_id}", err=True)
+        sys.exit(1)
     click.echo(f"Session {result.session_id} FAILED: {len(result.failed)} problem(s)", err=True)
     for line in result.failed:
         click.echo(f"  - {for_terminal(line)}", err=True)

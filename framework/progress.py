@@ -8,7 +8,8 @@ from . import hookimpl
 from .redact import for_terminal
 
 _LABELS = {"story": "Story", "scene_graph": "Scenes", "shots": "Shots", "images": "Images",
-           "videos": "Videos", "assemble": "Film"}
+           "narration": "Voice", "videos": "Videos", "assemble": "Film"}
+_PER_SHOT = ("images", "narration", "videos")
 
 
 def _short(text: str, width: int = 60) -> str:
@@ -46,8 +47,8 @@ class RichProgress:
             self.progress.start()
             self._started = True
         if stage not in self.tasks:
-            total = len(session.meta.shots) if stage in ("images", "videos") else 1
-            done = session.meta.counts(stage)[0] if stage in ("images", "videos") else 0
+            total = len(session.meta.shots) if stage in _PER_SHOT else 1
+            done = session.meta.counts(stage)[0] if stage in _PER_SHOT else 0
             self.tasks[stage] = self.progress.add_task(_LABELS.get(stage, stage), total=total,
                                                        completed=done, status="")
         return self.tasks[stage]
@@ -70,7 +71,7 @@ class RichProgress:
     @hookimpl
     def stage_started(self, session, stage):
         self._task(session, stage)
-        if stage not in ("images", "videos"):
+        if stage not in _PER_SHOT:
             self.progress.update(self.tasks[stage], status="working")
         self._say(f"→ {_LABELS.get(stage, stage)}")
 
@@ -103,13 +104,13 @@ class RichProgress:
     @hookimpl
     def shot_completed(self, session, stage, shot, artifact):
         self.progress.advance(self._task(session, stage))
-        tag, what = ("[IMG] ", "image") if stage == "images" else ("[DONE]", "clip ")
+        tag, what = {"images": ("[IMG] ", "image"), "narration": ("[VOICE]", "voice")}.get(stage, ("[DONE]", "clip "))
         self._say(f"  {tag} Shot {shot.id} {what} {artifact.seconds or 0:5.1f}s  {_short(shot.description)}")
 
     @hookimpl
     def shot_skipped(self, session, stage, shot, reason):
         self._task(session, stage)
-        what = "image" if stage == "images" else "clip "
+        what = {"images": "image", "narration": "voice"}.get(stage, "clip ")
         note = "already exists" if reason == "done" else "found complete on disk, adopted"
         self._say(f"  [SKIP] Shot {shot.id} {what} ({note})")
 

@@ -8,6 +8,7 @@ import concurrent.futures as cf
 import hashlib
 import inspect
 import json
+import math
 import os
 import stat
 import threading
@@ -19,7 +20,7 @@ from typing import Any, Callable, Iterable
 import attrs
 import pluggy
 
-from . import ffmpeg, media
+from . import ffmpeg, film, media
 from .errors import (ConfigError, ReelforgeError, SessionCorruptError, SessionError, StageError,
                      StorageError, describe_os_error)
 from .options import parse_pairs, public_options, structure_options
@@ -36,11 +37,11 @@ from .session import (AWAITING_REVIEW, COMPLETE, DONE, FAILED, IN_PROGRESS, STEP
 BUDGET = "BUDGET"
 
 #: Backends used when the user names none: all offline, no server or network needed.
-DEFAULT_BACKENDS = {"story": "offline", "image": "storyboard", "video": "kenburns", "narration": "none"}
+DEFAULT_BACKENDS = {"story": "offline", "image": "storyboard", "video": "kenburns", "narration": "espeak"}
 #: Kinds a session may go without: naming "none" skips their stage.
 OPTIONAL_KINDS = {"narration"}
 #: Seconds of picture after a shot's narration ends.
-NARRATION_PAD_S = 0.5
+NARRATION_PAD_S = film.NARRATION_PAD_S
 #: Length of the silence recorded for a shot with no narration line.
 SILENT_SHOT_S = 0.1
 
@@ -156,7 +157,11 @@ class Runner:
                  backends: dict[str, str] | None = None,
                  options: Iterable[str] | dict[str, dict[str, Any]] = (),
                  retry: RetryPolicy | None = None,
-                 transition: str = "cut",
+                 transition: str | None = None,
+                 subtitles: str | None = None,
+                 music: str | os.PathLike | None = None,
+                 cards: bool | None = None,
+                 film_options: dict[str, Any] | None = None,
                  review: str | None = None,
                  budget: float | None = None,
                  pm: pluggy.PluginManager | None = None):
@@ -174,9 +179,11 @@ class Runner:
             raise ConfigError(f"unknown backend kind(s) {sorted(unknown)}; use story, image, video")
         self.raw_options = self._collect_options(options)
         self.retry = retry or RetryPolicy.from_env()
-        if transition not in media.TRANSITIONS:
-            raise ConfigError(f"unknown transition {transition!r}; use one of {', '.join(media.TRANSITIONS)}")
-        self.transition = transition
+        # The film's settings: None means "as the session recorded, else the default".
+        self.film_requested: dict[str, Any] = {**(film_options or {}), "transition": transition,
+                                               "subtitles": subtitles, "cards": cards,
+                                               "music": os.fspath(music) if music else None}
+        film.settings_from(None, {k: v for k, v in self.film_requested.items() if k != "music"})
         if review not in (None, "images"):
             raise ConfigError(f"unknown review point {review!r}; use 'images'")
         self.review = review
@@ -357,6 +364,7 @@ class Runner:
         return result
 
     def _run(self, session: Session, backends: dict[str, _Backend], saved: dict[str, Any]) -> RunResult:
+        settings = self._film_settings(session)
         writer = backends["story"].instance
         story = self._llm_step(session, "story", lambda **job: writer.write_story(session.meta.idea, **job),
                                Story, writer.write_story, saved["story"])
@@ -381,7 +389,7 @@ class Runner:
             session.set_status(AWAITING_REVIEW, None)
             return RunResult(session.id, AWAITING_REVIEW, session.path)
 
-        self._assemble(session, plan)
+        self._assemble(session, plan, story, settings, backends)
         self._hook("session_completed", session=session)
         return RunResult(session.id, COMPLETE, session.path, film=session.film_path)
 
@@ -441,7 +449,9 @@ class Runner:
         if stage == "videos" and "narration" in active:
             voice = session.shot_state(shot.id).narration.info.get("duration")
             if isinstance(voice, (int, float)) and voice + NARRATION_PAD_S > shot.duration_s:
-                return attrs.evolve(shot, duration_s=round(voice + NARRATION_PAD_S, 2))
+                # Rounded up to a tenth: a voice made again a few samples longer or shorter
+                # (eSpeak is not bit-exact) must not make the clip again.
+                return attrs.evolve(shot, duration_s=min(600.0, math.ceil((voice + NARRATION_PAD_S) * 10) / 10))
         return shot
 
     def _fingerprint(self, stage: str, shot: Shot, backend: _Backend, image_sha: str | None) -> str:
@@ -596,11 +606,15 @@ class Runner:
             in_flight[0] += estimate
             return True
 
+        settled: set[tuple[str, int]] = set()
+
         def done(stage: str, shot: Shot) -> None:
-            """``stage`` is done for ``shot``: start what was waiting for it."""
+            """``stage`` is done for ``shot`` (made, or checked, in this run): start what was
+            waiting for it. A stage waits for its needs to be *settled in this run*, not
+            merely marked done: a voice about to be redone must not time the clip."""
+            settled.add((stage, shot.id))
             for spec in specs:
-                if stage in needs[spec.name] and all(
-                        session.shot_state(shot.id).artifact(d).state == DONE for d in needs[spec.name]):
+                if stage in needs[spec.name] and all((d, shot.id) in settled for d in needs[spec.name]):
                     schedule(spec.name, shot)
 
         def schedule(stage: str, shot: Shot) -> None:
@@ -705,50 +719,49 @@ class Runner:
                 pass  # not finished: it stays todo and is resumed later
 
     # -- assembly -------------------------------------------------------------------
-    def _film_fingerprint(self, session: Session, plan: ShotPlan) -> str:
-        """The film is made from exactly these clips, in this order, joined this way."""
-        clips = [session.shot_state(s.id).video.sha256 for s in plan.shots]
-        return fingerprint(stage="assemble", clips=clips, transition=self.transition)
+    def _film_settings(self, session: Session) -> film.FilmSettings:
+        """This run's film settings (recorded ones, then what this run asks), recorded."""
+        requested = dict(self.film_requested)
+        if requested.get("music"):
+            requested["music"] = film.adopt_music(session.path, requested["music"])
+        settings = film.settings_from(session.meta.film_settings, requested)
+        session.set_film_settings(attrs.asdict(settings))
+        return settings
 
-    def _assemble(self, session: Session, plan: ShotPlan) -> None:
-        film = session.film_path
-        clips = [session.path / session.shot_state(s.id).video.path for s in plan.shots]
-        fp = self._film_fingerprint(session, plan)
-        problem = session.check_film(fp)
+    def _assemble(self, session: Session, plan: ShotPlan, story: Story, settings: film.FilmSettings,
+                  backends: dict[str, _Backend]) -> None:
+        inputs = film.gather(session, plan, settings, story, narrated="narration" in backends)
+        problem = session.check_film(inputs.fingerprint)
         if problem is None:
             return
         self._hook("stage_started", session=session, stage="assemble")
         t0 = time.monotonic()
-        work = session.scratch_dir()
-        for stale in work.glob("film.*.partial.mp4"):
-            stale.unlink()  # left by a killed run (its ffmpeg died with it): scratch only
-        # A name no other run uses: nothing else can be writing it.
-        tmp = work / f"film.{os.getpid()}.{time.monotonic_ns()}.partial.mp4"
+        work = film.new_work_dir(session.scratch_dir())  # a folder no other run uses
+        margin = getattr(backends["image"].instance, "subtitle_margin", 0.06)
         try:
-            try:
-                ffmpeg.assemble(clips, tmp, transition=self.transition, cancelled=self.cancel)
-                self._verify_film(tmp, plan)
-                fsync_file(tmp)
-                if os.path.lexists(film):
-                    media.set_aside(film)  # the old film, or one no record vouches for
-                if session.meta.film.state == DONE:
-                    session.reset_film(f"reassemble: {problem}")
-                os.replace(tmp, film)
-                fsync_dir(film.parent)
-            finally:
-                if os.path.lexists(tmp):
-                    tmp.unlink()
+            made = film.make(inputs, work / "film.mp4", work, cancelled=self.cancel,
+                             subtitle_margin=float(margin))
+            for path in made.values():
+                fsync_file(path)
+            if session.meta.film.state == DONE:
+                session.reset_film(f"reassemble: {problem}")
+            placed = []
+            for key, path in made.items():
+                dest = session.film_path if key == "film" else session.path / f"film.{key}"
+                if os.path.lexists(dest):
+                    media.set_aside(dest)  # the old one, or one no record vouches for
+                os.replace(path, dest)
+                placed.append(dest.name)
+            fsync_dir(session.path)
         except Exception as exc:
             session.mark_step("assemble", "failed", error=f"assemble: {exc}")
             session.set_status(FAILED, f"assemble: {exc}")
             self._hook("stage_failed", session=session, stage="assemble", error=exc)
             raise
-        session.mark_film_done(film, time.monotonic() - t0, fp)
+        finally:
+            film.clean_scratch(work)
+        subtitles = [n for n in placed if n != session.film_path.name]
+        session.mark_film_done(session.film_path, time.monotonic() - t0, inputs.fingerprint,
+                               info={"subtitles": subtitles})
         session.clear_scratch()
         self._hook("stage_finished", session=session, stage="assemble")
-
-    def _verify_film(self, path: Path, plan: ShotPlan) -> None:
-        """The assembled film must be a complete MP4 (ffmpeg.assemble has checked that it
-        reads back at the length of its clips) before it may replace film.mp4."""
-        if not media.looks_valid("videos", path):
-            raise StageError(f"the assembled film {path.name} is not a complete MP4 file")

@@ -197,6 +197,8 @@ class Meta:
     "'images': stop after the images until approved (``run --review images``)."
     approved: bool = False
     "Set by `reelforge approve`: the review gate is open."
+    film_settings: dict[str, Any] = attrs.Factory(dict)
+    "How the film is put together (framework.film.FilmSettings), so a resume makes the same film."
     step_usage: dict[str, dict[str, Any]] = attrs.Factory(dict)
     "Cost ledger of the story steps: seconds, attempts, prompt/completion tokens per step."
     journal_seq: int = 0
@@ -922,11 +924,22 @@ class Session:
             return "not assembled yet"
         problem = self._check_file(f, self.film_path)
         if problem is None and f.fingerprint != fingerprint:
-            problem = "its clips or transition changed"
+            problem = "its clips, voices or settings changed"
+        for name in f.info.get("subtitles", []) if problem is None else ():
+            if name not in ("film.srt", "film.vtt") or not (self.path / name).is_file():
+                problem = f"its subtitle file {name} is missing"
         return problem
 
     @uninterruptible
-    def mark_film_done(self, path: Path, seconds: float, fingerprint: str | None = None) -> None:
+    def set_film_settings(self, settings: dict[str, Any]) -> None:
+        with self._mutex:
+            if self.meta.film_settings != settings:
+                self.meta.film_settings = dict(settings)
+                self.write_meta()
+
+    @uninterruptible
+    def mark_film_done(self, path: Path, seconds: float, fingerprint: str | None = None,
+                       info: dict[str, Any] | None = None) -> None:
         """Record film.mp4 (already verified and in place) as done: the session is COMPLETE."""
         with self._mutex:
             st = os.lstat(path)
@@ -934,6 +947,7 @@ class Session:
             f.state, f.path, f.seconds, f.updated = DONE, path.name, round(seconds, 3), now()
             f.sha256, f.size, f.mtime_ns, f.last_error = sha256_file(path), st.st_size, st.st_mtime_ns, None
             f.fingerprint = fingerprint
+            f.info = dict(info or {})
             self.meta.steps["assemble"] = DONE
             self.meta.status = COMPLETE
             self.meta.last_error = None

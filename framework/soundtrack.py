@@ -238,6 +238,9 @@ def build_audio(out: str | os.PathLike, duration_s: float, voices: Sequence[Voic
         raise StageError(f"music file {music} does not exist")
     out.parent.mkdir(parents=True, exist_ok=True)
     d = f"{duration_s:.6f}"
+    # Trim first, then pad to a stated length: an unbounded apad before atrim deadlocks the
+    # bundled ffmpeg when amix joins a few short voices (all threads wait, SIGTERM is
+    # ignored), and atrim after a bounded apad cuts the pad off.
     fmt = f"aresample={SAMPLE_RATE},aformat=sample_fmts=fltp:channel_layouts=stereo"
     inputs: list[str] = []
     graph: list[str] = []
@@ -247,7 +250,7 @@ def build_audio(out: str | os.PathLike, duration_s: float, voices: Sequence[Voic
     if voices:
         joined = "".join(f"[v{i}]" for i in range(len(voices)))
         graph.append(f"{joined}amix=inputs={len(voices)}:normalize=0:dropout_transition=0,"
-                     f"apad,atrim=0:{d}[voice]")
+                     f"atrim=0:{d},apad=whole_dur={d}[voice]")  # trim, then a bounded pad: see below
     if music is not None:
         m = len(voices)
         inputs += ["-stream_loop", "-1", "-i", str(music)]
@@ -603,7 +606,7 @@ def finish_film(video: str | os.PathLike, audio: str | os.PathLike | None, out: 
                 achain.append(f"afade=t=in:st=0:d={fade_in_s:.4f}")
             if fade_out_s > 0:
                 achain.append(f"afade=t=out:st={duration - fade_out_s:.4f}:d={fade_out_s:.4f}")
-            achain.append(f"apad,atrim=0:{duration:.6f}")
+            achain.append(f"atrim=0:{duration:.6f},apad=whole_dur={duration:.6f}")
             graph.append(f"[{n}:a]{','.join(achain)}[aout]")
             maps += ["-map", "[aout]", "-c:a", "aac", "-b:a", audio_bitrate]
             n += 1

@@ -226,8 +226,9 @@ class Fakes:
 
     @property
     def backends(self) -> dict[str, str]:
-        """The fakes for story, images and clips (narration off, as by default)."""
-        return {"story": self.story.name, "image": self.image.name, "video": self.video.name}
+        """The fakes for story, images and clips, with narration off."""
+        return {"story": self.story.name, "image": self.image.name, "video": self.video.name,
+                "narration": "none"}
 
     @property
     def narrated(self) -> dict[str, str]:

@@ -43,7 +43,10 @@ def progress_rows(session: Session) -> list[str]:
     for step, label in (("story", "Story"), ("scene_graph", "Scenes"), ("shots", "Shots")):
         state = m.steps.get(step, "todo")
         rows.append(_row(label, int(state == DONE), 1, state, counts=False))
-    for stage, label in (("images", "Images"), ("videos", "Videos")):
+    narrated = m.backends.get("narration") is not None and m.backends["narration"].name != "none"
+    for stage, label in (("images", "Images"), ("narration", "Voice"), ("videos", "Videos")):
+        if stage == "narration" and not narrated:
+            continue
         done, total = m.counts(stage)
         rows.append(_row(label, done, total, m.steps.get(stage, "todo"), counts=True))
     state = m.steps.get("assemble", "todo")
@@ -64,7 +67,7 @@ def shot_lines(session: Session, width: int = 100) -> list[str]:
         text = for_terminal(" ".join(descriptions.get(st.id, "").split()), newlines=False)
         head = f"  {tag:<8} Shot {st.id}: "
         lines.append(head + textwrap.shorten(text, max(10, width - len(head)), placeholder="..."))
-        for art, what in ((st.image, "image"), (st.video, "video")):
+        for art, what in ((st.image, "image"), (st.narration, "narration"), (st.video, "video")):
             if art.state == FAILED_STATE and art.last_error:
                 err = textwrap.shorten(for_terminal(art.last_error, newlines=False), max(20, width - 20),
                                        placeholder="...")

@@ -2,7 +2,7 @@
 Every call is logged to REELFORGE_FAKE_LOG, so the test can count them across processes."""
 
 from framework import hookimpl
-from framework.testing import FakeImageGenerator, FakeRenderer, FakeStoryWriter
+from framework.testing import FakeImageGenerator, FakeNarrator, FakeRenderer, FakeStoryWriter
 
 
 @hookimpl
@@ -18,3 +18,8 @@ def register_image_generators(register):
 @hookimpl
 def register_renderers(register):
     register(FakeRenderer("crashtest"), name="crashtest")
+
+
+@hookimpl
+def register_narrators(register):
+    register(FakeNarrator("crashtest"), name="crashtest")

@@ -77,7 +77,7 @@ def test_a_run_uses_it_end_to_end(cli_env, tmp_path):
     with open(session / "ledger.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert sorted((r["stage"], int(r["shot"])) for r in rows) == [
-        (stage, n) for stage in ("images", "videos") for n in range(1, shots + 1)]
+        (stage, n) for stage in ("images", "narration", "videos") for n in range(1, shots + 1)]
     assert {r["outcome"] for r in rows} == {"done"}
     assert {r["backend"] for r in rows if r["stage"] == "images"} == {"vignette"}
     meta = json.loads((session / f"{session.name}_meta.json").read_text())

@@ -320,3 +320,32 @@ def test_fading_the_first_and_last_clips_keeps_stream_copy_and_only_fades_the_en
     done = st.finish_film(film, audio, tmp_path / "done.mp4", fade_in_s=0.4, fade_out_s=0.4, audio_fades_only=True)
     wav = audio_of(done, tmp_path)
     assert rms(wav, 0.0, 0.1) < rms(wav, 1.0, 1.5) * 0.5 and rms(wav, 2.9, 3.0) < rms(wav, 1.0, 1.5) * 0.5
+
+
+def test_short_low_rate_voices_mix_without_hanging_ffmpeg(tmp_path):
+    """Three short 8 kHz voices at 0, 0.6 and 1.3 s: an unbounded apad before atrim made the
+    bundled ffmpeg deadlock on exactly this mix."""
+    import math
+    import struct
+    import threading
+    import wave
+
+    voices = []
+    for i, (words, start) in enumerate([(1, 0.0), (2, 0.6), (3, 1.3)], start=1):
+        path = tmp_path / f"v{i}.wav"
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(8000)
+            w.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(j * 0.2)))
+                                   for j in range(int(words * 0.1 * 8000))))
+        voices.append(st.Voice(path, start))
+    stop = threading.Event()
+    timer = threading.Timer(30, stop.set)
+    timer.start()
+    try:
+        out = st.build_audio(tmp_path / "mix.wav", 2.1, voices, cancelled=stop)
+    finally:
+        timer.cancel()
+    assert not stop.is_set()
+    assert st.wav_duration(out) == pytest.approx(2.1, abs=0.02)

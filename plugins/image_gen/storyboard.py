@@ -757,6 +757,8 @@ class StoryboardGenerator:
     Options: ClassVar[type] = StoryboardOptions
     description: ClassVar[str] = "Storyboard frames drawn with Pillow (offline, deterministic)"
     concurrency: int = 2
+    #: Burnt subtitles keep above the card's caption band (fraction of the frame height).
+    subtitle_margin: float = CAPTION_BAND + 0.03
 
     def __init__(self, options: StoryboardOptions | None = None):
         self.options = options if options is not None else StoryboardOptions()

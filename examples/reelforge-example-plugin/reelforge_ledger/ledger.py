@@ -18,7 +18,7 @@ from framework import hookimpl
 FILENAME = "ledger.csv"
 COLUMNS = ("run_started", "stage", "shot", "outcome", "attempts", "seconds", "backend", "error")
 
-_KIND = {"images": "image", "videos": "video"}
+_KIND = {"images": "image", "narration": "narration", "videos": "video"}
 
 _lock = threading.Lock()
 #: (session id, stage, shot id) -> monotonic time of the first attempt in this run.

@@ -1,0 +1,164 @@
+"""The narrated film through the runner: voice timing, subtitles, audio, cards and music,
+resumed like every other stage (issue 10)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from framework import soundtrack
+from framework.errors import StageError
+from framework.ffmpeg import clip_facts, ffmpeg_exe
+from framework.session import DONE, SessionStore, sha256_file
+from framework.testing import run_session
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def streams(path: Path) -> str:
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True)
+    return proc.stderr
+
+
+def test_a_narrated_film_has_audio_of_its_length_and_cues_on_the_voices(out, fakes):
+    result = run_session(out, "A lighthouse", backends=fakes.narrated)
+    assert result.ok, result.failed
+    meta = SessionStore(out).load(result.session_id).meta
+    film = clip_facts(result.film)
+    assert film["has_audio"]
+    info = streams(result.film)
+    assert "Audio: aac" in info and "Subtitle: mov_text" in info  # soft subtitles by default
+    # each shot lasts at least its line plus the pad (the fake voice says 0.1 s per word;
+    # the fake renderer caps its clips at 0.4 s, so the film holds their last frames)
+    lengths = [max(st.video.info["duration"], st.narration.info["duration"] + 0.5) for st in meta.shots]
+    assert all(length >= 0.6 - 0.05 for length in lengths)
+    # the cues start where each shot starts and last as long as its voice
+    cues = soundtrack.read_cues(result.path / "film.srt")
+    starts = soundtrack.clip_starts(lengths)
+    assert [round(c.start, 1) for c in cues] == [round(s, 1) for s in starts]
+    assert [round(c.end - c.start, 1) for c in cues] == [round(st.narration.info["duration"], 1)
+                                                         for st in meta.shots]
+    assert (result.path / "film.vtt").read_text().startswith("WEBVTT")
+    assert film["duration"] == pytest.approx(sum(lengths), abs=0.2)
+    assert sorted(c[0] for c in fakes.narration.calls) == [1, 2, 3]
+
+
+def test_a_film_without_narration_still_has_a_silent_track(out, fakes):
+    result = run_session(out, "A lighthouse", backends=fakes.backends)
+    assert result.ok
+    assert clip_facts(result.film)["has_audio"]
+    assert "Subtitle" not in streams(result.film)
+    assert not (result.path / "film.srt").exists()
+
+
+def test_a_changed_line_redoes_only_that_voice_its_clip_and_the_film(out, fakes):
+    result = run_session(out, "A lighthouse", backends=fakes.narrated)
+    film_before = sha256_file(result.film)
+    plan_path = result.path / "shots.json"
+    plan = json.loads(plan_path.read_text())
+    plan["shots"][1]["narration"] = "a much longer line " * 4  # 16 words: 1.6 s of voice
+    plan_path.write_text(json.dumps(plan))
+    for f in (fakes.image, fakes.video, fakes.narration):
+        f.calls.clear()
+    again = run_session(out, "", backends=fakes.narrated, resume=result.session_id)
+    assert again.ok
+    assert fakes.image.calls == []
+    assert [c[0] for c in fakes.narration.calls] == [2]
+    assert [c[0] for c in fakes.video.calls] == [2]  # its timing changed with the voice
+    assert sha256_file(result.film) != film_before
+    meta = SessionStore(out).load(result.session_id).meta
+    assert meta.shot(2).narration.info["duration"] == pytest.approx(1.6, abs=0.01)
+    cues = soundtrack.read_cues(result.path / "film.srt")
+    assert cues[1].end - cues[1].start == pytest.approx(1.6, abs=0.05)
+    assert [t["n"] for t in meta.shot(2).narration.takes] == [1]  # the old voice is a take
+
+
+def test_a_silent_shot_needs_no_narrator_and_shows_no_cue(out, fakes):
+    from framework.records import Scene, SceneGraph, Shot, ShotPlan, Story
+
+    fakes.story.enqueue(Story(title="T", logline="l", synopsis="s"),
+                        SceneGraph((Scene(id="s1", order=1, summary="x"),)),
+                        ShotPlan((Shot(id=1, scene_id="s1", description="a", image_prompt="a",
+                                       duration_s=0.4, narration="two words"),
+                                  Shot(id=2, scene_id="s1", description="b", image_prompt="b",
+                                       duration_s=0.4, narration=""))))
+    result = run_session(out, "idea", backends=fakes.narrated)
+    assert result.ok, result.failed
+    assert [c[0] for c in fakes.narration.calls] == [1]
+    assert len(soundtrack.read_cues(result.path / "film.srt")) == 1
+
+
+def test_a_narrator_failure_fails_the_shot_clearly_and_its_clip_waits(out, fakes):
+    fakes.narration.fail(2, StageError("the voice 'en' cannot read Cyrillic text"))
+    result = run_session(out, "idea", backends=fakes.narrated)
+    assert not result.ok
+    assert any("shot 2 (narration)" in f and "Cyrillic" in f for f in result.failed)
+    meta = SessionStore(out).load(result.session_id).meta
+    assert meta.shot(2).video.state != DONE  # never rendered without its timing
+    assert meta.shot(1).video.state == DONE
+    again = run_session(out, "", backends=fakes.narrated, resume=result.session_id)
+    assert again.ok
+    assert sorted(c[0] for c in fakes.video.calls) == [1, 2, 3]
+
+
+def test_cards_music_and_burnt_subtitles(out, fakes, tmp_path):
+    music = tmp_path / "bed.wav"
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "sine=f=220:d=2",
+                    "-y", str(music)], check=True)
+    result = run_session(out, "A lighthouse", backends=fakes.narrated, cards=True, music=music,
+                         subtitles="burn")
+    assert result.ok, result.failed
+    meta = SessionStore(out).load(result.session_id).meta
+    assert meta.film_settings["cards"] is True and meta.film_settings["subtitles"] == "burn"
+    assert (result.path / meta.film_settings["music"]).is_file()  # copied into the session
+    total = 3.0 + sum(max(st.video.info["duration"], st.narration.info["duration"] + 0.5)
+                      for st in meta.shots) + 3.0
+    assert clip_facts(result.film)["duration"] == pytest.approx(total, abs=0.3)
+    assert "Subtitle" not in streams(result.film)  # burnt in, not a track
+    # resuming with no film flags keeps the recorded ones: nothing is rebuilt
+    film = sha256_file(result.film)
+    again = run_session(out, "", backends=fakes.narrated, resume=result.session_id)
+    assert again.ok and sha256_file(result.film) == film
+
+
+def test_a_kill_during_narration_resumes_without_redoing_finished_voices(tmp_path):
+    out, log = tmp_path / "output", tmp_path / "calls.log"
+    env = dict(os.environ, REELFORGE_PLUGINS="crash_plugin", REELFORGE_FAKE_LOG=str(log),
+               REELFORGE_LOAD_PLUGINS="", REELFORGE_RETRY_BACKOFF="0",
+               PYTHONPATH=os.pathsep.join([str(ROOT / "tests"), str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    args = ["--story-llm", "crashtest", "--image-gen", "crashtest", "--renderer", "crashtest",
+            "--narrator", "crashtest", "--output-dir", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "framework", "run", "A city", "--new", *args,
+                             "-o", "narration.delay=0.4"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def voices_done() -> set[int]:
+        try:
+            store = SessionStore(out)
+            meta = store.load(store.ids()[0]).meta
+        except Exception:
+            return set()
+        return {s.id for s in meta.shots if s.narration.state == DONE}
+
+    deadline = time.monotonic() + 60
+    while len(voices_done()) < 2:
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, "no voice finished in time"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    before = voices_done()
+    assert 2 <= len(before) < 7
+    done = subprocess.run([sys.executable, "-m", "framework", "run", "--resume", *args], env=env,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    calls = [line.split() for line in log.read_text().splitlines() if line.startswith("narration ")]
+    for shot in before:
+        assert sum(1 for c in calls if c[1] == str(shot)) == 1  # never spoken twice
