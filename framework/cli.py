@@ -19,15 +19,18 @@ from .errors import ConfigError, ReelforgeError, SessionCorruptError
 _BACKEND_FLAGS = {"story": "--story-llm", "image": "--image-gen", "video": "--renderer"}
 
 
+def _config_option(f):
+    return click.option(
+        "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+        envvar="REELFORGE_CONFIG", help="Config file (default: ./reelforge.toml if present).")(f)
+
+
 def _output_dir_option(f):
     f = click.option(
         "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
         envvar="REELFORGE_OUTPUT_DIR",
         help="Where sessions live (default: output_dir from reelforge.toml, else ./output).")(f)
-    f = click.option(
-        "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-        envvar="REELFORGE_CONFIG", help="Config file (default: ./reelforge.toml if present).")(f)
-    return f
+    return _config_option(f)
 
 
 def _load_config(config_path: Path | None):
@@ -44,13 +47,13 @@ def _resolve_output_dir(output_dir: Path | None, config) -> Path:
     return output_dir or Path(config.output_dir or "output")
 
 
-def _backend_flags() -> dict[str, list[tuple[str, str, bool]]]:
+def _backend_flags() -> dict[str, list[tuple[str, str, bool, type]]]:
     """Extra flags backends ask for (Options field metadata 'cli'):
-    flag -> [(backend name, field, multiple)]."""
+    flag -> [(backend name, field, multiple, Options class)]."""
     from .options import cli_flags
     from .plugins import KINDS, backends
 
-    flags: dict[str, list[tuple[str, str, bool]]] = {}
+    flags: dict[str, list[tuple[str, str, bool, type]]] = {}
     for kind in KINDS:
         try:
             regs = backends(kind)
@@ -59,8 +62,18 @@ def _backend_flags() -> dict[str, list[tuple[str, str, bool]]]:
         for reg in regs.values():
             opt_cls = getattr(reg.cls, "Options", None)
             for flag, (field, multiple) in (cli_flags(opt_cls) if opt_cls else {}).items():
-                flags.setdefault(flag, []).append((reg.name, field, multiple))
+                flags.setdefault(flag, []).append((reg.name, field, multiple, opt_cls))
     return flags
+
+
+def _flag_help(targets: list[tuple[str, str, bool, type]]) -> str:
+    """A backend flag's help: the docstring of the option it sets, and whose option it is."""
+    from .options import field_docs
+
+    doc = next((d for _, field, _, cls in targets if (d := field_docs(cls).get(field))), "")
+    owners = ", ".join(sorted({f"{name} option {field}" for name, field, _, _ in targets}))
+    names = ", ".join(sorted({name for name, _, _, _ in targets}))
+    return f"{doc} [{owners}]" if doc else f"Option of {names}."
 
 
 _run_params_cache: tuple[Any, list[click.Parameter]] | None = None
@@ -79,17 +92,17 @@ def _run_params() -> list[click.Parameter]:
         return _run_params_cache[1]
     params: list[click.Parameter] = [
         click.Option([flag, f"{kind}_backend"], metavar="NAME",
-                     help=f"The {KINDS[kind][1]} to use (see `reelforge plugins`).")
+                     help=f"The {KINDS[kind][1]} to use (see `reelforge backends`).")
         for kind, flag in _BACKEND_FLAGS.items()]
     params.append(click.Option(["-o", "--option", "options"], multiple=True, metavar="[NAME.]KEY=VALUE",
-                               help="A backend option, e.g. -o shots=9 or -o kenburns.fps=30. Repeatable."))
+                               help="A backend option, e.g. -o shots=9 or -o kenburns.fps=30. Repeatable. "
+                                    "`reelforge backends NAME` lists a backend's options."))
     params.append(click.Option(["--transition"], type=click.Choice(["cut", "crossfade"]), default=None,
                                help="How clips are joined into film.mp4 (default: cut)."))
     for flag, targets in sorted(_backend_flags().items()):
-        multiple = any(m for _, _, m in targets)
-        names = ", ".join(sorted({n for n, _, _ in targets}))
+        multiple = any(m for _, _, m, _ in targets)
         params.append(click.Option([flag, "extra__" + flag.lstrip("-").replace("-", "_")],
-                                   multiple=multiple, help=f"Option of {names}."))
+                                   multiple=multiple, help=_flag_help(targets)))
     _run_params_cache = (key, params)
     return params
 
@@ -127,7 +140,7 @@ def _make_runner(output_dir: Path, config, kwargs: dict[str, Any]):
         if not value:
             continue
         flag = "--" + key[len("extra__"):].replace("_", "-")
-        for name, field, _multiple in flag_targets.get(flag, []):
+        for name, field, _multiple, _cls in flag_targets.get(flag, []):
             if name in selected:
                 text = ",".join(value) if isinstance(value, tuple) else str(value)
                 pairs.append(f"{name}.{field}={text}")
@@ -208,12 +221,17 @@ def cli() -> None:
 
 @cli.command(cls=_RunCommand)
 @click.argument("idea", required=False)
-@click.option("--resume", "answer", flag_value="resume", help="Continue the newest incomplete session without asking.")
+@click.option("--resume", "answer", flag_value="resume",
+              help="Continue the newest incomplete session (of IDEA, if given) without asking.")
 @click.option("--new", "answer", flag_value="new", help="Start a new session even if an incomplete one exists.")
 @_output_dir_option
 def run(idea: str | None, answer: str | None, output_dir: Path | None, config_path: Path | None,
         **kwargs: Any) -> None:
     """Make a film from IDEA, or continue an incomplete session.
+
+    With IDEA, only an incomplete session of the same idea is offered; otherwise a new
+    session starts. With no IDEA, the newest incomplete session is offered, and answering
+    n asks for the idea of a new one.
 
     \b
     Examples:
@@ -230,29 +248,52 @@ def run(idea: str | None, answer: str | None, output_dir: Path | None, config_pa
     runner.validate()
     store = SessionStore(output_dir)
     session_id = None
+    if idea is not None and not idea.strip():
+        raise click.UsageError("the IDEA is empty; e.g. reelforge run \"A lighthouse in a storm\"")
     if answer != "new":
         incomplete, broken = store.scan()
         for problem in broken:  # never skipped silently: say which file is damaged
             click.echo(f"warning: skipping a damaged session: {for_terminal(str(problem))}", err=True)
-        if incomplete:
-            candidate = incomplete[0]
+        # A new idea must never be swallowed by an unrelated session: only the same idea
+        # (ignoring case and spacing) is offered.
+        offered = [s for s in incomplete if idea is None or same_idea(s.meta.idea, idea)]
+        others = len(incomplete) - len(offered)
+        if offered:
+            candidate = offered[0]
             click.echo("INCOMPLETE SESSION FOUND")
             click.echo(render_session(candidate, width=_width()))
             if answer == "resume" or _ask_continue(candidate.id):
                 session_id = candidate.id
-                if idea and idea.strip() != candidate.meta.idea:
-                    click.echo(f"Continuing {candidate.id}; its idea is kept: "
-                               f"{for_terminal(candidate.meta.idea, newlines=False)!r}")
             else:
                 click.echo(f"Starting a new session; {candidate.id} is left as it is.")
+                if idea is None:
+                    idea = _ask_idea()
         elif answer == "resume":
+            if idea is not None and others:
+                raise click.ClickException(
+                    f"no incomplete session of this idea in {store.root} to resume "
+                    f"({_count(others, 'incomplete session')} of other ideas: see `reelforge sessions "
+                    f"list`, then `reelforge resume ID`)")
             if broken:
                 raise click.ClickException(f"no readable incomplete session in {store.root} to resume "
                                            f"({len(broken)} damaged: see the warnings above)")
             raise click.ClickException(f"no incomplete session in {store.root} to resume")
+        elif idea is not None and others:
+            click.echo(f"Starting a new session for this idea; {_count(others, 'incomplete session')} "
+                       f"of other ideas {'is' if others == 1 else 'are'} left as "
+                       f"{'it is' if others == 1 else 'they are'} (`reelforge resume ID` continues one).")
     if session_id is None and not idea:
         raise click.UsageError("give an IDEA to start a new session, e.g. reelforge run \"A lighthouse in a storm\"")
     _execute(runner, lambda: runner.resume(session_id) if session_id else runner.start(idea))
+
+
+def same_idea(a: str, b: str) -> bool:
+    """Whether two ideas are the same, ignoring case and spacing."""
+    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 @cli.command(cls=_RunCommand)
@@ -260,9 +301,17 @@ def run(idea: str | None, answer: str | None, output_dir: Path | None, config_pa
 @_output_dir_option
 def resume(session_id: str | None, output_dir: Path | None, config_path: Path | None,
            **kwargs: Any) -> None:
-    """Continue SESSION_ID (default: the newest incomplete session), doing only what remains."""
+    """Continue SESSION_ID (default: the newest incomplete session), doing only what remains.
+
+    SESSION_ID may be a unique start of an id (20261201_1530) or `latest`. An ABANDONED
+    session continues too (and is IN PROGRESS again)."""
+    from .session import SessionStore
+
     config = _load_config(config_path)
-    runner = _make_runner(_resolve_output_dir(output_dir, config), config, kwargs)
+    output_dir = _resolve_output_dir(output_dir, config)
+    runner = _make_runner(output_dir, config, kwargs)
+    if session_id is not None:
+        session_id = resolve_session_id(SessionStore(output_dir), session_id)
     _execute(runner, lambda: runner.resume(session_id))
 
 
@@ -283,28 +332,58 @@ def _help_width() -> int:
 
 
 def _width() -> int:
-    return min(100, click.get_terminal_size()[0] if hasattr(click, "get_terminal_size") else 100)
+    """Width for session views: the terminal's, at most 100 (80 when it is not known)."""
+    import shutil
+
+    return min(100, shutil.get_terminal_size((80, 24)).columns)
 
 
-def _ask_continue(session_id: str) -> bool:
-    """Ask `Continue? [Y/n]`. With no terminal, read one answer line from stdin; at end of
-    input (nothing to read) fail with a message instead of hanging or guessing."""
-    if sys.stdin is not None and sys.stdin.isatty():
-        return click.confirm("Continue?", default=True)
-    click.echo("Continue? [Y/n]: ", nl=False)
+def _interactive() -> bool:
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def _read_line(prompt: str, no_input: str) -> str:
+    """With no terminal: print ``prompt``, read one line from stdin and echo it (so a log
+    shows the answer). At end of input fail with ``no_input`` instead of hanging or guessing."""
+    click.echo(prompt, nl=False)
     line = sys.stdin.readline() if sys.stdin is not None else ""
     if not line:
         click.echo()
-        raise click.UsageError(
-            f"incomplete session {session_id} found and no answer on standard input; "
-            f"pass --resume to continue it or --new to start a new session")
-    reply = line.strip().lower()
-    click.echo(reply)
-    if reply in ("", "y", "yes"):
+        raise click.UsageError(no_input)
+    line = line.strip()
+    from .redact import for_terminal
+
+    click.echo(for_terminal(line, newlines=False))
+    return line
+
+
+def _ask_yes_no(question: str, *, default: bool, no_input: str) -> bool:
+    if _interactive():
+        return click.confirm(question, default=default)
+    reply = _read_line(f"{question} {'[Y/n]' if default else '[y/N]'}: ", no_input).lower()
+    if reply in ("y", "yes") or (reply == "" and default):
         return True
-    if reply in ("n", "no"):
+    if reply in ("n", "no") or reply == "":
         return False
-    raise click.UsageError(f"answer y or n, not {line.strip()!r}")
+    raise click.UsageError(f"answer y or n, not {reply!r}")
+
+
+def _ask_continue(session_id: str) -> bool:
+    """Ask `Continue? [Y/n]` (see _read_line for what happens with no terminal)."""
+    return _ask_yes_no("Continue?", default=True, no_input=(
+        f"incomplete session {session_id} found and no answer on standard input; "
+        f"pass --resume to continue it or --new to start a new session"))
+
+
+def _ask_idea() -> str:
+    """Ask for the idea of a new session (`Idea:`)."""
+    no_input = "no idea on standard input; pass an IDEA, e.g. reelforge run \"A lighthouse in a storm\" --new"
+    if _interactive():
+        return click.prompt("Idea")
+    idea = _read_line("Idea: ", no_input)
+    if not idea:
+        raise click.UsageError(no_input)
+    return idea
 
 
 def _show_warnings(console) -> logging.Handler:
@@ -364,61 +443,309 @@ def _execute(runner, action) -> None:
 
 @cli.group()
 def sessions() -> None:
-    """List and inspect sessions.
+    """List, inspect, abandon and remove sessions.
 
     \b
     Commands:
-      reelforge sessions list        List all sessions
-      reelforge sessions view ID     View a session's progress and shots
-      reelforge sessions help        Show this help
+      reelforge sessions list          List sessions, newest first (-n, --status, --search, --json)
+      reelforge sessions view ID       View a session's progress and shots (--json)
+      reelforge sessions abandon ID    Stop offering an incomplete session to continue
+      reelforge sessions rm ID         Remove a session and all its files (asks; --yes)
+      reelforge sessions help          Show this help
+    ID is a session id, a unique start of one (20261201_1530) or `latest`.
     Files: output/sessions/ID/story.json, shots.json, images/, videos/, film.mp4
     """
 
 
+#: What `sessions list` shows for folders that are not readable sessions.
+EMPTY, UNREADABLE = "EMPTY", "UNREADABLE"
+
+
+def session_sort_key(session_id: str) -> tuple[str, int]:
+    """Orders ids by creation: session_..._153000 < session_..._153000_2 < ..._153000_10."""
+    stamp, _, n = session_id[:23], session_id[23:24], session_id[24:]
+    return stamp, int(n) if n.isdigit() else 1
+
+
+def resolve_session_id(store, text: str) -> str:
+    """The session id ``text`` names: an id, a unique start of one (with or without the
+    ``session_`` prefix), or ``latest`` (the newest created). The result is a valid session
+    id (framework.session.is_session_id); an unknown or ambiguous name is a SessionError."""
+    import re
+
+    from .errors import SessionError, SessionNotFoundError
+    from .redact import for_terminal
+    from .session import is_session_id
+
+    text = text.strip()
+    if is_session_id(text):
+        return text  # an exact id wins even where it starts a longer one (..._153000_2)
+    shown = for_terminal(text, newlines=False)
+    ids = store.ids()
+    if text.casefold() == "latest":
+        if not ids:
+            raise SessionNotFoundError(f"no sessions in {store.root}")
+        return max(ids, key=session_sort_key)
+    prefix = text if text.startswith("session_") else f"session_{text}"
+    if not text or not re.fullmatch(r"session_[0-9_]*", prefix, re.ASCII):
+        raise SessionError(f"{shown!r} is not a session id (expected session_YYYYMMDD_HHMMSS, a unique "
+                           f"start of one such as 20261201_1530, or latest); see `reelforge sessions list`")
+    matches = sorted((i for i in ids if i.startswith(prefix)), key=session_sort_key, reverse=True)
+    if not matches:
+        raise SessionNotFoundError(f"no session matches {shown!r} in {store.root}; "
+                                   f"see `reelforge sessions list`")
+    if len(matches) > 1:
+        listed = "\n".join(f"  {_describe(store, m)}" for m in matches[:10])
+        more = f"\n  ... and {len(matches) - 10:,} more" if len(matches) > 10 else ""
+        raise SessionError(f"{shown!r} matches {len(matches):,} sessions; give more of the id:\n"
+                           f"{listed}{more}")
+    return matches[0]
+
+
+def _describe(store, session_id: str) -> str:
+    """``session_... (STATUS) idea`` for a line of a listing."""
+    import textwrap
+
+    from .redact import for_terminal
+
+    try:
+        meta = store.load(session_id).meta
+    except SessionCorruptError:
+        return f"{session_id} ({UNREADABLE})"
+    idea = textwrap.shorten(for_terminal(meta.idea, newlines=False), 60, placeholder="...")
+    return f"{session_id} ({meta.status}) {idea}"
+
+
+def _entry_id(entry) -> str:
+    if isinstance(entry, SessionCorruptError):
+        path = Path(entry.path)
+        return path.parent.name if path.parent.name.startswith("session_") else path.name
+    return entry.id
+
+
+def _entry_status(entry) -> str:
+    from .session import AbandonedSession
+
+    if isinstance(entry, AbandonedSession):
+        return EMPTY
+    if isinstance(entry, SessionCorruptError):
+        return UNREADABLE
+    return entry.meta.status
+
+
+def _status_choices() -> tuple[str, ...]:
+    return ("NEW", "IN_PROGRESS", "COMPLETE", "FAILED", "ABANDONED", EMPTY, UNREADABLE)
+
+
+def _parse_statuses(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> set[str]:
+    choices = _status_choices()
+    picked = set()
+    for value in values:
+        status = "_".join(value.replace("-", " ").split()).upper()
+        if status not in choices:
+            raise click.BadParameter(f"{value!r} is not a status; use one of {', '.join(choices)}",
+                                     ctx=ctx, param=param)
+        picked.add(status)
+    return picked
+
+
 @sessions.command("list")
 @_output_dir_option
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Show only the N newest sessions (after --status and --search).")
+@click.option("--status", "statuses", multiple=True, callback=_parse_statuses, metavar="STATUS",
+              help="Only sessions with this status: NEW, IN_PROGRESS, COMPLETE, FAILED, ABANDONED, "
+                   "EMPTY or UNREADABLE (any case). Repeatable.")
+@click.option("--search", metavar="TEXT", default=None,
+              help="Only sessions whose idea contains TEXT (ignoring case and spacing).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def sessions_list(output_dir: Path | None, config_path: Path | None, as_json: bool) -> None:
-    """List all sessions: id, status, idea, per-stage counts, last update."""
+def sessions_list(output_dir: Path | None, config_path: Path | None, limit: int | None,
+                  statuses: set[str], search: str | None, as_json: bool) -> None:
+    """List sessions, newest first: id, status, per-stage counts, last update, idea.
+
+    \b
+    Statuses: NEW, IN PROGRESS, COMPLETE, FAILED, ABANDONED (given up with
+    `reelforge sessions abandon`), EMPTY (a folder a crash left before the session was
+    written: it holds no work and is swept away by the next run), UNREADABLE (a damaged file).
+    """
     import json
 
-    from .session import SessionStore
+    from .session import Session, SessionStore
     from .views import sessions_table
 
     store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
-    found = list(store.sessions())
+    found = sorted(store.sessions(), key=lambda e: session_sort_key(_entry_id(e)), reverse=True)
+    total = len(found)
+    if statuses:
+        found = [e for e in found if _entry_status(e) in statuses]
+    if search is not None:
+        wanted = " ".join(search.split()).casefold()
+        found = [e for e in found if isinstance(e, Session) and wanted in " ".join(e.meta.idea.split()).casefold()]
+    matched = len(found)
+    if limit is not None:
+        found = found[:limit]
     if as_json:
         click.echo(json.dumps([_session_summary(s) for s in found], indent=2))
         return
     if not found:
-        click.echo(f"No sessions in {store.root}. Start one with: reelforge run \"your idea\"")
+        if total:
+            click.echo(f"No sessions match in {store.root} ({_count(total, 'session')} in all).")
+        else:
+            click.echo(f"No sessions in {store.root}. Start one with: reelforge run \"your idea\"")
         return
     sessions_table(found)
+    if len(found) < matched:
+        click.echo(f"({len(found):,} of {matched:,} shown, newest first)")
+
+
+def _counts(meta) -> dict[str, dict[str, int]]:
+    """Done and total for every step: 0 or 1 of 1 for story, scene_graph, shots and
+    assemble, shots for images and videos."""
+    from .session import DONE, SHOT_STAGES, STEPS
+
+    counts = {}
+    for step in STEPS:
+        if step in SHOT_STAGES:
+            done, total = meta.counts(step)
+        else:
+            done, total = int(meta.steps.get(step) == DONE), 1
+        counts[step] = {"done": done, "total": total}
+    return counts
 
 
 def _session_summary(s) -> dict[str, Any]:
     from .session import AbandonedSession
 
     if isinstance(s, AbandonedSession):
-        return {"id": s.id, "status": "ABANDONED", "error": s.reason}
+        return {"id": s.id, "status": EMPTY, "error": s.reason}
     if isinstance(s, SessionCorruptError):
-        return {"id": Path(s.path).parent.name, "status": "UNREADABLE", "error": str(s)}
+        return {"id": _entry_id(s), "status": UNREADABLE, "error": str(s)}
     m = s.meta
-    return {"id": m.id, "status": m.status, "idea": m.idea, "steps": m.steps,
-            "images": list(m.counts("images")), "videos": list(m.counts("videos")),
-            "updated": m.updated}
+    return {"id": m.id, "status": m.status, "idea": m.idea, "steps": m.steps, "counts": _counts(m),
+            "created": m.created, "updated": m.updated, "last_error": m.last_error}
 
 
 @sessions.command("view")
-@click.argument("session_id")
+@click.argument("session_id", metavar="ID")
 @_output_dir_option
-def sessions_view(session_id: str, output_dir: Path | None, config_path: Path | None) -> None:
-    """Show a session's progress bars and shot breakdown."""
+@click.option("--json", "as_json", is_flag=True, help="The session's meta as JSON, with per-stage counts.")
+def sessions_view(session_id: str, output_dir: Path | None, config_path: Path | None, as_json: bool) -> None:
+    """Show a session's progress bars and shot breakdown.
+
+    ID is a session id, a unique start of one (20261201_1530, session_20261201) or `latest`."""
+    import json
+
     from .session import SessionStore
-    from .views import render_session
 
     store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
-    click.echo(render_session(store.load(session_id), width=_width()))
+    session = store.load(resolve_session_id(store, session_id))
+    if as_json:
+        from .records import lenient_converter
+
+        data = lenient_converter.unstructure(session.meta)
+        data["counts"] = _counts(session.meta)
+        data["path"] = str(session.path)
+        click.echo(json.dumps(data, indent=2))
+        return
+    from .views import render_session
+
+    click.echo(render_session(session, width=_width()))
+
+
+@sessions.command("abandon")
+@click.argument("session_id", metavar="ID")
+@_output_dir_option
+def sessions_abandon(session_id: str, output_dir: Path | None, config_path: Path | None) -> None:
+    """Give up an incomplete session: `reelforge run` no longer offers to continue it.
+
+    Its files are kept; `reelforge resume ID` still continues it (it is then IN PROGRESS
+    again) and `reelforge sessions rm ID` removes it."""
+    from .session import ABANDONED, COMPLETE, Session, SessionStore
+
+    store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
+    sid = resolve_session_id(store, session_id)
+    status = store.load(sid).meta.status  # exists, is no link, and is readable
+    if status == COMPLETE:
+        raise click.ClickException(f"session {sid} is COMPLETE: there is nothing to abandon "
+                                   f"(`reelforge sessions rm {sid}` removes it)")
+    if status != ABANDONED:
+        session = Session(store, sid)
+        session.lock()  # refused while a run has it
+        try:
+            session.load(repair=True)
+            session.set_status(ABANDONED, session.meta.last_error)
+        finally:
+            session.close()
+    click.echo(f"Session {sid} is ABANDONED: `reelforge run` will not offer it again.\n"
+               f"Continue it with `reelforge resume {sid}`, remove it with `reelforge sessions rm {sid}`.")
+
+
+@sessions.command("rm")
+@click.argument("session_id", metavar="ID")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@_output_dir_option
+def sessions_rm(session_id: str, yes: bool, output_dir: Path | None, config_path: Path | None) -> None:
+    """Remove a session and all its files (asks first, unless --yes).
+
+    A session a run is using is refused. A session folder that is a symbolic link is
+    refused, and links inside a session are removed, never followed."""
+    import os
+    import shutil
+    import stat
+
+    from .errors import SessionError, SessionNotFoundError
+    from .session import Session, SessionStore
+
+    store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
+    sid = resolve_session_id(store, session_id)
+    path = store.path_for(sid)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise SessionNotFoundError(f"no session {sid!r} in {store.root}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise SessionError(f"{path} is a symbolic link: reelforge removes no files through links "
+                           f"(remove the link itself if it is yours)")
+    if not stat.S_ISDIR(st.st_mode):
+        raise SessionError(f"{path} is not a session folder")
+    if not shutil.rmtree.avoids_symlink_attacks:  # pragma: no cover - not on Linux
+        raise SessionError("this platform's shutil.rmtree may follow links; remove the folder by hand")
+    session = Session(store, sid)
+    session.lock()  # refused while a run has it; held until the folder is gone
+    try:
+        files, size = _folder_size(path)
+        click.echo(f"{_describe(store, sid)}\n  {_count(files, 'file')}, {_human_size(size)} in {path}")
+        if not yes and not _ask_yes_no(f"Remove session {sid} and all its files?", default=False,
+                                       no_input=f"no answer on standard input; pass --yes to remove {sid}"):
+            click.echo("Nothing removed.")
+            return
+        shutil.rmtree(path)  # refuses a linked root; removes links inside without following them
+    finally:
+        session.close()
+    click.echo(f"Removed session {sid}.")
+
+
+def _folder_size(path: Path) -> tuple[int, int]:
+    """(files, bytes) under ``path``, links not followed (counted as themselves)."""
+    import os
+
+    files = size = 0
+    for folder, dirs, names in os.walk(path, followlinks=False):
+        for name in names + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
+            try:
+                size += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                continue
+            files += 1
+    return files, size
+
+
+def _human_size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return f"{n:,.1f} TB"  # pragma: no cover
 
 
 @sessions.command("help")
@@ -431,28 +758,150 @@ def sessions_help(ctx: click.Context) -> None:
 # -- plugins ------------------------------------------------------------------------
 
 @cli.command("plugins")
+@click.option("--options", "show_options", is_flag=True,
+              help="Also list every option of every backend: type, default, what it does.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def plugins_cmd(as_json: bool) -> None:
-    """List installed plugins, the backends each registers and the commands each adds."""
+@_config_option
+def plugins_cmd(show_options: bool, as_json: bool, config_path: Path | None) -> None:
+    """List installed plugins, the backends each registers and the commands each adds.
+
+    Plugins disabled in reelforge.toml ([plugins] disable) or by REELFORGE_DISABLE_PLUGINS
+    are left out."""
     import json
 
-    from .plugins import KINDS, load_plugins, plugin_info
+    from .plugins import KINDS, backends, load_plugins, plugin_info
 
+    _load_config(config_path)
     info = plugin_info(load_plugins())
+    regs = {kind: backends(kind) for kind in KINDS} if show_options else {}
     if as_json:
+        if show_options:
+            for p in info:
+                p["options"] = {kind: {name: _options_json(regs[kind][name]) for name in names}
+                                for kind, names in p["backends"].items()}
         click.echo(json.dumps(info, indent=2))
         return
+    width = _width()
     for p in info:
         version = f" {p['version']}" if p["version"] else ""
         dist = f" ({p['distribution']}{version})" if p["distribution"] else ""
         click.echo(f"{p['name']}{dist}: {p['module']}")
         for kind, names in p["backends"].items():
             click.echo(f"  {KINDS[kind][1]}: {', '.join(names)}")
+            if show_options:
+                for name in names:
+                    lines = _option_lines(regs[kind][name], indent=4, width=width)
+                    click.echo("\n".join([f"    {name} options (-o {name}.KEY=VALUE):", *lines]
+                                         if lines else [f"    {name} takes no options"]))
         if p["commands"]:
             click.echo(f"  commands: {', '.join(p['commands'])}")
         others = [h for h in p["hooks"] if not h.startswith("register_")]
         if others:
             click.echo(f"  hooks: {', '.join(others)}")
+
+
+@cli.command("backends")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_config_option
+def backends_cmd(name: str | None, as_json: bool, config_path: Path | None) -> None:
+    """List the installed backends, or show backend NAME and all its options.
+
+    Each option is shown with its type, default and what it does; set it with
+    `-o NAME.KEY=VALUE` on `reelforge run`, or in reelforge.toml under [backends.NAME]."""
+    import json
+
+    from .plugins import KINDS, backends, load_plugins
+
+    _load_config(config_path)
+    load_plugins()
+    found = [(kind, reg) for kind in KINDS for reg in backends(kind).values()]
+    if name is not None:
+        chosen = [(kind, reg) for kind, reg in found if reg.name == name]
+        if not chosen:
+            installed = ", ".join(sorted({reg.name for _, reg in found})) or "none"
+            raise click.UsageError(f"no backend is named {name!r}; installed: {installed}")
+        found = chosen
+    if as_json:
+        click.echo(json.dumps([{"kind": kind, "name": reg.name, "plugin": reg.plugin,
+                                "description": _description(reg), "options": _options_json(reg)}
+                               for kind, reg in found], indent=2))
+        return
+    width = _width()
+    if name is None:
+        for kind, reg in found:
+            click.echo(f"{KINDS[kind][1]:<16} {reg.name:<12} {_description(reg)}")
+        click.echo("\nOptions of one: reelforge backends NAME (all of them: reelforge plugins --options)")
+        return
+    for i, (kind, reg) in enumerate(found):
+        flag = {"story": "--story-llm", "image": "--image-gen", "video": "--renderer"}[kind]
+        if i:
+            click.echo()
+        click.echo(f"{reg.name}: {KINDS[kind][1]} (plugin {reg.plugin}; select with {flag} {reg.name})")
+        if _description(reg):
+            click.echo(_wrap(_description(reg), 2, width))
+        lines = _option_lines(reg, indent=2, width=width)
+        if lines:
+            click.echo(f"  Options (-o {reg.name}.KEY=VALUE, or [backends.{reg.name}] in reelforge.toml):")
+            click.echo("\n".join(lines))
+        else:
+            click.echo("  No options.")
+
+
+def _description(reg) -> str:
+    """A backend's one-line description: its ``description``, else its docstring's first
+    paragraph."""
+    import inspect
+
+    text = getattr(reg.cls, "description", None)
+    if not isinstance(text, str) or not text:
+        cls = reg.cls if isinstance(reg.cls, type) else type(reg.cls)
+        text = (inspect.getdoc(cls) or "").split("\n\n")[0]
+    from .redact import for_terminal
+
+    return for_terminal(" ".join(text.split()), newlines=False)
+
+
+def _option_infos(reg):
+    from .options import describe_options
+
+    return describe_options(getattr(reg.cls, "Options", None))
+
+
+def _options_json(reg) -> list[dict[str, Any]]:
+    import attrs
+
+    return [attrs.asdict(o) for o in _option_infos(reg)]
+
+
+def _wrap(text: str, indent: int, width: int) -> str:
+    import textwrap
+
+    return textwrap.fill(text, width=max(40, width), initial_indent=" " * indent,
+                         subsequent_indent=" " * indent)
+
+
+def _option_lines(reg, *, indent: int, width: int) -> list[str]:
+    """Each option as ``KEY (TYPE; default X; ALLOWED; flag --F)`` and its docstring under it."""
+    import textwrap
+
+    from .redact import for_terminal
+
+    lines = []
+    for o in _option_infos(reg):
+        facts = [o.type, f"default {o.default}"]
+        if o.allowed:
+            facts.append(o.allowed)
+        if o.flag:
+            facts.append(f"flag {o.flag}")
+        if o.secret:
+            facts.append("secret: not saved, not allowed in reelforge.toml")
+        head = for_terminal(f"{o.name} ({'; '.join(facts)})", newlines=False)
+        lines.append(textwrap.fill(head, width=max(40, width), initial_indent=" " * (indent + 2),
+                                   subsequent_indent=" " * (indent + 6)))
+        if o.doc:
+            lines.append(_wrap(for_terminal(o.doc, newlines=False), indent + 6, width))
+    return lines
 
 
 def main() -> None:
