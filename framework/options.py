@@ -195,10 +195,18 @@ def describe_options(cls: type | None) -> list[OptionInfo]:
     if cls is None or not attrs.has(cls):
         return []
     hints, docs = _hints(cls), field_docs(cls)
-    return [OptionInfo(name=f.name, type=type_name(hints.get(f.name, f.type)), default=_default_text(f),
+    return [OptionInfo(name=f.name, type=type_name(_field_type(f, hints)), default=_default_text(f),
                        doc=docs.get(f.name, ""), allowed=allowed_values(f), flag=f.metadata.get("cli"),
                        secret=bool(f.metadata.get("secret")))
             for f in attrs.fields(cls) if f.init]
+
+
+def _field_type(field: attrs.Attribute, hints: dict[str, Any]) -> Any:
+    """The field's type; for an untyped field (attrs.make_class), its default's type."""
+    tp = hints.get(field.name, field.type)
+    if tp is None and field.default is not attrs.NOTHING and not isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
+        tp = type(field.default)
+    return tp
 
 
 def valid_keys(cls: type | None) -> str:
@@ -292,9 +300,16 @@ def _fields_and_docs(node) -> tuple[set[str], dict[str, str]]:
             fields.add(name)
         elif isinstance(stmt.value, ast.Call):  # x = attrs.field(...) with no annotation
             fields.add(name)
-        nxt = body[i + 1] if i + 1 < len(body) else None
-        if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
-            docs[name] = " ".join(nxt.value.value.split())
+        # The string literal(s) right after the field: consecutive ones are one docstring
+        # (a long one is often written as two literals on two lines).
+        parts = []
+        for nxt in body[i + 1:]:
+            if not (isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
+                    and isinstance(nxt.value.value, str)):
+                break
+            parts.append(nxt.value.value)
+        if parts:
+            docs[name] = " ".join(" ".join(parts).split())
     return fields, docs
 
 
@@ -313,7 +328,7 @@ def structure_options(cls: type, raw: dict[str, Any], *, what: str) -> Any:
         field = fields.get(key)
         if field is None:
             raise ConfigError(f"{what} has no option {key!r} (valid: {valid_keys(cls)})")
-        tp = hints.get(key, field.type)
+        tp = _field_type(field, hints)
         if _is_sequence(tp) and isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         try:
@@ -341,7 +356,11 @@ def _check_field(field: attrs.Attribute, tp: Any, value: Any, given: Any, what: 
         if allowed_values(field):
             raise ConfigError(f"{what} option {field.name} must be {_requirement(field, tp)}, "
                               f"got {given!r}") from None
-        raise ConfigError(f"{what} option {field.name}: {_message(exc)}") from None
+        message = _message(exc)
+        for named in (f"{field.name}: ", f"'{field.name}': "):  # the validator named the field itself
+            if message.startswith(named):
+                message = message[len(named):]
+        raise ConfigError(f"{what} option {field.name}: {message}") from None
     except Exception:
         return  # a validator that needs the instance: the class itself runs it below
 

@@ -126,7 +126,7 @@ class KenBurnsRenderer:
         job.progress(0.0, move)
 
         def report(p: FFmpegProgress) -> None:
-            if p.frame is not None and not p.done:  # the end is reported below, once the file is in place
+            if p.frame is not None:  # 1.0 only once the clip is in place, below
                 job.progress(min(p.frame / frames, 0.99), f"{move} {p.frame}/{frames} frames")
 
         try:
