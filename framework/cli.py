@@ -447,12 +447,12 @@ def sessions() -> None:
 
     \b
     Commands:
-      reelforge sessions list          List sessions, newest first (-n, --status, --search, --json)
-      reelforge sessions view ID       View a session's progress and shots (--json)
-      reelforge sessions abandon ID    Stop offering an incomplete session to continue
-      reelforge sessions rm ID         Remove a session and all its files (asks; --yes)
-      reelforge sessions help          Show this help
-    ID is a session id, a unique start of one (20261201_1530) or `latest`.
+      reelforge sessions list         Sessions, newest first (-n, --status, --search)
+      reelforge sessions view ID      A session's progress and shots (--json)
+      reelforge sessions abandon ID   Never offer a session to continue again
+      reelforge sessions rm ID        Remove a session and its files (asks; --yes)
+      reelforge sessions help         Show this help
+    ID: a session id, a unique start of one (20261201_1530) or `latest`.
     Files: output/sessions/ID/story.json, shots.json, images/, videos/, film.mp4
     """
 
@@ -511,7 +511,13 @@ def _describe(store, session_id: str) -> str:
     try:
         meta = store.load(session_id).meta
     except SessionCorruptError:
-        return f"{session_id} ({UNREADABLE})"
+        import os
+
+        try:  # only a lock and temporary files: a crash inside create() left it
+            empty = all(n == ".lock" or n.endswith(".tmp") for n in os.listdir(store.root / session_id))
+        except OSError:
+            empty = False
+        return f"{session_id} ({EMPTY if empty else UNREADABLE})"
     idea = textwrap.shorten(for_terminal(meta.idea, newlines=False), 60, placeholder="...")
     return f"{session_id} ({meta.status}) {idea}"
 
@@ -563,10 +569,9 @@ def sessions_list(output_dir: Path | None, config_path: Path | None, limit: int 
                   statuses: set[str], search: str | None, as_json: bool) -> None:
     """List sessions, newest first: id, status, per-stage counts, last update, idea.
 
-    \b
-    Statuses: NEW, IN PROGRESS, COMPLETE, FAILED, ABANDONED (given up with
-    `reelforge sessions abandon`), EMPTY (a folder a crash left before the session was
-    written: it holds no work and is swept away by the next run), UNREADABLE (a damaged file).
+    Statuses: NEW, IN PROGRESS, COMPLETE, FAILED, ABANDONED (given up with `reelforge
+    sessions abandon`), EMPTY (a folder a crash left before the session was written: it
+    holds no work and the next new session sweeps it away), UNREADABLE (a damaged file).
     """
     import json
 

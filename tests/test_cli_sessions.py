@@ -223,6 +223,11 @@ def test_rm_removes_an_unreadable_session_and_refuses_bad_ids(out):
     r = invoke(out, "sessions", "rm", sid, "--yes")
     assert r.exit_code == 0 and "UNREADABLE" in r.output
     assert not (out / "sessions" / sid).exists()
+    empty = out / "sessions" / "session_20200101_000000"  # left by a crash inside create()
+    empty.mkdir()
+    (empty / ".lock").touch()
+    r = invoke(out, "sessions", "rm", empty.name, "--yes")
+    assert r.exit_code == 0 and f"{empty.name} (EMPTY)" in r.output and not empty.exists()
     for bad in ("../../etc", "session_2026/..", "/tmp"):
         r = invoke(out, "sessions", "rm", bad, "--yes")
         assert r.exit_code == 1 and "is not a session id" in r.output
