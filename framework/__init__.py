@@ -26,7 +26,7 @@ from .errors import (
 if TYPE_CHECKING:
     from pluggy import HookimplMarker
 
-    from .protocols import ImageGenerator, NoOptions, Renderer, ShotJob, StageJob, StoryWriter
+    from .protocols import ImageGenerator, Narrator, NoOptions, Renderer, ShotJob, StageJob, StoryWriter
     from .records import Character, Scene, SceneGraph, Shot, ShotPlan, Story
 
     hookimpl: HookimplMarker
@@ -36,7 +36,7 @@ __version__ = "0.1.0"
 # The records, protocols and pluggy load on first use (PEP 562), so that `reelforge --help`,
 # which imports this package, does not pay for attrs, cattrs and pluggy.
 _LAZY = {
-    **dict.fromkeys(("ImageGenerator", "NoOptions", "Renderer", "ShotJob", "StageJob", "StoryWriter"),
+    **dict.fromkeys(("ImageGenerator", "Narrator", "NoOptions", "Renderer", "ShotJob", "StageJob", "StoryWriter"),
                     ".protocols"),
     **dict.fromkeys(("Character", "Scene", "SceneGraph", "Shot", "ShotPlan", "Story"), ".records"),
 }
@@ -61,7 +61,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "hookimpl", "Character", "Scene", "SceneGraph", "Shot", "ShotPlan", "Story",
-    "ImageGenerator", "NoOptions", "Renderer", "ShotJob", "StageJob", "StoryWriter",
+    "ImageGenerator", "Narrator", "NoOptions", "Renderer", "ShotJob", "StageJob", "StoryWriter",
     "ConfigError", "ReelforgeError", "RetryableServiceError", "ServiceError",
     "SessionCorruptError", "SessionError", "SessionLockedError", "SessionNotFoundError",
     "StageError", "TransientError",

@@ -16,7 +16,8 @@ import click
 from .errors import ConfigError, ReelforgeError, SessionCorruptError
 
 #: The flag that picks each kind's backend.
-_BACKEND_FLAGS = {"story": "--story-llm", "image": "--image-gen", "video": "--renderer"}
+_BACKEND_FLAGS = {"story": "--story-llm", "image": "--image-gen", "video": "--renderer",
+                  "narration": "--narrator"}
 
 
 def _config_option(f):
@@ -540,7 +541,9 @@ def _entry_status(entry) -> str:
 
 
 def _status_choices() -> tuple[str, ...]:
-    return ("NEW", "IN_PROGRESS", "COMPLETE", "FAILED", "ABANDONED", EMPTY, UNREADABLE)
+    from .session import STATUSES
+
+    return (*STATUSES, EMPTY, UNREADABLE)
 
 
 def _parse_statuses(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> set[str]:
@@ -560,8 +563,8 @@ def _parse_statuses(ctx: click.Context, param: click.Parameter, values: tuple[st
 @click.option("-n", "--limit", type=click.IntRange(min=1), default=None, metavar="N",
               help="Show only the N newest sessions (after --status and --search).")
 @click.option("--status", "statuses", multiple=True, callback=_parse_statuses, metavar="STATUS",
-              help="Only sessions with this status: NEW, IN_PROGRESS, COMPLETE, FAILED, ABANDONED, "
-                   "EMPTY or UNREADABLE (any case). Repeatable.")
+              help="Only sessions with this status: NEW, IN_PROGRESS, COMPLETE, FAILED, AWAITING_REVIEW, "
+                   "ABANDONED, EMPTY or UNREADABLE (any case). Repeatable.")
 @click.option("--search", metavar="TEXT", default=None,
               help="Only sessions whose idea contains TEXT (ignoring case and spacing).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -569,8 +572,8 @@ def sessions_list(output_dir: Path | None, config_path: Path | None, limit: int 
                   statuses: set[str], search: str | None, as_json: bool) -> None:
     """List sessions, newest first: id, status, per-stage counts, last update, idea.
 
-    Statuses: NEW, IN PROGRESS, COMPLETE, FAILED, ABANDONED (given up with `reelforge
-    sessions abandon`), EMPTY (a folder a crash left before the session was written: it
+    Statuses: NEW, IN PROGRESS, COMPLETE, FAILED, AWAITING REVIEW (stopped after its
+    images until approved), ABANDONED (given up with `reelforge sessions abandon`), EMPTY (a folder a crash left before the session was written: it
     holds no work and the next new session sweeps it away), UNREADABLE (a damaged file).
     """
     import json
@@ -839,7 +842,7 @@ def backends_cmd(name: str | None, as_json: bool, config_path: Path | None) -> N
         click.echo("\nOptions of one: reelforge backends NAME (all of them: reelforge plugins --options)")
         return
     for i, (kind, reg) in enumerate(found):
-        flag = {"story": "--story-llm", "image": "--image-gen", "video": "--renderer"}[kind]
+        flag = _BACKEND_FLAGS.get(kind, f"--{kind}")
         if i:
             click.echo()
         click.echo(f"{reg.name}: {KINDS[kind][1]} (plugin {reg.plugin}; select with {flag} {reg.name})")

@@ -34,7 +34,7 @@ from .plugins import KINDS, backends
 
 CONFIG_NAME = "reelforge.toml"
 #: Top-level keys naming the default backend of each kind.
-BACKEND_KEYS = {"story_llm": "story", "image_gen": "image", "renderer": "video"}
+BACKEND_KEYS = {"story_llm": "story", "image_gen": "image", "renderer": "video", "narrator": "narration"}
 _TOP_KEYS = {"output_dir", "transition", "backends", "plugins", *BACKEND_KEYS}
 
 
@@ -73,6 +73,11 @@ def load_config(explicit: str | os.PathLike | None = None) -> Config:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except RecursionError:  # tomllib recurses per nesting level of arrays and inline tables
+        raise ConfigError(f"{path}: not valid here: arrays or inline tables are nested too "
+                          f"deeply to read") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from None
     for key in data:
         if key not in _TOP_KEYS:
             raise ConfigError(f"{path}: unknown key {key!r} (valid: {', '.join(sorted(_TOP_KEYS))})")

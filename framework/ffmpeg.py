@@ -321,7 +321,7 @@ def assemble(clips: Sequence[str | os.PathLike], out: str | os.PathLike, *,
                        what=what, cancelled=cancelled)
         finally:
             os.unlink(listing.name)
-        return out
+        return _verified(out, sum(i["duration"] for i in infos))
 
     width, height = infos[0]["width"] or 1280, infos[0]["height"] or 720
     width, height = width - width % 2, height - height % 2
@@ -335,8 +335,9 @@ def assemble(clips: Sequence[str | os.PathLike], out: str | os.PathLike, *,
             f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2,setsar=1,fps={fps:g},format=yuv420p,"
             f"settb=AVTB,setpts=PTS-STARTPTS[v{i}]"
         )
+    durations = [i["duration"] for i in infos]
+    elapsed = sum(durations)
     if transition == "crossfade" and len(paths) > 1:
-        durations = [i["duration"] for i in infos]
         # xfade needs the fade shorter than either clip it joins.
         fade = max(0.0, min(crossfade_s, min(durations) / 2))
         label, elapsed = "v0", durations[0]
@@ -351,4 +352,19 @@ def assemble(clips: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     run_ffmpeg([*inputs, "-filter_complex", ";".join(filters), "-map", f"[{label}]", "-an",
                 "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p", *tail],
                what=what, cancelled=cancelled)
+    return _verified(out, elapsed)
+
+
+def _verified(out: Path, expected_s: float) -> Path:
+    """``out`` if it is a readable video about ``expected_s`` long; else StageError. A film
+    is checked before anyone may mark it done: an ffmpeg that was stopped, or that wrote
+    less than it was asked to, never passes as a finished film."""
+    try:
+        info = clip_facts(out)
+    except StageError as exc:
+        raise StageError(f"the assembled film {out.name} is not a readable video: {exc}") from exc
+    tolerance = max(0.5, 0.02 * expected_s)
+    if not info.get("duration") or abs(info["duration"] - expected_s) > tolerance:
+        raise StageError(f"the assembled film {out.name} is {info.get('duration') or 0:.2f} s long; "
+                         f"its clips add up to {expected_s:.2f} s")
     return out

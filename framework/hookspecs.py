@@ -38,6 +38,12 @@ def register_renderers(register):
 
 
 @hookspec
+def register_narrators(register):
+    """Register narrators (text to speech): call ``register(BackendClass)`` for each
+    (see :class:`framework.protocols.Narrator`)."""
+
+
+@hookspec
 def register_commands(cli):
     """Add click commands to the ``reelforge`` command group ``cli``."""
 

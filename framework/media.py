@@ -8,6 +8,8 @@ import stat
 from pathlib import Path
 
 TRANSITIONS = ("cut", "crossfade")
+#: What a stage's files are called in messages.
+KIND_LABEL = {"images": "image", "videos": "video", "narration": "WAV audio"}
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -29,6 +31,8 @@ def looks_valid(stage: str, path: Path) -> bool:
             with Image.open(path) as im:
                 im.verify()
             return True
+        if stage == "narration":
+            return _wav_seconds(path) > 0
         with open(path, "rb") as fh:
             head = fh.read(12)
         if head[:4] == _EBML_MAGIC:
@@ -71,3 +75,44 @@ def set_aside(path: Path) -> Path:
     from .session import set_aside as _set_aside
 
     return _set_aside(path)
+
+
+def _wav_seconds(path: Path) -> float:
+    import wave
+
+    with wave.open(str(path), "rb") as w:
+        rate, frames = w.getframerate(), w.getnframes()
+    return frames / rate if rate else 0.0
+
+
+def facts(stage: str, path: Path) -> dict:
+    """What is worth remembering about a committed file: a clip's stream facts (so the film
+    can be assembled without reading every clip again), a voice's duration (clip timing and
+    subtitles follow it), an image's size."""
+    try:
+        if stage == "videos":
+            from .ffmpeg import clip_facts
+
+            return dict(clip_facts(path))
+        if stage == "narration":
+            return {"duration": round(_wav_seconds(path), 3)}
+        if stage == "images":
+            from PIL import Image
+
+            with Image.open(path) as im:
+                return {"width": im.width, "height": im.height}
+    except Exception:  # facts are a convenience: the file itself was checked already
+        return {}
+    return {}
+
+
+def write_silence(path: Path, seconds: float, rate: int = 16000) -> Path:
+    """A mono 16-bit WAV of silence (the narration of a shot that has no line)."""
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"\x00\x00" * max(1, int(seconds * rate)))
+    return path

@@ -21,6 +21,7 @@ import attrs
 
 from .errors import ConfigError
 from .records import converter, describe_errors
+from .redact import redact
 
 
 def parse_pairs(pairs: Iterable[str]) -> list[tuple[str | None, str, str]]:
@@ -126,12 +127,16 @@ def _fmt(value: Any) -> str:
 
 def allowed_values(field: attrs.Attribute) -> str:
     """What ``field``'s validators accept, in words ('from 1 to 120', 'at least 16', 'one of
-    a, b'), from attrs' own validators (in_, ge, gt, le, lt); '' for any other validator."""
+    a, b'), from attrs' own validators (in_, ge, gt, le, lt) and from any validator with an
+    ``allowed`` attribute (text such as 'from 1 to 120'); '' for any other validator."""
     lower = upper = None
     words = []
     for v in _validators(field.validator):
         name = type(v).__name__
-        if name == "_InValidator":
+        own = getattr(v, "allowed", None)  # a validator that says what it accepts (framework.limits.between)
+        if isinstance(own, str) and own:
+            words.append(own)
+        elif name == "_InValidator":
             options = getattr(v, "_original_options", getattr(v, "options", ()))
             if isinstance(options, range) and options.step == 1 and len(options):
                 words.append(f"from {_fmt(options.start)} to {_fmt(options.stop - 1)}")
@@ -335,13 +340,13 @@ def structure_options(cls: type, raw: dict[str, Any], *, what: str) -> Any:
             value = converter.structure(value, tp) if tp is not None and not isinstance(tp, str) else value
         except Exception:
             raise ConfigError(f"{what} option {key} must be {_requirement(field, tp)}, "
-                              f"got {raw[key]!r}") from None
+                              f"got {_shown(raw[key])}") from None
         _check_field(field, tp, value, raw[key], what)
         data[field.alias or key] = value
     try:
         return cls(**data)
     except (ValueError, TypeError) as exc:  # a check across fields, or one that needs the instance
-        raise ConfigError(f"{what}: {_message(exc)}") from exc
+        raise ConfigError(f"{what}: {redact(_message(exc))}") from exc
     except Exception as exc:  # pragma: no cover - a class's own __attrs_post_init__ failing oddly
         raise ConfigError(f"{what}: bad options: {describe_errors(exc, 'options')}") from exc
 
@@ -355,14 +360,22 @@ def _check_field(field: attrs.Attribute, tp: Any, value: Any, given: Any, what: 
     except (ValueError, TypeError) as exc:
         if allowed_values(field):
             raise ConfigError(f"{what} option {field.name} must be {_requirement(field, tp)}, "
-                              f"got {given!r}") from None
-        message = _message(exc)
-        for named in (f"{field.name}: ", f"'{field.name}': "):  # the validator named the field itself
+                              f"got {_shown(given)}") from None
+        message = redact(_message(exc))
+        if message.startswith(f"{field.name} "):  # "fps must be ...": it names the field itself
+            raise ConfigError(f"{what} option {message}") from None
+        for named in (f"{field.name}: ", f"'{field.name}': "):
             if message.startswith(named):
                 message = message[len(named):]
         raise ConfigError(f"{what} option {field.name}: {message}") from None
     except Exception:
         return  # a validator that needs the instance: the class itself runs it below
+
+
+def _shown(value: Any) -> str:
+    """A value the user gave, for an error message: quoted, cut short, secrets masked."""
+    text = repr(value)
+    return redact(text if len(text) <= 60 else text[:60] + "…")
 
 
 def _message(exc: BaseException) -> str:

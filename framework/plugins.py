@@ -26,6 +26,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "story": ("register_story_llms", "story LLM"),
     "image": ("register_image_generators", "image generator"),
     "video": ("register_renderers", "renderer"),
+    "narration": ("register_narrators", "narrator"),
 }
 
 ENTRY_POINT_GROUP = "reelforge"

@@ -18,10 +18,12 @@ from . import hookimpl
 from .redact import for_terminal
 
 _LABELS = {"story": "Story", "scene_graph": "Scenes", "shots": "Shots", "images": "Images",
-           "videos": "Videos", "assemble": "Film"}
-_SHOT_STAGES = ("images", "videos")
+           "narration": "Voice", "videos": "Videos", "assemble": "Film"}
+_SHOT_STAGES = ("images", "narration", "videos")
 #: What one shot's output is called, per stage: (singular, plural).
-_NOUNS = {"images": ("image", "images"), "videos": ("clip", "clips")}
+_NOUNS = {"images": ("image", "images"), "narration": ("narration", "narrations"), "videos": ("clip", "clips")}
+#: A finished shot's tag and what it made, per stage (padded so the columns line up).
+_DONE_LINE = {"images": ("[IMG]", "image"), "narration": ("[VOICE]", "voice"), "videos": ("[DONE]", "clip ")}
 
 
 def _short(text: str, width: int = 60) -> str:
@@ -111,7 +113,7 @@ class RichProgress:
         pending, self._skipped = self._skipped, {}
         for stage in _SHOT_STAGES:
             for reason, ids in pending.get(stage, {}).items():
-                one, many = _NOUNS[stage]
+                one, many = _NOUNS.get(stage, (stage, stage))
                 noun = one if len(ids) == 1 else many
                 how = "already done" if reason == "done" else "found complete on disk after a crash, adopted"
                 which = f"shot{'' if len(ids) == 1 else 's'} {shot_ranges(ids)}"
@@ -147,7 +149,7 @@ class RichProgress:
             self._flush_skips()
             self._header = stage
             self._say(f"→ {_LABELS.get(stage, stage)}")
-        # Images and Videos run side by side: their headers are printed with their lines.
+        # The per-shot stages run side by side: their headers are printed with their lines.
 
     @hookimpl
     def stage_progress(self, session, stage, fraction, message):
@@ -166,7 +168,7 @@ class RichProgress:
         label = _LABELS.get(stage, stage)
         if stage in _SHOT_STAGES:
             done, total = session.meta.counts(stage)
-            one, many = _NOUNS[stage]
+            one, many = _NOUNS.get(stage, (stage, stage))
             missing = total - done
             self._flush_skips()  # the line names its stage: no header needed
             self._say(f"✗ {label}: {missing:,} of {total:,} {one if total == 1 else many} not made this run")
@@ -194,7 +196,7 @@ class RichProgress:
     @hookimpl
     def shot_completed(self, session, stage, shot, artifact):
         self._count_done(session, stage, shot.id)
-        tag, what = ("[IMG]", "image") if stage == "images" else ("[DONE]", "clip ")
+        tag, what = _DONE_LINE.get(stage, ("[DONE]", stage))
         seconds = self._elapsed(stage, shot.id, artifact.seconds)
         self._under(stage, f"  {tag:<8} Shot {shot.id:>{self._digits}} {what} {seconds:5.1f}s  "
                            f"{_short(shot.description)}{self._tries_note(stage, shot.id)}")
@@ -206,7 +208,7 @@ class RichProgress:
 
     @hookimpl
     def shot_failed(self, session, stage, shot, error):
-        what = "image" if stage == "images" else "clip "
+        what = _DONE_LINE.get(stage, ("", stage))[1]
         tries = self._tries.get((stage, shot.id), 0)
         seconds = self._elapsed(stage, shot.id, None)
         self._under(stage, f"  [FAILED] Shot {shot.id:>{self._digits}} {what} {seconds:5.1f}s  "

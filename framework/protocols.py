@@ -58,6 +58,18 @@ class Renderer(Protocol):
         """Write the shot's clip (MP4 or WebM) under ``job.work_dir`` and return its path."""
 
 
+@runtime_checkable
+class Narrator(Protocol):
+    name: ClassVar[str]
+    Options: ClassVar[type]
+    concurrency: int
+
+    def narrate(self, shot: Shot, job: "ShotJob") -> Path:
+        """Speak ``shot.narration`` into a WAV file under ``job.work_dir`` and return its
+        path. Raise StageError (clearly worded) for text the voice cannot speak, a missing
+        voice or model file, or audio implausibly short for the text."""
+
+
 class _Job:
     """What StageJob and ShotJob share: durable checkpoints and progress reports."""
 

@@ -127,6 +127,8 @@ class Shot:
     "Names of the characters in frame."
     seed: int = attrs.field(default=0, validator=_int_in(0, MAX_SEED))
     "Seed for image and video generation, so a rerun gives the same pictures."
+    narration: str = attrs.field(default="", validator=_text(MAX_LINE))
+    "What the narrator says over this shot (empty: the shot is silent)."
 
 
 @attrs.frozen

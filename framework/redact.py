@@ -77,6 +77,29 @@ def redact_data(data: Any) -> Any:
     return data
 
 
+def url_has_credentials(url: Any) -> bool:
+    """Whether ``url`` carries a user name or password (``scheme://user:password@host``)."""
+    if not isinstance(url, str) or "@" not in url:
+        return False
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+    except ValueError:
+        return "@" in url.split("?", 1)[0]
+    return "@" in parts.netloc
+
+
+def mask_url_credentials(url: str) -> str:
+    """``url`` with its whole user-info part (name and password) replaced by ``***``."""
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+    except ValueError:
+        return MASK
+    if "@" not in parts.netloc:
+        return redact(url)
+    host = parts.netloc.rsplit("@", 1)[1]
+    return redact(urllib.parse.urlunsplit(parts._replace(netloc=f"{MASK}@{host}")))
+
+
 class RedactingFilter(logging.Filter):
     """A logging filter that redacts each record's message (arguments merged in first)."""
 

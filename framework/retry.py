@@ -7,12 +7,50 @@ server's ``Retry-After`` honoured when the error carries one.
 
 from __future__ import annotations
 
+import math
 import os
 
 import attrs
 import tenacity
 
-from .errors import RetryableServiceError
+from .errors import ConfigError, RetryableServiceError
+
+ATTEMPTS_ENV = "REELFORGE_RETRY_ATTEMPTS"
+BACKOFF_ENV = "REELFORGE_RETRY_BACKOFF"
+#: More attempts than this is a typo or a loop that never ends (each may wait max_wait).
+MAX_ATTEMPTS = 100
+#: A first backoff longer than this (it doubles each attempt) is a typo, not a policy.
+MAX_BACKOFF = 300.0
+
+
+def attempts_from_env(default: int = 3) -> int:
+    """$REELFORGE_RETRY_ATTEMPTS: a whole number from 1 to 100, else a ConfigError naming it."""
+    raw = os.environ.get(ATTEMPTS_ENV)
+    if raw is None:
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{ATTEMPTS_ENV} must be a whole number from 1 to {MAX_ATTEMPTS}, "
+                          f"got {raw!r}") from None
+    if not 1 <= value <= MAX_ATTEMPTS:
+        raise ConfigError(f"{ATTEMPTS_ENV} must be from 1 to {MAX_ATTEMPTS}, got {value}")
+    return value
+
+
+def backoff_from_env(default: float) -> float:
+    """$REELFORGE_RETRY_BACKOFF: seconds from 0 (no waiting) to 300, else a ConfigError."""
+    raw = os.environ.get(BACKOFF_ENV)
+    if raw is None:
+        return default
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{BACKOFF_ENV} must be a number of seconds from 0 to {MAX_BACKOFF:g}, "
+                          f"got {raw!r}") from None
+    if not math.isfinite(value) or not 0 <= value <= MAX_BACKOFF:
+        raise ConfigError(f"{BACKOFF_ENV} must be from 0 to {MAX_BACKOFF:g} seconds, got {raw.strip()}")
+    return value
 
 
 @attrs.frozen
@@ -28,13 +66,11 @@ class RetryPolicy:
 
     @classmethod
     def from_env(cls) -> "RetryPolicy":
-        """Defaults, overridden by REELFORGE_RETRY_ATTEMPTS and REELFORGE_RETRY_BACKOFF."""
-        kw = {}
-        if "REELFORGE_RETRY_ATTEMPTS" in os.environ:
-            kw["attempts"] = max(1, int(os.environ["REELFORGE_RETRY_ATTEMPTS"]))
-        if "REELFORGE_RETRY_BACKOFF" in os.environ:
-            kw["initial"] = max(0.0, float(os.environ["REELFORGE_RETRY_BACKOFF"]))
-        return cls(**kw)
+        """Defaults, overridden by REELFORGE_RETRY_ATTEMPTS and REELFORGE_RETRY_BACKOFF (a
+        bad value is a ConfigError naming the variable)."""
+        defaults = attrs.fields(cls)
+        return cls(attempts=attempts_from_env(defaults.attempts.default),
+                   initial=backoff_from_env(defaults.initial.default))
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         if self.initial <= 0:

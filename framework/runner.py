@@ -29,13 +29,64 @@ from .records import SceneGraph, Shot, ShotPlan, Story
 from .retry import RetryPolicy
 from .redact import redact, register_secret
 from .safefs import fsync_dir, fsync_file
-from .session import (COMPLETE, DONE, FAILED, IN_PROGRESS, STEP_FILES, BackendChoice, Session,
-                      SessionStore)
+from .session import (AWAITING_REVIEW, COMPLETE, DONE, FAILED, IN_PROGRESS, STEP_FILES, TODO,
+                      BackendChoice, Session, SessionStore)
+
+#: RunResult status when a run stopped at its --budget (the session stays IN_PROGRESS).
+BUDGET = "BUDGET"
 
 #: Backends used when the user names none: all offline, no server or network needed.
-DEFAULT_BACKENDS = {"story": "offline", "image": "storyboard", "video": "kenburns"}
+DEFAULT_BACKENDS = {"story": "offline", "image": "storyboard", "video": "kenburns", "narration": "none"}
+#: Kinds a session may go without: naming "none" skips their stage.
+OPTIONAL_KINDS = {"narration"}
+#: Seconds of picture after a shot's narration ends.
+NARRATION_PAD_S = 0.5
+#: Length of the silence recorded for a shot with no narration line.
+SILENT_SHOT_S = 0.1
+
+
+@attrs.frozen
+class ShotStage:
+    """A per-shot stage: the backend kind that serves it and the stages it needs first."""
+
+    name: str
+    "Stage name: also the folder of its files and the key in the meta's steps."
+    kind: str
+    "Backend kind (story/image/video/narration)."
+    needs: tuple[str, ...] = ()
+    "Stages that must be done for a shot before this one starts for it."
+
+
+SHOT_PIPELINE = (
+    ShotStage("images", "image"),
+    ShotStage("narration", "narration"),
+    ShotStage("videos", "video", needs=("images", "narration")),
+)
 #: Which backend kind serves each per-shot stage.
-STAGE_KIND = {"images": "image", "videos": "video"}
+STAGE_KIND = {spec.name: spec.kind for spec in SHOT_PIPELINE}
+
+
+@attrs.define
+class _ShotsOutcome:
+    failures: list[str] = attrs.Factory(list)
+    held: set[str] = attrs.Factory(set)
+    "Stages held back for review."
+    over_budget: set[tuple[str, int]] = attrs.Factory(set)
+    "(stage, shot) not started because the budget would be exceeded."
+    spent: float = 0.0
+    "Backend seconds spent in this run."
+
+
+def _prompt_of(stage: str, shot: Shot) -> str:
+    return {"images": shot.image_prompt, "narration": shot.narration}.get(stage, shot.motion_prompt)
+
+
+def _average_seconds(session: Session, stage: str) -> float | None:
+    """Average backend seconds of this stage's done shots in the session, if any."""
+    values = [st.artifact(stage).backend_seconds or st.artifact(stage).seconds
+              for st in session.meta.shots if st.artifact(stage).state == DONE]
+    values = [v for v in values if v]
+    return sum(values) / len(values) if values else None
 
 
 class Interrupted(ReelforgeError):
@@ -106,13 +157,17 @@ class Runner:
                  options: Iterable[str] | dict[str, dict[str, Any]] = (),
                  retry: RetryPolicy | None = None,
                  transition: str = "cut",
+                 review: str | None = None,
+                 budget: float | None = None,
                  pm: pluggy.PluginManager | None = None):
         """``backends`` maps kind ('story', 'image', 'video') to a backend name; kinds not
         given use the session's recorded choice on resume, else DEFAULT_BACKENDS.
         ``options`` is either ``-o`` style pairs (``key=value`` or ``name.key=value``) or a
         mapping: a dict value is the options of the backend name/kind it is keyed by
         (``{"kenburns": {"fps": 30}}``), any other value an unscoped option
-        (``{"shots": 3}``, like ``-o shots=3``)."""
+        (``{"shots": 3}``, like ``-o shots=3``). ``review="images"`` stops a new
+        session after its images (AWAITING_REVIEW) until :meth:`approve`. ``budget`` caps the
+        backend seconds a run may start (judged from the session's recorded averages)."""
         self.store = SessionStore(output_dir)
         self.pm = pm or load_plugins()
         self.requested = dict(backends or {})
@@ -124,6 +179,12 @@ class Runner:
         if transition not in media.TRANSITIONS:
             raise ConfigError(f"unknown transition {transition!r}; use one of {', '.join(media.TRANSITIONS)}")
         self.transition = transition
+        if review not in (None, "images"):
+            raise ConfigError(f"unknown review point {review!r}; use 'images'")
+        self.review = review
+        if budget is not None and not (isinstance(budget, (int, float)) and budget > 0 and budget < float("inf")):
+            raise ConfigError(f"the budget must be a positive number of seconds, got {budget!r}")
+        self.budget = budget
         self.cancel = threading.Event()
         self._hook_lock = threading.RLock()
 
@@ -134,7 +195,7 @@ class Runner:
         try:
             # The first meta already holds the backends and options: a crash right after
             # this resumes with them, not with the defaults.
-            session = self.store.create(idea, backends=self._choices(backends))
+            session = self.store.create(idea, backends=self._choices(backends), review=self.review)
         except BaseException:
             self._close_backends(backends)
             raise
@@ -192,8 +253,11 @@ class Runner:
                 names[kind] = self.requested[kind]
             elif kind in recorded:
                 names[kind] = recorded[kind].name
+            elif session is not None and kind in OPTIONAL_KINDS:
+                names[kind] = "none"  # a session made before this kind existed goes on without it
             else:
                 names[kind] = DEFAULT_BACKENDS[kind]
+        names = {k: v for k, v in names.items() if not (k in OPTIONAL_KINDS and v == "none")}
         regs = {kind: get_backend_class(kind, name, self.pm) for kind, name in names.items()}
         scopes = {None} | set(names.values()) | set(KINDS)
         for scope in self.raw_options:
@@ -256,7 +320,10 @@ class Runner:
 
     @staticmethod
     def _choices(backends: dict[str, _Backend]) -> dict[str, BackendChoice]:
-        return {k: BackendChoice(b.name, b.public_options) for k, b in backends.items()}
+        choices = {k: BackendChoice(b.name, b.public_options) for k, b in backends.items()}
+        for kind in OPTIONAL_KINDS - set(choices):
+            choices[kind] = BackendChoice("none")  # recorded, so a resume does not add one
+        return choices
 
     @staticmethod
     def _close_backends(backends: dict[str, _Backend]) -> None:
@@ -311,11 +378,19 @@ class Runner:
         if not plan.shots:
             raise StageError("the shot plan has no shots")
 
-        failures = self._shots(session, plan, backends["image"], backends["video"])
-        if failures:
-            msg = f"{len(failures)} shot(s) failed"
+        outcome = self._shots(session, plan, backends)
+        if outcome.failures:
+            msg = f"{len(outcome.failures)} shot(s) failed"
             session.set_status(FAILED, msg)
-            return RunResult(session.id, FAILED, session.path, tuple(failures))
+            return RunResult(session.id, FAILED, session.path, tuple(outcome.failures))
+        if outcome.over_budget:
+            msg = (f"budget of {self.budget:g} backend seconds reached: {len(outcome.over_budget)} "
+                   f"shot stage(s) not started (this run spent {outcome.spent:.1f} s)")
+            session.set_status(IN_PROGRESS, msg)
+            return RunResult(session.id, BUDGET, session.path, (msg,))
+        if outcome.held:
+            session.set_status(AWAITING_REVIEW, None)
+            return RunResult(session.id, AWAITING_REVIEW, session.path)
 
         self._assemble(session, plan)
         self._hook("session_completed", session=session)
@@ -371,42 +446,70 @@ class Runner:
                 return fn()
 
     # -- per-shot stages ------------------------------------------------------------
+    def _effective(self, session: Session, stage: str, shot: Shot, active: set[str]) -> Shot:
+        """The shot as its ``stage`` backend sees it: a clip lasts at least as long as the
+        shot's narration (plus a pad); the planned duration is a default, not a cut."""
+        if stage == "videos" and "narration" in active:
+            voice = session.shot_state(shot.id).narration.info.get("duration")
+            if isinstance(voice, (int, float)) and voice + NARRATION_PAD_S > shot.duration_s:
+                return attrs.evolve(shot, duration_s=round(voice + NARRATION_PAD_S, 2))
+        return shot
+
     def _fingerprint(self, stage: str, shot: Shot, backend: _Backend, image_sha: str | None) -> str:
         if stage == "images":
             return fingerprint(stage=stage, prompt=shot.image_prompt, negative=shot.negative_prompt,
                                seed=shot.seed, backend=backend.name, options=backend.fingerprint_options)
+        if stage == "narration":
+            return fingerprint(stage=stage, text=shot.narration, seed=shot.seed, backend=backend.name,
+                               options=backend.fingerprint_options)
         return fingerprint(stage=stage, motion=shot.motion_prompt, negative=shot.negative_prompt,
                            duration=shot.duration_s, seed=shot.seed, image=image_sha,
                            backend=backend.name, options=backend.fingerprint_options)
 
-    def _check(self, session: Session, stage: str, shot: Shot, fp: str) -> str | None:
-        """'done' or 'adopted' if the shot needs no work for ``stage``, else None.
+    def _stage_fingerprint(self, session: Session, stage: str, shot: Shot, backend: _Backend,
+                           active: set[str]) -> str:
+        image_sha = session.shot_state(shot.id).image.sha256 if stage == "videos" else None
+        return self._fingerprint(stage, self._effective(session, stage, shot, active), backend, image_sha)
 
-        A done shot whose file is missing, damaged (size, mtime, then digest) or made from
-        other inputs is reset, its old file kept aside under .replaced/. A file in the stage
-        folder that no done record vouches for is moved aside, never adopted: nothing
-        proves which inputs made it. 'adopted' means a commit a crash cut short (the done
-        record was journalled, the rename was not) was finished now."""
+    def _check(self, session: Session, stage: str, shot: Shot, fp: str) -> str | None:
+        """'done', 'adopted' or 'take' if the shot needs no work for ``stage``, else None.
+
+        A done shot whose file is missing or damaged (size, mtime, then digest) is reset, its
+        file kept aside under .replaced/; one made from other inputs is kept as a take
+        (``<stage>/takes/``). A take made from exactly these inputs is brought back instead
+        of making the shot again ('take'). A file in the stage folder that no done record
+        vouches for is moved aside, never adopted: nothing proves which inputs made it.
+        'adopted' means a commit a crash cut short (the done record was journalled, the
+        rename was not) was finished now."""
         reason, problem = session.check_shot(stage, shot.id)
         art = session.shot_state(shot.id).artifact(stage)
-        if reason is not None and art.fingerprint != fp:
-            reason, problem = None, "inputs changed"
-        if reason is not None:
+        if reason is not None and art.fingerprint == fp:
             return reason
-        if problem is not None:
+        if reason is not None:  # sound, but made from other inputs: kept as a take
+            session.keep_as_take(stage, shot.id, "redo: inputs changed", prompt=_prompt_of(stage, shot))
+        elif problem is not None:
             path = session.path / art.path
             if os.path.lexists(path):
                 media.set_aside(path)
             session.reset_shot(stage, shot.id, f"redo: {problem}")
         session.set_aside_strays(stage, shot.id)
+        art = session.shot_state(shot.id).artifact(stage)
+        for take in reversed(art.takes):  # the newest matching take
+            if take.get("fingerprint") == fp:
+                try:
+                    session.use_take(stage, shot.id, take["n"], prompt=_prompt_of(stage, shot))
+                except SessionError:
+                    continue  # that take's file is gone or damaged: look further, else redo
+                return "take"
         return None
 
     def _attempt(self, session: Session, stage: str, shot: Shot, backend: _Backend,
-                 image: Path | None) -> tuple[Path, float]:
+                 image: Path | None, spent: dict) -> tuple[Path, float]:
         """Run one shot through ``backend`` with retries; returns (produced file, seconds).
-        Runs in a worker thread."""
+        Runs in a worker thread. ``spent[(stage, shot)]`` adds up the time of every attempt."""
         work_dir = session.work_dir(stage, shot.id)
         art = session.shot_state(shot.id).artifact(stage)
+        method = {"images": "generate", "narration": "narrate", "videos": "render"}[stage]
 
         def once() -> tuple[Path, float]:
             n = session.mark_shot_started(stage, shot.id)
@@ -420,10 +523,14 @@ class Runner:
             )
             self._hook("shot_started", session=session, stage=stage, shot=shot, attempt=n)
             t0 = time.monotonic()
-            if stage == "images":
-                produced = backend.instance.generate(shot, job)
-            else:
-                produced = backend.instance.render(shot, image, job)
+            try:
+                if stage == "narration" and not shot.narration.strip():
+                    produced = media.write_silence(work_dir / "silence.wav", SILENT_SHOT_S)  # a silent shot
+                else:
+                    args = (shot, image, job) if stage == "videos" else (shot, job)
+                    produced = getattr(backend.instance, method)(*args)
+            finally:
+                spent[(stage, shot.id)] = spent.get((stage, shot.id), 0.0) + time.monotonic() - t0
             if self.cancel.is_set():
                 raise KeyboardInterrupt
             return Path(produced), time.monotonic() - t0
@@ -431,9 +538,9 @@ class Runner:
         return self._with_retries(once)
 
     def _commit(self, session: Session, stage: str, shot: Shot, backend: _Backend,
-                produced: Path, seconds: float, fp: str):
+                produced: Path, seconds: float, fp: str, spent: float | None = None):
         """Check what a backend produced, then commit it. It must be a regular file (not a
-        link) in the session's scratch folder, and a valid image or video."""
+        link) in the session's scratch folder, and a valid file of its kind."""
         produced = Path(produced)
         if not produced.is_absolute():
             produced = Path.cwd() / produced
@@ -454,73 +561,100 @@ class Runner:
             raise StageError(f"{backend.name} returned {produced}, which is not a regular file")
         if not media.looks_valid(stage, produced):
             raise StageError(f"{backend.name} produced {produced.name}, which is not a valid "
-                             f"{'image' if stage == 'images' else 'video'} file")
+                             f"{media.KIND_LABEL[stage]} file")
+        info = media.facts(stage, produced)
         return session.mark_shot_done(stage, shot.id, produced, backend=backend.name,
-                                      seed=shot.seed, seconds=seconds, fingerprint=fp)
+                                      seed=shot.seed, seconds=seconds, fingerprint=fp, info=info,
+                                      spent=spent)
 
-    def _shots(self, session: Session, plan: ShotPlan, image_b: _Backend, video_b: _Backend) -> list[str]:
-        """Images and videos, pipelined. Returns one line per shot that failed."""
-        failures: list[str] = []
-        pools = {
-            "images": cf.ThreadPoolExecutor(max(1, int(getattr(image_b.instance, "concurrency", 1))),
-                                            thread_name_prefix="reelforge-img"),
-            "videos": cf.ThreadPoolExecutor(max(1, int(getattr(video_b.instance, "concurrency", 1))),
-                                            thread_name_prefix="reelforge-vid"),
-        }
-        backend_of = {"images": image_b, "videos": video_b}
+    def _shots(self, session: Session, plan: ShotPlan, backends: dict[str, _Backend]) -> "_ShotsOutcome":
+        """Every per-shot stage, pipelined: a stage starts for a shot as soon as the stages it
+        needs are done for that shot (images and narration at once; a clip when both are
+        done). Returns the failures, and what was held back (review gate, budget)."""
+        outcome = _ShotsOutcome()
+        backend_of = {spec.name: backends[spec.kind] for spec in SHOT_PIPELINE if spec.kind in backends}
+        active = set(backend_of)
+        specs = [spec for spec in SHOT_PIPELINE if spec.name in active]
+        needs = {spec.name: tuple(d for d in spec.needs if d in active) for spec in specs}
+        gated = {"videos"} if session.meta.review == "images" and not session.meta.approved else set()
+        pools = {spec.name: cf.ThreadPoolExecutor(
+            max(1, int(getattr(backend_of[spec.name].instance, "concurrency", 1))),
+            thread_name_prefix=f"reelforge-{spec.name}") for spec in specs}
         running: dict[cf.Future, tuple[str, Shot, str]] = {}
+        scheduled: set[tuple[str, int]] = set()
         started_stage: set[str] = set()
-        stage_failed: set[str] = set()
-        remaining = {"images": 0, "videos": 0}
+        spent: dict[tuple[str, int], float] = {}
+        estimates = {name: _average_seconds(session, name) for name in active}
+        in_flight = [0.0]
 
         def failed(stage: str, shot: Shot, exc: Exception) -> None:
             error = redact(str(exc) if isinstance(exc, ReelforgeError) else f"{type(exc).__name__}: {exc}")
-            session.mark_shot_failed(stage, shot.id, error)
-            failures.append(f"shot {shot.id} ({stage}): {error}")
-            stage_failed.add(stage)
+            session.mark_shot_failed(stage, shot.id, error, spent=spent.pop((stage, shot.id), None))
+            outcome.failures.append(f"shot {shot.id} ({stage}): {error}")
             self._hook("shot_failed", session=session, stage=stage, shot=shot, error=exc)
-            if stage == "images":
-                stage_failed.add("videos")  # its clip cannot be made this run
 
         def begin_stage(stage: str) -> None:
             if stage not in started_stage:
                 started_stage.add(stage)
                 self._hook("stage_started", session=session, stage=stage)
 
+        def within_budget(stage: str) -> bool:
+            if self.budget is None:
+                return True
+            estimate = estimates.get(stage) or 0.0
+            if outcome.spent + in_flight[0] + estimate > self.budget:
+                return False
+            in_flight[0] += estimate
+            return True
+
+        def done(stage: str, shot: Shot) -> None:
+            """``stage`` is done for ``shot``: start what was waiting for it."""
+            for spec in specs:
+                if stage in needs[spec.name] and all(
+                        session.shot_state(shot.id).artifact(d).state == DONE for d in needs[spec.name]):
+                    schedule(spec.name, shot)
+
         def schedule(stage: str, shot: Shot) -> None:
-            """Skip ``shot`` for ``stage`` if done, else submit it; chain the video."""
-            image_path = None
-            if stage == "videos":
-                img = session.shot_state(shot.id).image
-                image_path = session.path / img.path
-                fp = self._fingerprint(stage, shot, video_b, img.sha256)
-            else:
-                fp = self._fingerprint(stage, shot, image_b, None)
+            """Skip ``shot`` for ``stage`` if done, else submit it."""
+            if (stage, shot.id) in scheduled:
+                return
+            if stage in gated:
+                outcome.held.add(stage)
+                return
+            scheduled.add((stage, shot.id))
+            backend = backend_of[stage]
+            fp = self._stage_fingerprint(session, stage, shot, backend, active)
             begin_stage(stage)
             reason = self._check(session, stage, shot, fp)
             if reason is not None:
                 self._hook("shot_skipped", session=session, stage=stage, shot=shot, reason=reason)
-                if stage == "images":
-                    schedule("videos", shot)
+                done(stage, shot)
                 return
-            remaining[stage] += 1
-            fut = pools[stage].submit(self._attempt, session, stage, shot, backend_of[stage], image_path)
+            if not within_budget(stage):
+                outcome.over_budget.add((stage, shot.id))
+                return
+            image = session.path / session.shot_state(shot.id).image.path if stage == "videos" else None
+            fut = pools[stage].submit(self._attempt, session, stage,
+                                      self._effective(session, stage, shot, active), backend, image, spent)
             running[fut] = (stage, shot, fp)
 
         try:
             # New work first, so a resume of a big session reaches the backends at once;
             # checking the shots already done (and redoing any that fail the check) follows.
-            def order(shot: Shot) -> tuple[bool, bool]:
+            def order(shot: Shot) -> tuple[bool, ...]:
                 st = session.shot_state(shot.id)
-                return st.image.state == DONE, st.video.state == DONE
+                return tuple(st.artifact(spec.name).state == DONE for spec in specs)
 
+            roots = [spec.name for spec in specs if not needs[spec.name]]
             for shot in sorted(plan.shots, key=order):
-                schedule("images", shot)
+                for stage in roots:
+                    schedule(stage, shot)
             while running:
-                done, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
-                for fut in done:
+                finished, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
+                for fut in finished:
                     stage, shot, fp = running.pop(fut)
-                    remaining[stage] -= 1
+                    in_flight[0] = max(0.0, in_flight[0] - (estimates.get(stage) or 0.0))
+                    outcome.spent += spent.get((stage, shot.id), 0.0)
                     try:
                         produced, seconds = fut.result()
                     except KeyboardInterrupt:
@@ -529,28 +663,34 @@ class Runner:
                         failed(stage, shot, exc)
                         continue
                     try:
-                        artifact = self._commit(session, stage, shot, backend_of[stage], produced, seconds, fp)
+                        artifact = self._commit(session, stage, shot, backend_of[stage], produced, seconds, fp,
+                                                spent.pop((stage, shot.id), None))
                     except StageError as exc:  # what it produced is not usable
                         failed(stage, shot, exc)
                         continue
                     # Anything else (an OSError: disk full, read-only; a SessionError: a link
                     # in the session folder) means the session cannot be written: stop.
                     self._hook("shot_completed", session=session, stage=stage, shot=shot, artifact=artifact)
-                    if stage == "images":
-                        schedule("videos", shot)
-            for stage in ("images", "videos"):
+                    done(stage, shot)
+            for spec in specs:
+                stage = spec.name
+                if stage in gated:
+                    continue
                 begin_stage(stage)
                 done_count, total = session.meta.counts(stage)
                 if done_count == total:
                     session.mark_step(stage, DONE)
                     self._hook("stage_finished", session=session, stage=stage)
+                elif any(s == stage for s, _ in outcome.over_budget) and not any(
+                        f.endswith(f"({stage}): ") for f in outcome.failures):
+                    session.mark_step(stage, TODO)
                 else:
                     err = StageError(f"{stage}: {total - done_count} of {total} shot(s) not done")
                     session.mark_step(stage, "failed", error=str(err))
                     self._hook("stage_failed", session=session, stage=stage, error=err)
         except KeyboardInterrupt:
             self.cancel.set()
-            self._drain(session, running, backend_of)
+            self._drain(session, running, backend_of, spent)
             raise Interrupted(session.id) from None
         except BaseException:
             self.cancel.set()  # a fatal error: running backends stop soon (renders on a server are kept)
@@ -558,9 +698,9 @@ class Runner:
         finally:
             for pool in pools.values():
                 pool.shutdown(wait=True, cancel_futures=True)
-        return failures
+        return outcome
 
-    def _drain(self, session: Session, running: dict, backend_of: dict) -> None:
+    def _drain(self, session: Session, running: dict, backend_of: dict, spent: dict) -> None:
         """After Ctrl-C: let running shots stop, but keep any that finished meanwhile."""
         for fut in list(running):
             fut.cancel()
@@ -570,7 +710,8 @@ class Runner:
             stage, shot, fp = running[fut]
             try:
                 produced, seconds = fut.result()
-                self._commit(session, stage, shot, backend_of[stage], produced, seconds, fp)
+                self._commit(session, stage, shot, backend_of[stage], produced, seconds, fp,
+                             spent.pop((stage, shot.id), None))
             except BaseException:
                 pass  # not finished: it stays todo and is resumed later
 
@@ -614,13 +755,11 @@ class Runner:
             self._hook("stage_failed", session=session, stage="assemble", error=exc)
             raise
         session.mark_film_done(film, time.monotonic() - t0, fp)
+        session.clear_scratch()
         self._hook("stage_finished", session=session, stage="assemble")
 
     def _verify_film(self, path: Path, plan: ShotPlan) -> None:
-        """The assembled film must be a complete, readable MP4 of about the planned length
-        before it may replace film.mp4 and be marked done."""
+        """The assembled film must be a complete MP4 (ffmpeg.assemble has checked that it
+        reads back at the length of its clips) before it may replace film.mp4."""
         if not media.looks_valid("videos", path):
             raise StageError(f"the assembled film {path.name} is not a complete MP4 file")
-        info = ffmpeg.probe(path)
-        if not info.get("duration") or info["duration"] <= 0:
-            raise StageError(f"the assembled film {path.name} has no duration")

@@ -28,9 +28,11 @@ import json
 import math
 import os
 import re
+import shutil
 import stat
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -53,16 +55,18 @@ __all__ = [
 SCHEMA_VERSION = 1
 
 #: The steps of a session, in order.
-STEPS = ("story", "scene_graph", "shots", "images", "videos", "assemble")
+STEPS = ("story", "scene_graph", "shots", "images", "narration", "videos", "assemble")
 #: Per-shot stages and the attribute of ShotState that tracks each.
-SHOT_STAGES = {"images": "image", "videos": "video"}
+SHOT_STAGES = {"images": "image", "narration": "narration", "videos": "video"}
 
 # Session status
 NEW, IN_PROGRESS, COMPLETE, FAILED = "NEW", "IN_PROGRESS", "COMPLETE", "FAILED"
+#: Stopped after its images until someone runs `reelforge approve` (resumable).
+AWAITING_REVIEW = "AWAITING_REVIEW"
 #: Set by `reelforge sessions abandon`: never offered to continue again; `resume ID` still
 #: runs it (and makes it IN_PROGRESS). Not to be confused with AbandonedSession below.
 ABANDONED = "ABANDONED"
-STATUSES = (NEW, IN_PROGRESS, COMPLETE, FAILED, ABANDONED)
+STATUSES = (NEW, IN_PROGRESS, COMPLETE, FAILED, AWAITING_REVIEW, ABANDONED)
 # Step and artifact states
 TODO, DONE, FAILED_STATE = "todo", "done", "failed"
 STATES = (TODO, DONE, FAILED_STATE)
@@ -123,6 +127,14 @@ class ArtifactState:
     "The backend's own resumable state (e.g. a ComfyUI prompt_id and server)."
     updated: str | None = None
     "When this record last changed."
+    info: dict[str, Any] = attrs.Factory(dict)
+    "Facts read from the file when it was committed (a clip's codec, size, fps, duration; a voice's duration)."
+    backend_seconds: float | None = None
+    "Backend time spent on this artifact across all attempts and runs (the cost ledger)."
+    pinned: bool = False
+    "Chosen by the user (`reelforge use`): kept even though its inputs differ from the shot's."
+    takes: list[dict[str, Any]] = attrs.Factory(list)
+    "Earlier versions kept when the artifact was made again: ``{n, path, sha256, size, fingerprint, seed, backend, prompt, seconds, created}``."
 
 
 @attrs.define
@@ -133,6 +145,8 @@ class ShotState:
     "The shot's still image."
     video: ArtifactState = attrs.Factory(ArtifactState)
     "The shot's clip."
+    narration: ArtifactState = attrs.Factory(ArtifactState)
+    "The shot's voice-over (a WAV), when the session has a narrator."
 
     def artifact(self, stage: str) -> ArtifactState:
         return getattr(self, SHOT_STAGES[stage])
@@ -164,7 +178,7 @@ class Meta:
     idea: str
     "The one-line idea the session was started with."
     status: str = NEW
-    "NEW, IN_PROGRESS, COMPLETE, FAILED or ABANDONED (given up by the user)."
+    "NEW, IN_PROGRESS, COMPLETE, FAILED, AWAITING_REVIEW or ABANDONED (given up by the user)."
     created: str = attrs.Factory(now)
     updated: str = attrs.Factory(now)
     steps: dict[str, str] = attrs.Factory(lambda: {s: TODO for s in STEPS})
@@ -181,6 +195,12 @@ class Meta:
     "Why the last run stopped short, if it did."
     step_checkpoints: dict[str, dict[str, Any]] = attrs.Factory(dict)
     "Partial work of an unfinished story/scene_graph/shots step, saved by its backend."
+    review: str | None = None
+    "'images': stop after the images until approved (``run --review images``)."
+    approved: bool = False
+    "Set by `reelforge approve`: the review gate is open."
+    step_usage: dict[str, dict[str, Any]] = attrs.Factory(dict)
+    "Cost ledger of the story steps: seconds, attempts, prompt/completion tokens per step."
     journal_seq: int = 0
     "The last journal event folded into this snapshot."
     schema_version: int = SCHEMA_VERSION
@@ -211,14 +231,16 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "sha256": (str, _NONE), "size": (int, _NONE), "mtime_ns": (int, _NONE),
     "pending": (str, _NONE), "backend": (str, _NONE), "seed": (int, _NONE),
     "seconds": (int, float, _NONE), "fingerprint": (str, _NONE), "checkpoint": (dict,),
-    "updated": (str, _NONE),
+    "updated": (str, _NONE), "info": (dict,), "backend_seconds": (int, float, _NONE),
+    "pinned": (bool,), "takes": (list,),
 }
 _HEX64 = re.compile(r"[0-9a-f]{64}", re.ASCII)
 
 
 _EXACT = {k: frozenset(v) for k, v in _FIELD_TYPES.items()}  # type(True) is bool: never an int here
 #: Fields whose type is all there is to check.
-_PLAIN = frozenset(_FIELD_TYPES) - {"state", "attempts", "size", "mtime_ns", "seconds", "sha256"}
+_PLAIN = frozenset(_FIELD_TYPES) - {"state", "attempts", "size", "mtime_ns", "seconds", "sha256",
+                                     "backend_seconds", "takes"}
 
 
 def _check_field(key: str, value: Any) -> str | None:
@@ -227,7 +249,7 @@ def _check_field(key: str, value: Any) -> str | None:
     if types is None:
         return f"unknown field {key!r}"
     if type(value) not in types:
-        if isinstance(value, bool) or not isinstance(value, _FIELD_TYPES[key]):
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, _FIELD_TYPES[key]):
             return f"{key} has the wrong type ({type(value).__name__})"
     if value is None:
         return None
@@ -235,10 +257,36 @@ def _check_field(key: str, value: Any) -> str | None:
         return None if value in STATES else f"state {value!r} is not one of {', '.join(STATES)}"
     if key in ("attempts", "size", "mtime_ns"):
         return f"{key} is negative" if value < 0 else None
-    if key == "seconds":
-        return None if math.isfinite(value) else "seconds is not a finite number"
+    if key in ("seconds", "backend_seconds"):
+        return None if math.isfinite(value) and value >= 0 else f"{key} is not a finite number of seconds"
+    if key == "takes":
+        return _check_takes(value)
     if key == "sha256":
         return None if _HEX64.fullmatch(value) else "sha256 is not a hex digest"
+    return None
+
+
+_TAKE_TYPES: dict[str, tuple[type, ...]] = {
+    "n": (int,), "path": (str,), "sha256": (str,), "size": (int,), "mtime_ns": (int, _NONE),
+    "fingerprint": (str, _NONE), "seed": (int, _NONE), "backend": (str, _NONE),
+    "prompt": (str, _NONE), "seconds": (int, float, _NONE), "created": (str, _NONE),
+    "info": (dict,),
+}
+
+
+def _check_takes(takes: list) -> str | None:
+    for i, take in enumerate(takes):
+        if not isinstance(take, dict):
+            return f"takes[{i}] is not an object"
+        for key in ("n", "path", "sha256", "size"):
+            if key not in take:
+                return f"takes[{i}] has no {key}"
+        for key, value in take.items():
+            types = _TAKE_TYPES.get(key)
+            if types is not None and (isinstance(value, bool) or not isinstance(value, types)):
+                return f"takes[{i}].{key} has the wrong type ({type(value).__name__})"
+        if take["n"] < 1 or take["size"] < 0 or not _HEX64.fullmatch(take["sha256"]):
+            return f"takes[{i}] has a bad number, size or digest"
     return None
 
 
@@ -315,7 +363,7 @@ class SessionStore:
                                f"choose another --output-dir")
 
     def create(self, idea: str, *, backends: dict[str, "BackendChoice"] | None = None,
-               clock: _dt.datetime | None = None) -> "Session":
+               review: str | None = None, clock: _dt.datetime | None = None) -> "Session":
         """Create a new session folder with a fresh, unique id, lock it, and write its first
         meta (with the chosen backends, so a crash right after this resumes with them)."""
         idea = check_idea(idea)
@@ -335,7 +383,7 @@ class SessionStore:
         session = Session(self, sid)
         session.lock()
         try:
-            session.meta = Meta(id=sid, idea=idea, backends=dict(backends or {}))
+            session.meta = Meta(id=sid, idea=idea, backends=dict(backends or {}), review=review)
             session._reindex()
             session.write_meta()
         except BaseException:
@@ -494,6 +542,18 @@ class Session:
     def scratch_dir(self) -> Path:
         """``.work/`` itself: for session-level scratch files such as a film being assembled."""
         return ensure_dir(self.path, ".work")
+
+    def clear_scratch(self) -> None:
+        """Remove ``.work/`` once the session is COMPLETE: it holds only scratch (every
+        artifact has been renamed out of it). Links in it are removed, never followed."""
+        work = self.path / ".work"
+        try:
+            if stat.S_ISDIR(os.lstat(work).st_mode):
+                shutil.rmtree(work)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # scratch left behind is untidy, not harmful
+            warnings.warn(f"reelforge: could not remove {work}: {exc}", RuntimeWarning, stacklevel=2)
 
     @property
     def film_path(self) -> Path:
@@ -661,8 +721,11 @@ class Session:
     def _check_paths(self, art: ArtifactState, stage: str | None, where: Path, paths: bool) -> None:
         if paths and art.path is not None:
             contained(self.path, art.path, under=(stage,), source=where, checked=self._checked)
+        if paths:
+            for take in art.takes:
+                contained(self.path, take["path"], under=(stage,), source=where, checked=self._checked)
         if paths and art.pending is not None:
-            contained(self.path, art.pending, under=(".work",), source=where, checked=self._checked)
+            contained(self.path, art.pending, under=(".work", stage), source=where, checked=self._checked)
 
     def _replay(self, *, repair: bool) -> None:
         path = self.journal_path
@@ -733,8 +796,10 @@ class Session:
                 bad(problem)
         if fields.get("path") is not None:
             contained(self.path, fields["path"], under=(stage,), source=where, checked=self._checked)
+        for take in fields.get("takes") or ():
+            contained(self.path, take["path"], under=(stage,), source=where, checked=self._checked)
         if fields.get("pending") is not None:
-            contained(self.path, fields["pending"], under=(".work",), source=where, checked=self._checked)
+            contained(self.path, fields["pending"], under=(".work", stage), source=where, checked=self._checked)
 
     # -- stage outputs
     def read_step_output(self, step: str) -> Any | None:
@@ -818,6 +883,23 @@ class Session:
             self._touch_status()
             self.write_meta()
 
+    def approve(self) -> None:
+        """Open the review gate: the next run goes on to the clips."""
+        with self._mutex:
+            self.meta.approved = True
+            if self.meta.status == AWAITING_REVIEW:
+                self.meta.status = IN_PROGRESS
+            self.write_meta()
+
+    def add_step_usage(self, step: str, **counts: float) -> None:
+        """Add to the cost ledger of a story step (seconds, attempts, tokens)."""
+        with self._mutex:
+            usage = self.meta.step_usage.setdefault(step, {})
+            for key, value in counts.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                    usage[key] = round(usage.get(key, 0) + value, 3)
+            self.write_meta()
+
     def set_status(self, status: str, error: str | None = None) -> None:
         with self._mutex:
             self.meta.status = status
@@ -879,7 +961,8 @@ class Session:
             self._log({"op": "checkpoint", "shot": shot_id, "stage": stage, "data": data})
 
     def mark_shot_done(self, stage: str, shot_id: int, produced: Path, *, backend: str,
-                       seed: int | None, seconds: float, fingerprint: str) -> ArtifactState:
+                       seed: int | None, seconds: float, fingerprint: str,
+                       info: dict[str, Any] | None = None, spent: float | None = None) -> ArtifactState:
         """Commit ``produced`` (a file in the session's scratch folder) as the shot's
         artifact: fsync it, journal the done record (digest, size, mtime, and the scratch
         name), then rename it into place. See the module docstring for why in this order."""
@@ -900,8 +983,11 @@ class Session:
                 "size": st.st_size, "mtime_ns": st.st_mtime_ns, "pending": rel_pending,
                 "backend": backend, "seed": seed,
                 "seconds": None if seconds is None else round(seconds, 3),
-                "fingerprint": fingerprint, "last_error": None,
+                "fingerprint": fingerprint, "last_error": None, "info": dict(info or {}),
+                "pinned": False,
             }
+            if spent is not None:
+                fields["backend_seconds"] = self._spent(stage, shot_id, spent)
             self._log({"op": "shot", "shot": shot_id, "stage": stage, "set": fields})
             os.replace(produced, dest)
             fsync_dir(dest_dir)
@@ -924,6 +1010,9 @@ class Session:
         finished now), ``(None, problem)`` when a done record's file is missing or damaged,
         ``(None, None)`` when the shot is not done."""
         art = self.shot_state(shot_id).artifact(stage)
+        if art.takes:
+            for candidate in ([self.path / art.path] if art.path else []):
+                self._settle_takes(stage, art, candidate)
         if art.state != DONE:
             return None, None
         path = contained(self.path, art.path, under=(stage,), source=self.meta_path, checked=self._checked)
@@ -935,7 +1024,8 @@ class Session:
 
     def _finish_commit(self, art: ArtifactState, dest: Path) -> bool:
         """Finish a rename a crash interrupted, if the scratch file is the recorded one."""
-        src = contained(self.path, art.pending, under=(".work",), source=self.meta_path, checked=self._checked)
+        src = contained(self.path, art.pending, under=(".work", dest.parent.name), source=self.meta_path,
+                        checked=self._checked)
         try:
             st = os.lstat(src)
         except FileNotFoundError:
@@ -991,17 +1081,104 @@ class Session:
                 moved.append(move_aside(path, _stamp()))
         return moved
 
-    def mark_shot_failed(self, stage: str, shot_id: int, error: str) -> None:
+    def _spent(self, stage: str, shot_id: int, spent: float) -> float:
+        before = self.shot_state(shot_id).artifact(stage).backend_seconds or 0.0
+        return round(before + max(0.0, spent), 3)
+
+    def mark_shot_failed(self, stage: str, shot_id: int, error: str, *, spent: float | None = None) -> None:
         with self._mutex:
-            self._log({"op": "shot", "shot": shot_id, "stage": stage,
-                       "set": {"state": FAILED_STATE, "last_error": error}}, durable=False)
+            fields: dict[str, Any] = {"state": FAILED_STATE, "last_error": error}
+            if spent is not None:
+                fields["backend_seconds"] = self._spent(stage, shot_id, spent)
+            self._log({"op": "shot", "shot": shot_id, "stage": stage, "set": fields}, durable=False)
+
+    # -- takes: earlier versions of an artifact, kept and selectable
+    def _take_path(self, stage: str, shot_id: int, n: int, suffix: str) -> Path:
+        return self.path / stage / "takes" / f"shot_{shot_id:03d}.{n}{suffix}"
+
+    def keep_as_take(self, stage: str, shot_id: int, reason: str, *, prompt: str | None = None) -> dict | None:
+        """Move the shot's done artifact to ``<stage>/takes/shot_NNN.<n>.<ext>``, record it as
+        take ``n``, and set the artifact to be made again. Returns the take (None if the
+        artifact was not done). The record is journalled before the move; a crash between
+        the two is settled by the next check (see _settle_takes)."""
+        with self._mutex:
+            art = self.shot_state(shot_id).artifact(stage)
+            if art.state != DONE or art.path is None:
+                return None
+            src = self.path / art.path
+            n = max((t["n"] for t in art.takes), default=0) + 1
+            dest = self._take_path(stage, shot_id, n, src.suffix)
+            take = {"n": n, "path": dest.relative_to(self.path).as_posix(), "sha256": art.sha256,
+                    "size": art.size, "mtime_ns": art.mtime_ns, "fingerprint": art.fingerprint,
+                    "seed": art.seed, "backend": art.backend, "prompt": prompt,
+                    "seconds": art.seconds, "created": art.updated, "info": dict(art.info)}
+            ensure_dir(self.path, stage, "takes")
+            self._log({"op": "shot", "shot": shot_id, "stage": stage, "set": {
+                "state": TODO, "last_error": reason, "sha256": None, "size": None, "mtime_ns": None,
+                "pending": None, "pinned": False, "takes": [*art.takes, take]}})
+            if os.path.lexists(src):
+                os.replace(src, dest)
+                fsync_dir(dest.parent)
+                fsync_dir(src.parent)
+            return take
+
+    def use_take(self, stage: str, shot_id: int, n: int, *, pinned: bool = False,
+                 prompt: str | None = None) -> ArtifactState:
+        """Make take ``n`` the shot's artifact again; the current one (if done) becomes a new
+        take. ``pinned``: the user chose it, so it is kept even though its inputs differ."""
+        with self._mutex:
+            art = self.shot_state(shot_id).artifact(stage)
+            take = next((t for t in art.takes if t["n"] == n), None)
+            if take is None:
+                have = ", ".join(str(t["n"]) for t in art.takes) or "none"
+                raise SessionError(f"shot {shot_id} has no {stage} take {n} (takes: {have})")
+            src = contained(self.path, take["path"], under=(stage,), source=self.meta_path)
+            if self._check_file_like(take, src) is not None:
+                raise SessionError(f"take {n} of shot {shot_id} ({take['path']}) is missing or damaged")
+            if art.state == DONE:
+                self.keep_as_take(stage, shot_id, f"replaced by take {n}", prompt=prompt)
+                art = self.shot_state(shot_id).artifact(stage)
+            dest = ensure_dir(self.path, stage) / f"shot_{shot_id:03d}{src.suffix}"
+            if os.path.lexists(dest):
+                move_aside(dest, _stamp())
+            fields = {"state": DONE, "path": dest.relative_to(self.path).as_posix(),
+                      "sha256": take["sha256"], "size": take["size"], "mtime_ns": take.get("mtime_ns"),
+                      "fingerprint": take.get("fingerprint"), "seed": take.get("seed"),
+                      "backend": take.get("backend"), "seconds": take.get("seconds"),
+                      "info": dict(take.get("info") or {}), "last_error": None, "pinned": pinned,
+                      "pending": take["path"],
+                      "takes": [t for t in art.takes if t["n"] != n]}
+            self._log({"op": "shot", "shot": shot_id, "stage": stage, "set": fields})
+            os.replace(src, dest)
+            fsync_dir(dest.parent)
+            art.pending = None
+            return art
+
+    def _check_file_like(self, record: dict, path: Path) -> str | None:
+        probe = ArtifactState(state=DONE, path="x", sha256=record["sha256"], size=record["size"],
+                              mtime_ns=record.get("mtime_ns"))
+        return self._check_file(probe, path)
+
+    def _settle_takes(self, stage: str, art: ArtifactState, dest: Path) -> None:
+        """Finish moves a crash cut short: a take whose file is missing while the artifact's
+        own file still holds exactly that take's bytes gets its file."""
+        for take in art.takes:
+            path = self.path / take["path"]
+            if os.path.lexists(path) or not os.path.lexists(dest):
+                continue
+            if art.state == DONE and art.sha256 == take["sha256"]:
+                continue  # the artifact's own bytes: never taken away from it
+            if self._check_file_like(take, dest) is None:
+                ensure_dir(self.path, stage, "takes")
+                os.replace(dest, path)
+                fsync_dir(path.parent)
 
     def reset_shot(self, stage: str, shot_id: int, reason: str) -> None:
         """Forget a done artifact that is missing, damaged or stale, so it is made again."""
         with self._mutex:
             self._log({"op": "shot", "shot": shot_id, "stage": stage,
                        "set": {"state": TODO, "last_error": reason, "sha256": None,
-                               "size": None, "mtime_ns": None, "pending": None}})
+                               "size": None, "mtime_ns": None, "pending": None, "pinned": False}})
 
     # -- journal mechanics
     def _apply(self, event: dict[str, Any]) -> None:

@@ -138,7 +138,7 @@ class FakeStoryWriter(_Fake):
         default = ShotPlan(shots=tuple(
             Shot(id=i, scene_id=scenes.scenes[0].id, description=f"Shot {i} of {story.title}",
                  image_prompt=f"{story.title}, frame {i}", motion_prompt="slow push in",
-                 duration_s=0.4, seed=i) for i in range(1, n + 1)))
+                 duration_s=0.4, seed=i, narration=" ".join(["word"] * i)) for i in range(1, n + 1)))
         return self._next("plan_shots", ShotPlan, default)
 
 
@@ -185,15 +185,54 @@ class FakeRenderer(_Fake):
         return out
 
 
+class FakeNarrator(_Fake):
+    """Speaks a shot's narration as a tone WAV, 0.1 s per word (so timing follows the text)."""
+
+    kind = "narration"
+
+    @attrs.frozen
+    class Options:
+        delay: float = attrs.field(default=0.0, metadata={"fingerprint": False})
+        "Seconds each call sleeps. Does not change the output."
+        seconds_per_word: float = 0.1
+        "How long each word takes to say."
+
+    def narrate(self, shot: Shot, job) -> Path:
+        self._record(shot.id, shot.id, job.attempt)
+        import math
+        import struct
+        import wave
+
+        words = len(shot.narration.split())
+        if not words:
+            raise StageError(f"shot {shot.id} has no narration to speak")
+        rate = 8000
+        frames = int(words * self.options.seconds_per_word * rate)
+        out = job.work_dir / "fake.wav"
+        with wave.open(str(out), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(rate)
+            w.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(i * 0.2))) for i in range(frames)))
+        return out
+
+
 @attrs.define
 class Fakes:
     story: FakeStoryWriter
     image: FakeImageGenerator
     video: FakeRenderer
+    narration: FakeNarrator = attrs.Factory(FakeNarrator)
 
     @property
     def backends(self) -> dict[str, str]:
+        """The fakes for story, images and clips (narration off, as by default)."""
         return {"story": self.story.name, "image": self.image.name, "video": self.video.name}
+
+    @property
+    def narrated(self) -> dict[str, str]:
+        """All four fakes, narration included."""
+        return {**self.backends, "narration": self.narration.name}
 
 
 class FakePlugin:
@@ -214,6 +253,10 @@ class FakePlugin:
     def register_renderers(self, register):
         register(self.fakes.video, name=self.fakes.video.name)
 
+    @hookimpl
+    def register_narrators(self, register):
+        register(self.fakes.narration, name=self.fakes.narration.name)
+
 
 @contextlib.contextmanager
 def fake_backends(shots: int = 3, name: str = "fake") -> Iterator[Fakes]:
@@ -222,7 +265,8 @@ def fake_backends(shots: int = 3, name: str = "fake") -> Iterator[Fakes]:
     from .plugins import load_plugins
 
     pm = load_plugins()
-    fakes = Fakes(FakeStoryWriter(name, shots=shots), FakeImageGenerator(name), FakeRenderer(name))
+    fakes = Fakes(FakeStoryWriter(name, shots=shots), FakeImageGenerator(name), FakeRenderer(name),
+                  FakeNarrator(name))
     plugin = FakePlugin(fakes)
     pm.register(plugin, name=f"_fakes_{id(plugin)}")
     try:

@@ -9,4 +9,5 @@ BUILTIN: dict[str, str] = {
     "kenburns": "plugins.kenburns",
     "comfy_render": "plugins.comfy_render",
     "image_comfyui": "plugins.image_gen.comfyui",
+    "narration": "plugins.narration",
 }

@@ -29,7 +29,8 @@ def test_config_sets_backends_options_and_output_dir(workdir, fakes):
     assert r.exit_code == 0, r.output
     store = SessionStore(workdir / "films")
     meta = store.load(store.ids()[0]).meta
-    assert {k: b.name for k, b in meta.backends.items()} == {"story": "fake", "image": "fake", "video": "fake"}
+    assert {k: b.name for k, b in meta.backends.items()} == {"story": "fake", "image": "fake", "video": "fake",
+                                                                   "narration": "none"}
     assert len(meta.shots) == 2
     listing = json.loads(_run("sessions", "list", "--json").output)
     assert listing[0]["idea"] == "From config"

@@ -14,12 +14,13 @@ from support import Recorder
 
 ROOT = Path(__file__).resolve().parent.parent
 HOOKS = sorted(name for name in dir(hookspecs) if hasattr(getattr(hookspecs, name), "reelforge_spec"))
-REGISTRATION = {"register_story_llms", "register_image_generators", "register_renderers", "register_commands"}
+REGISTRATION = {"register_story_llms", "register_image_generators", "register_renderers",
+                "register_narrators", "register_commands"}
 
 
 def test_hookspecs_are_what_we_think():
     assert REGISTRATION <= set(HOOKS)
-    assert len(HOOKS) == 4 + 11
+    assert len(HOOKS) == 5 + 11
 
 
 def test_every_lifecycle_hook_fires_with_its_arguments(out, fakes):
@@ -37,6 +38,8 @@ def test_every_registration_hook_is_called(fakes):
 
     for kind in ("story", "image", "video"):
         assert "fake" in backends(kind)
+    # register_narrators: tests/test_narration.py calls it on the built-in narrators.
+    assert pm.hook.register_narrators.spec is not None
     # register_commands: the cli group calls it for a command it does not know; test_plugins
     # and test_cli_startup exercise a plugin adding a command
     assert pm.hook.register_commands.spec is not None

@@ -161,3 +161,94 @@ def test_assemble_rejects_bad_requests(tmp_path, clips):
         assemble([], tmp_path / "x.mp4")
     with pytest.raises(StageError, match="transition"):
         assemble(clips, tmp_path / "x.mp4", transition="wipe")
+
+
+# -- the storyboard card over the moving picture ----------------------------------------------
+
+from PIL import ImageChops, ImageFilter  # noqa: E402
+
+from plugins.image_gen.storyboard import StoryboardGenerator, StoryboardOptions, card_overlay  # noqa: E402
+
+CARD_SIZE = (640, 360)
+
+
+def storyboard_shot(motion: str, duration: float = 1.2) -> Shot:
+    return Shot(id=2, scene_id="s3", duration_s=duration, motion_prompt=motion, seed=4,
+                description="Sweeping aerial view of the lighthouse gallery, gulls over the swell, and a caption "
+                            "long enough to reach both edges of the caption band",
+                image_prompt="aerial establishing shot of the lighthouse gallery, deep navy and lantern-gold palette")
+
+
+def frames_of(clip) -> list[Image.Image]:
+    import imageio_ffmpeg
+
+    gen = imageio_ffmpeg.read_frames(str(clip))
+    meta = next(gen)
+    return [Image.frombytes("RGB", meta["size"], bytes(f)) for f in gen]
+
+
+def text_pixels(shot, size, seconds):
+    """The card's solid text pixels (eroded, so codec blur at glyph edges does not count)."""
+    text = card_overlay(shot, size, duration_s=seconds, layer="text")
+    solid = text.getchannel("A").point(lambda a: 255 if a == 255 else 0).filter(ImageFilter.MinFilter(3))
+    return text.convert("RGB"), solid
+
+
+def text_matches(frame, text_rgb, solid) -> float:
+    """Mean difference between the frame and the card's text, over the text's pixels."""
+    diff = ImageChops.difference(frame, text_rgb).convert("L")
+    hist = diff.histogram(mask=solid)
+    n = sum(hist)
+    return sum(i * c for i, c in enumerate(hist)) / max(1, n)
+
+
+@pytest.mark.parametrize("motion", ["push in", "pull out", "pan left", "pan right", "tilt up", "tilt down"])
+def test_caption_and_header_stay_whole_and_still_through_the_move(tmp_path, motion):
+    shot = storyboard_shot(motion)
+    plate = StoryboardGenerator(StoryboardOptions(*CARD_SIZE)).generate(shot, job_for(shot, tmp_path / "img"))
+    clip = KenBurnsRenderer(KenBurnsOptions(width=CARD_SIZE[0], height=CARD_SIZE[1], zoom=1.6)).render(
+        shot, plate, job_for(shot, tmp_path / "vid"))
+    frames = frames_of(clip)
+    text_rgb, solid = text_pixels(shot, CARD_SIZE, len(frames) / 25)
+    box = solid.getbbox()
+    assert box[0] > 0 and box[1] > 0 and box[2] < CARD_SIZE[0] and box[3] < CARD_SIZE[1], box
+    first, middle, last = frames[0], frames[len(frames) // 2], frames[-1]
+    assert first.tobytes() != last.tobytes(), "the picture moves"
+    for name, frame in (("first", first), ("middle", middle), ("last", last)):
+        # Every text pixel is where the card puts it, in the card's colour: nothing cropped,
+        # scaled or moved by the zoom.
+        assert text_matches(frame, text_rgb, solid) < 20, (motion, name)
+
+
+def test_a_clip_without_the_card_has_no_text(tmp_path):
+    shot = storyboard_shot("push in")
+    plate = StoryboardGenerator(StoryboardOptions(*CARD_SIZE)).generate(shot, job_for(shot, tmp_path / "img"))
+    off = KenBurnsOptions(width=CARD_SIZE[0], height=CARD_SIZE[1], captions="off")
+    frames = frames_of(KenBurnsRenderer(off).render(shot, plate, job_for(shot, tmp_path / "off")))
+    text_rgb, solid = text_pixels(shot, CARD_SIZE, len(frames) / 25)
+    assert text_matches(frames[len(frames) // 2], text_rgb, solid) > 40
+    # auto: an image that is not a storyboard plate gets no card.
+    other = tmp_path / "photo.png"
+    with Image.open(plate) as im:
+        im.convert("RGB").save(other)  # same pixels, no plate marker
+    assert not KenBurnsRenderer(KenBurnsOptions()).draws_card(other)
+    assert KenBurnsRenderer(KenBurnsOptions(captions="on")).draws_card(other)
+
+
+def test_caption_gap_keeps_text_off_the_clip_ends(tmp_path):
+    shot = storyboard_shot("pan right", duration=2.0)
+    plate = StoryboardGenerator(StoryboardOptions(*CARD_SIZE)).generate(shot, job_for(shot, tmp_path / "img"))
+    gap = KenBurnsOptions(width=CARD_SIZE[0], height=CARD_SIZE[1], caption_gap_s=0.5)
+    frames = frames_of(KenBurnsRenderer(gap).render(shot, plate, job_for(shot, tmp_path / "gap")))
+    text_rgb, solid = text_pixels(shot, CARD_SIZE, len(frames) / 25)
+    assert text_matches(frames[0], text_rgb, solid) > 40, "no text while a crossfade would run"
+    assert text_matches(frames[25], text_rgb, solid) < 20
+    assert text_matches(frames[-1], text_rgb, solid) > 40
+    # The bands stay for the whole clip (so the frame does not flash as captions come and go).
+    bands = card_overlay(shot, CARD_SIZE, layer="bands").getchannel("A")
+    strip = (200, 0, 440, 6)  # the header band above and between its text
+    assert bands.crop(strip).getextrema()[0] > 0
+    from PIL import ImageStat
+
+    levels = [ImageStat.Stat(f.crop(strip).convert("L")).mean[0] for f in (frames[0], frames[25], frames[-1])]
+    assert max(levels) < 90 and max(levels) - min(levels) < 15, levels

@@ -102,6 +102,19 @@ def test_interleaved_shot_lines_each_sit_under_their_own_stage(capsys):
     check_stages("\n".join(out))
 
 
+def test_narration_lines_sit_under_their_own_header(capsys):
+    p, s, _ = observe(capsys)
+    for stage in ("images", "narration"):
+        p.stage_started(session=s, stage=stage)
+    p.shot_completed(session=s, stage="narration", shot=shot(1), artifact=ArtifactState(seconds=1))
+    p.shot_completed(session=s, stage="images", shot=shot(1), artifact=ArtifactState(seconds=1))
+    p.shot_skipped(session=s, stage="narration", shot=shot(2), reason="done")
+    p.stop()
+    assert lines(capsys) == ["→ Voice", "  [VOICE]  Shot 1 voice   1.0s  shot 1",
+                             "→ Images", "  [IMG]    Shot 1 image   1.0s  shot 1",
+                             "→ Voice", "  [SKIP]   1 narration already done (shot 2)"]
+
+
 def test_skipped_shots_are_one_line_per_stage(capsys):
     p, s, _ = observe(capsys, n=1000)
     p.stage_started(session=s, stage="images")

@@ -297,10 +297,10 @@ def test_assemble_uses_recorded_facts_and_reads_the_missing(tmp_path, monkeypatc
     recorded = real(clips[0])
     # recorded facts that say the middle clip differs: assemble believes them and re-encodes
     film = assemble(clips, tmp_path / "film.mp4", facts=[recorded, {**recorded, "fps": 12.0}, None])
-    assert read == ["c2.mp4"]
+    assert read == ["c2.mp4", "film.mp4"]  # the missing fact, then the film, verified
     assert mp4info.read_facts(film)["pix_fmt"] == "yuv420p"
     film = assemble(clips, tmp_path / "film2.mp4", facts=[recorded] * 3)
-    assert read == ["c2.mp4"] and mp4info.read_facts(film)["pix_fmt"] == "yuv444p"
+    assert read == ["c2.mp4", "film.mp4", "film2.mp4"] and mp4info.read_facts(film)["pix_fmt"] == "yuv444p"
     with pytest.raises(StageError, match="2 facts for 3 clips"):
         assemble(clips, tmp_path / "film3.mp4", facts=[recorded] * 2)
 

@@ -100,3 +100,66 @@ def test_registered_under_its_name():
     module.register_story_llms(seen.append)
     assert seen == [OfflinePlanner] and OfflinePlanner.name == "offline"
     assert "not an LLM" in (OfflinePlanner.__doc__ or "") or "no LLM" in OfflinePlanner.description
+
+
+# -- the idea's own protagonist, place and cast; narration ------------------------------------
+
+@pytest.mark.parametrize("idea, role, place", [
+    ("A lighthouse keeper befriends a storm", "lighthouse keeper", "lighthouse"),
+    ("A lighthouse keeper finds a message in a bottle", "lighthouse keeper", "lighthouse"),
+    ("Two sisters open a bakery in Lisbon", "sister", "bakery"),
+    ("a robot learns to paint on Mars", "robot", "Mars"),
+    ("A young fisher rescues a whale off the coast of Norway", "young fisher", "coast"),
+    ("The rise and fall of an ancient trading city", None, "ancient trading city"),
+])
+def test_the_idea_keeps_its_protagonist_and_place(idea, role, place):
+    story, scenes, shots = plan(idea)
+    if role:
+        assert role in story.characters[0].description.lower(), story.characters[0]
+        assert role in story.logline.lower()
+    if idea.startswith("Two "):
+        assert all("sister" in c.description.lower() for c in story.characters[:2])
+    assert place in scenes.scenes[0].setting and place in scenes.scenes[-1].setting
+    assert place in shots.shots[0].description, "the opening shot shows the idea's place"
+    assert sum(place in s.description for s in shots.shots) >= 2
+    # The idea's nouns are in the plan.
+    nouns = [w for w in idea.lower().replace(",", "").split() if len(w) > 3 and w not in {
+        "befriends", "finds", "open", "learns", "rescues", "rise", "fall", "sisters", "paint", "young", "ancient"}]
+    text = " ".join([story.logline, story.synopsis] + [s.description + " " + s.narration for s in shots.shots]).lower()
+    for noun in nouns:
+        assert noun in text, noun
+
+
+@pytest.mark.parametrize("idea", [
+    IDEA, "A lighthouse keeper befriends a storm", "Two sisters open a bakery in Lisbon",
+    "a robot learns to paint on Mars", "cats", "A wolf crosses the frozen mountain pass",
+])
+@pytest.mark.parametrize("n", [3, 5, 7, 12])
+def test_every_character_of_the_synopsis_is_in_some_shot(idea, n):
+    story, scenes, shots = plan(idea, shots=n)
+    named = {c.name for c in story.characters if c.name in story.synopsis}
+    assert named == {c.name for c in story.characters}
+    in_shots = {name for s in shots.shots for name in s.characters}
+    assert named <= in_shots, (named - in_shots, [s.description for s in shots.shots])
+
+
+@pytest.mark.parametrize("idea", [IDEA, "A lighthouse keeper befriends a storm", "cats"])
+def test_every_shot_has_a_narration_line(idea):
+    story, scenes, shots = plan(idea)
+    summaries = {s.id: s.summary.split(". ", 1)[1].split("; ")[0].rstrip(".") + "." for s in scenes.scenes}
+    seen_scene = set()
+    for shot in shots.shots:
+        words = shot.narration.split()
+        assert 3 <= len(words) <= 30 and shot.narration[0].isupper() and shot.narration.endswith((".", "!", "?"))
+        assert "{" not in shot.narration
+        if shot.scene_id not in seen_scene and shot.id != len(shots.shots):
+            assert shot.narration == summaries[shot.scene_id], "a scene opens on its own sentence"
+        assert len(words) <= 18, "a line is said in a few seconds"
+        seen_scene.add(shot.scene_id)
+    assert len({s.narration for s in shots.shots}) == len(shots.shots), "no line is said twice"
+    assert shots.shots[-1].narration.startswith("In the end")
+    # Old shot plans (no narration key) still load.
+    data = unstructure(shots)
+    for shot in data["shots"]:
+        del shot["narration"]
+    assert all(s.narration == "" for s in structure(data, ShotPlan).shots)

@@ -30,7 +30,7 @@ def run(*args):
 
 def test_docstrings_are_read_from_the_source_of_each_kind_of_options_class():
     docs = field_docs(KenBurnsOptions)
-    assert docs["fps"] == "Frames per second of the clip."
+    assert docs["fps"].startswith("Frames per second of the clip")
     assert docs["prescale"].startswith("Upscale the still by this factor before zooming")
     # a class made in a function and renamed afterwards (found by its fields)
     assert VideoOptions.__name__ == "ComfyVideoOptions"
@@ -50,7 +50,8 @@ def test_metadata_doc_serves_a_class_without_source():
 def test_describe_options_gives_type_default_allowed_and_flag():
     infos = {o.name: o for o in describe_options(KenBurnsOptions)}
     assert (infos["fps"].type, infos["fps"].default, infos["fps"].allowed) == ("int", "25", "from 1 to 120")
-    assert infos["zoom"].allowed == "from 1.0 to 3.0" and infos["width"].allowed == "at least 16"
+    assert infos["zoom"].allowed == "from 1.0 to 3.0" and infos["width"].allowed == "from 16 to 8192"
+    assert infos["caption_gap_s"].allowed == "at least 0.0"
     assert infos["preset"].allowed.startswith("one of ultrafast, superfast")
     urls = {o.name: o for o in describe_options(VideoOptions)}["urls"]
     assert (urls.type, urls.flag) == ("list of str", "--comfy-url")
@@ -91,8 +92,9 @@ def test_backends_lists_all_and_refuses_an_unknown_name():
     [entry] = data
     assert entry["kind"] == "video" and entry["plugin"] == "kenburns"
     fps = next(o for o in entry["options"] if o["name"] == "fps")
-    assert fps == {"name": "fps", "type": "int", "default": "25", "doc": "Frames per second of the clip.",
+    assert fps == {"name": "fps", "type": "int", "default": "25", "doc": field_docs(KenBurnsOptions)["fps"],
                    "allowed": "from 1 to 120", "flag": None, "secret": False}
+    assert fps["doc"].startswith("Frames per second")
 
 
 def test_plugins_options_lists_every_option_of_every_backend():
@@ -117,15 +119,12 @@ def test_plugins_options_lists_every_option_of_every_backend():
     ("kenburns.zoom=9", "renderer 'kenburns' option zoom must be a number from 1.0 to 3.0, got '9'"),
     ("kenburns.preset=turbo", "renderer 'kenburns' option preset must be one of ultrafast, superfast, veryfast"),
     ("kenburns.prescale=7", "renderer 'kenburns' option prescale must be one of 1, 2, 3, 4, got '7'"),
-    ("video.width=8", "renderer 'kenburns' option width must be a whole number of at least 16, got '8'"),
+    ("video.width=8", "renderer 'kenburns' option width must be a whole number from 16 to 8192, got '8'"),
+    ("kenburns.caption_gap_s=-2", "renderer 'kenburns' option caption_gap_s must be a number of at least 0.0, got '-2'"),
     ("shots=0", "story LLM 'offline' option shots must be a whole number from 1 to 999, got '0'"),
     ("shot_seconds=-1", "story LLM 'offline' option shot_seconds must be a number above 0, got '-1'"),
-    ("image.height=ten", "image generator 'storyboard' option height must be a whole number of at least 64"),
-    ("kenburns.nope=1", "backend 'kenburns' has no option 'nope' (valid: crf (int), fps (int), height (int), "
-                        "prescale (int), preset (str), width (int), zoom (float))"),
-    ("video.nope=1", "renderer 'kenburns' has no option 'nope' (valid: crf (int), fps (int)"),
-    ("nope=1", "no selected backend takes option 'nope' (valid: offline: shot_seconds (float), shots (int); "
-               "storyboard: height (int), width (int); kenburns: crf (int)"),
+    ("image.height=ten", "image generator 'storyboard' option height must be a whole number from 64 to 8192, "
+                         "got 'ten'"),
 ])
 def test_bad_options_are_usage_errors_in_plain_words(out, option, message):
     r = CliRunner().invoke(cli, ["run", "idea", "--new", "-o", option, "--output-dir", str(out)])
@@ -133,6 +132,28 @@ def test_bad_options_are_usage_errors_in_plain_words(out, option, message):
     assert message in " ".join(r.output.split())
     for words in CATTRS_WORDING:
         assert words not in r.output
+
+
+def _keys(cls) -> list[str]:
+    return [f"{o.name} ({o.type})" for o in sorted(describe_options(cls), key=lambda o: o.name)]
+
+
+@pytest.mark.parametrize("option, start", [
+    ("kenburns.nope=1", "backend 'kenburns' has no option 'nope' (valid: "),
+    ("video.nope=1", "renderer 'kenburns' has no option 'nope' (valid: "),
+    ("nope=1", "no selected backend takes option 'nope' (valid: offline: "),
+])
+def test_an_unknown_key_lists_the_valid_ones_with_their_types(out, option, start):
+    from plugins.image_gen.storyboard import StoryboardOptions
+
+    r = CliRunner().invoke(cli, ["run", "idea", "--new", "-o", option, "--output-dir", str(out)])
+    assert r.exit_code == 2
+    text = " ".join(r.output.split())
+    assert start in text
+    assert ", ".join(_keys(KenBurnsOptions)) in text
+    assert {"crf (int)", "fps (int)", "zoom (float)", "preset (str)"} <= set(_keys(KenBurnsOptions))
+    if option == "nope=1":  # every selected backend's keys, each under its name
+        assert f"storyboard: {', '.join(_keys(StoryboardOptions))};" in text and "; kenburns: " in text
 
 
 def test_config_file_values_get_the_same_words(tmp_path, monkeypatch):

@@ -156,6 +156,8 @@ def test_a_stale_partial_film_is_never_promoted(out, fakes):
     good = sha256_file(film)
     # a damaged film and the junk a killed run's ffmpeg left in scratch, under old and new names
     film.unlink()
+    assert not (result.path / ".work").exists()  # a COMPLETE session keeps no scratch
+    (result.path / ".work").mkdir()
     (result.path / ".work" / "film.partial.mp4").write_bytes(b"\x00" * 4096)
     (result.path / ".work" / "film.1.2.partial.mp4").write_bytes(b"junk")
     s = SessionStore(out).open(result.session_id)
@@ -200,7 +202,7 @@ def test_the_first_meta_already_holds_backends_and_options(out, fakes, monkeypat
         runner.start("A lighthouse")
     sid = SessionStore(out).ids()[0]
     meta = SessionStore(out).load(sid).meta
-    assert {k: b.name for k, b in meta.backends.items()} == fakes.backends
+    assert {k: b.name for k, b in meta.backends.items()} == {**fakes.backends, "narration": "none"}
     assert meta.backends["story"].options["shots"] == 5
     # a resume that names no backends uses the recorded ones, with their options
     result = Runner(out).resume(sid)

@@ -135,7 +135,11 @@ def test_changed_option_changes_fingerprint_and_redoes_shots(out, fakes):
                         options=["image.tint=40"])
     assert third.ok
     assert len(fakes.image.calls) == 6 and len(fakes.video.calls) == 6
-    assert list((result.path / "images" / ".replaced").iterdir())  # old images kept aside
+    # the old images are kept as takes, with what made them
+    assert sorted(p.name for p in (result.path / "images" / "takes").iterdir()) == [
+        "shot_001.1.png", "shot_002.1.png", "shot_003.1.png"]
+    meta = SessionStore(out).load(result.session_id).meta
+    assert [t["n"] for t in meta.shot(1).image.takes] == [1] and meta.shot(1).image.takes[0]["seed"] == 1
 
 
 def test_videos_start_before_all_images_are_done(out):

@@ -41,7 +41,7 @@ def test_new_session_records_idea_status_and_schema(out):
     assert data["idea"] == "A lighthouse in a storm"
     assert data["status"] == NEW
     assert data["schema_version"] == 1
-    assert set(data["steps"]) == {"story", "scene_graph", "shots", "images", "videos", "assemble"}
+    assert set(data["steps"]) == {"story", "scene_graph", "shots", "images", "narration", "videos", "assemble"}
 
 
 @pytest.mark.parametrize("bad", ["../etc", "session_1/../../x", "", "session_20250101_000000/..", "/tmp/x"])

@@ -83,3 +83,128 @@ def test_fast_enough(tmp_path):
     for shot in shots:
         gen.generate(shot, job_for(shot, tmp_path))
     assert (time.perf_counter() - start) / len(shots) < 0.2
+
+
+# -- the offline look --------------------------------------------------------------------
+
+from plugins.image_gen.storyboard import (PLATE_KEY, _Painter, card_overlay, is_plate, palette_for, setting,  # noqa: E402
+                                          shot_type)
+from plugins.story_llm.offline import OfflinePlanner  # noqa: E402
+
+
+def film(idea: str):
+    writer = OfflinePlanner()
+    story = writer.write_story(idea)
+    return story, writer.plan_shots(story, writer.build_scene_graph(story)).shots
+
+
+def test_the_image_is_a_text_free_plate_marked_as_such(tmp_path):
+    gen = StoryboardGenerator(StoryboardOptions(width=640, height=360))
+    a, b = make_shot(id=1, scene_id="s1"), make_shot(id=2, scene_id="s4", motion_prompt="tilt up")
+    pa = gen.generate(a, job_for(a, tmp_path / "a"))
+    pb = gen.generate(b, job_for(b, tmp_path / "b"))
+    with Image.open(pa) as ia, Image.open(pb) as ib:
+        assert ia.text[PLATE_KEY] == "storyboard" and is_plate(pa)
+        assert ImageChops.difference(ia.convert("RGB"), ib.convert("RGB")).getbbox() is None, \
+            "number and caption are not in the plate"
+    assert not is_plate(tmp_path / "missing.png")
+
+
+def test_one_palette_per_film_from_its_style():
+    sea_story, sea = film("A lighthouse keeper befriends a storm")
+    city_story, city = film("The rise and fall of an ancient trading city")
+    assert sea_story.style != city_story.style
+    sea_palettes = {palette_for(s.image_prompt) for s in sea}
+    city_palettes = {palette_for(s.image_prompt) for s in city}
+    assert len(sea_palettes) == 1 and len(city_palettes) == 1, "every shot of a film shares its palette"
+    assert sea_palettes != city_palettes
+    # The palette comes from the colours the style names.
+    assert palette_for("x, deep navy and lantern-gold palette, wide lens").primary[2] > 50  # navy is blue
+    assert palette_for("warm terracotta and teal palette").primary[0] > 150  # terracotta is red-brown
+
+
+def _mean_hue_and_value(img):
+    from PIL import ImageStat
+
+    h, _s, v = ImageStat.Stat(img.convert("HSV")).mean
+    return h, v
+
+
+def test_two_films_look_different_and_a_film_looks_like_itself():
+    gen = StoryboardGenerator(StoryboardOptions(width=320, height=180))
+    _, sea = film("A lighthouse keeper befriends a storm")
+    _, city = film("The rise and fall of an ancient trading city")
+    sea_hues = [_mean_hue_and_value(gen.draw_plate(s))[0] for s in sea]
+    city_hues = [_mean_hue_and_value(gen.draw_plate(s))[0] for s in city]
+    spread = max(max(sea_hues) - min(sea_hues), max(city_hues) - min(city_hues))
+    gap = abs(sum(sea_hues) / len(sea_hues) - sum(city_hues) / len(city_hues))
+    assert gap > spread / 2, (sea_hues, city_hues)
+
+
+@pytest.mark.parametrize("description, expected", [
+    ("Wide shot of the storm-lashed pier, a swinging lantern", {"sea", "storm"}),
+    ("Wide shot of the great market square, stacked amphorae", {"city"}),
+    ("Wide shot of the old-growth forest at night", {"forest", "night"}),
+    ("Low-angle shot of Daro at the mountain pass", {"mountain"}),
+    ("Medium shot: Ines in a small kitchen at dawn", {"interior", "dawn"}),
+    ("Wide shot of the caravan gate, a column of camels in the desert", {"desert", "city"}),
+    ("Sweeping aerial view of the lighthouse", {"lighthouse", "sea"}),
+])
+def test_setting_follows_the_words(description, expected):
+    shot = make_shot(description=description, image_prompt=f"{description.lower()}, muted steel palette, 35mm lens")
+    assert expected <= setting(shot)
+
+
+def test_style_words_do_not_set_the_scene():
+    # "storm light" and "desert light" in the style bible are not a storm or a desert.
+    shot = make_shot(description="Wide shot of the fishing village",
+                     image_prompt="wide shot of the fishing village, deep navy palette, storm light, hazy desert light")
+    assert "storm" not in setting(shot) and "desert" not in setting(shot)
+
+
+def test_backgrounds_follow_the_setting():
+    gen = StoryboardGenerator(StoryboardOptions(width=320, height=180))
+    style = "golden meadow and slate-blue palette, wide lens"
+
+    def plate(description):
+        return gen.draw_plate(make_shot(description=description, image_prompt=f"{description.lower()}, {style}",
+                                        characters=()))
+
+    day, night = plate("Wide shot of the valley meadow"), plate("Wide shot of the valley meadow at night")
+    assert _mean_hue_and_value(night)[1] < _mean_hue_and_value(day)[1] * 0.7
+    storm = plate("Wide shot of the valley meadow in a storm")
+    assert _mean_hue_and_value(storm)[1] < _mean_hue_and_value(day)[1]
+    snow = plate("Wide shot of the mountain pass in winter")
+    assert sum(snow.convert("L").point(lambda v: 255 if v > 225 else 0).histogram()[255:]) > 50, "snow caps"
+    sea, desert = plate("Wide shot of the open sea"), plate("Wide shot of the desert dunes")
+    lower = (0, 120, 320, 180)
+    assert ImageChops.difference(sea.crop(lower), desert.crop(lower)).getbbox() is not None
+    assert _mean_hue_and_value(sea.crop(lower))[0] != pytest.approx(_mean_hue_and_value(desert.crop(lower))[0], abs=10)
+
+
+def test_framing_follows_the_shot_type():
+    gen = StoryboardGenerator(StoryboardOptions(width=320, height=180))
+    style = "deep navy and lantern-gold palette"
+    area = {}
+    for kind, description in (("closeup", "Close-up: Mira at the pier"), ("medium", "Medium shot: Mira at the pier"),
+                              ("wide", "Wide shot of Mira at the pier"), ("aerial", "Sweeping aerial view of the pier")):
+        shot = make_shot(description=description, image_prompt=f"{description.lower()}, {style}",
+                         characters=("Mira",), seed=7)
+        assert shot_type(shot) == kind
+        # Count the pixels of the figure's colour.
+        figure = _Painter(shot, (320, 180)).figure_colour()
+        plate = gen.draw_plate(shot)
+        mask = ImageChops.difference(plate, Image.new("RGB", plate.size, figure)).convert("L")
+        area[kind] = mask.point(lambda v: 255 if v < 4 else 0).histogram()[255]
+    assert area["closeup"] > area["medium"] > area["wide"] > area["aerial"], area
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (320, 180)])
+def test_card_text_lies_inside_the_frame(size):
+    shot = make_shot(id=12, description="A caption so long it could never fit on two lines of the card, "
+                     "however small the type: it goes on about the harbour, the quays and the sails for ever",
+                     motion_prompt="pan left, slow camera, " + "very " * 40 + "long")
+    text = card_overlay(shot, size, layer="text").getchannel("A")
+    box = text.getbbox()
+    pad = max(4, int(24 * size[1] / 720)) - 2
+    assert box[0] >= pad and box[1] >= 0 and box[2] <= size[0] - pad and box[3] <= size[1] - 2, box

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from framework.errors import ConfigError, RetryableServiceError, ServiceError, StageError
+from framework.redact import redact
 from framework.protocols import ShotJob
 from framework.records import Shot
 
@@ -28,10 +30,13 @@ from .client import (
     PromptInterrupted,
     PromptLost,
     ServerUnavailable,
+    Limits,
     Timeouts,
     UnsafeOutputError,
+    auth_headers,
     describe_node_errors,
     history_error,
+    history_status,
     history_outputs,
     safe_output_name,
 )
@@ -50,10 +55,13 @@ class ServerPool:
     """The configured servers: load-aware picking, marking down, and reservations so that
     concurrent shots do not all pick the same idle server."""
 
-    def __init__(self, urls: tuple[str, ...], *, down_for: float = 60.0, timeouts: Timeouts = Timeouts()):
+    def __init__(self, urls: tuple[str, ...], *, down_for: float = 60.0, timeouts: Timeouts = Timeouts(),
+                 limits: Limits = Limits(), headers: Mapping[str, str] | None = None):
         self.urls = tuple(urls)
         self.down_for = down_for
         self.timeouts = timeouts
+        self.limits = limits
+        self.headers = dict(headers or {})
         self._clients: dict[str, ComfyClient] = {}
         self._down_until: dict[str, float] = {}
         self._reserved: dict[str, int] = {}
@@ -63,7 +71,8 @@ class ServerPool:
         url = url.rstrip("/")
         with self._lock:
             if url not in self._clients:
-                self._clients[url] = ComfyClient(url, timeouts=self.timeouts)
+                self._clients[url] = ComfyClient(url, timeouts=self.timeouts, limits=self.limits,
+                                                 headers=self.headers)
             return self._clients[url]
 
     def mark_down(self, url: str, reason: str = "") -> None:
@@ -109,8 +118,34 @@ class ServerPool:
             c.close()
 
 
+def _short(value: Any, limit: int = 100) -> str:
+    """A server-supplied value for a message: as text, cut to ``limit`` characters."""
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _safe_component(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "x"
+
+
+def check_urls(urls: tuple[str, ...]) -> None:
+    """Refuse a URL that is not http(s), or that carries credentials: the URLs are saved in
+    the session's meta (a resume reuses them), so a password there would be written to disk."""
+    from framework.redact import mask_url_credentials, url_has_credentials
+
+    from .options import AUTH_ENV
+
+    if not urls:
+        raise ConfigError("comfyui: no server URL given; pass --comfy-url http://HOST:8188")
+    for url in urls:
+        if url_has_credentials(url):
+            raise ConfigError(
+                f"comfyui: the URL {mask_url_credentials(url)} carries a user name or password; "
+                f"URLs are saved with the session, so pass it without them and set "
+                f"{AUTH_ENV}=user:password (or a token) in the environment instead")
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise ConfigError(f"comfyui: {redact(url)[:200]!r} is not an http(s) URL "
+                              f"(expected e.g. http://127.0.0.1:8188)")
 
 
 class ComfyBackend:
@@ -119,15 +154,15 @@ class ComfyBackend:
     def __init__(self, options: Any, *, kind: str):
         self.kind = kind
         self.options = options
-        if not options.urls:
-            raise ConfigError("comfyui: no server URL given; pass --comfy-url http://HOST:8188")
-        for url in options.urls:
-            if not re.match(r"^https?://[^/\s]+", url):
-                raise ConfigError(f"comfyui: {url!r} is not an http(s) URL "
-                                  f"(expected e.g. http://127.0.0.1:8188)")
+        check_urls(options.urls)
         self.template: Template = load_template(options.template, kind=self.kind,
                                                 mapping=options.mapping)
-        self.pool = ServerPool(tuple(u.rstrip("/") for u in options.urls), down_for=options.down_for_s)
+        mib = 1024 * 1024
+        self.pool = ServerPool(
+            tuple(u.rstrip("/") for u in options.urls), down_for=options.down_for_s,
+            timeouts=Timeouts(request=options.request_timeout_s, download=options.download_timeout_s),
+            limits=Limits(answer=options.max_answer_mib * mib, download=options.max_download_mib * mib),
+            headers=auth_headers())
         self.concurrency = max(1, options.per_server) * len(options.urls)
         self._checked: set[str] = set()
         self._check_lock = threading.Lock()
@@ -149,10 +184,22 @@ class ComfyBackend:
             values["image"] = image_ref
             values["prompt"] = ". ".join(p for p in (shot.motion_prompt, shot.image_prompt) if p)
             values["fps"] = fps
-            values["frames"] = t.frame_count(shot.duration_s, fps)
+            values["frames"] = self._frames(shot, fps)
         else:
             values["prompt"] = shot.image_prompt
         return values
+
+    def _frames(self, shot: Shot, fps: float) -> int:
+        """The clip's frame count, refused (naming the shot) over max_frames."""
+        limit = self.options.max_frames
+        if not (math.isfinite(shot.duration_s) and shot.duration_s > 0):
+            raise StageError(f"shot {shot.id}: a duration of {shot.duration_s!r}s cannot be rendered")
+        raw = shot.duration_s * fps
+        frames = self.template.frame_count(shot.duration_s, fps) if raw <= 2 * limit else None
+        if frames is None or frames > limit:
+            raise StageError(f"shot {shot.id}: {shot.duration_s:g}s at {fps:g} fps needs more than "
+                             f"{limit} frames (the max_frames option); shorten the shot")
+        return frames
 
     def fingerprint(self, shot: Shot, job: ShotJob, image: Path | None) -> str:
         """A hash of the workflow this shot would be submitted with (the still by content):
@@ -243,7 +290,7 @@ class ComfyBackend:
                          pid: str, started: float) -> Path:
         url = client.base_url
         client_id = uuid.uuid5(PROMPT_NAMESPACE, pid).hex
-        stream = EventStream(url, client_id)
+        stream = EventStream(url, client_id, headers=client.headers)
         try:
             try:
                 self._check_nodes(client)
@@ -291,7 +338,8 @@ class ComfyBackend:
         """200 with node_errors: the outputs named there will not run; the others will."""
         failed = set()
         for node_id, info in node_errors.items():
-            failed.update(str(n) for n in info.get("dependent_outputs") or [node_id])
+            outs = info.get("dependent_outputs") if isinstance(info, dict) else None
+            failed.update(str(n)[:40] for n in (outs if isinstance(outs, list) and outs else [node_id]))
         lines = "; ".join(describe_node_errors(node_errors, workflow))
         needed = self.template.output
         if needed is None or needed in failed:
@@ -347,7 +395,7 @@ class ComfyBackend:
             return None
         log.info("shot %s: prompt %s on %s is %s", shot.id, pid, url, state)
         if state in ("running", "pending"):
-            stream = EventStream(url, str(cp.get("client_id") or uuid.uuid4().hex))
+            stream = EventStream(url, str(cp.get("client_id") or uuid.uuid4().hex), headers=client.headers)
             stream.connect()  # same clientId: the server resumes sending us its events
             try:
                 entry = self._wait(client, pid, stream, job, total_nodes=len(self.template.workflow))
@@ -360,7 +408,7 @@ class ComfyBackend:
                 stream.close()
         if entry is None:
             return None
-        status = (entry.get("status") or {}).get("status_str")
+        status = history_status(entry)
         if status != "success":
             log.info("shot %s: recorded prompt %s ended in %s; submitting again", shot.id, pid, status)
             return None
@@ -375,18 +423,17 @@ class ComfyBackend:
     def _finish(self, entry: Mapping[str, Any], client: ComfyClient, pid: str, shot: Shot,
                 job: ShotJob, started: float) -> Path:
         url = client.base_url
-        status = (entry.get("status") or {}).get("status_str") or \
-            ("success" if entry.get("outputs") else None)  # servers older than history status
+        status = history_status(entry)
         if status != "success":
             kind, data = history_error(entry) or ("execution_error", {})
+            node, node_type = _short(data.get("node_id")), _short(data.get("node_type"))
             if kind == "execution_interrupted":
-                raise PromptInterrupted(f"ComfyUI at {url} interrupted prompt {pid} of shot "
-                                        f"{shot.id} at node {data.get('node_id')} "
-                                        f"({data.get('node_type')})", url=url)
-            msg = str(data.get("exception_message") or "no error message").strip()
-            raise PromptExecutionError(
-                f"ComfyUI at {url} failed shot {shot.id}: node {data.get('node_id')} "
-                f"({data.get('node_type')}) raised {data.get('exception_type')}: {msg}", url=url)
+                raise PromptInterrupted(redact(f"ComfyUI at {url} interrupted prompt {pid} of shot "
+                                               f"{shot.id} at node {node} ({node_type})"), url=url)
+            msg = _short(data.get("exception_message") or "no error message", 500).strip()
+            raise PromptExecutionError(redact(
+                f"ComfyUI at {url} failed shot {shot.id}: node {node} ({node_type}) raised "
+                f"{_short(data.get('exception_type'))}: {msg}"), url=url)
         out_dir = job.work_dir / "comfy"
         out_dir.mkdir(parents=True, exist_ok=True)
         root = out_dir.resolve()
@@ -401,10 +448,10 @@ class ComfyBackend:
                 refused.append(str(exc))
                 log.warning("shot %s: %s", shot.id, exc)
                 continue
-            dest = (out_dir / f"{_safe_component(node_id)}-{name}").resolve()
+            dest = (out_dir / f"{_safe_component(node_id)[:40]}-{name}").resolve()
             n = 1
             while any(dest == p for _, p in files):  # same name from two subfolders
-                dest = (out_dir / f"{_safe_component(node_id)}-{n}-{name}").resolve()
+                dest = (out_dir / f"{_safe_component(node_id)[:40]}-{n}-{name}").resolve()
                 n += 1
             if dest.parent != root:
                 refused.append(f"refusing output {name!r}: resolves outside {out_dir}")
@@ -446,6 +493,12 @@ class _Progress:
         self.last = -1.0
 
     def __call__(self, msg: Mapping[str, Any]) -> None:
+        try:
+            self._event(msg)
+        except Exception:  # a malformed event from the server must never break a render
+            log.debug("ignoring a malformed event", exc_info=True)
+
+    def _event(self, msg: Mapping[str, Any]) -> None:
         kind, data = msg.get("type"), msg.get("data") or {}
         if not isinstance(data, dict) or data.get("prompt_id") not in (self.pid, None):
             return
@@ -462,10 +515,11 @@ class _Progress:
                     done += float(st.get("value", 0)) / float(st["max"])
             self._report(done / self.total, "")
         elif kind == "executing" and data.get("node") is not None:
-            self._report(self.last if self.last >= 0 else 0.0, f"node {data['node']}")
+            self._report(self.last if self.last >= 0 else 0.0, f"node {str(data['node'])[:40]}")
         elif kind == "progress" and data.get("max"):
             self._report(self.last if self.last >= 0 else 0.0,
-                         f"node {data.get('node')} step {data.get('value')}/{data.get('max')}")
+                         f"node {str(data.get('node'))[:40]} step {str(data.get('value'))[:20]}/"
+                         f"{str(data.get('max'))[:20]}")
 
     def _report(self, fraction: float, message: str) -> None:
         fraction = min(0.99, max(self.last, fraction))

@@ -8,7 +8,10 @@ only for the submitting client_id, no replay after a websocket reconnect.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
+import socket
 import threading
 import time
 import uuid
@@ -20,6 +23,12 @@ import httpx
 import tenacity
 
 from framework.errors import RetryableServiceError, ServiceError
+from framework.http import MIB, BodyTooLarge, bounded_client, deadline, fetch
+from framework.redact import redact
+from framework.retry import backoff_from_env
+
+#: What a prompt id the server hands back may look like (ComfyUI uses uuid4 strings).
+_PROMPT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 
 #: HTTP statuses worth another try: the server is busy, restarting or overloaded.
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -71,37 +80,81 @@ class Timeouts:
     connect: float = 5.0
     "Seconds to open a TCP connection."
     read: float = 60.0
-    "Seconds to wait for a response (uploads and downloads of big files included)."
+    "Seconds one network read may wait (uploads and downloads of big files included)."
+    request: float = 60.0
+    "Overall deadline of one API call (/prompt, /queue, /history, an upload), body included."
+    download: float = 600.0
+    "Overall deadline of one /view download."
+
+
+@attrs.frozen
+class Limits:
+    answer: int = 16 * MIB
+    "Largest JSON answer read (/history, /queue, /prompt, /object_info/CLASS)."
+    download: int = 256 * MIB
+    "Largest output file downloaded from /view."
+
+
+#: Largest websocket frame accepted. ComfyUI's events are a few KB and its binary previews
+#: (latent previews, at most 512 px by default) well under 1 MB.
+WS_MAX_FRAME = 16 * MIB
+#: Frames buffered while we are busy elsewhere (a /history poll): bounds memory to
+#: WS_MAX_FRAME times this against a server that floods the socket.
+WS_MAX_QUEUE = 4
+
+
+def auth_headers(env: str = "REELFORGE_COMFY_AUTH") -> dict[str, str]:
+    """The Authorization header from ``$REELFORGE_COMFY_AUTH``: ``user:password`` is sent as
+    HTTP Basic, anything else as a Bearer token. Every form a server could echo is registered
+    as a secret, so it is masked wherever reelforge prints or writes text."""
+    import base64
+
+    from framework.redact import register_secret
+
+    raw = os.environ.get(env, "").strip()
+    if not raw:
+        return {}
+    register_secret(raw)
+    if ":" in raw:
+        user, _, password = raw.partition(":")
+        register_secret(password)
+        token = base64.b64encode(raw.encode("utf-8")).decode("ascii")
+        register_secret(token)
+        return {"Authorization": f"Basic {token}"}
+    return {"Authorization": f"Bearer {raw}"}
 
 
 def _retry_wait() -> float:
-    try:
-        return max(0.0, float(os.environ.get("REELFORGE_RETRY_BACKOFF", "0.25")))
-    except ValueError:
-        return 0.25
+    return backoff_from_env(0.25)
 
 
 def error_text(resp: httpx.Response) -> str:
+    """The start of an error answer's body, secrets masked (a server may echo a token)."""
     text = resp.text.strip()
-    return text[:300] if text else f"HTTP {resp.status_code} with an empty body"
+    return redact(text[:300]) if text else f"HTTP {resp.status_code} with an empty body"
 
 
 def _retry_after(resp: httpx.Response) -> float | None:
     value = resp.headers.get("retry-after")
     try:
-        return float(value) if value is not None else None
+        seconds = float(value) if value is not None else None
     except ValueError:
         return None
+    return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None
 
 
 def describe_node_errors(node_errors: Mapping[str, Any], workflow: Mapping[str, Any] | None = None
                          ) -> list[str]:
     """One line per failing input: ``node 1 (EmptyImage) input 'width': Required input is missing``."""
     lines = []
-    for node_id, info in (node_errors or {}).items():
-        cls = info.get("class_type") or ((workflow or {}).get(node_id) or {}).get("class_type", "?")
-        for err in info.get("errors", []) or [{}]:
-            extra = err.get("extra_info") or {}
+    for node_id, info in (node_errors if isinstance(node_errors, Mapping) else {}).items():
+        info = info if isinstance(info, dict) else {}
+        node = (workflow or {}).get(node_id)
+        cls = info.get("class_type") or (node.get("class_type") if isinstance(node, dict) else None) or "?"
+        errors = info.get("errors")
+        for err in (errors if isinstance(errors, list) and errors else [{}]):
+            err = err if isinstance(err, dict) else {"message": str(err)}
+            extra = err.get("extra_info") if isinstance(err.get("extra_info"), dict) else {}
             name = extra.get("input_name")
             where = f"node {node_id} ({cls})" + (f" input {name!r}" if name else "")
             detail = err.get("details") or ""
@@ -114,15 +167,20 @@ def safe_output_name(filename: Any, subfolder: Any) -> str:
     """The local file name for an output, or UnsafeOutputError when the server's name or
     subfolder tries to leave its folder (we only ever write a plain basename)."""
     if not isinstance(filename, str) or not isinstance(subfolder or "", str):
-        raise UnsafeOutputError(f"output name {filename!r} / subfolder {subfolder!r} is not a string")
-    bad = (not filename or filename in (".", "..") or any(c in filename for c in "/\\\x00:")
-           or filename != filename.strip())
+        raise UnsafeOutputError(redact(f"output name {repr(filename)[:100]} / subfolder "
+                                       f"{repr(subfolder)[:100]} is not a string"))
+    # a plain, printable base name that fits in a file name (255 bytes with our prefix)
+    bad = (not filename or filename in (".", "..") or any(c in filename for c in "/\\:")
+           or any(ord(c) < 32 or ord(c) == 127 for c in filename)
+           or filename != filename.strip() or len(filename.encode("utf-8", "replace")) > 200)
     if bad:
-        raise UnsafeOutputError(f"refusing output file name {filename!r}: it is not a plain file name")
+        raise UnsafeOutputError(redact(f"refusing output file name {repr(filename)[:200]}: it is not "
+                                       f"a plain file name"))
     parts = (subfolder or "").replace("\\", "/").split("/")
-    if (subfolder or "").startswith(("/", "\\")) or ".." in parts or "\x00" in (subfolder or "") \
-            or ":" in (subfolder or ""):
-        raise UnsafeOutputError(f"refusing output subfolder {subfolder!r}: it escapes the output folder")
+    if (subfolder or "").startswith(("/", "\\")) or ".." in parts or ":" in (subfolder or "") \
+            or any(ord(c) < 32 for c in subfolder or "") or len(subfolder or "") > 1000:
+        raise UnsafeOutputError(redact(f"refusing output subfolder {repr(subfolder)[:200]}: it escapes "
+                                       f"the output folder"))
     return filename
 
 
@@ -143,11 +201,14 @@ class EventStream:
     """The /ws event socket of one client_id. Text frames are parsed JSON; binary frames
     (previews) are skipped. A dropped socket raises ConnectionError from next()."""
 
-    def __init__(self, base_url: str, client_id: str, *, open_timeout: float = 5.0):
+    def __init__(self, base_url: str, client_id: str, *, open_timeout: float = 5.0,
+                 headers: Mapping[str, str] | None = None, max_frame: int = WS_MAX_FRAME):
         scheme = "wss" if base_url.startswith("https") else "ws"
         host = base_url.split("://", 1)[-1].rstrip("/")
         self.url = f"{scheme}://{host}/ws?clientId={client_id}"
         self.open_timeout = open_timeout
+        self.headers = dict(headers or {})
+        self.max_frame = max_frame
         self._ws = None
 
     @property
@@ -157,9 +218,10 @@ class EventStream:
     def connect(self) -> bool:
         from websockets.sync.client import connect
 
-        # max_queue=None: unread events must not stall the reader, or close() waits for
-        # a close frame stuck behind them
-        kw = dict(open_timeout=self.open_timeout, max_size=None, max_queue=None, close_timeout=1)
+        # A frame over max_size closes the socket (1009) and we poll /history instead. A full
+        # queue pauses reading (the server waits); close() then gives up after close_timeout.
+        kw = dict(open_timeout=self.open_timeout, max_size=self.max_frame, max_queue=WS_MAX_QUEUE,
+                  close_timeout=1, additional_headers=self.headers or None)
         try:
             try:
                 self._ws = connect(self.url, legacy=True, **kw)  # websockets >= 17
@@ -189,30 +251,42 @@ class EventStream:
                 continue  # preview images and text frames: not needed
             try:
                 msg = json.loads(frame)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
                 continue
             if isinstance(msg, dict) and isinstance(msg.get("type"), str):
                 return msg
 
     def close(self) -> None:
         ws, self._ws = self._ws, None
-        if ws is not None:
-            try:
-                ws.close()
-            except Exception:
-                pass
+        if ws is None:
+            return
+        # With a full frame queue the reader is paused and a polite close() would wait
+        # close_timeout for a close frame it cannot read: end the connection at once instead.
+        try:
+            ws.socket.shutdown(socket.SHUT_RDWR)
+        except (OSError, AttributeError):
+            pass
+        try:
+            ws.close()
+        except Exception:
+            pass
 
 
 class ComfyClient:
     """One ComfyUI server. Thread-safe (httpx.Client is); one EventStream per waiting shot."""
 
-    def __init__(self, base_url: str, *, timeouts: Timeouts = Timeouts(), get_attempts: int = 3):
+    def __init__(self, base_url: str, *, timeouts: Timeouts = Timeouts(), limits: Limits = Limits(),
+                 get_attempts: int = 3, headers: Mapping[str, str] | None = None):
         self.base_url = base_url.rstrip("/")
         self.timeouts = timeouts
+        self.limits = limits
         self.get_attempts = max(1, get_attempts)
-        self._http = httpx.Client(
+        self.headers = dict(headers or {})
+        "Sent with every request and the websocket handshake (Authorization); never logged."
+        self._http = bounded_client(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeouts.read, connect=timeouts.connect),
+            headers=self.headers,
         )  # HTTP(S)_PROXY and NO_PROXY apply, as for any HTTP client
         self._object_info: dict[str, bool] | None = None
         self._lock = threading.Lock()
@@ -231,13 +305,18 @@ class ComfyClient:
             kw.setdefault("timeout", httpx.Timeout(min(self.timeouts.read, 15.0),
                                                    connect=self.timeouts.connect))
         try:
-            resp = self._http.request(method, path, **kw)
+            with deadline(self.timeouts.request) as time_left:
+                resp = fetch(self._http, method, path, limit=self.limits.answer, **kw)
+        except BodyTooLarge as exc:
+            raise ComfyError(f"ComfyUI at {self.base_url}: refusing the answer to {method} {path}: "
+                             f"{exc}", url=url) from exc
         except httpx.TimeoutException as exc:
-            raise RetryableServiceError(f"ComfyUI at {self.base_url} timed out on {method} {path}",
-                                        url=url) from exc
+            within = (f" within the {self.timeouts.request:g}s deadline" if time_left.expired else "")
+            raise RetryableServiceError(f"ComfyUI at {self.base_url} timed out on {method} {path}"
+                                        f"{within}", url=url) from exc
         except httpx.TransportError as exc:  # refused, reset, DNS, protocol errors
             raise RetryableServiceError(f"ComfyUI at {self.base_url} is unreachable "
-                                        f"({type(exc).__name__}: {exc})", url=url) from exc
+                                        f"({type(exc).__name__}: {redact(str(exc))})", url=url) from exc
         if resp.status_code in TRANSIENT_STATUS:
             raise RetryableServiceError(
                 f"ComfyUI at {self.base_url} answered {resp.status_code} to {method} {path}: "
@@ -261,27 +340,44 @@ class ComfyClient:
             raise ComfyError(f"ComfyUI at {self.base_url} answered {resp.status_code} to {what}: "
                              f"{error_text(resp)}", status_code=resp.status_code, url=str(resp.url))
         try:
-            return resp.json()
+            data = resp.json()
         except ValueError as exc:
             raise RetryableServiceError(f"ComfyUI at {self.base_url} sent invalid JSON for {what}",
                                         url=str(resp.url)) from exc
+        except RecursionError:
+            raise ComfyError(f"ComfyUI at {self.base_url} answered {what} with JSON nested too "
+                             f"deeply to read", url=str(resp.url)) from None
+        if not isinstance(data, dict):
+            raise ComfyError(f"ComfyUI at {self.base_url} answered {what} with a JSON "
+                             f"{type(data).__name__}, not an object", url=str(resp.url))
+        return data
 
     # -- load and state ----------------------------------------------------------------
 
     def queue_remaining(self) -> int:
         """Running + pending prompts (GET /prompt)."""
         data = self._json(self._get("/prompt"), "GET /prompt")
-        return int((data.get("exec_info") or {}).get("queue_remaining", 0))
+        info = data.get("exec_info")
+        remaining = info.get("queue_remaining", 0) if isinstance(info, dict) else 0
+        if isinstance(remaining, bool) or not isinstance(remaining, int) or remaining < 0:
+            raise ComfyError(f"ComfyUI at {self.base_url} answered GET /prompt with queue_remaining "
+                             f"{redact(repr(remaining)[:40])}, not a count", url=f"{self.base_url}/prompt")
+        return remaining
 
     def queue(self) -> QueueState:
         data = self._json(self._get("/queue"), "GET /queue")
-        ids = lambda items: [item[1] for item in items or [] if isinstance(item, list) and len(item) > 1]
+        ids = lambda items: [item[1] for item in (items if isinstance(items, list) else [])
+                             if isinstance(item, list) and len(item) > 1 and isinstance(item[1], str)]
         return QueueState(ids(data.get("queue_running")), ids(data.get("queue_pending")))
 
     def history(self, prompt_id: str) -> dict[str, Any] | None:
         """The finished prompt's history entry, or None ({}: unknown or not finished yet)."""
         data = self._json(self._get(f"/history/{prompt_id}"), "GET /history")
-        entry = data.get(prompt_id) if isinstance(data, dict) else None
+        entry = data.get(prompt_id)
+        if entry is not None and not isinstance(entry, dict):
+            raise ComfyError(f"ComfyUI at {self.base_url} answered GET /history with a "
+                             f"{type(entry).__name__} for prompt {prompt_id}, not an object",
+                             url=f"{self.base_url}/history/{prompt_id}")
         return entry or None
 
     def missing_node_classes(self, class_types: Iterable[str]) -> list[str]:
@@ -311,8 +407,9 @@ class ComfyClient:
                               data=data)
         info = self._json(resp, "POST /upload/image")
         got, sub = info.get("name"), info.get("subfolder") or ""
-        if not isinstance(got, str) or not got:
-            raise ComfyError(f"ComfyUI at {self.base_url} accepted an upload but named no file: {info}")
+        if not isinstance(got, str) or not got or not isinstance(sub, str):
+            raise ComfyError(f"ComfyUI at {self.base_url} accepted an upload but named no file: "
+                             f"{redact(str(info)[:300])}")
         return f"{sub}/{got}" if sub else got
 
     def submit(self, workflow: Mapping[str, Any], *, prompt_id: str, client_id: str
@@ -326,20 +423,29 @@ class ComfyClient:
         if resp.status_code == 400:
             try:
                 data = resp.json()
-            except ValueError:
+            except (ValueError, RecursionError):
                 data = {}
-            err = data.get("error") or {}
-            node_errors = data.get("node_errors") or {}
+            data = data if isinstance(data, dict) else {}
+            err = data.get("error") if isinstance(data.get("error"), dict) else {}
+            node_errors = data.get("node_errors") if isinstance(data.get("node_errors"), dict) else {}
             lines = describe_node_errors(node_errors, workflow)
-            head = err.get("message") or error_text(resp)
+            head = str(err.get("message") or error_text(resp))[:300]
             if err.get("details") and not lines:
-                head += f": {err['details']}"
-            raise ComfyValidationError(
+                head += f": {str(err['details'])[:300]}"
+            raise ComfyValidationError(redact(
                 f"ComfyUI at {self.base_url} refused the workflow: {head}"
-                + (": " + "; ".join(lines) if lines else ""),
+                + (": " + "; ".join(lines)[:2000] if lines else "")),
                 node_errors=node_errors, status_code=400, url=f"{self.base_url}/prompt")
         data = self._json(resp, "POST /prompt")
-        return str(data.get("prompt_id") or prompt_id), data.get("node_errors") or {}
+        node_errors = data.get("node_errors")
+        queued_as = data.get("prompt_id")
+        if queued_as is None or queued_as == "":
+            queued_as = prompt_id
+        if not isinstance(queued_as, str) or not _PROMPT_ID.fullmatch(queued_as):
+            # it is recorded in the session and put in URLs: only an id-like string will do
+            raise ComfyError(f"ComfyUI at {self.base_url} queued the prompt under an unusable id "
+                             f"{redact(repr(queued_as)[:60])}", url=f"{self.base_url}/prompt")
+        return queued_as, node_errors if isinstance(node_errors, dict) else {}
 
     def delete_queued(self, prompt_id: str) -> None:
         """POST /queue {"delete": [id]}: drops the prompt if it is still pending. Best effort."""
@@ -444,8 +550,12 @@ class ComfyClient:
         params = {"filename": filename, "subfolder": subfolder, "type": item.get("type") or "output"}
         tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
         url = f"{self.base_url}/view"
+        limit = self.limits.download
+        shown = f"{subfolder + '/' if subfolder else ''}{filename}"
+        time_left = None
         try:
-            with self._http.stream("GET", "/view", params=params) as resp:
+            with deadline(self.timeouts.download) as time_left, \
+                    self._http.stream("GET", "/view", params=params) as resp:
                 if resp.status_code == 404:
                     raise OutputMissingError(f"ComfyUI at {self.base_url} no longer has output "
                                              f"{subfolder + '/' if subfolder else ''}{filename}",
@@ -458,13 +568,34 @@ class ComfyClient:
                     raise ComfyError(f"ComfyUI at {self.base_url} refused to serve output "
                                      f"{filename!r} (subfolder {subfolder!r}): HTTP {resp.status_code}",
                                      status_code=resp.status_code, url=url)
-                with open(tmp, "wb") as fh:
+                announced = resp.headers.get("content-length", "")
+                if announced.isdigit() and int(announced) > limit \
+                        and "content-encoding" not in resp.headers:
+                    raise BodyTooLarge(limit, int(announced), announced=True)
+                # O_EXCL | O_NOFOLLOW: never write through a link planted under our name
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
+                             0o644)
+                with open(fd, "wb") as fh:
+                    written = 0
                     for chunk in resp.iter_bytes(1 << 16):
+                        written += len(chunk)
+                        if written > limit:  # checked while streaming: nothing more is read
+                            raise BodyTooLarge(limit, written)
                         fh.write(chunk)
             os.replace(tmp, dest)
+        except BodyTooLarge as exc:
+            raise ComfyError(f"ComfyUI at {self.base_url}: refusing output {shown!r}: {exc}; "
+                             f"raise the max_download_mib option if such files are expected",
+                             url=url) from exc
+        except httpx.TimeoutException as exc:
+            within = (f" within the {self.timeouts.download:g}s deadline"
+                      if time_left is not None and time_left.expired else "")
+            raise RetryableServiceError(f"ComfyUI at {self.base_url}: download of {shown!r} did not "
+                                        f"finish{within} ({type(exc).__name__})", url=url) from exc
         except httpx.TransportError as exc:
-            raise RetryableServiceError(f"ComfyUI at {self.base_url}: download of {filename!r} "
-                                        f"failed ({type(exc).__name__}: {exc})", url=url) from exc
+            raise RetryableServiceError(f"ComfyUI at {self.base_url}: download of {shown!r} "
+                                        f"failed ({type(exc).__name__}: {redact(str(exc))})",
+                                        url=url) from exc
         finally:
             tmp.unlink(missing_ok=True)
         return dest
@@ -482,7 +613,8 @@ def _is_finished_event(msg: Mapping[str, Any], prompt_id: str) -> bool:
 
 def history_outputs(entry: Mapping[str, Any]) -> Iterable[tuple[str, dict[str, Any]]]:
     """(node_id, file item) for every file named in a history entry's outputs, in node order."""
-    for node_id, output in (entry.get("outputs") or {}).items():
+    outputs = entry.get("outputs")
+    for node_id, output in (outputs if isinstance(outputs, dict) else {}).items():
         if not isinstance(output, dict):
             continue
         for value in output.values():
@@ -494,8 +626,20 @@ def history_outputs(entry: Mapping[str, Any]) -> Iterable[tuple[str, dict[str, A
 
 def history_error(entry: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
     """('execution_error'|'execution_interrupted', data) from a failed history entry."""
-    for msg in (entry.get("status") or {}).get("messages") or []:
+    status = entry.get("status")
+    messages = status.get("messages") if isinstance(status, dict) else None
+    for msg in messages if isinstance(messages, list) else []:
         if isinstance(msg, list) and len(msg) == 2 and msg[0] in ("execution_error",
                                                                  "execution_interrupted"):
-            return msg[0], msg[1] or {}
+            return msg[0], msg[1] if isinstance(msg[1], dict) else {}
     return None
+
+
+def history_status(entry: Mapping[str, Any]) -> str | None:
+    """The entry's status_str ('success', 'error'), or 'success' for servers older than the
+    history status when the entry has outputs; None when there is no usable status."""
+    status = entry.get("status")
+    value = status.get("status_str") if isinstance(status, dict) else None
+    if isinstance(value, str) and value:
+        return value
+    return "success" if entry.get("outputs") else None

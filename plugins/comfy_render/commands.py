@@ -22,7 +22,8 @@ def add_commands(cli: click.Group) -> None:
         Exits 1 if any server cannot run the templates."""
         from framework.errors import ServiceError
 
-        from .client import ComfyClient
+        from .backend import check_urls
+        from .client import ComfyClient, auth_headers
         from .options import default_urls
         from .workflow import load_template
 
@@ -32,8 +33,11 @@ def add_commands(cli: click.Group) -> None:
             click.echo(f"template {t.name} ({t.kind}): {len(t.workflow)} nodes, injects "
                        f"{', '.join(sorted(t.targets))}")
         bad = 0
-        for url in urls or default_urls():
-            client = ComfyClient(url)
+        urls = urls or default_urls()
+        check_urls(urls)
+        headers = auth_headers()
+        for url in urls:
+            client = ComfyClient(url, headers=headers)
             try:
                 depth = client.queue_remaining()
                 problems = [f"{t.name} needs missing node class(es) {', '.join(m)}"

@@ -1,6 +1,13 @@
 """The ``kenburns`` renderer: turns each still into an H.264 clip with a slow zoom or pan,
 using the ffmpeg binary imageio-ffmpeg ships. Offline, CPU only.
 
+Over a storyboard plate it draws the storyboard card (shot number, caption, camera note)
+*after* the zoom and pan, at the clip's own resolution: the move never crops the text, and
+the text stays sharp. Drawing the text into the still instead would need a safe area that
+shrinks with the zoom (at zoom 1.15 a pan sweeps 13 % of the width off each side, and at
+zoom 2 or more no area of the still stays in view for the whole pan), and it would be
+magnified along with the picture.
+
 The ffmpeg helpers (run_ffmpeg, probe, assemble) live in :mod:`framework.ffmpeg`.
 """
 
@@ -8,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from pathlib import Path
 from typing import ClassVar
 
@@ -15,6 +23,7 @@ import attrs
 
 from framework import hookimpl
 from framework.errors import StageError
+from framework.limits import MAX_FPS, MAX_SIDE, between, check_frame_size
 from framework.protocols import ShotJob
 from framework.records import Shot
 
@@ -47,21 +56,29 @@ def _even(n: int) -> int:
 
 @attrs.frozen
 class KenBurnsOptions:
-    fps: int = attrs.field(default=25, validator=attrs.validators.in_(range(1, 121)))
-    "Frames per second of the clip."
-    width: int = attrs.field(default=1280, validator=attrs.validators.ge(16))
-    "Clip width in pixels (rounded down to even)."
-    height: int = attrs.field(default=720, validator=attrs.validators.ge(16))
-    "Clip height in pixels (rounded down to even)."
+    fps: int = attrs.field(default=25, validator=between(1, MAX_FPS))
+    "Frames per second of the clip (1 to 120)."
+    width: int = attrs.field(default=1280, validator=between(16, MAX_SIDE))
+    "Clip width in pixels (16 to 8192, rounded down to even)."
+    height: int = attrs.field(default=720, validator=between(16, MAX_SIDE))
+    "Clip height in pixels (16 to 8192, rounded down to even; width x height at most 35.6 megapixels)."
     zoom: float = attrs.field(default=1.15, validator=[attrs.validators.ge(1.0), attrs.validators.le(3.0)])
     "How far the camera zooms in (push in / pull out) or how much room a pan has (1.0 = none)."
-    crf: int = attrs.field(default=20, validator=attrs.validators.in_(range(0, 52)))
+    crf: int = attrs.field(default=20, validator=between(0, 51))
     "x264 quality: lower is better and bigger."
     preset: str = attrs.field(default="veryfast", validator=attrs.validators.in_(
         ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")))
     "x264 speed preset."
     prescale: int = attrs.field(default=2, validator=attrs.validators.in_((1, 2, 3, 4)))
     "Upscale the still by this factor before zooming: zoompan moves in whole pixels, so this smooths the motion."
+    captions: str = attrs.field(default="auto", validator=attrs.validators.in_(("auto", "on", "off")))
+    "Draw the storyboard card over the moving picture: auto (over storyboard plates only), on, off."
+    caption_gap_s: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
+    """Seconds at each end of the clip without the card's text (the bands stay): set it to the
+    film's crossfade so two shots' captions never show at once."""
+
+    def __attrs_post_init__(self) -> None:
+        check_frame_size(self.width, self.height, what="kenburns clip size")
 
 
 class KenBurnsRenderer:
@@ -79,6 +96,14 @@ class KenBurnsRenderer:
     def threads(self) -> int:
         """x264 threads per clip: share the cores between the clips rendered at once."""
         return max(1, (os.cpu_count() or 1) // max(1, self.concurrency))
+
+    def draws_card(self, image: Path) -> bool:
+        """Whether this clip gets the storyboard card drawn over it."""
+        if self.options.captions == "auto":
+            from plugins.image_gen.storyboard import is_plate
+
+            return is_plate(image)
+        return self.options.captions == "on"
 
     def filter_graph(self, shot: Shot, frames: int) -> str:
         o = self.options
@@ -116,9 +141,30 @@ class KenBurnsRenderer:
         partial = work / f"shot_{shot.id:03d}.{os.getpid()}.partial.mp4"
         frames = max(1, round(shot.duration_s * o.fps))
         threads = str(self.threads())
+        inputs = ["-filter_threads", threads, "-i", str(image)]
+        card = self.draws_card(image)
+        if card:
+            # The card goes on after the zoom: bands and text as two still overlays (a
+            # single-frame input repeats its frame), the text timed when a gap is asked for.
+            from plugins.image_gen.storyboard import card_overlay
+
+            size = (_even(o.width), _even(o.height))
+            seconds = frames / o.fps
+            layers = work / f"shot_{shot.id:03d}.{os.getpid()}.card"
+            layers.mkdir(exist_ok=True)
+            for layer in ("bands", "text"):
+                card_overlay(shot, size, duration_s=seconds, layer=layer).save(layers / f"{layer}.png")
+                inputs += ["-i", str(layers / f"{layer}.png")]
+            gap = min(o.caption_gap_s, seconds / 3)
+            timed = f":enable='between(t,{gap:.3f},{seconds - gap:.3f})'" if gap > 0 else ""
+            graph = (f"[0:v]{self.filter_graph(shot, frames)}[zoomed];"
+                     f"[zoomed][1:v]overlay=0:0[banded];[banded][2:v]overlay=0:0{timed},format=yuv420p[v]")
+            picture = ["-filter_complex", graph, "-map", "[v]"]
+        else:
+            layers = None
+            picture = ["-vf", self.filter_graph(shot, frames)]
         args = [
-            "-filter_threads", threads, "-i", str(image),
-            "-vf", self.filter_graph(shot, frames), "-frames:v", str(frames), "-r", str(o.fps),
+            *inputs, *picture, "-frames:v", str(frames), "-r", str(o.fps),
             "-an", "-c:v", "libx264", "-preset", o.preset, "-crf", str(o.crf), "-threads", threads,
             "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", "-y", str(partial),
         ]
@@ -135,6 +181,8 @@ class KenBurnsRenderer:
             os.replace(partial, out)
         finally:
             partial.unlink(missing_ok=True)
+            if layers is not None:
+                shutil.rmtree(layers, ignore_errors=True)
         job.progress(1.0, "rendered")
         return out
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar
 
 import attrs
 
 from framework.errors import ConfigError, StageError
 from framework.records import SceneGraph, ShotPlan, Story, converter, structure
+from framework.redact import mask_url_credentials, url_has_credentials
 
 from . import prompts
 from .prompts import ShotBatch
@@ -34,6 +36,21 @@ T = TypeVar("T")
 
 #: How many times a bad reply is sent back to the model with the error before giving up.
 MAX_REPAIRS = 2
+#: A bad reply longer than this is sent back for repair cut to this many characters.
+MAX_ECHO = 32_000
+
+#: (option, smallest, largest) for the numeric options every chat writer has; a value
+#: outside is a ConfigError naming the option (None: no bound on that side).
+_BOUNDS = (
+    ("shots", 1, 10_000),
+    ("target_seconds", 0.1, 86_400.0),
+    ("scenes", 0, 10_000),
+    ("batch_shots", 1, 200),
+    ("temperature", 0.0, 5.0),
+    ("timeout", 0.1, 86_400.0),
+    ("max_answer_mib", 0.01, 1024.0),
+    ("num_ctx", 1, 10_000_000),
+)
 
 
 @attrs.frozen
@@ -53,7 +70,9 @@ class PlanOptions:
     seed: int | None = None
     "Sampling seed, where the server supports one; also the base of the shots' seeds."
     timeout: float = 300.0
-    "Seconds to wait for one answer (local models can be slow)."
+    "Seconds one answer may take in all, however the server trickles it (local models can be slow)."
+    max_answer_mib: float = 8.0
+    "Largest answer read from the server, in MiB; a longer one is refused as it streams in."
 
 
 @attrs.frozen
@@ -117,15 +136,31 @@ class ChatStoryWriter:
         self._client: JSONClient | None = None
         self.check_options()
 
+    #: Where to put a key instead of the URL (said when base_url carries credentials).
+    key_hint: ClassVar[str] = "the environment variable named by the api_key_env option"
+
     def check_options(self) -> None:
         """Refuse option values that cannot work, naming the option (a ConfigError)."""
-        for field in ("shots", "target_seconds", "batch_shots", "timeout", "num_ctx"):
-            value = getattr(self.options, field, 1)
-            if not value > 0:
-                raise ConfigError(f"{self.name}.{field} must be more than 0, got {value!r}")
-        if self.options.scenes < 0:
-            raise ConfigError(f"{self.name}.scenes must be 0 (automatic) or more, "
-                              f"got {self.options.scenes!r}")
+        for field, low, high in _BOUNDS:
+            if not hasattr(self.options, field):
+                continue
+            value = getattr(self.options, field)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value) or not low <= value <= high:
+                raise ConfigError(f"{self.name}.{field} must be from {low:g} to {high:g}, "
+                                  f"got {value!r}")
+        from framework.records import MAX_DURATION_S
+
+        if self.options.target_seconds > self.options.shots * MAX_DURATION_S:
+            raise ConfigError(f"{self.name}.target_seconds: {self.options.target_seconds:g}s for "
+                              f"{self.options.shots} shots is more than {MAX_DURATION_S:g}s a shot")
+        base_url = getattr(self.options, "base_url", "")
+        if url_has_credentials(base_url):
+            # the options are saved with the session (a resume reuses them): no secrets there
+            raise ConfigError(
+                f"{self.name}.base_url {mask_url_credentials(base_url)} carries a user name or "
+                f"password; URLs are saved with the session, so pass it without them and put "
+                f"the key in {self.key_hint} (sent as a Bearer token)")
 
     # -- to implement ----------------------------------------------------------------
 
@@ -143,7 +178,8 @@ class ChatStoryWriter:
             from .transport import JSONClient
 
             self._client = JSONClient(self.options.base_url, label=self.label,
-                                      timeout=self.options.timeout, headers=self._headers())
+                                      timeout=self.options.timeout, headers=self._headers(),
+                                      max_answer=int(self.options.max_answer_mib * 1024 * 1024))
         return self._client
 
     def close(self) -> None:
@@ -256,7 +292,9 @@ class ChatStoryWriter:
             if attempt < MAX_REPAIRS:
                 log.warning("%s gave an unusable %s (%s); asking it to repair it (%d of %d)",
                             self._who(), stage.replace("_", " "), error, attempt + 1, MAX_REPAIRS)
-                messages += [{"role": "assistant", "content": reply.content},
+                echo = reply.content if len(reply.content) <= MAX_ECHO else \
+                    reply.content[:MAX_ECHO] + "\n[... cut: the reply was too long]"
+                messages += [{"role": "assistant", "content": echo},
                              prompts.repair_message(error)]
         raise StageError(
             f"{self._who()} gave no usable {stage.replace('_', ' ')} after {MAX_REPAIRS} repair "

@@ -207,6 +207,111 @@ def _subject(idea: str) -> str:
     return "the " + core[0].lower() + core[1:] if core else "the story"
 
 
+#: Nouns that name a place: found in an idea, they become the film's home setting.
+_PLACE_NOUNS = frozenset("""
+lighthouse city town village harbour harbor port island forest woods jungle mountain mountains desert
+station castle temple palace market bakery kitchen library school ship boat garden farm house cabin
+hotel cafe café shop museum theatre theater observatory monastery mine river lake sea ocean coast
+beach valley cave tower bridge street alley train bus hospital studio workshop factory prison church
+planet moon mars orbit kingdom empire square pier quay quays cathedral fortress camp colony
+""".split())
+_COUNTS = {"two": 2, "three": 3, "twin": 2, "twins": 2}
+_IRREGULAR = {"women": "woman", "men": "man", "children": "child", "people": "person", "wolves": "wolf",
+              "thieves": "thief", "wives": "wife", "geese": "goose", "mice": "mouse"}
+
+
+@attrs.frozen
+class _Idea:
+    """What the offline planner keeps from the idea itself."""
+
+    subject: str
+    agent: str = ""
+    "The idea's own protagonist, e.g. 'lighthouse keeper' (empty when it names none)."
+    count: int = 1
+    "How many of them ('Two sisters ...' -> 2)."
+    places: tuple[str, ...] = ()
+    "The places the idea names, home first: 'the lighthouse', 'Lisbon'."
+
+
+def _singular(word: str) -> str:
+    low = word.lower()
+    if low in _IRREGULAR:
+        return _IRREGULAR[low]
+    if low.endswith("ies") and len(low) > 4:
+        return word[:-3] + "y"
+    if low.endswith(("ches", "shes", "sses", "xes")):
+        return word[:-2]
+    if low.endswith("s") and not low.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+def _verb_index(words: list[str]) -> int | None:
+    for i in range(1, len(words) - 1):
+        w, nxt = words[i].lower(), words[i + 1].lower()
+        if (w.endswith(("s", "ed")) and not w.endswith("ss") and nxt in _VERB_FOLLOWERS) or (
+                nxt in ("a", "an", "the") and w not in _PREPOSITIONS):
+            return i
+    return None
+
+
+def _places(words: list[str], skip_last: bool) -> list[str]:
+    """Place phrases in ``words``: a place noun with its adjectives ('the ancient trading
+    city'), a place noun that qualifies another ('lighthouse' keeper -> 'the lighthouse'),
+    and a capitalised name after in/on/at ('Lisbon')."""
+    found: list[str] = []
+    for k, word in enumerate(words):
+        low = re.sub(r"[^\w'-]", "", word.lower())
+        if (low in _PLACE_NOUNS or _singular(low) in _PLACE_NOUNS) and low not in ("moon", "mars") \
+                and not (skip_last and k == len(words) - 1):
+            start = k
+            while start > 0 and words[start - 1].lower() not in _PREPOSITIONS | {"a", "an", "the", "my", "his", "her", "their"} \
+                    and words[start - 1].lower() not in _COUNTS and k - start < 3:
+                start -= 1
+            if k + 1 < len(words) and words[k + 1].lower() not in _PREPOSITIONS | _SMALL_WORDS:
+                start = k  # 'lighthouse keeper': the noun alone is the place
+            phrase = " ".join(w.lower() for w in words[start:k + 1])
+            found.append("the " + re.sub(r"[^\w' -]", "", phrase))
+        elif k > 0 and words[k - 1].lower() in ("in", "on", "at", "from", "to", "of") and word[:1].isupper():
+            found.append(re.sub(r"[^\w' -]", "", word))
+    unique: list[str] = []
+    for place in found:
+        if place not in unique:
+            unique.append(place)
+    return unique
+
+
+def _read_idea(idea: str) -> _Idea:
+    """The idea's protagonist, how many, its places, and its subject."""
+    subject = _subject(idea)
+    core = _LEADING.sub("", idea.strip().rstrip(".!?")).strip()
+    words = core.split()
+    agent, count = "", 1
+    i = _verb_index(words)
+    if i is not None:
+        head = [w for w in words[:i] if w.lower() not in ("a", "an", "the")]
+        if head and head[0].lower() in _COUNTS:
+            count = _COUNTS[head[0].lower()]
+            head = head[1:]
+        if head:
+            if count > 1 or head[-1].lower().endswith("s") and head[-1].lower() in _IRREGULAR:
+                head[-1] = _singular(head[-1])
+            agent = " ".join(w.lower() for w in head)
+        rest = words[i + 1:]
+        if agent and subject.lower() == "the " + _ARTICLE.sub("", " ".join(words[:i])).lower() and rest:
+            # "a robot learns to paint on Mars": the idea's subject is the robot itself, so
+            # what it holds on to is what it wants.
+            if rest[0].lower() == "to":
+                subject = "the wish " + " ".join(rest)
+            elif rest[0].lower() in ("his", "her", "their", "its", "my", "our") and len(rest) > 1:
+                subject = "the " + rest[1]
+    return _Idea(subject=subject, agent=agent, count=count, places=tuple(_places(words, skip_last=False)))
+
+
+def _article(role: str) -> str:
+    return ("an " if role[:1].lower() in "aeiou" else "a ") + role
+
+
 def _story_subject(story: Story) -> str:
     """The subject write_story put in the logline (keeps the idea's own capitals); for a
     story written elsewhere, derive it from the title."""
@@ -274,16 +379,29 @@ class OfflinePlanner:
     def write_story(self, idea: str) -> Story:
         rng = self._rng("story", idea)
         theme = _THEMES[_theme(idea)]
-        subject = _subject(idea)
-        n_chars = rng.choice((2, 3))
+        parsed = _read_idea(idea)
+        subject = parsed.subject
+        n_chars = min(3, max(rng.choice((2, 3)), parsed.count))
         names = rng.sample(_NAMES, n_chars)
-        roles = rng.sample(theme["roles"], n_chars)
+        # The idea's own protagonist leads; the theme casts the others (never the same role twice).
+        others = [r for r in theme["roles"] if not parsed.agent or parsed.agent not in r]
+        roles = rng.sample(others, n_chars)
+        if parsed.agent and parsed.count >= 2:
+            plural = parsed.agent + ("es" if parsed.agent.endswith(("s", "sh", "ch", "x")) else "s")
+            number = {2: "two", 3: "three"}.get(parsed.count, str(parsed.count))
+            kin = [f"one of the {number} {plural}", f"the other {parsed.agent}"] if parsed.count == 2 else [
+                f"the eldest of the {number} {plural}", f"the middle {parsed.agent}", f"the youngest {parsed.agent}"]
+            roles[:len(kin)] = kin[:n_chars]
+        elif parsed.agent:
+            roles[0] = _article(parsed.agent)
         looks = rng.sample(theme["looks"], n_chars)
         characters = tuple(
             Character(name=n, description=f"{_upper_first(r)} {l}")
             for n, r, l in zip(names, roles, looks)
         )
-        places = rng.sample(theme["places"], 3)
+        # The idea's places come first: the film is set where the idea says.
+        places = list(parsed.places[:2])
+        places += [p for p in rng.sample(theme["places"], 3) if p not in places][:3 - len(places)]
         details = rng.sample(theme["details"], 2)
         a, b = characters[0], characters[1]
         title = _title_case(idea.strip().rstrip(".!?")) or "Untitled"
@@ -324,7 +442,22 @@ class OfflinePlanner:
         middle = sorted(rng.sample(range(1, len(arc) - 1), max(0, n_scenes - 2)))
         beats = [0, *middle, len(arc) - 1][:n_scenes] if n_scenes > 1 else [0]
         names = [c.name for c in story.characters] or ["A stranger", "a friend"]
-        places = rng.sample(theme["places"], min(len(beats), len(theme["places"])))
+        # Home: where write_story set the film (else the places the title names); the first
+        # and last scenes happen there, the others around it.
+        home = re.search(r"first seen from far away: (.+?), ", story.synopsis)
+        between = re.search(r"Between (.+?) and (.+?) the two of them", story.synopsis)
+        if home:
+            own = [home.group(1), *(between.groups() if between else ())]
+        else:  # a story written elsewhere: the place nouns of its title (no names: title case)
+            own = list(_read_idea(story.title.lower()).places)
+        own = list(dict.fromkeys(own))
+        pool = own[1:] + [p for p in rng.sample(theme["places"], len(theme["places"])) if p not in own]
+        places = []
+        for k in range(len(beats)):
+            if own and (k == 0 or (k == len(beats) - 1 and len(beats) >= 3)):
+                places.append(own[0])
+            else:
+                places.append(pool.pop(0) if pool else rng.choice(theme["places"]))
         scenes = []
         for order, (beat, place) in enumerate(zip(beats, places), start=1):
             label, template = arc[beat]
@@ -335,12 +468,19 @@ class OfflinePlanner:
             scenes.append(Scene(id=f"s{order}", order=order,
                                 summary=f"{_upper_first(label)}. {summary}",
                                 setting=f"{_upper_first(place)}, {subject}", characters=present))
+        # Everyone in the story is in some scene: the missing join the middle scenes.
+        for name in names:
+            if len(story.characters) and not any(name in sc.characters for sc in scenes):
+                k = len(scenes) // 2 if len(scenes) > 2 else len(scenes) - 1
+                scenes[k] = attrs.evolve(scenes[k], characters=(*scenes[k].characters, name))
         return SceneGraph(scenes=tuple(scenes))
 
     def plan_shots(self, story: Story, scenes: SceneGraph) -> ShotPlan:
         rng = self._rng("shots", story.title, *(s.summary for s in scenes.scenes))
         theme = _THEMES[_theme(story.title)]
         looks = {c.name: c.description for c in story.characters}
+        subject = _story_subject(story)
+        lead = story.characters[0].name if story.characters else "someone"
         n_shots = self.options.shots
         all_scenes = list(scenes.scenes) or [Scene(id="s1", order=1, summary=story.logline)]
         # Spread shots over scenes: one each, the rest to the middle scenes first.
@@ -352,49 +492,130 @@ class OfflinePlanner:
         while sum(counts) < n_shots:
             counts[order[k % len(order)]] += 1
             k += 1
-        shots: list[Shot] = []
+        person_kinds = ("close-up", "medium shot", "low-angle shot", "silhouette shot")
+        seen: dict[str, int] = {}
+        specs: list[dict] = []
         last_move = ""
         for scene, count in zip(all_scenes, counts):
             for j in range(count):
-                shot_id = len(shots) + 1
+                shot_id = len(specs) + 1
                 if shot_id == 1:
-                    prefix, kind = _SHOT_TYPES[0]
+                    type_index = 0
                 elif shot_id == n_shots and n_shots > 1:
-                    prefix, kind = _SHOT_TYPES[5]
-                else:
-                    prefix, kind = rng.choice(_SHOT_TYPES[1:])
+                    type_index = 5
+                else:  # any type but the one just used
+                    previous = specs[-1]["type_index"] if specs else -1
+                    type_index = rng.choice([t for t in range(1, len(_SHOT_TYPES)) if t != previous])
+                unseen = [n for n in scene.characters if n in looks and n not in seen]
+                if unseen and shot_id != 1 and _SHOT_TYPES[type_index][1] not in person_kinds:
+                    type_index = 2  # a medium shot, so everyone in the story is seen
                 move = rng.choice([m for m in CAMERA_MOVES if m != last_move])
                 last_move = move
-                place = scene.setting.split(",")[0] or "the place"
-                detail = rng.choice(theme["details"])
-                who = scene.characters[j % len(scene.characters)] if scene.characters else ""
-                if kind in ("close-up", "medium shot", "low-angle shot", "silhouette shot") and who:
-                    subject_text = f"{who} at {place.lower()}, {detail}"
-                    in_frame: tuple[str, ...] = (who,)
-                elif kind == "macro detail shot":
-                    subject_text = f"{detail} at {place.lower()}"
-                    in_frame = ()
-                else:
-                    subject_text = f"{place.lower()}, {detail}"
-                    in_frame = ()
-                description = f"{prefix} {subject_text}"
-                cast = "; ".join(f"{n}: {looks[n]}" for n in in_frame if n in looks)
-                image_prompt = ", ".join(p for p in (
-                    f"{kind} of {subject_text}",
-                    scene.summary.split(". ", 1)[-1].rstrip("."),
-                    cast,
-                    story.style,
-                    "highly detailed, cinematic composition",
-                ) if p)
-                motion_prompt = f"{move}, {rng.choice(('slow', 'steady', 'gentle'))} camera, {kind}"
-                seed = _seed_of(f"{story.title}\x1f{shot_id}\x1f{description}") % (2**31)
-                shots.append(Shot(
-                    id=shot_id, scene_id=scene.id, description=description,
-                    image_prompt=image_prompt, motion_prompt=motion_prompt,
-                    negative_prompt=_NEGATIVE, duration_s=float(self.options.shot_seconds),
-                    characters=in_frame, seed=seed,
-                ))
+                ranked = sorted(scene.characters, key=lambda n: (seen.get(n, 0), scene.characters.index(n)))
+                cast = ranked[:1]
+                if _SHOT_TYPES[type_index][1] in person_kinds:
+                    for name in cast:
+                        seen[name] = seen.get(name, 0) + 1
+                specs.append(dict(shot_id=shot_id, scene=scene, type_index=type_index, move=move, cast=cast,
+                                  first_in_scene=j == 0, detail=rng.choice(theme["details"]),
+                                  pace=rng.choice(("slow", "steady", "gentle")), line=rng.random()))
+        # Anyone still unseen joins a shot of a scene they are in (never the aerial opening):
+        # beside the people already in frame, or as the subject of a shot that had none.
+        for name in [c.name for c in story.characters if c.name not in seen]:
+            candidates = [sp for sp in specs[1:] if name in sp["scene"].characters] or specs[1:]
+            with_people = [sp for sp in candidates if _SHOT_TYPES[sp["type_index"]][1] in person_kinds
+                           and len(sp["cast"]) < 3]
+            if with_people:
+                with_people[-1]["cast"].append(name)
+            elif candidates:
+                spec = candidates[-1]
+                spec.update(cast=[name], type_index=2 if spec["shot_id"] != n_shots else 5)
+            else:
+                continue
+            seen[name] = 1
+        shots = [self._shot(story, spec, looks, subject, lead, n_shots) for spec in specs]
         return ShotPlan(shots=tuple(shots))
+
+    def _shot(self, story: Story, spec: dict, looks: dict[str, str], subject: str, lead: str,
+              n_shots: int) -> Shot:
+        scene, shot_id, cast_names = spec["scene"], spec["shot_id"], tuple(spec["cast"])
+        who = cast_names[0] if cast_names else ""
+        together = ", ".join(cast_names[:-1]) + f" and {cast_names[-1]}" if len(cast_names) > 1 else who
+        prefix, kind = _SHOT_TYPES[spec["type_index"]]
+        place = scene.setting.split(",")[0] or "the place"
+        detail = spec["detail"]
+        # at the pier, in Lisbon, on Mars
+        at = "on" if place.lower() in _ON_PLACES else "at" if _lower_place(place) != place or place[:1].islower() else "in"
+        if kind in ("close-up", "medium shot", "low-angle shot", "silhouette shot") and who:
+            subject_text = f"{together} {at} {_lower_place(place)}, {detail}"
+            in_frame: tuple[str, ...] = cast_names
+        elif kind == "macro detail shot":
+            subject_text = f"{detail} {at} {_lower_place(place)}"
+            in_frame = ()
+        else:
+            subject_text = f"{_lower_place(place)}, {detail}"
+            in_frame = ()
+        description = f"{prefix} {subject_text}"
+        cast = "; ".join(f"{n}: {looks[n]}" for n in in_frame if n in looks)
+        image_prompt = ", ".join(p for p in (
+            f"{kind} of {subject_text}",
+            scene.summary.split(". ", 1)[-1].rstrip("."),
+            cast,
+            story.style,
+            "highly detailed, cinematic composition",
+        ) if p)
+        motion_prompt = f"{spec['move']}, {spec['pace']} camera, {kind}"
+        seed = _seed_of(f"{story.title}\x1f{shot_id}\x1f{description}") % (2**31)
+        narration = _narration(spec, kind, who, _lower_place(place), detail, subject, lead, shot_id == n_shots > 1)
+        return Shot(
+            id=shot_id, scene_id=scene.id, description=description,
+            image_prompt=image_prompt, motion_prompt=motion_prompt,
+            negative_prompt=_NEGATIVE, duration_s=float(self.options.shot_seconds),
+            characters=in_frame, seed=seed, narration=narration,
+        )
+
+
+_ON_PLACES = frozenset(("mars", "venus", "jupiter", "saturn", "mercury", "the moon", "moon", "the island"))
+
+
+def _lower_place(place: str) -> str:
+    """A scene's place inside a sentence: 'The lighthouse gallery' -> 'the lighthouse
+    gallery', names kept ('Lisbon')."""
+    return place[:1].lower() + place[1:] if place[:4].lower() in ("the ", "a ", "an ") or \
+        place.split(" ", 1)[0].lower() in ("the", "a", "an") else place
+
+
+#: Narration lines by what the shot shows (one is picked per shot, deterministically).
+_LINES: dict[str, tuple[str, ...]] = {
+    "person": ("{who} watches {detail}, and says nothing.",
+               "{who} has seen {detail} before, but never like this.",
+               "For {who}, {place} has never felt so small.",
+               "{who} knows that {subject} will not wait."),
+    "detail": ("{Detail}: the smallest sign of what is coming.",
+               "Even {detail} seems to know what {subject} means now.",
+               "Nobody else notices {detail}."),
+    "place": ("{Place} holds its breath.",
+              "Around {place}, the light begins to change.",
+              "Here, {subject} is all anyone talks about."),
+}
+
+
+def _narration(spec: dict, kind: str, who: str, place: str, detail: str, subject: str, lead: str,
+               last: bool) -> str:
+    """One line of voice-over for the shot, in English: the scene's own sentence (its
+    first clause) on its first shot, then a line about what the shot shows; the film's last shot closes it."""
+    if last:
+        return f"In the end, {who or lead} looks back at {subject} one last time."
+    if spec["first_in_scene"]:
+        # The scene's own sentence, up to its semicolon: a line is spoken in a few seconds.
+        sentence = spec["scene"].summary.split(". ", 1)[-1].strip()
+        return sentence.split("; ", 1)[0].rstrip(".") + "."
+    group = "person" if who and kind in ("close-up", "medium shot", "low-angle shot", "silhouette shot") else \
+        "detail" if kind == "macro detail shot" else "place"
+    options = _LINES[group]
+    line = options[int(spec["line"] * len(options)) % len(options)]
+    return _upper_first(line.format(who=who, detail=detail, Detail=_upper_first(detail), place=place,
+                                    Place=_upper_first(place), subject=subject))
 
 
 @hookimpl

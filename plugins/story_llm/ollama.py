@@ -4,12 +4,14 @@ schema of each stage."""
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, ClassVar
 
 import attrs
 
 from framework import hookimpl
 from framework.errors import ServiceError
+from framework.redact import register_secret
 
 from .chat import ChatStoryWriter, PlanOptions, Reply
 from .schemas import SCHEMAS
@@ -39,6 +41,8 @@ class OllamaOptions(PlanOptions):
     "Context window in tokens. Ollama's own default is small enough to cut a shot plan short."
     num_predict: int | None = None
     "Cap on tokens per answer; unset leaves Ollama's default."
+    api_key_env: str = ""
+    "An environment variable holding a key, for an Ollama behind an authenticating proxy or ollama.com (sent as a Bearer token; never saved). Empty: no key is sent."
 
 
 class OllamaStory(ChatStoryWriter):
@@ -48,11 +52,19 @@ class OllamaStory(ChatStoryWriter):
     Options: ClassVar[type] = OllamaOptions
     label: ClassVar[str] = "Ollama"
     limit_hint: ClassVar[str] = "the num_ctx option (and num_predict, if set)"
+    key_hint: ClassVar[str] = "an environment variable named by -o ollama.api_key_env=VAR"
 
     def __init__(self, options: OllamaOptions | None = None):
         super().__init__(options)
         # Ollama before 0.5 takes only format="json"; switched on its first refusal.
         self._schema_format = True
+        self._headers()  # a key is registered as a secret before anything can echo it
+
+    def _headers(self) -> dict[str, str]:
+        env = self.options.api_key_env
+        key = os.environ.get(env, "").strip() if env else ""
+        register_secret(key)
+        return {"Authorization": f"Bearer {key}"} if key else {}
 
     def _payload(self, messages: list[dict[str, str]], stage: str) -> dict[str, Any]:
         opts = self.options
@@ -70,7 +82,7 @@ class OllamaStory(ChatStoryWriter):
         }
 
     def _chat(self, messages: list[dict[str, str]], stage: str) -> Reply:
-        from .transport import BadRequest
+        from .transport import BadRequest, preview
 
         while True:
             try:
@@ -86,14 +98,19 @@ class OllamaStory(ChatStoryWriter):
         message = data.get("message")
         if not isinstance(message, dict):
             raise ServiceError(f"Ollama at {self.options.base_url} answered without a message: "
-                               f"{str(data)[:200]}")
+                               f"{preview(data)}")
         if data.get("done") is False:
             raise ServiceError(f"Ollama at {self.options.base_url} sent an unfinished answer "
                                f"although streaming was off")
         reason = data.get("done_reason")
+        reason = reason if isinstance(reason, str) else None
         log.debug("%s: done_reason=%s prompt_eval_count=%s eval_count=%s", self._who(), reason,
                   data.get("prompt_eval_count"), data.get("eval_count"))
-        return Reply(content=message.get("content") or "", finish_reason=reason)
+        content = message.get("content") or ""
+        if not isinstance(content, str):
+            raise ServiceError(f"Ollama at {self.options.base_url} answered with content that is "
+                               f"not text: {preview(content)}")
+        return Reply(content=content, finish_reason=reason)
 
 
 @hookimpl

@@ -12,6 +12,7 @@ import attrs
 
 from framework import hookimpl
 from framework.errors import ConfigError, ServiceError
+from framework.redact import register_secret
 
 from .chat import ChatStoryWriter, PlanOptions, Reply
 from .schemas import SCHEMAS
@@ -57,6 +58,8 @@ class OpenAIStory(ChatStoryWriter):
     Options: ClassVar[type] = OpenAIOptions
     label: ClassVar[str] = "OpenAI-compatible server"
     limit_hint: ClassVar[str] = "the max_tokens option (or the server's context size)"
+    key_hint: ClassVar[str] = ("the environment variable named by openai.api_key_env "
+                               "(OPENAI_API_KEY by default)")
 
     def __init__(self, options: OpenAIOptions | None = None):
         super().__init__(options)
@@ -71,6 +74,7 @@ class OpenAIStory(ChatStoryWriter):
         """The key from the environment ('' for a local server that needs none)."""
         env = self.options.api_key_env
         key = os.environ.get(env, "").strip() if env else ""
+        register_secret(key)  # masked from here on in every message, log and file
         if not key and urlsplit(self.options.base_url).hostname == "api.openai.com":
             raise ConfigError(
                 f"the openai story writer needs an API key: set the environment variable "
@@ -116,22 +120,32 @@ class OpenAIStory(ChatStoryWriter):
         return self._reply(data)
 
     def _reply(self, data: dict[str, Any]) -> Reply:
+        from .transport import preview
+
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise ServiceError(f"{self.label} at {self.options.base_url} answered without choices: "
-                               f"{str(data)[:200]}")
+                               f"{preview(data)}")
         choice = choices[0]
         message = choice.get("message") or {}
+        if not isinstance(message, dict):
+            raise ServiceError(f"{self.label} at {self.options.base_url} answered with a message "
+                               f"that is not an object: {preview(message)}")
         finish = choice.get("finish_reason")
+        finish = finish if isinstance(finish, str) else None
         if message.get("refusal"):
-            raise ServiceError(f"{self._who()} refused: {message['refusal']}")
+            raise ServiceError(f"{self._who()} refused: {preview(message['refusal'], 500)}")
         if finish == "content_filter":
             raise ServiceError(f"{self._who()}'s answer was stopped by the server's content filter; "
                                f"rephrase the idea and run again")
-        usage = data.get("usage") or {}
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         log.debug("%s: finish_reason=%s prompt_tokens=%s completion_tokens=%s", self._who(),
                   finish, usage.get("prompt_tokens"), usage.get("completion_tokens"))
-        return Reply(content=message.get("content") or "", finish_reason=finish)
+        content = message.get("content") or ""
+        if not isinstance(content, str):
+            raise ServiceError(f"{self.label} at {self.options.base_url} answered with content that "
+                               f"is not text: {preview(content)}")
+        return Reply(content=content, finish_reason=finish)
 
 
 @hookimpl

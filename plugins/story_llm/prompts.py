@@ -111,7 +111,10 @@ def shot_messages(story: Story, graph: SceneGraph, batch: ShotBatch, *, total_sh
          f"{per_shot:.1f} seconds (between 2 and 8). For each shot give: id, scene_id, a one-line "
          "description, an image_prompt that stands on its own (subject, action, framing, setting, "
          "light; name the characters in frame), a motion_prompt (camera move and motion), a "
-         "negative_prompt, duration_s, and the names of the characters in frame."),
+         "negative_prompt, duration_s, the names of the characters in frame, and a narration: "
+         "one sentence of voice-over spoken over the shot, about 8 to 20 words (about as long to "
+         "say as the shot lasts), telling the story rather than describing the picture. Write the "
+         "narration in the language the idea is written in; if that is unclear, in English."),
     ]
     if previous:
         lines.append("For continuity, the shots just before these:\n" + "\n".join(previous))

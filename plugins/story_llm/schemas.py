@@ -15,7 +15,17 @@ from typing import Any
 
 import attrs
 
-from framework.records import Character, SceneGraph, Shot, ShotPlan, Story, structure
+from framework.records import (
+    MAX_DURATION_S,
+    MAX_PROMPT,
+    MIN_DURATION_S,
+    Character,
+    SceneGraph,
+    Shot,
+    ShotPlan,
+    Story,
+    structure,
+)
 
 
 def _object(properties: dict[str, Any]) -> dict[str, Any]:
@@ -73,6 +83,9 @@ SHOT_SCHEMA = _object({
     "negative_prompt": _string("What the image and video models should avoid."),
     "duration_s": {"type": "number", "description": "Length of the shot in seconds."},
     "characters": _names("Names of the characters in frame, as in the story."),
+    "narration": _string(
+        "One line of voice-over spoken over this shot: one sentence of about 8 to 20 words, "
+        "in the language of the idea."),
 })
 
 SHOT_PLAN_SCHEMA = _object({
@@ -108,6 +121,7 @@ class ShotDraft:
     duration_s: float = 3.0
     characters: tuple[str, ...] = ()
     seed: int | None = None
+    narration: str = ""
 
 
 @attrs.frozen
@@ -134,16 +148,21 @@ def parse_json_object(content: str) -> dict[str, Any]:
         raise InvalidReply("the reply was empty; expected one JSON object")
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise InvalidReply("the reply's JSON is nested too deeply; expected the flat object "
+                           "the schema describes") from None
     except json.JSONDecodeError as exc:
         # Local models like to wrap the object in a sentence; a complete object inside is fine.
         start = text.find("{")
         try:
             data, _ = json.JSONDecoder().raw_decode(text, start) if start >= 0 else (None, 0)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             data = None
         if not isinstance(data, dict):
             raise InvalidReply(f"the reply is not valid JSON: {exc.msg} at line {exc.lineno} "
                                f"column {exc.colno} (char {exc.pos})") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise InvalidReply(f"the reply is not usable JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise InvalidReply(f"expected one JSON object, got a JSON {type(data).__name__}")
     return data
@@ -152,8 +171,58 @@ def parse_json_object(content: str) -> dict[str, Any]:
 def _structure(data: Any, cls: type, what: str) -> Any:
     try:
         return structure(data, cls, what)
+    except RecursionError:
+        raise InvalidReply(f"{what}: nested too deeply") from None
     except ValueError as exc:
         raise InvalidReply(str(exc)) from None
+
+
+# -- bounds on what a model may send ------------------------------------------------------
+# Generous for a film (an image prompt of 4,000 characters is about 1,000 tokens, twice what
+# T5-based image models read) and small enough that a runaway or hostile answer is refused,
+# naming the field, instead of being stored and sent back in every later prompt.
+
+#: Longest text, in characters, per record and field.
+TEXT_LIMITS: dict[str, dict[str, int]] = {
+    "Story": {"title": 300, "logline": 1_000, "synopsis": 20_000, "style": 2_000},
+    "Character": {"name": 100, "description": 2_000},
+    "Scene": {"id": 50, "summary": 4_000, "setting": 2_000},
+    "ShotDraft": {"scene_id": 50, "description": 1_000, "image_prompt": 4_000,
+                  "motion_prompt": 2_000, "negative_prompt": 2_000, "narration": 1_000},
+}
+#: Most characters in a story; most names listed in one scene or shot.
+MAX_CHARACTERS = 100
+MAX_NAMES = 50
+#: Longest name in a scene's or shot's character list.
+MAX_NAME_LEN = 100
+#: Longest shot the model may ask for, in seconds (durations are rescaled afterwards).
+MAX_DRAFT_SECONDS = 3_600.0
+
+
+def _check_lengths(data: Any, record: str, path: str, *, names: bool = True) -> None:
+    """InvalidReply naming the first text field of the raw answer ``data`` (one ``record``)
+    over its limit (see TEXT_LIMITS). Checked before structuring, so the message names the
+    field whatever the records' own validators would say."""
+    if not isinstance(data, dict):
+        return  # structuring reports the wrong type
+    for name, limit in TEXT_LIMITS[record].items():
+        value = data.get(name)
+        if isinstance(value, str) and len(value) > limit:
+            raise InvalidReply(f"{path}.{name}: {len(value):,} characters; at most {limit:,} "
+                               f"are allowed")
+    listed = data.get("characters") if names else None
+    if isinstance(listed, list):
+        if len(listed) > MAX_NAMES:
+            raise InvalidReply(f"{path}.characters: {len(listed)} names; at most {MAX_NAMES} are allowed")
+        for i, name in enumerate(listed):
+            if isinstance(name, str) and len(name) > MAX_NAME_LEN:
+                raise InvalidReply(f"{path}.characters[{i}]: {len(name):,} characters; at most "
+                                   f"{MAX_NAME_LEN} are allowed")
+
+
+def _items(data: dict[str, Any], key: str) -> list[Any]:
+    value = data.get(key)
+    return value if isinstance(value, list) else []
 
 
 def _require_text(value: str, path: str) -> None:
@@ -162,6 +231,12 @@ def _require_text(value: str, path: str) -> None:
 
 
 def check_story(data: dict[str, Any]) -> Story:
+    _check_lengths(data, "Story", "$", names=False)
+    cast = _items(data, "characters")
+    if len(cast) > MAX_CHARACTERS:
+        raise InvalidReply(f"$.characters: {len(cast)} characters; at most {MAX_CHARACTERS} are allowed")
+    for i, character in enumerate(cast):
+        _check_lengths(character, "Character", f"$.characters[{i}]")
     story = _structure(data, Story, "$")
     _require_text(story.title, "$.title")
     _require_text(story.synopsis, "$.synopsis")
@@ -182,6 +257,8 @@ def check_story(data: dict[str, Any]) -> Story:
 def check_scene_graph(data: dict[str, Any], *, max_scenes: int, story: Story | None = None) -> SceneGraph:
     """Structure and check the scene graph; scenes are put in ``order`` and renumbered 1..n,
     and character names spelled as in ``story`` (matched case-insensitively)."""
+    for i, scene in enumerate(_items(data, "scenes")):
+        _check_lengths(scene, "Scene", f"$.scenes[{i}]")
     graph = _structure(data, SceneGraph, "$")
     names = {c.name.casefold(): c.name for c in story.characters} if story else {}
     if not graph.scenes:
@@ -206,6 +283,8 @@ def check_scene_graph(data: dict[str, Any], *, max_scenes: int, story: Story | N
 def check_shot_batch(data: dict[str, Any], *, count: int, scene_ids: list[str]) -> list[ShotDraft]:
     """Structure one batch of shots and check it is exactly what was asked for: ``count``
     shots, each in one of ``scene_ids``, and every one of those scenes covered."""
+    for i, draft in enumerate(_items(data, "shots")):
+        _check_lengths(draft, "ShotDraft", f"$.shots[{i}]")
     drafts = _structure(data, ShotDrafts, "$").shots
     if len(drafts) != count:
         raise InvalidReply(f"$.shots: expected exactly {count} shots, got {len(drafts)}")
@@ -215,8 +294,13 @@ def check_shot_batch(data: dict[str, Any], *, count: int, scene_ids: list[str]) 
             raise InvalidReply(f"$.shots[{i}].scene_id: {draft.scene_id!r} is not one of the "
                                f"scenes asked for ({', '.join(scene_ids)})")
         _require_text(draft.image_prompt, f"$.shots[{i}].image_prompt")
-        if not draft.duration_s > 0:
-            raise InvalidReply(f"$.shots[{i}].duration_s: must be more than 0 seconds")
+        if not draft.narration.strip():
+            # A shot without its line would be silently silent in the film: ask again.
+            raise InvalidReply(f"$.shots[{i}].narration: must not be empty; write one sentence of "
+                               f"voice-over for every shot")
+        if not 0 < draft.duration_s <= MAX_DRAFT_SECONDS:  # also refuses NaN and infinity
+            raise InvalidReply(f"$.shots[{i}].duration_s: must be more than 0 and at most "
+                               f"{MAX_DRAFT_SECONDS:g} seconds, got {draft.duration_s!r}")
     if count >= len(scene_ids):
         missing = [s for s in scene_ids if s not in {d.scene_id.strip() for d in drafts}]
         if missing:
@@ -237,19 +321,28 @@ def _mentions(text: str, name: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text, re.IGNORECASE) is not None
 
 
-def with_bible(prompt: str, story: Story, in_frame: tuple[str, ...]) -> str:
+def with_bible(prompt: str, story: Story, in_frame: tuple[str, ...], *, limit: int = MAX_PROMPT) -> str:
     """``prompt`` followed by the look of every character in frame and the style bible,
-    each added only if the prompt does not already carry it word for word."""
+    each added only if the prompt does not already carry it word for word. The result stays
+    within ``limit`` characters: the style always fits, character looks while room is left."""
     prompt = prompt.strip().rstrip(".")
     folded = prompt.casefold()
     parts = [prompt] if prompt else []
+    style = ""
+    if story.style and story.style.casefold().rstrip(".") not in folded:
+        style = f"Style: {story.style.rstrip('.')}"
+    room = limit - len(prompt) - len(style) - 4
     for character in story.characters:
         if character.name in in_frame and character.description:
             if character.description.casefold().rstrip(".") not in folded:
-                parts.append(f"{character.name}: {character.description.rstrip('.')}")
-    if story.style and story.style.casefold().rstrip(".") not in folded:
-        parts.append(f"Style: {story.style.rstrip('.')}")
-    return ". ".join(parts) + "."
+                part = f"{character.name}: {character.description.rstrip('.')}"
+                if len(part) + 2 > room:
+                    break
+                parts.append(part)
+                room -= len(part) + 2
+    if style:
+        parts.append(style)
+    return (". ".join(parts) + ".")[:limit]
 
 
 def _in_frame(draft: ShotDraft, story: Story) -> tuple[str, ...]:
@@ -275,7 +368,8 @@ def fit_durations(durations: list[float], target_seconds: float) -> list[float]:
     if target_seconds <= 0 or total <= 0:
         return durations
     factor = target_seconds / total
-    return [max(1.0, round(d * factor, 1)) for d in durations]
+    # within what a Shot takes (framework.records), whatever pacing the model chose
+    return [min(MAX_DURATION_S, max(1.0, MIN_DURATION_S, round(d * factor, 1))) for d in durations]
 
 
 def finish_plan(drafts: list[ShotDraft], story: Story, *, base_seed: int | None,
@@ -286,7 +380,8 @@ def finish_plan(drafts: list[ShotDraft], story: Story, *, base_seed: int | None,
     shots = []
     for n, (draft, duration) in enumerate(zip(drafts, durations), start=1):
         in_frame = _in_frame(draft, story)
-        seed = draft.seed if draft.seed is not None and draft.seed >= 0 else derive_seed(base_seed, story.title, n)
+        usable = draft.seed is not None and 0 <= draft.seed < 2**63  # what image models take
+        seed = draft.seed if usable else derive_seed(base_seed, story.title, n)
         shots.append(Shot(
             id=n,
             scene_id=draft.scene_id.strip(),
@@ -297,6 +392,7 @@ def finish_plan(drafts: list[ShotDraft], story: Story, *, base_seed: int | None,
             duration_s=duration,
             characters=in_frame,
             seed=seed,
+            narration=" ".join(draft.narration.split()),
         ))
     return ShotPlan(tuple(shots))
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import math
 import time
 from typing import Any, Callable, Mapping
 
 import httpx
 
 from framework.errors import RetryableServiceError, ServiceError
+from framework.http import MIB, BodyTooLarge, bounded_client, deadline, fetch
+from framework.redact import redact
 from framework.retry import RetryPolicy
 
 log = logging.getLogger("reelforge.story_llm")
@@ -30,14 +33,17 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     ms = headers.get("retry-after-ms")
     if ms:
         try:
-            return max(0.0, float(ms) / 1000.0)
+            seconds = float(ms) / 1000.0
+            if math.isfinite(seconds):
+                return max(0.0, seconds)
         except ValueError:
             pass
     value = headers.get("retry-after")
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     except ValueError:
         pass
     try:
@@ -48,26 +54,45 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
 
 
 def error_message(response: httpx.Response) -> tuple[str, str | None]:
-    """The server's own words from an error response, and its error code if it gave one.
+    """The server's own words from an error response (at most 500 characters, secrets
+    masked: a server may echo the API key), and its error code if it gave one.
 
     Understands OpenAI's ``{"error": {"message", "type", "code"}}``, Ollama's
     ``{"error": "..."}`` and FastAPI-style ``{"detail": ...}`` (vLLM), else the raw body."""
+    message, code = _error_message(response)
+    return redact(_cut(message)), (redact(_cut(code, 100)) if code is not None else None)
+
+
+def _cut(text: str, limit: int = 500) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _error_message(response: httpx.Response) -> tuple[str, str | None]:
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         text = response.text.strip()
         return (text[:500] or response.reason_phrase or f"HTTP {response.status_code}"), None
     if isinstance(body, dict):
         err = body.get("error", body.get("detail"))
         if isinstance(err, dict):
-            message = err.get("message") or json.dumps(err)
+            message = err.get("message") or json.dumps(err)[:500]
             code = err.get("code") or err.get("type")
             return str(message), (str(code) if code is not None else None)
         if err is not None:
-            return str(err), None
+            return str(err)[:500], None
         if "message" in body:
-            return str(body["message"]), None
+            return str(body["message"])[:500], None
     return json.dumps(body)[:500], None
+
+
+def preview(data: Any, limit: int = 200) -> str:
+    """The start of a server's JSON answer for an error message, secrets masked."""
+    try:
+        text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, default=str)
+    except (RecursionError, ValueError, TypeError):
+        text = f"<{type(data).__name__}>"
+    return redact(_cut(text, limit))
 
 
 class BadRequest(ServiceError):
@@ -91,11 +116,16 @@ class JSONClient:
     """
 
     def __init__(self, base_url: str, *, label: str, timeout: float,
-                 headers: Mapping[str, str] | None = None, policy: RetryPolicy | None = None):
+                 headers: Mapping[str, str] | None = None, policy: RetryPolicy | None = None,
+                 max_answer: int = 8 * MIB):
         self.base_url = base_url.rstrip("/")
         self.label = label
         self.policy = policy or RetryPolicy.from_env()
-        self._client = httpx.Client(
+        self.timeout = timeout
+        "Overall deadline of one request, the answer's body included."
+        self.max_answer = max_answer
+        "Largest answer read, in bytes; checked while it streams in."
+        self._client = bounded_client(
             headers=dict(headers or {}),
             timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
         )
@@ -128,21 +158,27 @@ class JSONClient:
                    refused: Callable[[int, str], bool] | None) -> dict[str, Any]:
         log.debug("POST %s", url)
         try:
-            response = self._client.post(url, json=payload)
+            with deadline(self.timeout):
+                response = fetch(self._client, "POST", url, json=payload, limit=self.max_answer)
+        except BodyTooLarge as exc:
+            raise ServiceError(
+                f"{self.label} at {self.base_url}: refusing its answer: {exc}; raise the "
+                f"max_answer_mib option if such answers are expected", url=url) from exc
         except httpx.TimeoutException as exc:
             raise RetryableServiceError(
-                f"{self.label} at {self.base_url} did not answer in time ({type(exc).__name__}); "
-                f"raise the `timeout` option if the model is slow", url=url) from exc
+                f"{self.label} at {self.base_url} did not answer within {self.timeout:g}s "
+                f"({type(exc).__name__}); raise the `timeout` option if the model is slow",
+                url=url) from exc
         except httpx.TransportError as exc:
-            raise RetryableServiceError(
+            raise RetryableServiceError(redact(
                 f"could not reach {self.label} at {self.base_url}: {exc or type(exc).__name__}; "
-                f"is it running and is base_url right?", url=url) from exc
+                f"is it running and is base_url right?"), url=url) from exc
         status = response.status_code
         if status >= 400:
             message, code = error_message(response)
             text = f"{self.label} at {self.base_url} answered {status}: {message}"
             if status in (400, 422) or (refused is not None and refused(status, response.text)):
-                raise BadRequest(text, status_code=status, url=url, body=response.text,
+                raise BadRequest(text, status_code=status, url=url, body=redact(response.text[:20000]),
                                  server_message=message)
             # OpenAI answers 429 both for rate limits (wait and retry) and for an exhausted
             # quota (retrying cannot help).
@@ -158,10 +194,13 @@ class JSONClient:
         try:
             data = response.json()
         except ValueError as exc:
-            raise RetryableServiceError(
+            raise RetryableServiceError(redact(
                 f"{self.label} at {self.base_url} answered {status} with a body that is not JSON: "
-                f"{response.text[:200]!r}", status_code=status, url=url) from exc
+                f"{response.text[:200]!r}"), status_code=status, url=url) from exc
+        except RecursionError:
+            raise ServiceError(f"{self.label} at {self.base_url} answered with JSON nested too "
+                               f"deeply to read", status_code=status, url=url) from None
         if not isinstance(data, dict):
             raise ServiceError(f"{self.label} at {self.base_url} answered with JSON that is not an "
-                               f"object: {str(data)[:200]}", status_code=status, url=url)
+                               f"object: {preview(data)}", status_code=status, url=url)
         return data

@@ -18,7 +18,10 @@ Where it differs from the recorded server (on purpose or for brevity):
 - clips are one fixed 64x64 file whatever the frame count; /view ignores ``preview``;
 - a restart is instant (or ``downtime`` seconds) and closes the port before forgetting;
 - ``prompt_faults`` and ``ignore_client_prompt_id`` simulate failures not in the
-  transcripts (a 500 after queueing; an old server choosing its own prompt ids).
+  transcripts (a 500 after queueing; an old server choosing its own prompt ids);
+- ``hostile`` switches answers a hostile or broken server might send (floods, trickles,
+  absurd nesting, wrong shapes, a giant websocket frame, the Authorization header echoed
+  in an error page), and ``require_auth`` makes it sit behind an authenticating proxy.
 """
 
 from __future__ import annotations
@@ -131,6 +134,22 @@ class FakeComfy:
         "One per POST /prompt, first first: '500_after_queue' queues the prompt, then answers 500."
         self.noise = True
         "Send binary preview frames and an unknown event type, as custom nodes do."
+        self.hostile: dict[str, str] = {}
+        """Hostile answers, by endpoint: {"view": MODE, "history": MODE, "prompt": MODE,
+        "queue": MODE, "upload": MODE}, or by method and endpoint ("POST prompt"). MODE is 'flood' (``flood_bytes`` of chunked junk, no
+        length), 'announce' (a Content-Length of ``flood_bytes``, then a trickle), 'trickle'
+        (the real answer one byte per ``trickle_s``), 'deep' (JSON nested 100,000 deep),
+        'not_object' (a JSON list), 'bad_shape' (fields of the wrong types), 'bad_id' (POST
+        /prompt naming a path as its prompt id), 'nan_retry' (503 with Retry-After: nan), or
+        'echo_auth_401' / 'echo_auth_500' (an error page repeating the Authorization
+        header). Under "ws": 'ws_giant' sends one binary frame of ``flood_bytes`` on connect,
+        'ws_junk' events of every wrong shape and a deeply nested one."""
+        self.flood_bytes = 300 * 1024 * 1024
+        self.trickle_s = 1.0
+        self.sent: dict[str, int] = {}
+        "Body bytes a hostile answer got out before the client hung up, by endpoint."
+        self.require_auth: str | None = None
+        "An Authorization header value every request must carry (else 401), as a proxy would."
         self.requests: list[tuple[str, str, Any]] = []
         self.port = 0
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -266,7 +285,77 @@ class FakeComfy:
         self.requests.append((request.method, request.path, body))
         if self.http_latency:
             await asyncio.sleep(self.http_latency)
+        if self.require_auth is not None and request.headers.get("Authorization") != self.require_auth:
+            return web.Response(status=401, text="401 Authorization Required")
+        kind = request.path.strip("/").split("/")[0] or "root"
+        mode = self.hostile.get(f"{request.method} {kind}", self.hostile.get(kind))
+        if mode is not None and kind != "ws":
+            return await self._hostile(request, kind, mode, handler)
         return await handler(request)
+
+    # -- hostile answers ---------------------------------------------------------------
+
+    async def _hostile(self, request: web.Request, kind: str, mode: str, handler) -> web.StreamResponse:
+        auth = request.headers.get("Authorization", "")
+        if mode == "echo_auth_401":
+            return web.json_response({"error": {"type": "unauthorized", "message":
+                                                f"bad credentials: {auth}", "details": auth}}, status=401)
+        if mode == "echo_auth_500":
+            return web.Response(status=500, content_type="text/html", text=(
+                f"<html><body><h1>500</h1><pre>Traceback...\nheaders: Authorization: {auth}"
+                f"</pre></body></html>"))
+        if mode == "bad_id":  # a prompt id that would be a path, and a nonsense Retry-After
+            return web.json_response({"prompt_id": "../" * 50 + "etc", "number": 0, "node_errors": {}},
+                                     headers={"Retry-After": "nan"})
+        if mode == "nan_retry":
+            return web.Response(status=503, text="busy", headers={"Retry-After": "nan"})
+        if mode == "deep":
+            return web.Response(text="[" * 100_000 + "]" * 100_000, content_type="application/json")
+        if mode == "not_object":
+            return web.json_response([1, 2, 3])
+        if mode == "bad_shape":
+            if kind == "history":
+                pid = request.match_info.get("prompt_id", "x")
+                return web.json_response({pid: {"outputs": ["not", "a", "dict"], "status": "done"}})
+            if kind == "prompt" and request.method == "GET":
+                return web.json_response({"exec_info": {"queue_remaining": "lots"}})
+            return web.json_response({"queue_running": "nope", "queue_pending": {"a": 1}})
+        if mode == "flood":
+            resp = web.StreamResponse(headers={"Content-Type": "image/png"})
+            resp.enable_chunked_encoding()
+            return await self._pour(request, resp, kind, self.flood_bytes, b"\x89PNG" + b"x" * 65532)
+        if mode == "announce":
+            resp = web.StreamResponse(headers={"Content-Type": "image/png"})
+            resp.content_length = self.flood_bytes
+            return await self._pour(request, resp, kind, self.flood_bytes, b"x", delay=self.trickle_s)
+        if mode == "trickle":
+            real = await handler(request)
+            body = real.body if isinstance(real.body, bytes) else b""
+            resp = web.StreamResponse(status=real.status, headers={"Content-Type": real.content_type})
+            resp.content_length = len(body)
+            return await self._pour(request, resp, kind, len(body), body, delay=self.trickle_s, step=1)
+        raise AssertionError(f"unknown hostile mode {mode!r}")
+
+    async def _pour(self, request: web.Request, resp: web.StreamResponse, kind: str, total: int,
+                    chunk: bytes, *, delay: float = 0.0, step: int | None = None) -> web.StreamResponse:
+        """Send ``total`` body bytes (``chunk`` repeated, or ``chunk`` itself ``step`` bytes at a
+        time), counting what got out, until done or the client hangs up."""
+        self.sent[kind] = 0
+        await resp.prepare(request)
+        try:
+            while self.sent[kind] < total:
+                if step is not None:
+                    piece = chunk[self.sent[kind]:self.sent[kind] + step]
+                else:
+                    piece = chunk[:total - self.sent[kind]]
+                await resp.write(piece)
+                self.sent[kind] += len(piece)
+                if delay:
+                    await asyncio.sleep(delay)
+            await resp.write_eof()
+        except ConnectionError:  # the client hung up: what we wanted to see
+            pass
+        return resp
 
     async def _send(self, kind: str, data: dict, sid: str | None = None) -> None:
         msg = json.dumps({"type": kind, "data": data})
@@ -299,6 +388,17 @@ class FakeComfy:
         try:
             await ws.send_str(json.dumps({"type": "status", "data": {
                 "status": {"exec_info": {"queue_remaining": self._queue_remaining()}}, "sid": sid}}))
+            if self.hostile.get("ws") == "ws_junk":  # events of every wrong shape
+                for junk in ({"type": "progress_state", "data": {"prompt_id": None, "nodes": {
+                              "1": {"state": "x", "value": "v", "max": 0}, "2": {"max": "inf"}}}},
+                             {"type": "progress", "data": {"max": 1, "value": [1], "node": {"a": 1}}},
+                             {"type": "execution_cached", "data": {"nodes": 5}},
+                             {"type": "executing", "data": "not a dict"}, ["a list"], "text"):
+                    await ws.send_str(json.dumps(junk))
+                await ws.send_str("[" * 100_000)
+            if self.hostile.get("ws") == "ws_giant":
+                self.sent["ws"] = self.sent.get("ws", 0) + 1
+                await ws.send_bytes(b"\0" * self.flood_bytes)
             run = self.running
             if run is not None and run.extra.get("client_id") == sid and run.current_node:
                 # as recorded: after a reconnect, "executing" without a prompt_id

@@ -68,13 +68,19 @@ def test_renderer_uploads_still_and_downloads_mp4(comfy, jobs, shot, still):
     assert comfy.posts()[-1]["prompt"]["1"]["inputs"]["image"].endswith(" (1).png")
 
 
-def test_validation_error_is_permanent_and_names_node_and_input(comfy, jobs, shot):
-    gen = image_gen(comfy.url, height=99999)
+def test_validation_error_is_permanent_and_names_node_and_input(comfy, jobs, shot, tmp_path):
+    # a template value the server refuses (sizes from options are bounded before they are sent)
+    tpl = json.loads((__import__("plugins.comfy_render.workflow", fromlist=["x"])
+                      .builtin_path("image-basic")).read_text())
+    tpl["workflow"]["1"]["inputs"]["batch_size"] = 99999
+    path = tmp_path / "big_batch.json"
+    path.write_text(json.dumps(tpl))
+    gen = image_gen(comfy.url, template=str(path))
     with pytest.raises(ComfyValidationError) as info:
         gen.generate(shot, jobs(shot, stage="images"))
     assert not isinstance(info.value, RetryableServiceError)
     msg = str(info.value)
-    assert "node 1 (EmptyImage) input 'height'" in msg and "bigger than max" in msg
+    assert "node 1 (EmptyImage) input 'batch_size'" in msg and "bigger than max" in msg
     assert comfy.url in msg
     assert len(comfy.posts()) == 1
 

@@ -59,11 +59,18 @@ def test_cli_images_and_videos_end_to_end(tmp_path, comfy):
 
 def test_cli_validation_error_fails_the_shot_with_the_servers_words(tmp_path, comfy):
     out = tmp_path / "output"
+    # a template value the server refuses (sizes given as options are bounded before sending)
+    from plugins.comfy_render.workflow import builtin_path
+
+    tpl = json.loads(builtin_path("image-basic").read_text())
+    tpl["workflow"]["1"]["inputs"]["batch_size"] = 99999
+    path = tmp_path / "big_batch.json"
+    path.write_text(json.dumps(tpl))
     r = CliRunner().invoke(cli, ["run", "A lighthouse", "--new", *comfy_args(comfy.url),
-                                 "-o", "image.height=99999", "--output-dir", str(out)],
+                                 "-o", f"image.template={path}", "--output-dir", str(out)],
                            catch_exceptions=False)
     assert r.exit_code == 1
-    assert "node 1 (EmptyImage) input 'height'" in r.output
+    assert "node 1 (EmptyImage) input 'batch_size'" in r.output
     assert len(comfy.posts()) == 3  # refused once per shot, never retried
 
 

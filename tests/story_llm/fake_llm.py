@@ -23,6 +23,11 @@ class Canned:
     "A dict (sent as JSON) or a str (sent as is)."
     headers: dict[str, str] = attrs.Factory(dict)
     delay: float = 0.0
+    trickle_s: float = 0.0
+    "Hostile: send the body one byte per this many seconds (with its Content-Length)."
+    flood_bytes: int = 0
+    "Hostile: send this many bytes of chunked junk instead of the body, with no length."
+    content_type: str = "application/json"
 
 
 @attrs.define
@@ -48,6 +53,8 @@ class FakeServer:
         self.queue: deque[Canned] = deque()
         self.requests: list[Seen] = []
         self.responder: Callable[[Seen], Canned] | None = None
+        self.sent = 0
+        "Body bytes the last hostile (trickled or flooded) answer got out before the client hung up."
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -70,14 +77,32 @@ class FakeServer:
                     time.sleep(canned.delay)
                 payload = canned.body if isinstance(canned.body, str) else json.dumps(canned.body)
                 data = payload.encode()
+                server.sent = 0
                 try:
                     self.send_response(canned.status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
+                    self.send_header("Content-Type", canned.content_type)
+                    if canned.flood_bytes:
+                        self.send_header("Transfer-Encoding", "chunked")
+                    else:
+                        self.send_header("Content-Length", str(len(data)))
                     for k, v in canned.headers.items():
                         self.send_header(k, v)
                     self.end_headers()
-                    self.wfile.write(data)
+                    if canned.flood_bytes:
+                        chunk = b'{"junk": "' + b"x" * 65000
+                        while server.sent < canned.flood_bytes:
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                            server.sent += len(chunk)
+                        self.wfile.write(b"0\r\n\r\n")
+                    elif canned.trickle_s:
+                        for i in range(len(data)):
+                            self.wfile.write(data[i:i + 1])
+                            self.wfile.flush()
+                            server.sent += 1
+                            time.sleep(canned.trickle_s)
+                    else:
+                        self.wfile.write(data)
+                        server.sent = len(data)  # only once all of it got out
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
@@ -114,6 +139,29 @@ def openai_error(status: int, message: str, type_: str = "invalid_request_error"
                  headers: dict[str, str] | None = None) -> Canned:
     return Canned(status, {"error": {"message": message, "type": type_, "param": param, "code": code}},
                   headers or {})
+
+
+def echo_auth_401(seen: Seen) -> Canned:
+    """A hostile or careless server: a 401 whose JSON body repeats the Authorization header."""
+    auth = seen.headers.get("authorization", "")
+    return openai_error(401, f"Incorrect API key provided: {auth}. You can find your API key "
+                        f"at https://example.invalid/keys", "invalid_request_error", "invalid_api_key")
+
+
+def echo_auth_500_html(seen: Seen) -> Canned:
+    """A proxy's 500 page that dumps the request headers."""
+    auth = seen.headers.get("authorization", "")
+    return Canned(500, f"<html><head><title>500 Internal Server Error</title></head><body>"
+                       f"<h1>Internal Server Error</h1><pre>Authorization: {auth}\n"
+                       f"X-Api-Key: {auth.removeprefix('Bearer ')}</pre></body></html>",
+                  content_type="text/html")
+
+
+def echo_auth_400_json(seen: Seen) -> Canned:
+    """A 400 that quotes the request back, headers included (vLLM-style ``detail``)."""
+    auth = seen.headers.get("authorization", "")
+    return Canned(400, {"detail": [{"msg": "bad request", "input": {"headers": {"Authorization": auth}},
+                                    "key": auth.removeprefix("Bearer ")}]})
 
 
 def ollama_chat(content: str | dict, done_reason: str = "stop") -> Canned:
@@ -160,6 +208,7 @@ def shot(scene_id: str, n: int, **over: Any) -> dict[str, Any]:
         "id": n, "scene_id": scene_id, "description": f"shot {n} in {scene_id}",
         "image_prompt": f"Mabel on the stairs, wide shot {n}", "motion_prompt": "slow push in",
         "negative_prompt": "", "duration_s": 3.0, "characters": ["mabel"],
+        "narration": f"Mabel climbs towards the lamp, step {n} of the long night.",
     }
     data.update(over)
     return data

@@ -272,6 +272,20 @@ def test_short_shot_list_is_repaired_not_accepted(fake_server):
     assert "expected exactly 5 shots, got 3" in fake_server.requests[1].messages[-1]["content"]
 
 
+def test_every_shot_gets_its_narration_and_a_missing_line_is_repaired(fake_server):
+    fake_server.enqueue(
+        chat_completion({"shots": [shot("s1", 1), shot("s2", 2, narration="  "), shot("s3", 3)]}),
+        chat_completion({"shots": [shot("s1", 1), shot("s2", 2), shot("s3", 3, narration="La lampe   s'allume.")]}),
+    )
+    plan = backend(fake_server, shots=3).plan_shots(STORY_REC, SCENES_REC)
+    assert "$.shots[1].narration: must not be empty" in fake_server.requests[1].messages[-1]["content"]
+    assert [s.narration for s in plan.shots] == [
+        "Mabel climbs towards the lamp, step 1 of the long night.",
+        "Mabel climbs towards the lamp, step 2 of the long night.", "La lampe s'allume."]
+    asked = fake_server.requests[0].user
+    assert "narration" in asked and "language the idea is written in" in asked
+
+
 def test_refusal_is_a_service_error(fake_server):
     fake_server.enqueue(chat_completion("", refusal="I can't help with that."))
     with pytest.raises(ServiceError, match="refused: I can't help with that"):

@@ -37,7 +37,7 @@ def test_schemas_fit_openai_strict_mode(name):
 def test_shot_schema_lists_the_issue_fields():
     props = SCHEMAS["shot_plan"]["properties"]["shots"]["items"]["properties"]
     assert list(props) == ["id", "scene_id", "description", "image_prompt", "motion_prompt",
-                           "negative_prompt", "duration_s", "characters"]
+                           "negative_prompt", "duration_s", "characters", "narration"]
 
 
 def test_batches_and_halves():
@@ -110,7 +110,7 @@ def test_options_from_cli_strings_and_bad_values():
     assert (opts.seed, opts.shots, opts.max_tokens) == (5, 20, 900)
     with pytest.raises(ConfigError, match="json_mode"):
         openai_compat.OpenAIStory(openai_compat.OpenAIOptions(json_mode="yaml"))
-    with pytest.raises(ConfigError, match="ollama.shots must be more than 0"):
+    with pytest.raises(ConfigError, match="ollama.shots must be from 1 to 10000, got 0"):
         ollama.OllamaStory(ollama.OllamaOptions(shots=0))
 
 

@@ -1,0 +1,22 @@
+"""Narrators: speak each shot's narration line into a WAV.
+
+``espeak`` (the default: eSpeak NG bundled in a wheel, offline, no model) and ``piper``
+(a neural voice from a local model file). A narrator is a class with ``name``, an attrs
+``Options``, ``concurrency`` and ``narrate(shot, job) -> Path`` (see
+:class:`framework.protocols.Narrator`).
+"""
+
+from __future__ import annotations
+
+from framework import hookimpl
+
+from .espeak import EspeakNarrator, EspeakOptions
+from .piper import PiperNarrator, PiperOptions
+
+__all__ = ["EspeakNarrator", "EspeakOptions", "PiperNarrator", "PiperOptions"]
+
+
+@hookimpl
+def register_narrators(register):
+    register(EspeakNarrator)
+    register(PiperNarrator)
