@@ -10,8 +10,10 @@ where the platform has it, so a link swapped in after the check still fails.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import os
+import signal
 import stat
 import threading
 from pathlib import Path
@@ -20,6 +22,49 @@ from .errors import SessionCorruptError
 
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 O_BINARY = getattr(os, "O_BINARY", 0)
+
+_sigint_depth = 0
+_sigint_pending = False
+
+
+def _note_sigint(signum, frame) -> None:
+    global _sigint_pending
+    _sigint_pending = True
+
+
+def uninterruptible(fn):
+    """Run ``fn`` with Ctrl-C held back until it returns (main thread only; other threads
+    never see KeyboardInterrupt). A session write cut in half by KeyboardInterrupt, e.g. a
+    journal line written but not yet applied in memory, would be lost by the next
+    snapshot: the interrupt is delivered right after the write instead."""
+
+    @functools.wraps(fn)
+    def guarded(*args, **kwargs):
+        global _sigint_depth, _sigint_pending
+        if threading.current_thread() is not threading.main_thread():
+            return fn(*args, **kwargs)
+        previous = None
+        if _sigint_depth == 0:
+            try:
+                previous = signal.signal(signal.SIGINT, _note_sigint)
+            except ValueError:  # not the main interpreter: signals cannot be set here
+                previous = None
+        _sigint_depth += 1
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _sigint_depth -= 1
+            if _sigint_depth == 0 and previous is not None:
+                signal.signal(signal.SIGINT, previous)
+                if _sigint_pending:
+                    _sigint_pending = False
+                    if callable(previous):
+                        previous(signal.SIGINT, None)
+                    elif previous == signal.SIG_DFL:
+                        raise KeyboardInterrupt
+
+    return guarded
+
 
 _tmp_counter = iter(range(1, 1 << 62))
 _tmp_lock = threading.Lock()

@@ -43,7 +43,8 @@ from .errors import SessionCorruptError, SessionError, SessionLockedError, Sessi
 from .records import SceneGraph, ShotPlan, Story, lenient_converter, structure, to_json
 from .redact import redact
 from .safefs import (atomic_write_bytes, atomic_write_text, contained, ensure_dir, fsync_dir,
-                     fsync_file, move_aside, open_nofollow, refuse_link, sha256_file)
+                     fsync_file, move_aside, open_nofollow, refuse_link, sha256_file,
+                     uninterruptible)
 
 __all__ = [
     "SessionStore", "Session", "Meta", "ShotState", "ArtifactState", "BackendChoice",
@@ -588,6 +589,7 @@ class Session:
     def locked(self) -> bool:
         return self._lock_file is not None
 
+    @uninterruptible
     def close(self) -> None:
         """Fold the journal into the meta and release the lock. The lock is released even
         if folding fails (the journal is kept and replayed next time)."""
@@ -818,6 +820,7 @@ class Session:
         except ValueError as exc:
             raise SessionCorruptError(path, str(exc)) from exc
 
+    @uninterruptible
     def save_step_output(self, step: str, value: Any) -> None:
         """Write story.json/scenes.json/shots.json atomically, then mark the step done."""
         name, _cls = STEP_FILES[step]
@@ -830,6 +833,7 @@ class Session:
             self._touch_status()
             self.write_meta()
 
+    @uninterruptible
     def adopt_step_output(self, step: str, value: Any) -> bool:
         """Bring the meta in line with a step output found on disk: the step is done and,
         for the shot plan, there is one shot state per planned shot (a crash can come right
@@ -860,6 +864,7 @@ class Session:
         self._reindex()
         return True
 
+    @uninterruptible
     def save_step_checkpoint(self, step: str, data: dict[str, Any]) -> None:
         """Durably record a story writer's partial work for ``step`` (merged)."""
         json.dumps(data)
@@ -868,6 +873,7 @@ class Session:
             self.write_meta()
 
     # -- session-level state (rare: written straight into the meta)
+    @uninterruptible
     def set_backends(self, choices: dict[str, BackendChoice]) -> None:
         with self._mutex:
             if self.meta.backends == choices:
@@ -875,6 +881,7 @@ class Session:
             self.meta.backends = dict(choices)
             self.write_meta()
 
+    @uninterruptible
     def mark_step(self, step: str, state: str, error: str | None = None) -> None:
         with self._mutex:
             self.meta.steps[step] = state
@@ -883,6 +890,7 @@ class Session:
             self._touch_status()
             self.write_meta()
 
+    @uninterruptible
     def approve(self) -> None:
         """Open the review gate: the next run goes on to the clips."""
         with self._mutex:
@@ -891,6 +899,7 @@ class Session:
                 self.meta.status = IN_PROGRESS
             self.write_meta()
 
+    @uninterruptible
     def add_step_usage(self, step: str, **counts: float) -> None:
         """Add to the cost ledger of a story step (seconds, attempts, tokens)."""
         with self._mutex:
@@ -900,6 +909,7 @@ class Session:
                     usage[key] = round(usage.get(key, 0) + value, 3)
             self.write_meta()
 
+    @uninterruptible
     def set_status(self, status: str, error: str | None = None) -> None:
         with self._mutex:
             self.meta.status = status
@@ -922,6 +932,7 @@ class Session:
             problem = "its clips or transition changed"
         return problem
 
+    @uninterruptible
     def mark_film_done(self, path: Path, seconds: float, fingerprint: str | None = None) -> None:
         """Record film.mp4 (already verified and in place) as done: the session is COMPLETE."""
         with self._mutex:
@@ -935,6 +946,7 @@ class Session:
             self.meta.last_error = None
             self.compact()
 
+    @uninterruptible
     def reset_film(self, reason: str) -> None:
         with self._mutex:
             f = self.meta.film
@@ -960,6 +972,7 @@ class Session:
         with self._mutex:
             self._log({"op": "checkpoint", "shot": shot_id, "stage": stage, "data": data})
 
+    @uninterruptible
     def mark_shot_done(self, stage: str, shot_id: int, produced: Path, *, backend: str,
                        seed: int | None, seconds: float, fingerprint: str,
                        info: dict[str, Any] | None = None, spent: float | None = None) -> ArtifactState:
@@ -1022,6 +1035,7 @@ class Session:
         problem = self._check_file(art, path)
         return ("done", None) if problem is None else (None, problem)
 
+    @uninterruptible
     def _finish_commit(self, art: ArtifactState, dest: Path) -> bool:
         """Finish a rename a crash interrupted, if the scratch file is the recorded one."""
         src = contained(self.path, art.pending, under=(".work", dest.parent.name), source=self.meta_path,
@@ -1085,6 +1099,7 @@ class Session:
         before = self.shot_state(shot_id).artifact(stage).backend_seconds or 0.0
         return round(before + max(0.0, spent), 3)
 
+    @uninterruptible
     def mark_shot_failed(self, stage: str, shot_id: int, error: str, *, spent: float | None = None) -> None:
         with self._mutex:
             fields: dict[str, Any] = {"state": FAILED_STATE, "last_error": error}
@@ -1096,6 +1111,7 @@ class Session:
     def _take_path(self, stage: str, shot_id: int, n: int, suffix: str) -> Path:
         return self.path / stage / "takes" / f"shot_{shot_id:03d}.{n}{suffix}"
 
+    @uninterruptible
     def keep_as_take(self, stage: str, shot_id: int, reason: str, *, prompt: str | None = None) -> dict | None:
         """Move the shot's done artifact to ``<stage>/takes/shot_NNN.<n>.<ext>``, record it as
         take ``n``, and set the artifact to be made again. Returns the take (None if the
@@ -1122,6 +1138,7 @@ class Session:
                 fsync_dir(src.parent)
             return take
 
+    @uninterruptible
     def use_take(self, stage: str, shot_id: int, n: int, *, pinned: bool = False,
                  prompt: str | None = None) -> ArtifactState:
         """Make take ``n`` the shot's artifact again; the current one (if done) becomes a new
@@ -1173,6 +1190,7 @@ class Session:
                 os.replace(dest, path)
                 fsync_dir(path.parent)
 
+    @uninterruptible
     def reset_shot(self, stage: str, shot_id: int, reason: str) -> None:
         """Forget a done artifact that is missing, damaged or stale, so it is made again."""
         with self._mutex:
@@ -1195,6 +1213,7 @@ class Session:
                 art.updated = event.get("t")
         self.meta.journal_seq = max(self.meta.journal_seq, int(event["seq"]))
 
+    @uninterruptible
     def _log(self, event: dict[str, Any], *, durable: bool = True) -> None:
         """Append one event, apply it, and compact when the journal is long. ``durable``
         events are fsynced before this returns; others only reach the OS (they survive a
@@ -1216,6 +1235,7 @@ class Session:
         if self._journal_events >= max(64, len(self.meta.shots)):
             self.compact()
 
+    @uninterruptible
     def compact(self) -> None:
         """Write the meta snapshot (which folds in the journal), then empty the journal."""
         with self._mutex:
@@ -1227,6 +1247,7 @@ class Session:
                 atomic_write_bytes(self.journal_path, b"")
                 self._journal_events = 0
 
+    @uninterruptible
     def write_meta(self) -> None:
         with self._mutex:
             self.meta.updated = now()

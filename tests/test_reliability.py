@@ -519,3 +519,35 @@ def test_an_overlong_idea_is_refused(out, fakes):
     r = invoke(out, "run", "x" * 5000, "--new", *FAKE)
     assert r.exit_code == 1 and "at most 2,000" in r.output
     assert not (out / "sessions").exists() or not SessionStore(out).ids()
+
+
+# -- Ctrl-C in the middle of a session write ----------------------------------------------------
+
+def test_ctrl_c_during_a_journal_write_loses_nothing(out, fakes, monkeypatch):
+    """SIGINT arriving while a done record is being journalled (after the line is written,
+    before it is applied in memory) must not lose it when the journal is folded in."""
+    import framework.session as session_mod
+    from framework.runner import Interrupted
+
+    real_fsync = os.fsync
+    fired = []
+
+    def fsync(fd):
+        real_fsync(fd)
+        if not fired and os.path.basename(os.readlink(f"/proc/self/fd/{fd}")) == "journal.jsonl":
+            fired.append(fd)
+            os.kill(os.getpid(), signal.SIGINT)  # delivered now, in the middle of _log
+
+    monkeypatch.setattr(session_mod.os, "fsync", fsync)
+    with pytest.raises(Interrupted):
+        run_session(out, "idea", backends=fakes.backends)
+    monkeypatch.undo()
+    assert fired
+    sid = SessionStore(out).ids()[0]
+    meta = SessionStore(out).load(sid).meta
+    journal = (out / "sessions" / sid / "journal.jsonl").read_bytes()
+    assert journal == b""  # folded into the meta on the way out
+    done = {s.id for s in meta.shots if s.image.state == DONE}
+    assert 1 in done  # the image whose record was being written when Ctrl-C came
+    on_disk = {int(p.stem[5:]) for p in (out / "sessions" / sid / "images").glob("shot_*.png")}
+    assert on_disk == done  # every file in place is vouched for by a record, and the reverse
