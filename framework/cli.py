@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from .errors import ConfigError, ReelforgeError, SessionCorruptError
+from .errors import ConfigError, ReelforgeError
 
 #: The flag that picks each kind's backend.
 _BACKEND_FLAGS = {"story": "--story-llm", "image": "--image-gen", "video": "--renderer",
@@ -67,16 +67,6 @@ def _backend_flags() -> dict[str, list[tuple[str, str, bool, type]]]:
     return flags
 
 
-def _flag_help(targets: list[tuple[str, str, bool, type]]) -> str:
-    """A backend flag's help: the docstring of the option it sets, and whose option it is."""
-    from .options import field_docs
-
-    doc = next((d for _, field, _, cls in targets if (d := field_docs(cls).get(field))), "")
-    owners = ", ".join(sorted({f"{name} option {field}" for name, field, _, _ in targets}))
-    names = ", ".join(sorted({name for name, _, _, _ in targets}))
-    return f"{doc} [{owners}]" if doc else f"Option of {names}."
-
-
 _run_params_cache: tuple[Any, list[click.Parameter]] | None = None
 
 
@@ -85,6 +75,7 @@ def _run_params() -> list[click.Parameter]:
     plugins (loading them first). Rebuilt when the registered plugins change, e.g. a test
     registering a backend; otherwise the same objects, as click's parsing expects."""
     global _run_params_cache
+    from . import cli_support as cs
     from .plugins import KINDS, load_plugins
 
     manager = load_plugins()
@@ -103,7 +94,7 @@ def _run_params() -> list[click.Parameter]:
     for flag, targets in sorted(_backend_flags().items()):
         multiple = any(m for _, _, m, _ in targets)
         params.append(click.Option([flag, "extra__" + flag.lstrip("-").replace("-", "_")],
-                                   multiple=multiple, help=_flag_help(targets)))
+                                   multiple=multiple, help=cs.flag_help(targets)))
     _run_params_cache = (key, params)
     return params
 
@@ -239,6 +230,7 @@ def run(idea: str | None, answer: str | None, output_dir: Path | None, config_pa
       reelforge run "The rise and fall of an ancient trading city" --new
       reelforge run --resume
     """
+    from . import cli_support as cs
     from .redact import for_terminal
     from .session import SessionStore
     from .views import render_session
@@ -257,44 +249,35 @@ def run(idea: str | None, answer: str | None, output_dir: Path | None, config_pa
             click.echo(f"warning: skipping a damaged session: {for_terminal(str(problem))}", err=True)
         # A new idea must never be swallowed by an unrelated session: only the same idea
         # (ignoring case and spacing) is offered.
-        offered = [s for s in incomplete if idea is None or same_idea(s.meta.idea, idea)]
+        offered = [s for s in incomplete if idea is None or cs.same_idea(s.meta.idea, idea)]
         others = len(incomplete) - len(offered)
         if offered:
             candidate = offered[0]
             click.echo("INCOMPLETE SESSION FOUND")
             click.echo(render_session(candidate, width=_width()))
-            if answer == "resume" or _ask_continue(candidate.id):
+            if answer == "resume" or cs.ask_continue(candidate.id):
                 session_id = candidate.id
             else:
                 click.echo(f"Starting a new session; {candidate.id} is left as it is.")
                 if idea is None:
-                    idea = _ask_idea()
+                    idea = cs.ask_idea()
         elif answer == "resume":
             if idea is not None and others:
                 raise click.ClickException(
                     f"no incomplete session of this idea in {store.root} to resume "
-                    f"({_count(others, 'incomplete session')} of other ideas: see `reelforge sessions "
+                    f"({cs.plural(others, 'incomplete session')} of other ideas: see `reelforge sessions "
                     f"list`, then `reelforge resume ID`)")
             if broken:
                 raise click.ClickException(f"no readable incomplete session in {store.root} to resume "
                                            f"({len(broken)} damaged: see the warnings above)")
             raise click.ClickException(f"no incomplete session in {store.root} to resume")
         elif idea is not None and others:
-            click.echo(f"Starting a new session for this idea; {_count(others, 'incomplete session')} "
+            click.echo(f"Starting a new session for this idea; {cs.plural(others, 'incomplete session')} "
                        f"of other ideas {'is' if others == 1 else 'are'} left as "
                        f"{'it is' if others == 1 else 'they are'} (`reelforge resume ID` continues one).")
     if session_id is None and not idea:
         raise click.UsageError("give an IDEA to start a new session, e.g. reelforge run \"A lighthouse in a storm\"")
     _execute(runner, lambda: runner.resume(session_id) if session_id else runner.start(idea))
-
-
-def same_idea(a: str, b: str) -> bool:
-    """Whether two ideas are the same, ignoring case and spacing."""
-    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 @cli.command(cls=_RunCommand)
@@ -306,13 +289,14 @@ def resume(session_id: str | None, output_dir: Path | None, config_path: Path | 
 
     SESSION_ID may be a unique start of an id (20261201_1530) or `latest`. An ABANDONED
     session continues too (and is IN PROGRESS again)."""
+    from . import cli_support as cs
     from .session import SessionStore
 
     config = _load_config(config_path)
     output_dir = _resolve_output_dir(output_dir, config)
     runner = _make_runner(output_dir, config, kwargs)
     if session_id is not None:
-        session_id = resolve_session_id(SessionStore(output_dir), session_id)
+        session_id = cs.resolve_session_id(SessionStore(output_dir), session_id)
     _execute(runner, lambda: runner.resume(session_id))
 
 
@@ -337,54 +321,6 @@ def _width() -> int:
     import shutil
 
     return min(100, shutil.get_terminal_size((80, 24)).columns)
-
-
-def _interactive() -> bool:
-    return sys.stdin is not None and sys.stdin.isatty()
-
-
-def _read_line(prompt: str, no_input: str) -> str:
-    """With no terminal: print ``prompt``, read one line from stdin and echo it (so a log
-    shows the answer). At end of input fail with ``no_input`` instead of hanging or guessing."""
-    click.echo(prompt, nl=False)
-    line = sys.stdin.readline() if sys.stdin is not None else ""
-    if not line:
-        click.echo()
-        raise click.UsageError(no_input)
-    line = line.strip()
-    from .redact import for_terminal
-
-    click.echo(for_terminal(line, newlines=False))
-    return line
-
-
-def _ask_yes_no(question: str, *, default: bool, no_input: str) -> bool:
-    if _interactive():
-        return click.confirm(question, default=default)
-    reply = _read_line(f"{question} {'[Y/n]' if default else '[y/N]'}: ", no_input).lower()
-    if reply in ("y", "yes") or (reply == "" and default):
-        return True
-    if reply in ("n", "no") or reply == "":
-        return False
-    raise click.UsageError(f"answer y or n, not {reply!r}")
-
-
-def _ask_continue(session_id: str) -> bool:
-    """Ask `Continue? [Y/n]` (see _read_line for what happens with no terminal)."""
-    return _ask_yes_no("Continue?", default=True, no_input=(
-        f"incomplete session {session_id} found and no answer on standard input; "
-        f"pass --resume to continue it or --new to start a new session"))
-
-
-def _ask_idea() -> str:
-    """Ask for the idea of a new session (`Idea:`)."""
-    no_input = "no idea on standard input; pass an IDEA, e.g. reelforge run \"A lighthouse in a storm\" --new"
-    if _interactive():
-        return click.prompt("Idea")
-    idea = _read_line("Idea: ", no_input)
-    if not idea:
-        raise click.UsageError(no_input)
-    return idea
 
 
 def _show_warnings(console) -> logging.Handler:
@@ -442,6 +378,12 @@ def _execute(runner, action) -> None:
 
 # -- sessions -----------------------------------------------------------------------
 
+def _parse_statuses(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> set[str]:
+    from . import cli_support as cs
+
+    return cs.parse_statuses(ctx, param, values)
+
+
 @cli.group()
 def sessions() -> None:
     """List, inspect, abandon and remove sessions.
@@ -456,106 +398,6 @@ def sessions() -> None:
     ID: a session id, a unique start of one (20261201_1530) or `latest`.
     Files: output/sessions/ID/story.json, shots.json, images/, videos/, film.mp4
     """
-
-
-#: What `sessions list` shows for folders that are not readable sessions.
-EMPTY, UNREADABLE = "EMPTY", "UNREADABLE"
-
-
-def session_sort_key(session_id: str) -> tuple[str, int]:
-    """Orders ids by creation: session_..._153000 < session_..._153000_2 < ..._153000_10."""
-    stamp, _, n = session_id[:23], session_id[23:24], session_id[24:]
-    return stamp, int(n) if n.isdigit() else 1
-
-
-def resolve_session_id(store, text: str) -> str:
-    """The session id ``text`` names: an id, a unique start of one (with or without the
-    ``session_`` prefix), or ``latest`` (the newest created). The result is a valid session
-    id (framework.session.is_session_id); an unknown or ambiguous name is a SessionError."""
-    import re
-
-    from .errors import SessionError, SessionNotFoundError
-    from .redact import for_terminal
-    from .session import is_session_id
-
-    text = text.strip()
-    if is_session_id(text):
-        return text  # an exact id wins even where it starts a longer one (..._153000_2)
-    shown = for_terminal(text, newlines=False)
-    ids = store.ids()
-    if text.casefold() == "latest":
-        if not ids:
-            raise SessionNotFoundError(f"no sessions in {store.root}")
-        return max(ids, key=session_sort_key)
-    prefix = text if text.startswith("session_") else f"session_{text}"
-    if not text or not re.fullmatch(r"session_[0-9_]*", prefix, re.ASCII):
-        raise SessionError(f"{shown!r} is not a session id (expected session_YYYYMMDD_HHMMSS, a unique "
-                           f"start of one such as 20261201_1530, or latest); see `reelforge sessions list`")
-    matches = sorted((i for i in ids if i.startswith(prefix)), key=session_sort_key, reverse=True)
-    if not matches:
-        raise SessionNotFoundError(f"no session matches {shown!r} in {store.root}; "
-                                   f"see `reelforge sessions list`")
-    if len(matches) > 1:
-        listed = "\n".join(f"  {_describe(store, m)}" for m in matches[:10])
-        more = f"\n  ... and {len(matches) - 10:,} more" if len(matches) > 10 else ""
-        raise SessionError(f"{shown!r} matches {len(matches):,} sessions; give more of the id:\n"
-                           f"{listed}{more}")
-    return matches[0]
-
-
-def _describe(store, session_id: str) -> str:
-    """``session_... (STATUS) idea`` for a line of a listing."""
-    import textwrap
-
-    from .redact import for_terminal
-
-    try:
-        meta = store.load(session_id).meta
-    except SessionCorruptError:
-        import os
-
-        try:  # only a lock and temporary files: a crash inside create() left it
-            empty = all(n == ".lock" or n.endswith(".tmp") for n in os.listdir(store.root / session_id))
-        except OSError:
-            empty = False
-        return f"{session_id} ({EMPTY if empty else UNREADABLE})"
-    idea = textwrap.shorten(for_terminal(meta.idea, newlines=False), 60, placeholder="...")
-    return f"{session_id} ({meta.status}) {idea}"
-
-
-def _entry_id(entry) -> str:
-    if isinstance(entry, SessionCorruptError):
-        path = Path(entry.path)
-        return path.parent.name if path.parent.name.startswith("session_") else path.name
-    return entry.id
-
-
-def _entry_status(entry) -> str:
-    from .session import AbandonedSession
-
-    if isinstance(entry, AbandonedSession):
-        return EMPTY
-    if isinstance(entry, SessionCorruptError):
-        return UNREADABLE
-    return entry.meta.status
-
-
-def _status_choices() -> tuple[str, ...]:
-    from .session import STATUSES
-
-    return (*STATUSES, EMPTY, UNREADABLE)
-
-
-def _parse_statuses(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> set[str]:
-    choices = _status_choices()
-    picked = set()
-    for value in values:
-        status = "_".join(value.replace("-", " ").split()).upper()
-        if status not in choices:
-            raise click.BadParameter(f"{value!r} is not a status; use one of {', '.join(choices)}",
-                                     ctx=ctx, param=param)
-        picked.add(status)
-    return picked
 
 
 @sessions.command("list")
@@ -578,14 +420,15 @@ def sessions_list(output_dir: Path | None, config_path: Path | None, limit: int 
     """
     import json
 
+    from . import cli_support as cs
     from .session import Session, SessionStore
     from .views import sessions_table
 
     store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
-    found = sorted(store.sessions(), key=lambda e: session_sort_key(_entry_id(e)), reverse=True)
+    found = sorted(store.sessions(), key=lambda e: cs.session_sort_key(cs.entry_id(e)), reverse=True)
     total = len(found)
     if statuses:
-        found = [e for e in found if _entry_status(e) in statuses]
+        found = [e for e in found if cs.entry_status(e) in statuses]
     if search is not None:
         wanted = " ".join(search.split()).casefold()
         found = [e for e in found if isinstance(e, Session) and wanted in " ".join(e.meta.idea.split()).casefold()]
@@ -593,44 +436,17 @@ def sessions_list(output_dir: Path | None, config_path: Path | None, limit: int 
     if limit is not None:
         found = found[:limit]
     if as_json:
-        click.echo(json.dumps([_session_summary(s) for s in found], indent=2))
+        click.echo(json.dumps([cs.session_summary(s) for s in found], indent=2))
         return
     if not found:
         if total:
-            click.echo(f"No sessions match in {store.root} ({_count(total, 'session')} in all).")
+            click.echo(f"No sessions match in {store.root} ({cs.plural(total, 'session')} in all).")
         else:
             click.echo(f"No sessions in {store.root}. Start one with: reelforge run \"your idea\"")
         return
     sessions_table(found)
     if len(found) < matched:
         click.echo(f"({len(found):,} of {matched:,} shown, newest first)")
-
-
-def _counts(meta) -> dict[str, dict[str, int]]:
-    """Done and total for every step: 0 or 1 of 1 for story, scene_graph, shots and
-    assemble, shots for images and videos."""
-    from .session import DONE, SHOT_STAGES, STEPS
-
-    counts = {}
-    for step in STEPS:
-        if step in SHOT_STAGES:
-            done, total = meta.counts(step)
-        else:
-            done, total = int(meta.steps.get(step) == DONE), 1
-        counts[step] = {"done": done, "total": total}
-    return counts
-
-
-def _session_summary(s) -> dict[str, Any]:
-    from .session import AbandonedSession
-
-    if isinstance(s, AbandonedSession):
-        return {"id": s.id, "status": EMPTY, "error": s.reason}
-    if isinstance(s, SessionCorruptError):
-        return {"id": _entry_id(s), "status": UNREADABLE, "error": str(s)}
-    m = s.meta
-    return {"id": m.id, "status": m.status, "idea": m.idea, "steps": m.steps, "counts": _counts(m),
-            "created": m.created, "updated": m.updated, "last_error": m.last_error}
 
 
 @sessions.command("view")
@@ -643,15 +459,16 @@ def sessions_view(session_id: str, output_dir: Path | None, config_path: Path | 
     ID is a session id, a unique start of one (20261201_1530, session_20261201) or `latest`."""
     import json
 
+    from . import cli_support as cs
     from .session import SessionStore
 
     store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
-    session = store.load(resolve_session_id(store, session_id))
+    session = store.load(cs.resolve_session_id(store, session_id))
     if as_json:
         from .records import lenient_converter
 
         data = lenient_converter.unstructure(session.meta)
-        data["counts"] = _counts(session.meta)
+        data["counts"] = cs.step_counts(session.meta)
         data["path"] = str(session.path)
         click.echo(json.dumps(data, indent=2))
         return
@@ -668,10 +485,11 @@ def sessions_abandon(session_id: str, output_dir: Path | None, config_path: Path
 
     Its files are kept; `reelforge resume ID` still continues it (it is then IN PROGRESS
     again) and `reelforge sessions rm ID` removes it."""
+    from . import cli_support as cs
     from .session import ABANDONED, COMPLETE, Session, SessionStore
 
     store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
-    sid = resolve_session_id(store, session_id)
+    sid = cs.resolve_session_id(store, session_id)
     status = store.load(sid).meta.status  # exists, is no link, and is readable
     if status == COMPLETE:
         raise click.ClickException(f"session {sid} is COMPLETE: there is nothing to abandon "
@@ -697,63 +515,11 @@ def sessions_rm(session_id: str, yes: bool, output_dir: Path | None, config_path
 
     A session a run is using is refused. A session folder that is a symbolic link is
     refused, and links inside a session are removed, never followed."""
-    import os
-    import shutil
-    import stat
-
-    from .errors import SessionError, SessionNotFoundError
-    from .session import Session, SessionStore
+    from . import cli_support as cs
+    from .session import SessionStore
 
     store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
-    sid = resolve_session_id(store, session_id)
-    path = store.path_for(sid)
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        raise SessionNotFoundError(f"no session {sid!r} in {store.root}") from None
-    if stat.S_ISLNK(st.st_mode):
-        raise SessionError(f"{path} is a symbolic link: reelforge removes no files through links "
-                           f"(remove the link itself if it is yours)")
-    if not stat.S_ISDIR(st.st_mode):
-        raise SessionError(f"{path} is not a session folder")
-    if not shutil.rmtree.avoids_symlink_attacks:  # pragma: no cover - not on Linux
-        raise SessionError("this platform's shutil.rmtree may follow links; remove the folder by hand")
-    session = Session(store, sid)
-    session.lock()  # refused while a run has it; held until the folder is gone
-    try:
-        files, size = _folder_size(path)
-        click.echo(f"{_describe(store, sid)}\n  {_count(files, 'file')}, {_human_size(size)} in {path}")
-        if not yes and not _ask_yes_no(f"Remove session {sid} and all its files?", default=False,
-                                       no_input=f"no answer on standard input; pass --yes to remove {sid}"):
-            click.echo("Nothing removed.")
-            return
-        shutil.rmtree(path)  # refuses a linked root; removes links inside without following them
-    finally:
-        session.close()
-    click.echo(f"Removed session {sid}.")
-
-
-def _folder_size(path: Path) -> tuple[int, int]:
-    """(files, bytes) under ``path``, links not followed (counted as themselves)."""
-    import os
-
-    files = size = 0
-    for folder, dirs, names in os.walk(path, followlinks=False):
-        for name in names + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
-            try:
-                size += os.lstat(os.path.join(folder, name)).st_size
-            except OSError:
-                continue
-            files += 1
-    return files, size
-
-
-def _human_size(n: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:,} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
-        n /= 1000
-    return f"{n:,.1f} TB"  # pragma: no cover
+    cs.remove_session(store, session_id, yes=yes)
 
 
 @sessions.command("help")
@@ -777,6 +543,7 @@ def plugins_cmd(show_options: bool, as_json: bool, config_path: Path | None) -> 
     are left out."""
     import json
 
+    from . import cli_support as cs
     from .plugins import KINDS, backends, load_plugins, plugin_info
 
     _load_config(config_path)
@@ -785,7 +552,7 @@ def plugins_cmd(show_options: bool, as_json: bool, config_path: Path | None) -> 
     if as_json:
         if show_options:
             for p in info:
-                p["options"] = {kind: {name: _options_json(regs[kind][name]) for name in names}
+                p["options"] = {kind: {name: cs.options_json(regs[kind][name]) for name in names}
                                 for kind, names in p["backends"].items()}
         click.echo(json.dumps(info, indent=2))
         return
@@ -798,7 +565,7 @@ def plugins_cmd(show_options: bool, as_json: bool, config_path: Path | None) -> 
             click.echo(f"  {KINDS[kind][1]}: {', '.join(names)}")
             if show_options:
                 for name in names:
-                    lines = _option_lines(regs[kind][name], indent=4, width=width)
+                    lines = cs.option_lines(regs[kind][name], indent=4, width=width)
                     click.echo("\n".join([f"    {name} options (-o {name}.KEY=VALUE):", *lines]
                                          if lines else [f"    {name} takes no options"]))
         if p["commands"]:
@@ -817,99 +584,10 @@ def backends_cmd(name: str | None, as_json: bool, config_path: Path | None) -> N
 
     Each option is shown with its type, default and what it does; set it with
     `-o NAME.KEY=VALUE` on `reelforge run`, or in reelforge.toml under [backends.NAME]."""
-    import json
-
-    from .plugins import KINDS, backends, load_plugins
+    from . import cli_support as cs
 
     _load_config(config_path)
-    load_plugins()
-    found = [(kind, reg) for kind in KINDS for reg in backends(kind).values()]
-    if name is not None:
-        chosen = [(kind, reg) for kind, reg in found if reg.name == name]
-        if not chosen:
-            installed = ", ".join(sorted({reg.name for _, reg in found})) or "none"
-            raise click.UsageError(f"no backend is named {name!r}; installed: {installed}")
-        found = chosen
-    if as_json:
-        click.echo(json.dumps([{"kind": kind, "name": reg.name, "plugin": reg.plugin,
-                                "description": _description(reg), "options": _options_json(reg)}
-                               for kind, reg in found], indent=2))
-        return
-    width = _width()
-    if name is None:
-        for kind, reg in found:
-            click.echo(f"{KINDS[kind][1]:<16} {reg.name:<12} {_description(reg)}")
-        click.echo("\nOptions of one: reelforge backends NAME (all of them: reelforge plugins --options)")
-        return
-    for i, (kind, reg) in enumerate(found):
-        flag = _BACKEND_FLAGS.get(kind, f"--{kind}")
-        if i:
-            click.echo()
-        click.echo(f"{reg.name}: {KINDS[kind][1]} (plugin {reg.plugin}; select with {flag} {reg.name})")
-        if _description(reg):
-            click.echo(_wrap(_description(reg), 2, width))
-        lines = _option_lines(reg, indent=2, width=width)
-        if lines:
-            click.echo(f"  Options (-o {reg.name}.KEY=VALUE, or [backends.{reg.name}] in reelforge.toml):")
-            click.echo("\n".join(lines))
-        else:
-            click.echo("  No options.")
-
-
-def _description(reg) -> str:
-    """A backend's one-line description: its ``description``, else its docstring's first
-    paragraph."""
-    import inspect
-
-    text = getattr(reg.cls, "description", None)
-    if not isinstance(text, str) or not text:
-        cls = reg.cls if isinstance(reg.cls, type) else type(reg.cls)
-        text = (inspect.getdoc(cls) or "").split("\n\n")[0]
-    from .redact import for_terminal
-
-    return for_terminal(" ".join(text.split()), newlines=False)
-
-
-def _option_infos(reg):
-    from .options import describe_options
-
-    return describe_options(getattr(reg.cls, "Options", None))
-
-
-def _options_json(reg) -> list[dict[str, Any]]:
-    import attrs
-
-    return [attrs.asdict(o) for o in _option_infos(reg)]
-
-
-def _wrap(text: str, indent: int, width: int) -> str:
-    import textwrap
-
-    return textwrap.fill(text, width=max(40, width), initial_indent=" " * indent,
-                         subsequent_indent=" " * indent)
-
-
-def _option_lines(reg, *, indent: int, width: int) -> list[str]:
-    """Each option as ``KEY (TYPE; default X; ALLOWED; flag --F)`` and its docstring under it."""
-    import textwrap
-
-    from .redact import for_terminal
-
-    lines = []
-    for o in _option_infos(reg):
-        facts = [o.type, f"default {o.default}"]
-        if o.allowed:
-            facts.append(o.allowed)
-        if o.flag:
-            facts.append(f"flag {o.flag}")
-        if o.secret:
-            facts.append("secret: not saved, not allowed in reelforge.toml")
-        head = for_terminal(f"{o.name} ({'; '.join(facts)})", newlines=False)
-        lines.append(textwrap.fill(head, width=max(40, width), initial_indent=" " * (indent + 2),
-                                   subsequent_indent=" " * (indent + 6)))
-        if o.doc:
-            lines.append(_wrap(for_terminal(o.doc, newlines=False), indent + 6, width))
-    return lines
+    cs.show_backends(name, as_json=as_json, width=_width(), flags=_BACKEND_FLAGS)
 
 
 def main() -> None:

@@ -12,7 +12,8 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from framework.cli import cli, resolve_session_id, session_sort_key
+from framework.cli import cli
+from framework.cli_support import resolve_session_id, session_sort_key
 from framework.errors import SessionError, SessionNotFoundError, StageError
 from framework.records import Shot, ShotPlan
 from framework.session import ABANDONED, DONE, FAILED, IN_PROGRESS, Session, SessionStore
