@@ -415,8 +415,9 @@ def sessions_list(output_dir: Path | None, config_path: Path | None, limit: int 
     """List sessions, newest first: id, status, per-stage counts, last update, idea.
 
     Statuses: NEW, IN PROGRESS, COMPLETE, FAILED, AWAITING REVIEW (stopped after its
-    images until approved), ABANDONED (given up with `reelforge sessions abandon`), EMPTY (a folder a crash left before the session was written: it
-    holds no work and the next new session sweeps it away), UNREADABLE (a damaged file).
+    images until approved), ABANDONED (given up with `reelforge sessions abandon`), EMPTY
+    (a folder a crash left before the session was written: it holds no work and the next
+    new session sweeps it away), UNREADABLE (a damaged file).
     """
     import json
 
