@@ -209,8 +209,9 @@ def describe_options(cls: type | None) -> list[OptionInfo]:
 def _field_type(field: attrs.Attribute, hints: dict[str, Any]) -> Any:
     """The field's type; for an untyped field (attrs.make_class), its default's type."""
     tp = hints.get(field.name, field.type)
-    if tp is None and field.default is not attrs.NOTHING and not isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
-        tp = type(field.default)
+    default = field.default
+    if tp is None and default is not attrs.NOTHING and not isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+        tp = type(default)
     return tp
 
 
