@@ -13,11 +13,17 @@ from typing import Any
 
 import click
 
-from .errors import ConfigError, ReelforgeError, SessionCorruptError
+from .errors import ConfigError, ReelforgeError
 
 #: The flag that picks each kind's backend.
 _BACKEND_FLAGS = {"story": "--story-llm", "image": "--image-gen", "video": "--renderer",
                   "narration": "--narrator"}
+
+
+def _config_option(f):
+    return click.option(
+        "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+        envvar="REELFORGE_CONFIG", help="Config file (default: ./reelforge.toml if present).")(f)
 
 
 def _output_dir_option(f):
@@ -25,10 +31,7 @@ def _output_dir_option(f):
         "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
         envvar="REELFORGE_OUTPUT_DIR",
         help="Where sessions live (default: output_dir from reelforge.toml, else ./output).")(f)
-    f = click.option(
-        "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-        envvar="REELFORGE_CONFIG", help="Config file (default: ./reelforge.toml if present).")(f)
-    return f
+    return _config_option(f)
 
 
 def _load_config(config_path: Path | None):
@@ -45,13 +48,13 @@ def _resolve_output_dir(output_dir: Path | None, config) -> Path:
     return output_dir or Path(config.output_dir or "output")
 
 
-def _backend_flags() -> dict[str, list[tuple[str, str, bool]]]:
+def _backend_flags() -> dict[str, list[tuple[str, str, bool, type]]]:
     """Extra flags backends ask for (Options field metadata 'cli'):
-    flag -> [(backend name, field, multiple)]."""
+    flag -> [(backend name, field, multiple, Options class)]."""
     from .options import cli_flags
     from .plugins import KINDS, backends
 
-    flags: dict[str, list[tuple[str, str, bool]]] = {}
+    flags: dict[str, list[tuple[str, str, bool, type]]] = {}
     for kind in KINDS:
         try:
             regs = backends(kind)
@@ -60,7 +63,7 @@ def _backend_flags() -> dict[str, list[tuple[str, str, bool]]]:
         for reg in regs.values():
             opt_cls = getattr(reg.cls, "Options", None)
             for flag, (field, multiple) in (cli_flags(opt_cls) if opt_cls else {}).items():
-                flags.setdefault(flag, []).append((reg.name, field, multiple))
+                flags.setdefault(flag, []).append((reg.name, field, multiple, opt_cls))
     return flags
 
 
@@ -72,6 +75,7 @@ def _run_params() -> list[click.Parameter]:
     plugins (loading them first). Rebuilt when the registered plugins change, e.g. a test
     registering a backend; otherwise the same objects, as click's parsing expects."""
     global _run_params_cache
+    from . import cli_support as cs
     from .plugins import KINDS, load_plugins
 
     manager = load_plugins()
@@ -80,10 +84,11 @@ def _run_params() -> list[click.Parameter]:
         return _run_params_cache[1]
     params: list[click.Parameter] = [
         click.Option([flag, f"{kind}_backend"], metavar="NAME",
-                     help=f"The {KINDS[kind][1]} to use (see `reelforge plugins`).")
+                     help=f"The {KINDS[kind][1]} to use (see `reelforge backends`).")
         for kind, flag in _BACKEND_FLAGS.items()]
     params.append(click.Option(["-o", "--option", "options"], multiple=True, metavar="[NAME.]KEY=VALUE",
-                               help="A backend option, e.g. -o shots=9 or -o kenburns.fps=30. Repeatable."))
+                               help="A backend option, e.g. -o shots=9 or -o kenburns.fps=30. Repeatable. "
+                                    "`reelforge backends NAME` lists a backend's options."))
     params.append(click.Option(["--transition"], type=click.Choice(["cut", "crossfade"]), default=None,
                                help="How clips are joined into film.mp4 (default: cut, or as the session recorded)."))
     params.append(click.Option(["--subtitles"], type=click.Choice(["auto", "none", "soft", "burn"]), default=None,
@@ -101,10 +106,9 @@ def _run_params() -> list[click.Parameter]:
                                help="Start no work that the session's recorded averages say would take "
                                     "this run past SECONDS of backend time."))
     for flag, targets in sorted(_backend_flags().items()):
-        multiple = any(m for _, _, m in targets)
-        names = ", ".join(sorted({n for n, _, _ in targets}))
+        multiple = any(m for _, _, m, _ in targets)
         params.append(click.Option([flag, "extra__" + flag.lstrip("-").replace("-", "_")],
-                                   multiple=multiple, help=f"Option of {names}."))
+                                   multiple=multiple, help=cs.flag_help(targets)))
     _run_params_cache = (key, params)
     return params
 
@@ -142,7 +146,7 @@ def _make_runner(output_dir: Path, config, kwargs: dict[str, Any]):
         if not value:
             continue
         flag = "--" + key[len("extra__"):].replace("_", "-")
-        for name, field, _multiple in flag_targets.get(flag, []):
+        for name, field, _multiple, _cls in flag_targets.get(flag, []):
             if name in selected:
                 text = ",".join(value) if isinstance(value, tuple) else str(value)
                 pairs.append(f"{name}.{field}={text}")
@@ -225,18 +229,24 @@ def cli() -> None:
 
 @cli.command(cls=_RunCommand)
 @click.argument("idea", required=False)
-@click.option("--resume", "answer", flag_value="resume", help="Continue the newest incomplete session without asking.")
+@click.option("--resume", "answer", flag_value="resume",
+              help="Continue the newest incomplete session (of IDEA, if given) without asking.")
 @click.option("--new", "answer", flag_value="new", help="Start a new session even if an incomplete one exists.")
 @_output_dir_option
 def run(idea: str | None, answer: str | None, output_dir: Path | None, config_path: Path | None,
         **kwargs: Any) -> None:
     """Make a film from IDEA, or continue an incomplete session.
 
+    With IDEA, only an incomplete session of the same idea is offered; otherwise a new
+    session starts. With no IDEA, the newest incomplete session is offered, and answering
+    n asks for the idea of a new one.
+
     \b
     Examples:
       reelforge run "The rise and fall of an ancient trading city" --new
       reelforge run --resume
     """
+    from . import cli_support as cs
     from .redact import for_terminal
     from .session import SessionStore
     from .views import render_session
@@ -247,26 +257,40 @@ def run(idea: str | None, answer: str | None, output_dir: Path | None, config_pa
     runner.validate()
     store = SessionStore(output_dir)
     session_id = None
+    if idea is not None and not idea.strip():
+        raise click.UsageError("the IDEA is empty; e.g. reelforge run \"A lighthouse in a storm\"")
     if answer != "new":
         incomplete, broken = store.scan()
         for problem in broken:  # never skipped silently: say which file is damaged
             click.echo(f"warning: skipping a damaged session: {for_terminal(str(problem))}", err=True)
-        if incomplete:
-            candidate = incomplete[0]
+        # A new idea must never be swallowed by an unrelated session: only the same idea
+        # (ignoring case and spacing) is offered.
+        offered = [s for s in incomplete if idea is None or cs.same_idea(s.meta.idea, idea)]
+        others = len(incomplete) - len(offered)
+        if offered:
+            candidate = offered[0]
             click.echo("INCOMPLETE SESSION FOUND")
             click.echo(render_session(candidate, width=_width()))
-            if answer == "resume" or _ask_continue(candidate.id):
+            if answer == "resume" or cs.ask_continue(candidate.id):
                 session_id = candidate.id
-                if idea and idea.strip() != candidate.meta.idea:
-                    click.echo(f"Continuing {candidate.id}; its idea is kept: "
-                               f"{for_terminal(candidate.meta.idea, newlines=False)!r}")
             else:
                 click.echo(f"Starting a new session; {candidate.id} is left as it is.")
+                if idea is None:
+                    idea = cs.ask_idea()
         elif answer == "resume":
+            if idea is not None and others:
+                raise click.ClickException(
+                    f"no incomplete session of this idea in {store.root} to resume "
+                    f"({cs.plural(others, 'incomplete session')} of other ideas: see `reelforge sessions "
+                    f"list`, then `reelforge resume ID`)")
             if broken:
                 raise click.ClickException(f"no readable incomplete session in {store.root} to resume "
                                            f"({len(broken)} damaged: see the warnings above)")
             raise click.ClickException(f"no incomplete session in {store.root} to resume")
+        elif idea is not None and others:
+            click.echo(f"Starting a new session for this idea; {cs.plural(others, 'incomplete session')} "
+                       f"of other ideas {'is' if others == 1 else 'are'} left as "
+                       f"{'it is' if others == 1 else 'they are'} (`reelforge resume ID` continues one).")
     if session_id is None and not idea:
         raise click.UsageError("give an IDEA to start a new session, e.g. reelforge run \"A lighthouse in a storm\"")
     _execute(runner, lambda: runner.resume(session_id) if session_id else runner.start(idea))
@@ -277,9 +301,18 @@ def run(idea: str | None, answer: str | None, output_dir: Path | None, config_pa
 @_output_dir_option
 def resume(session_id: str | None, output_dir: Path | None, config_path: Path | None,
            **kwargs: Any) -> None:
-    """Continue SESSION_ID (default: the newest incomplete session), doing only what remains."""
+    """Continue SESSION_ID (default: the newest incomplete session), doing only what remains.
+
+    SESSION_ID may be a unique start of an id (20261201_1530) or `latest`. An ABANDONED
+    session continues too (and is IN PROGRESS again)."""
+    from . import cli_support as cs
+    from .session import SessionStore
+
     config = _load_config(config_path)
-    runner = _make_runner(_resolve_output_dir(output_dir, config), config, kwargs)
+    output_dir = _resolve_output_dir(output_dir, config)
+    runner = _make_runner(output_dir, config, kwargs)
+    if session_id is not None:
+        session_id = cs.resolve_session_id(SessionStore(output_dir), session_id)
     _execute(runner, lambda: runner.resume(session_id))
 
 
@@ -300,28 +333,10 @@ def _help_width() -> int:
 
 
 def _width() -> int:
-    return min(100, click.get_terminal_size()[0] if hasattr(click, "get_terminal_size") else 100)
+    """Width for session views: the terminal's, at most 100 (80 when it is not known)."""
+    import shutil
 
-
-def _ask_continue(session_id: str) -> bool:
-    """Ask `Continue? [Y/n]`. With no terminal, read one answer line from stdin; at end of
-    input (nothing to read) fail with a message instead of hanging or guessing."""
-    if sys.stdin is not None and sys.stdin.isatty():
-        return click.confirm("Continue?", default=True)
-    click.echo("Continue? [Y/n]: ", nl=False)
-    line = sys.stdin.readline() if sys.stdin is not None else ""
-    if not line:
-        click.echo()
-        raise click.UsageError(
-            f"incomplete session {session_id} found and no answer on standard input; "
-            f"pass --resume to continue it or --new to start a new session")
-    reply = line.strip().lower()
-    click.echo(reply)
-    if reply in ("", "y", "yes"):
-        return True
-    if reply in ("n", "no"):
-        return False
-    raise click.UsageError(f"answer y or n, not {line.strip()!r}")
+    return min(100, shutil.get_terminal_size((80, 24)).columns)
 
 
 def _show_warnings(console) -> logging.Handler:
@@ -390,63 +405,149 @@ def _execute(runner, action) -> None:
 
 # -- sessions -----------------------------------------------------------------------
 
+def _parse_statuses(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> set[str]:
+    from . import cli_support as cs
+
+    return cs.parse_statuses(ctx, param, values)
+
+
 @cli.group()
 def sessions() -> None:
-    """List and inspect sessions.
+    """List, inspect, abandon and remove sessions.
 
     \b
     Commands:
-      reelforge sessions list        List all sessions
-      reelforge sessions view ID     View a session's progress and shots
-      reelforge sessions help        Show this help
+      reelforge sessions list         Sessions, newest first (-n, --status, --search)
+      reelforge sessions view ID      A session's progress and shots (--json)
+      reelforge sessions abandon ID   Never offer a session to continue again
+      reelforge sessions rm ID        Remove a session and its files (asks; --yes)
+      reelforge sessions help         Show this help
+    ID: a session id, a unique start of one (20261201_1530) or `latest`.
     Files: output/sessions/ID/story.json, shots.json, images/, videos/, film.mp4
     """
 
 
 @sessions.command("list")
 @_output_dir_option
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Show only the N newest sessions (after --status and --search).")
+@click.option("--status", "statuses", multiple=True, callback=_parse_statuses, metavar="STATUS",
+              help="Only sessions with this status: NEW, IN_PROGRESS, COMPLETE, FAILED, AWAITING_REVIEW, "
+                   "ABANDONED, EMPTY or UNREADABLE (any case). Repeatable.")
+@click.option("--search", metavar="TEXT", default=None,
+              help="Only sessions whose idea contains TEXT (ignoring case and spacing).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def sessions_list(output_dir: Path | None, config_path: Path | None, as_json: bool) -> None:
-    """List all sessions: id, status, idea, per-stage counts, last update."""
+def sessions_list(output_dir: Path | None, config_path: Path | None, limit: int | None,
+                  statuses: set[str], search: str | None, as_json: bool) -> None:
+    """List sessions, newest first: id, status, per-stage counts, last update, idea.
+
+    Statuses: NEW, IN PROGRESS, COMPLETE, FAILED, AWAITING REVIEW (stopped after its
+    images until approved), ABANDONED (given up with `reelforge sessions abandon`), EMPTY
+    (a folder a crash left before the session was written: it holds no work and the next
+    new session sweeps it away), UNREADABLE (a damaged file).
+    """
     import json
 
-    from .session import SessionStore
+    from . import cli_support as cs
+    from .session import Session, SessionStore
     from .views import sessions_table
 
     store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
-    found = list(store.sessions())
+    found = sorted(store.sessions(), key=lambda e: cs.session_sort_key(cs.entry_id(e)), reverse=True)
+    total = len(found)
+    if statuses:
+        found = [e for e in found if cs.entry_status(e) in statuses]
+    if search is not None:
+        wanted = " ".join(search.split()).casefold()
+        found = [e for e in found if isinstance(e, Session) and wanted in " ".join(e.meta.idea.split()).casefold()]
+    matched = len(found)
+    if limit is not None:
+        found = found[:limit]
     if as_json:
-        click.echo(json.dumps([_session_summary(s) for s in found], indent=2))
+        click.echo(json.dumps([cs.session_summary(s) for s in found], indent=2))
         return
     if not found:
-        click.echo(f"No sessions in {store.root}. Start one with: reelforge run \"your idea\"")
+        if total:
+            click.echo(f"No sessions match in {store.root} ({cs.plural(total, 'session')} in all).")
+        else:
+            click.echo(f"No sessions in {store.root}. Start one with: reelforge run \"your idea\"")
         return
     sessions_table(found)
-
-
-def _session_summary(s) -> dict[str, Any]:
-    from .session import AbandonedSession
-
-    if isinstance(s, AbandonedSession):
-        return {"id": s.id, "status": "ABANDONED", "error": s.reason}
-    if isinstance(s, SessionCorruptError):
-        return {"id": Path(s.path).parent.name, "status": "UNREADABLE", "error": str(s)}
-    m = s.meta
-    return {"id": m.id, "status": m.status, "idea": m.idea, "steps": m.steps,
-            "images": list(m.counts("images")), "videos": list(m.counts("videos")),
-            "updated": m.updated}
+    if len(found) < matched:
+        click.echo(f"({len(found):,} of {matched:,} shown, newest first)")
 
 
 @sessions.command("view")
-@click.argument("session_id")
+@click.argument("session_id", metavar="ID")
 @_output_dir_option
-def sessions_view(session_id: str, output_dir: Path | None, config_path: Path | None) -> None:
-    """Show a session's progress bars and shot breakdown."""
+@click.option("--json", "as_json", is_flag=True, help="The session's meta as JSON, with per-stage counts.")
+def sessions_view(session_id: str, output_dir: Path | None, config_path: Path | None, as_json: bool) -> None:
+    """Show a session's progress bars and shot breakdown.
+
+    ID is a session id, a unique start of one (20261201_1530, session_20261201) or `latest`."""
+    import json
+
+    from . import cli_support as cs
     from .session import SessionStore
-    from .views import render_session
 
     store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
-    click.echo(render_session(store.load(session_id), width=_width()))
+    session = store.load(cs.resolve_session_id(store, session_id))
+    if as_json:
+        from .records import lenient_converter
+
+        data = lenient_converter.unstructure(session.meta)
+        data["counts"] = cs.step_counts(session.meta)
+        data["path"] = str(session.path)
+        click.echo(json.dumps(data, indent=2))
+        return
+    from .views import render_session
+
+    click.echo(render_session(session, width=_width()))
+
+
+@sessions.command("abandon")
+@click.argument("session_id", metavar="ID")
+@_output_dir_option
+def sessions_abandon(session_id: str, output_dir: Path | None, config_path: Path | None) -> None:
+    """Give up an incomplete session: `reelforge run` no longer offers to continue it.
+
+    Its files are kept; `reelforge resume ID` still continues it (it is then IN PROGRESS
+    again) and `reelforge sessions rm ID` removes it."""
+    from . import cli_support as cs
+    from .session import ABANDONED, COMPLETE, Session, SessionStore
+
+    store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
+    sid = cs.resolve_session_id(store, session_id)
+    status = store.load(sid).meta.status  # exists, is no link, and is readable
+    if status == COMPLETE:
+        raise click.ClickException(f"session {sid} is COMPLETE: there is nothing to abandon "
+                                   f"(`reelforge sessions rm {sid}` removes it)")
+    if status != ABANDONED:
+        session = Session(store, sid)
+        session.lock()  # refused while a run has it
+        try:
+            session.load(repair=True)
+            session.set_status(ABANDONED, session.meta.last_error)
+        finally:
+            session.close()
+    click.echo(f"Session {sid} is ABANDONED: `reelforge run` will not offer it again.\n"
+               f"Continue it with `reelforge resume {sid}`, remove it with `reelforge sessions rm {sid}`.")
+
+
+@sessions.command("rm")
+@click.argument("session_id", metavar="ID")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@_output_dir_option
+def sessions_rm(session_id: str, yes: bool, output_dir: Path | None, config_path: Path | None) -> None:
+    """Remove a session and all its files (asks first, unless --yes).
+
+    A session a run is using is refused. A session folder that is a symbolic link is
+    refused, and links inside a session are removed, never followed."""
+    from . import cli_support as cs
+    from .session import SessionStore
+
+    store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
+    cs.remove_session(store, session_id, yes=yes)
 
 
 @sessions.command("help")
@@ -459,28 +560,62 @@ def sessions_help(ctx: click.Context) -> None:
 # -- plugins ------------------------------------------------------------------------
 
 @cli.command("plugins")
+@click.option("--options", "show_options", is_flag=True,
+              help="Also list every option of every backend: type, default, what it does.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def plugins_cmd(as_json: bool) -> None:
-    """List installed plugins, the backends each registers and the commands each adds."""
+@_config_option
+def plugins_cmd(show_options: bool, as_json: bool, config_path: Path | None) -> None:
+    """List installed plugins, the backends each registers and the commands each adds.
+
+    Plugins disabled in reelforge.toml ([plugins] disable) or by REELFORGE_DISABLE_PLUGINS
+    are left out."""
     import json
 
-    from .plugins import KINDS, load_plugins, plugin_info
+    from . import cli_support as cs
+    from .plugins import KINDS, backends, load_plugins, plugin_info
 
+    _load_config(config_path)
     info = plugin_info(load_plugins())
+    regs = {kind: backends(kind) for kind in KINDS} if show_options else {}
     if as_json:
+        if show_options:
+            for p in info:
+                p["options"] = {kind: {name: cs.options_json(regs[kind][name]) for name in names}
+                                for kind, names in p["backends"].items()}
         click.echo(json.dumps(info, indent=2))
         return
+    width = _width()
     for p in info:
         version = f" {p['version']}" if p["version"] else ""
         dist = f" ({p['distribution']}{version})" if p["distribution"] else ""
         click.echo(f"{p['name']}{dist}: {p['module']}")
         for kind, names in p["backends"].items():
             click.echo(f"  {KINDS[kind][1]}: {', '.join(names)}")
+            if show_options:
+                for name in names:
+                    lines = cs.option_lines(regs[kind][name], indent=4, width=width)
+                    click.echo("\n".join([f"    {name} options (-o {name}.KEY=VALUE):", *lines]
+                                         if lines else [f"    {name} takes no options"]))
         if p["commands"]:
             click.echo(f"  commands: {', '.join(p['commands'])}")
         others = [h for h in p["hooks"] if not h.startswith("register_")]
         if others:
             click.echo(f"  hooks: {', '.join(others)}")
+
+
+@cli.command("backends")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_config_option
+def backends_cmd(name: str | None, as_json: bool, config_path: Path | None) -> None:
+    """List the installed backends, or show backend NAME and all its options.
+
+    Each option is shown with its type, default and what it does; set it with
+    `-o NAME.KEY=VALUE` on `reelforge run`, or in reelforge.toml under [backends.NAME]."""
+    from . import cli_support as cs
+
+    _load_config(config_path)
+    cs.show_backends(name, as_json=as_json, width=_width(), flags=_BACKEND_FLAGS)
 
 
 def main() -> None:

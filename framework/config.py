@@ -130,7 +130,7 @@ def check_backend_tables(config: Config) -> None:
                 if attrs.fields_dict(opt_cls)[key].metadata.get("secret"):
                     raise ConfigError(f"{where}: {key!r} is a secret; set it in the environment, "
                                       f"not in the config file")
-                structure_options(opt_cls, {key: value}, what=f"{where} key {key!r}") \
+                structure_options(opt_cls, {key: value}, what=where) \
                     if _all_defaults_ok(opt_cls) else None
 
 

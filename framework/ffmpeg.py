@@ -1,8 +1,8 @@
 """ffmpeg helpers for the core and for plugins: run the binary imageio-ffmpeg ships, probe a
 clip, assemble clips into a film.
 
-Public API: :func:`probe`, :func:`clip_facts`, :func:`assemble`, :func:`run_ffmpeg`,
-:func:`ffmpeg_exe`.
+Public API: :func:`probe`, :func:`clip_facts`, :func:`assemble`, :func:`run_ffmpeg` (with
+:class:`FFmpegProgress` reports), :func:`ffmpeg_exe`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from framework.errors import StageError, TransientError
 
@@ -84,15 +84,73 @@ def _tail(text: str, limit: int = STDERR_TAIL_CHARS) -> str:
     return text if len(text) <= limit else "…" + text[-limit:]
 
 
+class FFmpegProgress(NamedTuple):
+    """One report of ffmpeg's ``-progress`` output (sent about twice a second)."""
+
+    frame: int | None
+    "Frames written so far (None where ffmpeg does not say, e.g. audio only)."
+    out_time_s: float | None
+    "Seconds of output written so far."
+    done: bool
+    "The last report: ffmpeg has finished writing (``progress=end``)."
+
+
+def _progress_report(block: dict[str, str]) -> FFmpegProgress:
+    def number(*keys: str) -> float | None:
+        for key in keys:
+            try:
+                return float(block[key])
+            except (KeyError, ValueError):
+                continue
+        return None
+
+    frame = number("frame")
+    # out_time_ms is in microseconds too (an old ffmpeg misnomer); out_time_us is newer.
+    micros = number("out_time_us", "out_time_ms")
+    return FFmpegProgress(frame=None if frame is None else int(frame),
+                          out_time_s=None if micros is None or micros < 0 else micros / 1e6,
+                          done=block.get("progress") == "end")
+
+
+def _read_progress(stream, callback: Callable[[FFmpegProgress], None], what: str) -> None:
+    """Read ``key=value`` lines from ffmpeg's ``-progress pipe:1`` until it closes; each block
+    ends with a ``progress=`` line and becomes one callback. A failing callback is reported
+    once and not called again; the pipe is still drained, so ffmpeg never blocks on it."""
+    import logging
+
+    block: dict[str, str] = {}
+    failed = False
+    with stream:
+        for raw in iter(stream.readline, b""):
+            key, sep, value = raw.decode("ascii", "replace").strip().partition("=")
+            if not sep:
+                continue
+            block[key] = value
+            if key != "progress":
+                continue
+            if not failed:
+                try:
+                    callback(_progress_report(block))
+                except Exception as exc:
+                    failed = True
+                    logging.getLogger(__name__).warning("%s: progress callback failed: %s", what, exc)
+            block = {}
+
+
 def run_ffmpeg(args: Sequence[str], *, what: str, cancelled: threading.Event | None = None,
-               poll_s: float = 0.05) -> None:
+               poll_s: float = 0.05, progress: Callable[[FFmpegProgress], None] | None = None) -> None:
     """Run ``ffmpeg args...``; stop it if ``cancelled`` is set.
+
+    ``progress``, if given, is called with an :class:`FFmpegProgress` each time ffmpeg
+    reports (``-progress pipe:1``: about twice a second, and once at the end), from a
+    thread of its own; the last call happens before this returns.
 
     Raises :class:`FFmpegCancelled` when cancelled, :class:`StageError` with the tail of
     ffmpeg's stderr when it exits non-zero, :class:`TransientError` when it cannot be started
     for a passing reason (e.g. out of processes).
     """
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *map(str, args)]
+    reporting = ["-progress", "pipe:1", "-nostats"] if progress is not None else []
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *reporting, *map(str, args)]
     # stderr goes to a file, not a pipe, so a chatty ffmpeg can never block on a full pipe.
     with tempfile.TemporaryFile() as err:
         try:
@@ -100,12 +158,18 @@ def run_ffmpeg(args: Sequence[str], *, what: str, cancelled: threading.Event | N
             # through `cancelled` and keeps what is finished.
             # It also dies with the runner (child_setup), so a SIGKILLed run leaves no ffmpeg
             # writing behind it.
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                    start_new_session=True, preexec_fn=child_setup())
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE if progress is not None else subprocess.DEVNULL,
+                                    stderr=err, start_new_session=True, preexec_fn=child_setup())
         except (BlockingIOError, InterruptedError) as exc:
             raise TransientError(f"{what}: could not start ffmpeg: {exc}") from exc
         except OSError as exc:
             raise StageError(f"{what}: could not start ffmpeg ({cmd[0]}): {exc}") from exc
+        reader = None
+        if progress is not None:
+            reader = threading.Thread(target=_read_progress, args=(proc.stdout, progress, what),
+                                      name="reelforge-ffmpeg-progress", daemon=True)
+            reader.start()
         try:
             while True:
                 try:
@@ -119,6 +183,8 @@ def run_ffmpeg(args: Sequence[str], *, what: str, cancelled: threading.Event | N
         finally:
             if proc.poll() is None:  # an exception (KeyboardInterrupt) got us here
                 _stop(proc)
+            if reader is not None:
+                reader.join(5)  # ffmpeg is gone, so its end of the pipe is closed
         if cancelled is not None and cancelled.is_set():
             raise FFmpegCancelled(f"{what}: cancelled")
         if proc.returncode != 0:

@@ -24,14 +24,16 @@ def between(low: float, high: float, *, zero: bool = False) -> Callable[[Any, An
     """An attrs validator: the value is a finite number from ``low`` to ``high`` (or 0 when
     ``zero``, meaning "keep the default"). The message names the option and the range."""
 
+    allowed = f"from {low:g} to {high:g}" + (" (or 0 for the default)" if zero else "")
+
     def check(_instance: Any, attribute: Any, value: Any) -> None:
         if zero and value == 0:
             return
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                 or not low <= value <= high:
-            allowed = f"from {low:g} to {high:g}" + (" (or 0 for the default)" if zero else "")
             raise ValueError(f"{attribute.name} must be {allowed}, got {value!r}")
 
+    check.allowed = allowed  # type: ignore[attr-defined]  # shown by `reelforge backends`, used in errors
     return check
 
 

@@ -113,8 +113,18 @@ def load_plugins(into: pluggy.PluginManager | None = None) -> pluggy.PluginManag
     for module_name in _env_list("REELFORGE_PLUGINS"):
         if manager.get_plugin(module_name) is None and not manager.is_blocked(module_name):
             try:
-                manager.register(importlib.import_module(module_name), name=module_name)
+                module = importlib.import_module(module_name)
             except ImportError as exc:
+                warnings.warn(f"reelforge: skipped plugin module {module_name!r} from REELFORGE_PLUGINS: "
+                              f"{exc}", stacklevel=2)
+                continue
+            if manager.is_registered(module):  # a built-in or an installed plugin: loaded already
+                warnings.warn(f"reelforge: REELFORGE_PLUGINS names {module_name!r}, which is already "
+                              f"loaded as plugin {manager.get_name(module)!r}; ignored", stacklevel=2)
+                continue
+            try:
+                manager.register(module, name=module_name)
+            except ValueError as exc:  # pluggy refuses it (e.g. a hookimpl of a blocked name)
                 warnings.warn(f"reelforge: skipped plugin module {module_name!r} from REELFORGE_PLUGINS: "
                               f"{exc}", stacklevel=2)
     if into is None and _disabled_early:

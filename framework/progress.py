@@ -1,15 +1,29 @@
-"""Live progress bars for `reelforge run`: a lifecycle-hook observer drawn with rich."""
+"""Live progress for `reelforge run`: a lifecycle-hook observer that draws one rich bar per
+stage and prints a line per shot.
+
+What the lines promise: each shot line is printed under the header of its own stage (images
+and clips are pipelined, so a header is printed again whenever the stage of the next line
+changes); shots skipped because they are done are summed up in one line per stage; a shot's
+time is its whole time in this run, retries and reattachment included; a failed shot's
+line names it, its time and attempts, and the error itself is printed once, in the summary
+at the end of the run.
+"""
 
 from __future__ import annotations
 
 import sys
+import time
 
 from . import hookimpl
 from .redact import for_terminal
 
 _LABELS = {"story": "Story", "scene_graph": "Scenes", "shots": "Shots", "images": "Images",
            "narration": "Voice", "videos": "Videos", "assemble": "Film"}
-_PER_SHOT = ("images", "narration", "videos")
+_SHOT_STAGES = ("images", "narration", "videos")
+#: What one shot's output is called, per stage: (singular, plural).
+_NOUNS = {"images": ("image", "images"), "narration": ("narration", "narrations"), "videos": ("clip", "clips")}
+#: A finished shot's tag and what it made, per stage (padded so the columns line up).
+_DONE_LINE = {"images": ("[IMG]", "image"), "narration": ("[VOICE]", "voice"), "videos": ("[DONE]", "clip ")}
 
 
 def _short(text: str, width: int = 60) -> str:
@@ -26,10 +40,25 @@ def _markup_safe(text: str) -> str:
     return escape(_short(text, 40))
 
 
-class RichProgress:
-    """One bar per stage; per-shot status lines as shots start, finish, skip or fail."""
+def shot_ranges(ids, limit: int = 8) -> str:
+    """``[1, 2, 3, 5, 7, 8]`` -> ``'1-3, 5, 7-8'`` (at most ``limit`` ranges, then how many more)."""
+    ranges: list[tuple[int, int]] = []
+    for i in sorted(set(ids)):
+        if ranges and i == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], i)
+        else:
+            ranges.append((i, i))
+    parts = [f"{a}" if a == b else f"{a}-{b}" for a, b in ranges[:limit]]
+    if len(ranges) > limit:
+        rest = sum(b - a + 1 for a, b in ranges[limit:])
+        parts.append(f"and {rest:,} more")
+    return ", ".join(parts)
 
-    def __init__(self, console=None):
+
+class RichProgress:
+    """One bar per stage; per-shot status lines as shots finish, skip or fail."""
+
+    def __init__(self, console=None, *, clock=time.monotonic):
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -39,18 +68,27 @@ class RichProgress:
             TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
             console=self.console, transient=False, disable=not self.console.is_terminal,
         )
+        self.clock = clock
         self.tasks: dict[str, int] = {}
         self._started = False
+        self._header: str | None = None          # the stage whose header was printed last
+        self._skipped: dict[str, dict[str, list[int]]] = {}  # stage -> reason -> shot ids, not yet printed
+        self._done: dict[str, set[int]] = {s: set() for s in _SHOT_STAGES}
+        self._first_start: dict[tuple[str, int], float] = {}
+        self._tries: dict[tuple[str, int], int] = {}
+        self._digits = 1
 
+    # -- drawing
     def _task(self, session, stage: str) -> int:
         if not self._started:
             self.progress.start()
             self._started = True
         if stage not in self.tasks:
-            total = len(session.meta.shots) if stage in _PER_SHOT else 1
-            done = session.meta.counts(stage)[0] if stage in _PER_SHOT else 0
+            total = len(session.meta.shots) if stage in _SHOT_STAGES else 1
+            if stage in _SHOT_STAGES and session.meta.shots:
+                self._digits = len(str(max(s.id for s in session.meta.shots)))
             self.tasks[stage] = self.progress.add_task(_LABELS.get(stage, stage), total=total,
-                                                       completed=done, status="")
+                                                       completed=0, status="")
         return self.tasks[stage]
 
     def _say(self, text: str) -> None:
@@ -59,10 +97,45 @@ class RichProgress:
         else:
             print(text, file=sys.stderr, flush=True)
 
+    def _under(self, stage: str, text: str) -> None:
+        """Print ``text`` under ``stage``'s header (printing the header if the last line
+        printed belonged to another stage); pending skip summaries go first."""
+        self._flush_skips()
+        self._print_under(stage, text)
+
+    def _print_under(self, stage: str, text: str) -> None:
+        if self._header != stage:
+            self._header = stage
+            self._say(f"→ {_LABELS.get(stage, stage)}")
+        self._say(text)
+
+    def _flush_skips(self) -> None:
+        pending, self._skipped = self._skipped, {}
+        for stage in _SHOT_STAGES:
+            for reason, ids in pending.get(stage, {}).items():
+                one, many = _NOUNS.get(stage, (stage, stage))
+                noun = one if len(ids) == 1 else many
+                how = "already done" if reason == "done" else "found complete on disk after a crash, adopted"
+                which = f"shot{'' if len(ids) == 1 else 's'} {shot_ranges(ids)}"
+                self._print_under(stage, f"  {'[SKIP]':<8} {len(ids):,} {noun} {how} ({which})")
+
+    def _count_done(self, session, stage: str, shot_id: int) -> None:
+        task = self._task(session, stage)
+        self._done[stage].add(shot_id)
+        total = self.progress.tasks[task].total
+        done = len(self._done[stage])
+        self.progress.update(task, completed=done, **({"status": "✓"} if total and done >= total else {}))
+
+    def _elapsed(self, stage: str, shot_id: int, fallback: float | None) -> float:
+        start = self._first_start.get((stage, shot_id))
+        return self.clock() - start if start is not None else (fallback or 0.0)
+
     def stop(self) -> None:
+        self._flush_skips()
         if self._started:
             self.progress.stop()
 
+    # -- hooks
     @hookimpl
     def session_started(self, session):
         self._say(f"Session {session.id} ({session.meta.status.replace('_', ' ')}): "
@@ -71,9 +144,12 @@ class RichProgress:
     @hookimpl
     def stage_started(self, session, stage):
         self._task(session, stage)
-        if stage not in _PER_SHOT:
+        if stage not in _SHOT_STAGES:
             self.progress.update(self.tasks[stage], status="working")
-        self._say(f"→ {_LABELS.get(stage, stage)}")
+            self._flush_skips()
+            self._header = stage
+            self._say(f"→ {_LABELS.get(stage, stage)}")
+        # The per-shot stages run side by side: their headers are printed with their lines.
 
     @hookimpl
     def stage_progress(self, session, stage, fraction, message):
@@ -89,10 +165,22 @@ class RichProgress:
     @hookimpl
     def stage_failed(self, session, stage, error):
         self.progress.update(self._task(session, stage), status="✗ failed")
-        self._say(f"✗ {_LABELS.get(stage, stage)} failed: {for_terminal(error)}")
+        label = _LABELS.get(stage, stage)
+        if stage in _SHOT_STAGES:
+            done, total = session.meta.counts(stage)
+            one, many = _NOUNS.get(stage, (stage, stage))
+            missing = total - done
+            self._flush_skips()  # the line names its stage: no header needed
+            self._say(f"✗ {label}: {missing:,} of {total:,} {one if total == 1 else many} not made this run")
+        else:  # the error itself is printed once, as the run's error
+            self._flush_skips()
+            self._say(f"✗ {label} failed")
 
     @hookimpl
     def shot_started(self, session, stage, shot, attempt):
+        key = (stage, shot.id)
+        self._first_start.setdefault(key, self.clock())
+        self._tries[key] = self._tries.get(key, 0) + 1
         note = f" (attempt {attempt})" if attempt > 1 else ""
         self.progress.update(self._task(session, stage), status=f"shot {shot.id}{note}")
 
@@ -101,20 +189,27 @@ class RichProgress:
         detail = f" {_markup_safe(message)}" if message else ""
         self.progress.update(self._task(session, stage), status=f"shot {shot.id} {fraction:4.0%}{detail}")
 
+    def _tries_note(self, stage: str, shot_id: int) -> str:
+        n = self._tries.get((stage, shot_id), 0)
+        return f" ({n} attempts)" if n > 1 else ""
+
     @hookimpl
     def shot_completed(self, session, stage, shot, artifact):
-        self.progress.advance(self._task(session, stage))
-        tag, what = {"images": ("[IMG] ", "image"), "narration": ("[VOICE]", "voice")}.get(stage, ("[DONE]", "clip "))
-        self._say(f"  {tag} Shot {shot.id} {what} {artifact.seconds or 0:5.1f}s  {_short(shot.description)}")
+        self._count_done(session, stage, shot.id)
+        tag, what = _DONE_LINE.get(stage, ("[DONE]", stage))
+        seconds = self._elapsed(stage, shot.id, artifact.seconds)
+        self._under(stage, f"  {tag:<8} Shot {shot.id:>{self._digits}} {what} {seconds:5.1f}s  "
+                           f"{_short(shot.description)}{self._tries_note(stage, shot.id)}")
 
     @hookimpl
     def shot_skipped(self, session, stage, shot, reason):
-        self._task(session, stage)
-        what = {"images": "image", "narration": "voice"}.get(stage, "clip ")
-        note = "already exists" if reason == "done" else "found complete on disk, adopted"
-        self._say(f"  [SKIP] Shot {shot.id} {what} ({note})")
+        self._count_done(session, stage, shot.id)
+        self._skipped.setdefault(stage, {}).setdefault(reason, []).append(shot.id)
 
     @hookimpl
     def shot_failed(self, session, stage, shot, error):
-        what = "image" if stage == "images" else "clip"
-        self._say(f"  [FAILED] Shot {shot.id} {what}: {for_terminal(error)}")
+        what = _DONE_LINE.get(stage, ("", stage))[1]
+        tries = self._tries.get((stage, shot.id), 0)
+        seconds = self._elapsed(stage, shot.id, None)
+        self._under(stage, f"  [FAILED] Shot {shot.id:>{self._digits}} {what} {seconds:5.1f}s  "
+                           f"{tries} attempt{'' if tries == 1 else 's'}; the error is in the summary")

@@ -23,7 +23,7 @@ import pluggy
 from . import ffmpeg, film, media
 from .errors import (ConfigError, ReelforgeError, SessionCorruptError, SessionError, StageError,
                      StorageError, describe_os_error)
-from .options import parse_pairs, public_options, structure_options
+from .options import parse_pairs, public_options, structure_options, valid_keys_of
 from .plugins import KINDS, active_manager, get_backend_class, load_plugins
 from .protocols import ShotJob, StageJob
 from .records import SceneGraph, Shot, ShotPlan, Story
@@ -168,7 +168,9 @@ class Runner:
         """``backends`` maps kind ('story', 'image', 'video') to a backend name; kinds not
         given use the session's recorded choice on resume, else DEFAULT_BACKENDS.
         ``options`` is either ``-o`` style pairs (``key=value`` or ``name.key=value``) or a
-        mapping of backend name/kind to a dict of options. ``review="images"`` stops a new
+        mapping: a dict value is the options of the backend name/kind it is keyed by
+        (``{"kenburns": {"fps": 30}}``), any other value an unscoped option
+        (``{"shots": 3}``, like ``-o shots=3``). ``review="images"`` stops a new
         session after its images (AWAITING_REVIEW) until :meth:`approve`. ``budget`` caps the
         backend seconds a run may start (judged from the session's recorded averages)."""
         self.store = SessionStore(output_dir)
@@ -233,8 +235,15 @@ class Runner:
     @staticmethod
     def _collect_options(options) -> dict[str | None, dict[str, Any]]:
         if isinstance(options, dict):
-            return {scope: dict(values) for scope, values in options.items()}
-        collected: dict[str | None, dict[str, Any]] = {}
+            # {"shots": 3} is unscoped, {"kenburns": {"fps": 30}} scoped; both may mix.
+            collected: dict[str | None, dict[str, Any]] = {}
+            for key, value in options.items():
+                if isinstance(value, dict):
+                    collected.setdefault(key, {}).update(value)
+                else:
+                    collected.setdefault(None, {})[key] = value
+            return collected
+        collected = {}
         for scope, key, value in parse_pairs(options):
             collected.setdefault(scope, {})[key] = value
         return collected
@@ -299,8 +308,10 @@ class Runner:
             stray = sorted(k for k in values if (scope, k) not in claimed)
             if stray:
                 names = ", ".join(map(repr, stray))
-                raise ConfigError(f"no selected backend takes option {names}" if scope is None
-                                  else f"backend {scope!r} has no option {names}")
+                valid = valid_keys_of([(r.name, getattr(r.cls, "Options", None)) for r in regs.values()
+                                       if scope is None or r.name == scope])
+                raise ConfigError(f"no selected backend takes option {names} (valid: {valid})" if scope is None
+                                  else f"backend {scope!r} has no option {names} (valid: {valid})")
         return built
 
     # -- running ------------------------------------------------------------------

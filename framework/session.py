@@ -49,8 +49,8 @@ from .safefs import (atomic_write_bytes, atomic_write_text, contained, ensure_di
 __all__ = [
     "SessionStore", "Session", "Meta", "ShotState", "ArtifactState", "BackendChoice",
     "AbandonedSession", "STEPS", "SHOT_STAGES", "STEP_FILES", "NEW", "IN_PROGRESS", "COMPLETE",
-    "FAILED", "TODO", "DONE", "FAILED_STATE", "is_session_id", "read_json", "atomic_write_bytes",
-    "atomic_write_text", "sha256_file", "fsync_dir",
+    "FAILED", "ABANDONED", "TODO", "DONE", "FAILED_STATE", "is_session_id", "read_json",
+    "atomic_write_bytes", "atomic_write_text", "sha256_file", "fsync_dir",
 ]
 
 SCHEMA_VERSION = 1
@@ -64,7 +64,10 @@ SHOT_STAGES = {"images": "image", "narration": "narration", "videos": "video"}
 NEW, IN_PROGRESS, COMPLETE, FAILED = "NEW", "IN_PROGRESS", "COMPLETE", "FAILED"
 #: Stopped after its images until someone runs `reelforge approve` (resumable).
 AWAITING_REVIEW = "AWAITING_REVIEW"
-STATUSES = (NEW, IN_PROGRESS, COMPLETE, FAILED, AWAITING_REVIEW)
+#: Set by `reelforge sessions abandon`: never offered to continue again; `resume ID` still
+#: runs it (and makes it IN_PROGRESS). Not to be confused with AbandonedSession below.
+ABANDONED = "ABANDONED"
+STATUSES = (NEW, IN_PROGRESS, COMPLETE, FAILED, AWAITING_REVIEW, ABANDONED)
 # Step and artifact states
 TODO, DONE, FAILED_STATE = "todo", "done", "failed"
 STATES = (TODO, DONE, FAILED_STATE)
@@ -176,7 +179,7 @@ class Meta:
     idea: str
     "The one-line idea the session was started with."
     status: str = NEW
-    "NEW, IN_PROGRESS, COMPLETE or FAILED."
+    "NEW, IN_PROGRESS, COMPLETE, FAILED, AWAITING_REVIEW or ABANDONED (given up by the user)."
     created: str = attrs.Factory(now)
     updated: str = attrs.Factory(now)
     steps: dict[str, str] = attrs.Factory(lambda: {s: TODO for s in STEPS})
@@ -218,7 +221,8 @@ class Meta:
 
     @property
     def is_incomplete(self) -> bool:
-        return self.status != COMPLETE
+        """Not finished and not given up: a session `reelforge run` may offer to continue."""
+        return self.status not in (COMPLETE, ABANDONED)
 
 
 # -- checking what a session file holds ----------------------------------------------
@@ -318,7 +322,8 @@ def parse_json(text: str | bytes, path: Path, what: str = "") -> Any:
 @attrs.frozen
 class AbandonedSession:
     """A session folder whose creation was cut short (a crash before its meta file was
-    written): it holds no work. Listed as ABANDONED; removed by the next create()."""
+    written): it holds no work. Listed as EMPTY (not the ABANDONED status, which a user
+    gives a session); removed by the next create()."""
 
     id: str
     path: Path
@@ -433,6 +438,8 @@ class SessionStore:
         session.lock()
         try:
             session.load(repair=True)
+            if session.meta.status == ABANDONED:  # run again on purpose: no longer given up
+                session.set_status(IN_PROGRESS, session.meta.last_error)
         except BaseException:
             session.meta = None  # type: ignore[assignment]  # nothing half-loaded gets written back
             session.close()

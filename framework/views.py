@@ -62,10 +62,11 @@ def shot_lines(session: Session, width: int = 100) -> list[str]:
         pass
     descriptions = {s.id: s.description for s in plan.shots} if plan else {}
     lines = []
+    digits = len(str(max((st.id for st in session.meta.shots), default=1)))
     for st in session.meta.shots:
         tag = f"[{st.indicator}]"
         text = for_terminal(" ".join(descriptions.get(st.id, "").split()), newlines=False)
-        head = f"  {tag:<8} Shot {st.id}: "
+        head = f"  {tag:<8} Shot {st.id:>{digits}}: "
         lines.append(head + textwrap.shorten(text, max(10, width - len(head)), placeholder="..."))
         for art, what in ((st.image, "image"), (st.narration, "narration"), (st.video, "video")):
             if art.state == FAILED_STATE and art.last_error:
@@ -103,10 +104,11 @@ def sessions_table(found: Iterable[Session | SessionCorruptError | AbandonedSess
 
     table = Table(box=None, pad_edge=False)
     for col in ("ID", "STATUS", "STORY", "SHOTS", "IMAGES", "VIDEOS", "FILM", "UPDATED", "IDEA"):
-        table.add_column(col, no_wrap=col != "IDEA", overflow="ellipsis")
+        table.add_column(col, no_wrap=col != "IDEA", overflow="ellipsis",
+                         justify="right" if col in ("SHOTS", "IMAGES", "VIDEOS") else "left")
     for s in found:
-        if isinstance(s, AbandonedSession):
-            table.add_row(s.id, "ABANDONED", "", "", "", "", "", "", Text(s.reason))
+        if isinstance(s, AbandonedSession):  # a crash inside create(): no work in it
+            table.add_row(s.id, "EMPTY", "", "", "", "", "", "", Text(s.reason))
             continue
         if isinstance(s, SessionCorruptError):
             table.add_row(Path(s.path).parent.name if Path(s.path).parent.name.startswith("session_")

@@ -40,13 +40,17 @@ def test_run_asks_to_continue_and_yes_resumes(out, fakes):
 
 
 def test_run_answer_no_creates_new_session(out, fakes):
+    # Only a session of the same idea is offered; n starts a new one of that idea.
     fakes.video.fail(1, StageError("boom"))
     invoke(out, "run", "First idea", *FAKE)
-    r = invoke(out, "run", "Second idea", *FAKE, input="n\n")
+    r = invoke(out, "run", "First idea", *FAKE, input="n\n")
     assert r.exit_code == 0, r.output
+    assert "Continue? [Y/n]: n" in r.output and "is left as it is" in r.output
     ids = SessionStore(out).ids()
     assert len(ids) == 2
     assert SessionStore(out).load(ids[0]).meta.status == "FAILED"
+    assert SessionStore(out).load(ids[1]).meta.idea == "First idea"
+    assert SessionStore(out).load(ids[1]).meta.status == "COMPLETE"
 
 
 def test_run_without_idea_and_nothing_to_resume_is_usage_error(out, fakes):
@@ -90,7 +94,7 @@ def test_sessions_list_and_view_show_each_state(out, fakes):
     for text in ("COMPLETE", "FAILED", "NEW", "Complete one", "Mixed one", "3/3", "1/3"):
         assert text in r.output
     listing = json.loads(invoke(out, "sessions", "list", "--json").output)
-    assert [s["status"] for s in listing] == ["COMPLETE", "FAILED", "NEW"]
+    assert [s["status"] for s in listing] == ["NEW", "FAILED", "COMPLETE"]  # newest first
 
     ids = SessionStore(out).ids()
     view = invoke(out, "sessions", "view", ids[1]).output

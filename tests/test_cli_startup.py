@@ -177,4 +177,4 @@ def test_run_and_resume_share_the_backend_options(command):
     r = CliRunner().invoke(cli, [*command, "--help"])
     assert r.exit_code == 0
     assert "--story-llm NAME" in r.output and "-o, --option [NAME.]KEY=VALUE" in r.output
-    assert r.output.count("--comfy-url") == 1
+    assert r.output.count("--comfy-url TEXT") == 1  # one flag, though two backends take it

@@ -59,7 +59,7 @@ def test_explicit_config_path(workdir, fakes):
     ("story_llm = 3\n", "story_llm must be a string"),
     ("[backends.nosuch]\nx = 1\n", "[backends.nosuch]: no installed backend is named 'nosuch'"),
     ("[backends.kenburns]\nfsp = 30\n", "[backends.kenburns]: unknown key 'fsp'"),
-    ("[backends.kenburns]\nfps = 'fast'\n", "[backends.kenburns] key 'fps'"),
+    ("[backends.kenburns]\nfps = 'fast'\n", "[backends.kenburns] option fps must be a whole number from 1 to 120, got 'fast'"),
     ("[plugins]\nenable = []\n", "[plugins] has no key 'enable'"),
     ("story_llm = \n", "not valid TOML"),
 ])

@@ -90,3 +90,24 @@ def test_the_secret_option_example(plugin_dir):
     assert proc.returncode == 0, proc.stderr
     proc = run(["-m", "framework", "run", "--help"], cwd=plugin_dir, env=env)
     assert "--pixelcloud-url" in proc.stdout
+
+
+def _documented_output(after: str) -> str:
+    """The first plain code block after the line ``after`` in the tutorial."""
+    text = DOC.read_text()
+    rest = text[text.index(after):]
+    rest = rest[rest.index("```\n") + 4:]  # past the end of the command's own block
+    return re.search(r"```\n(.*?)```", rest, flags=re.S).group(1)
+
+
+def test_the_documented_option_listing_and_error_are_what_reelforge_prints(plugin_dir):
+    env = {**env_for(plugin_dir, "reelforge_titlecard"), "COLUMNS": "100"}
+    proc = run(["-m", "framework", "backends", "titlecard"], cwd=plugin_dir, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == _documented_output("reelforge backends titlecard\n")
+    proc = run(["-m", "framework", "run", "A storm", "--new", "--image-gen", "titlecard",
+                "-o", "titlecard.background=blurple", "--output-dir", str(plugin_dir / "output")],
+               cwd=plugin_dir, env=env)
+    assert proc.returncode == 2
+    documented = _documented_output("-o titlecard.background=blurple\n").strip()
+    assert documented.startswith("Error: ") and documented in proc.stderr

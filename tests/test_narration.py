@@ -71,8 +71,9 @@ def test_espeak_speaks_a_line_into_a_mono_wav_under_work_dir(tmp_path):
     assert 3.0 < seconds < 9.0, "about a second per three words"
     assert loud(data) > 0.02
     again = EspeakNarrator().narrate(shot, job_for(shot, tmp_path / "again"))
-    # eSpeak's pitch flutter runs on across calls, so a second take differs by a few samples.
-    assert wav_info(again)[2] == pytest.approx(seconds, abs=0.01)
+    # eSpeak's pitch flutter runs on across calls (and across the tests run before this one
+    # in the same process), so a second take differs by a few milliseconds.
+    assert wav_info(again)[2] == pytest.approx(seconds, abs=0.05)
 
 
 def test_espeak_rate_changes_the_length(tmp_path):

@@ -219,7 +219,7 @@ def test_a_folder_left_by_a_kill_inside_create_is_abandoned_then_swept(out, fake
     (left / ".session_20240101_000000_meta.json.1.2.3.tmp").write_text("{")
     r = invoke(out, "sessions", "list")
     assert r.exit_code == 0
-    assert "ABANDONED" in r.output and "UNREADABLE" not in r.output
+    assert "EMPTY" in r.output and "ABANDONED" not in r.output and "UNREADABLE" not in r.output
     r = invoke(out, "run", "--resume", *FAKE)
     assert "no incomplete session" in r.output  # never offered
     old = time.time() - 3600

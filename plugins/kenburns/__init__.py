@@ -27,7 +27,7 @@ from framework.limits import MAX_FPS, MAX_SIDE, between, check_frame_size
 from framework.protocols import ShotJob
 from framework.records import Shot
 
-from framework.ffmpeg import FFmpegCancelled, run_ffmpeg
+from framework.ffmpeg import FFmpegCancelled, FFmpegProgress, run_ffmpeg
 
 __all__ = ["KenBurnsRenderer", "KenBurnsOptions", "FFmpegCancelled", "camera_move", "MOVES"]
 
@@ -168,9 +168,16 @@ class KenBurnsRenderer:
             "-an", "-c:v", "libx264", "-preset", o.preset, "-crf", str(o.crf), "-threads", threads,
             "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", "-y", str(partial),
         ]
-        job.progress(0.0, camera_move(shot))
+        move = camera_move(shot)
+        job.progress(0.0, move)
+
+        def report(p: FFmpegProgress) -> None:
+            if p.frame is not None:  # 1.0 only once the clip is in place, below
+                job.progress(min(p.frame / frames, 0.99), f"{move} {p.frame}/{frames} frames")
+
         try:
-            run_ffmpeg(args, what=f"shot {shot.id}: rendering {image.name}", cancelled=job.cancelled)
+            run_ffmpeg(args, what=f"shot {shot.id}: rendering {image.name}", cancelled=job.cancelled,
+                       progress=report)
             os.replace(partial, out)
         finally:
             partial.unlink(missing_ok=True)

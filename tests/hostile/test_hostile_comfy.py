@@ -339,11 +339,11 @@ def test_an_echoed_token_in_a_500_page_never_reaches_a_message(comfy, jobs, shot
 # -- item 13: sizes -----------------------------------------------------------------
 
 @pytest.mark.parametrize("opts, words", [
-    (["-o", "image.width=20000", "-o", "image.height=20000"], "width must be from 16 to 8192"),
+    (["-o", "image.width=20000", "-o", "image.height=20000"], "option width must be a whole number from 16 to 8192"),
     (["-o", "image.width=8192", "-o", "image.height=8192"], "8192x8192 has 67,108,864 pixels; at most 35,651,584"),
-    (["-o", "video.fps=1000"], "fps must be from 1 to 120"),
-    (["-o", "video.max_download_mib=0"], "max_download_mib must be from 1 to 65536"),
-    (["-o", "image.width=wide"], "option 'width': expected a whole number, got 'wide'"),
+    (["-o", "video.fps=1000"], "option fps must be a number from 1 to 120"),
+    (["-o", "video.max_download_mib=0"], "option max_download_mib must be a whole number from 1 to 65536"),
+    (["-o", "image.width=wide"], "option width must be a whole number from 16 to 8192 (or 0 for the default), got 'wide'"),
 ])
 def test_comfy_sizes_are_bounded_before_anything_is_sent(tmp_path, comfy, opts, words):
     r = CliRunner().invoke(cli, ["run", "x", "--new", *comfy_args(comfy.url), *opts,

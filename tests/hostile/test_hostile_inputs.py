@@ -72,14 +72,14 @@ def test_good_retry_variables_are_taken(monkeypatch):
 # -- item 13: frame sizes ------------------------------------------------------------------
 
 @pytest.mark.parametrize("opts, words", [
-    (["-o", "image.width=20000", "-o", "image.height=20000"], "width must be from 64 to 8192, got 20000"),
+    (["-o", "image.width=20000", "-o", "image.height=20000"], "option width must be a whole number from 64 to 8192, got '20000'"),
     (["-o", "image.width=8192", "-o", "image.height=8192"], "storyboard size 8192x8192 has 67,108,864 pixels"),
-    (["-o", "image.height=10"], "height must be from 64 to 8192, got 10"),
-    (["-o", "kenburns.width=20000"], "width must be from 16 to 8192, got 20000"),
+    (["-o", "image.height=10"], "option height must be a whole number from 64 to 8192, got '10'"),
+    (["-o", "kenburns.width=20000"], "option width must be a whole number from 16 to 8192, got '20000'"),
     (["-o", "kenburns.width=8192", "-o", "kenburns.height=8192"], "kenburns clip size 8192x8192"),
-    (["-o", "kenburns.fps=0"], "fps must be from 1 to 120, got 0"),
-    (["-o", "kenburns.fps=fast"], "option 'fps': expected a whole number, got 'fast'"),
-    (["-o", "kenburns.crf=99"], "crf must be from 0 to 51, got 99"),
+    (["-o", "kenburns.fps=0"], "option fps must be a whole number from 1 to 120, got '0'"),
+    (["-o", "kenburns.fps=fast"], "option fps must be a whole number from 1 to 120, got 'fast'"),
+    (["-o", "kenburns.crf=99"], "option crf must be a whole number from 0 to 51, got '99'"),
     (["-o", "kenburns.zoom=nan"], "zoom"),
     (["--story-llm", "openai", "-o", "openai.base_url=http://127.0.0.1:9/v1", "-o", "target_seconds=inf"],
      "openai.target_seconds must be from 0.1 to 86400, got inf"),

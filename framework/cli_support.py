@@ -1,0 +1,364 @@
+"""Helpers of the ``reelforge`` commands, imported when a command runs rather than with
+:mod:`framework.cli`, so that `reelforge --help` loads (and, without a bytecode cache,
+compiles) less: session ids and prefixes, the prompts, session summaries, and the option
+listings of `reelforge backends` and `reelforge plugins --options`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import SessionCorruptError
+
+
+#: What `sessions list` shows for folders that are not readable sessions.
+EMPTY, UNREADABLE = "EMPTY", "UNREADABLE"
+
+
+def flag_help(targets: list[tuple[str, str, bool, type]]) -> str:
+    """A backend flag's help: the docstring of the option it sets, and whose option it is."""
+    from .options import field_docs
+
+    doc = next((d for _, field, _, cls in targets if (d := field_docs(cls).get(field))), "")
+    owners = ", ".join(sorted({f"{name} option {field}" for name, field, _, _ in targets}))
+    names = ", ".join(sorted({name for name, _, _, _ in targets}))
+    return f"{doc} [{owners}]" if doc else f"Option of {names}."
+
+
+def same_idea(a: str, b: str) -> bool:
+    """Whether two ideas are the same, ignoring case and spacing."""
+    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def interactive() -> bool:
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def read_line(prompt: str, no_input: str) -> str:
+    """With no terminal: print ``prompt``, read one line from stdin and echo it (so a log
+    shows the answer). At end of input fail with ``no_input`` instead of hanging or guessing."""
+    click.echo(prompt, nl=False)
+    line = sys.stdin.readline() if sys.stdin is not None else ""
+    if not line:
+        click.echo()
+        raise click.UsageError(no_input)
+    line = line.strip()
+    from .redact import for_terminal
+
+    click.echo(for_terminal(line, newlines=False))
+    return line
+
+
+def ask_yes_no(question: str, *, default: bool, no_input: str) -> bool:
+    if interactive():
+        return click.confirm(question, default=default)
+    reply = read_line(f"{question} {'[Y/n]' if default else '[y/N]'}: ", no_input).lower()
+    if reply in ("y", "yes") or (reply == "" and default):
+        return True
+    if reply in ("n", "no") or reply == "":
+        return False
+    raise click.UsageError(f"answer y or n, not {reply!r}")
+
+
+def ask_continue(session_id: str) -> bool:
+    """Ask `Continue? [Y/n]` (see read_line for what happens with no terminal)."""
+    return ask_yes_no("Continue?", default=True, no_input=(
+        f"incomplete session {session_id} found and no answer on standard input; "
+        f"pass --resume to continue it or --new to start a new session"))
+
+
+def ask_idea() -> str:
+    """Ask for the idea of a new session (`Idea:`)."""
+    no_input = "no idea on standard input; pass an IDEA, e.g. reelforge run \"A lighthouse in a storm\" --new"
+    if interactive():
+        return click.prompt("Idea")
+    idea = read_line("Idea: ", no_input)
+    if not idea:
+        raise click.UsageError(no_input)
+    return idea
+
+
+def session_sort_key(session_id: str) -> tuple[str, int]:
+    """Orders ids by creation: session_..._153000 < session_..._153000_2 < ..._153000_10."""
+    stamp, _, n = session_id[:23], session_id[23:24], session_id[24:]
+    return stamp, int(n) if n.isdigit() else 1
+
+
+def resolve_session_id(store, text: str) -> str:
+    """The session id ``text`` names: an id, a unique start of one (with or without the
+    ``session_`` prefix), or ``latest`` (the newest created). The result is a valid session
+    id (framework.session.is_session_id); an unknown or ambiguous name is a SessionError."""
+    import re
+
+    from .errors import SessionError, SessionNotFoundError
+    from .redact import for_terminal
+    from .session import is_session_id
+
+    text = text.strip()
+    if is_session_id(text):
+        return text  # an exact id wins even where it starts a longer one (..._153000_2)
+    shown = for_terminal(text, newlines=False)
+    ids = store.ids()
+    if text.casefold() == "latest":
+        if not ids:
+            raise SessionNotFoundError(f"no sessions in {store.root}")
+        return max(ids, key=session_sort_key)
+    prefix = text if text.startswith("session_") else f"session_{text}"
+    if not text or not re.fullmatch(r"session_[0-9_]*", prefix, re.ASCII):
+        raise SessionError(f"{shown!r} is not a session id (expected session_YYYYMMDD_HHMMSS, a unique "
+                           f"start of one such as 20261201_1530, or latest); see `reelforge sessions list`")
+    matches = sorted((i for i in ids if i.startswith(prefix)), key=session_sort_key, reverse=True)
+    if not matches:
+        raise SessionNotFoundError(f"no session matches {shown!r} in {store.root}; "
+                                   f"see `reelforge sessions list`")
+    if len(matches) > 1:
+        listed = "\n".join(f"  {describe_session(store, m)}" for m in matches[:10])
+        more = f"\n  ... and {len(matches) - 10:,} more" if len(matches) > 10 else ""
+        raise SessionError(f"{shown!r} matches {len(matches):,} sessions; give more of the id:\n"
+                           f"{listed}{more}")
+    return matches[0]
+
+
+def describe_session(store, session_id: str) -> str:
+    """``session_... (STATUS) idea`` for a line of a listing."""
+    import textwrap
+
+    from .redact import for_terminal
+
+    try:
+        meta = store.load(session_id).meta
+    except SessionCorruptError:
+        import os
+
+        try:  # only a lock and temporary files: a crash inside create() left it
+            empty = all(n == ".lock" or n.endswith(".tmp") for n in os.listdir(store.root / session_id))
+        except OSError:
+            empty = False
+        return f"{session_id} ({EMPTY if empty else UNREADABLE})"
+    idea = textwrap.shorten(for_terminal(meta.idea, newlines=False), 60, placeholder="...")
+    return f"{session_id} ({meta.status}) {idea}"
+
+
+def entry_id(entry) -> str:
+    if isinstance(entry, SessionCorruptError):
+        path = Path(entry.path)
+        return path.parent.name if path.parent.name.startswith("session_") else path.name
+    return entry.id
+
+
+def entry_status(entry) -> str:
+    from .session import AbandonedSession
+
+    if isinstance(entry, AbandonedSession):
+        return EMPTY
+    if isinstance(entry, SessionCorruptError):
+        return UNREADABLE
+    return entry.meta.status
+
+
+def status_choices() -> tuple[str, ...]:
+    from .session import STATUSES
+
+    return (*STATUSES, EMPTY, UNREADABLE)
+
+
+def parse_statuses(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> set[str]:
+    choices = status_choices()
+    picked = set()
+    for value in values:
+        status = "_".join(value.replace("-", " ").split()).upper()
+        if status not in choices:
+            raise click.BadParameter(f"{value!r} is not a status; use one of {', '.join(choices)}",
+                                     ctx=ctx, param=param)
+        picked.add(status)
+    return picked
+
+
+def step_counts(meta) -> dict[str, dict[str, int]]:
+    """Done and total for every step: 0 or 1 of 1 for story, scene_graph, shots and
+    assemble, shots for images and videos."""
+    from .session import DONE, SHOT_STAGES, STEPS
+
+    counts = {}
+    for step in STEPS:
+        if step in SHOT_STAGES:
+            done, total = meta.counts(step)
+        else:
+            done, total = int(meta.steps.get(step) == DONE), 1
+        counts[step] = {"done": done, "total": total}
+    return counts
+
+
+def session_summary(s) -> dict[str, Any]:
+    from .session import AbandonedSession
+
+    if isinstance(s, AbandonedSession):
+        return {"id": s.id, "status": EMPTY, "error": s.reason}
+    if isinstance(s, SessionCorruptError):
+        return {"id": entry_id(s), "status": UNREADABLE, "error": str(s)}
+    m = s.meta
+    return {"id": m.id, "status": m.status, "idea": m.idea, "steps": m.steps, "counts": step_counts(m),
+            "created": m.created, "updated": m.updated, "last_error": m.last_error}
+
+
+def folder_size(path: Path) -> tuple[int, int]:
+    """(files, bytes) under ``path``, links not followed (counted as themselves)."""
+    import os
+
+    files = size = 0
+    for folder, dirs, names in os.walk(path, followlinks=False):
+        for name in names + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
+            try:
+                size += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                continue
+            files += 1
+    return files, size
+
+
+def human_size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return f"{n:,.1f} TB"  # pragma: no cover
+
+
+def backend_description(reg) -> str:
+    """A backend's one-line description: its ``description``, else its docstring's first
+    paragraph."""
+    import inspect
+
+    text = getattr(reg.cls, "description", None)
+    if not isinstance(text, str) or not text:
+        cls = reg.cls if isinstance(reg.cls, type) else type(reg.cls)
+        text = (inspect.getdoc(cls) or "").split("\n\n")[0]
+    from .redact import for_terminal
+
+    return for_terminal(" ".join(text.split()), newlines=False)
+
+
+def option_infos(reg):
+    from .options import describe_options
+
+    return describe_options(getattr(reg.cls, "Options", None))
+
+
+def options_json(reg) -> list[dict[str, Any]]:
+    import attrs
+
+    return [attrs.asdict(o) for o in option_infos(reg)]
+
+
+def wrap(text: str, indent: int, width: int) -> str:
+    import textwrap
+
+    return textwrap.fill(text, width=max(40, width), initial_indent=" " * indent,
+                         subsequent_indent=" " * indent)
+
+
+def option_lines(reg, *, indent: int, width: int) -> list[str]:
+    """Each option as ``KEY (TYPE; default X; ALLOWED; flag --F)`` and its docstring under it."""
+    import textwrap
+
+    from .redact import for_terminal
+
+    lines = []
+    for o in option_infos(reg):
+        facts = [o.type, f"default {o.default}"]
+        if o.allowed:
+            facts.append(o.allowed)
+        if o.flag:
+            facts.append(f"flag {o.flag}")
+        if o.secret:
+            facts.append("secret: not saved, not allowed in reelforge.toml")
+        head = for_terminal(f"{o.name} ({'; '.join(facts)})", newlines=False)
+        lines.append(textwrap.fill(head, width=max(40, width), initial_indent=" " * (indent + 2),
+                                   subsequent_indent=" " * (indent + 6)))
+        if o.doc:
+            lines.append(wrap(for_terminal(o.doc, newlines=False), indent + 6, width))
+    return lines
+
+
+def remove_session(store, session_id: str, *, yes: bool) -> None:
+    """`reelforge sessions rm`: remove a session folder (after asking, unless ``yes``) while
+    holding its lock; refuse a linked folder; never follow a link inside it."""
+    import os
+    import shutil
+    import stat
+
+    from .errors import SessionError, SessionNotFoundError
+    from .session import Session
+
+    sid = resolve_session_id(store, session_id)
+    path = store.path_for(sid)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise SessionNotFoundError(f"no session {sid!r} in {store.root}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise SessionError(f"{path} is a symbolic link: reelforge removes no files through links "
+                           f"(remove the link itself if it is yours)")
+    if not stat.S_ISDIR(st.st_mode):
+        raise SessionError(f"{path} is not a session folder")
+    if not shutil.rmtree.avoids_symlink_attacks:  # pragma: no cover - not on Linux
+        raise SessionError("this platform's shutil.rmtree may follow links; remove the folder by hand")
+    session = Session(store, sid)
+    session.lock()  # refused while a run has it; held until the folder is gone
+    try:
+        files, size = folder_size(path)
+        click.echo(f"{describe_session(store, sid)}\n  {plural(files, 'file')}, {human_size(size)} in {path}")
+        if not yes and not ask_yes_no(f"Remove session {sid} and all its files?", default=False,
+                                      no_input=f"no answer on standard input; pass --yes to remove {sid}"):
+            click.echo("Nothing removed.")
+            return
+        shutil.rmtree(path)  # refuses a linked root; removes links inside without following them
+    finally:
+        session.close()
+    click.echo(f"Removed session {sid}.")
+
+
+def show_backends(name: str | None, *, as_json: bool, width: int, flags: dict[str, str]) -> None:
+    """`reelforge backends [NAME]`: every backend, or NAME's options in full."""
+    import json
+
+    from .plugins import KINDS, backends, load_plugins
+
+    load_plugins()
+    found = [(kind, reg) for kind in KINDS for reg in backends(kind).values()]
+    if name is not None:
+        chosen = [(kind, reg) for kind, reg in found if reg.name == name]
+        if not chosen:
+            installed = ", ".join(sorted({reg.name for _, reg in found})) or "none"
+            raise click.UsageError(f"no backend is named {name!r}; installed: {installed}")
+        found = chosen
+    if as_json:
+        click.echo(json.dumps([{"kind": kind, "name": reg.name, "plugin": reg.plugin,
+                                "description": backend_description(reg), "options": options_json(reg)}
+                               for kind, reg in found], indent=2))
+        return
+    if name is None:
+        for kind, reg in found:
+            click.echo(f"{KINDS[kind][1]:<16} {reg.name:<12} {backend_description(reg)}")
+        click.echo("\nOptions of one: reelforge backends NAME (all of them: reelforge plugins --options)")
+        return
+    for i, (kind, reg) in enumerate(found):
+        flag = flags.get(kind, f"--{kind}")
+        if i:
+            click.echo()
+        click.echo(f"{reg.name}: {KINDS[kind][1]} (plugin {reg.plugin}; select with {flag} {reg.name})")
+        if backend_description(reg):
+            click.echo(wrap(backend_description(reg), 2, width))
+        lines = option_lines(reg, indent=2, width=width)
+        if lines:
+            click.echo(f"  Options (-o {reg.name}.KEY=VALUE, or [backends.{reg.name}] in reelforge.toml):")
+            click.echo("\n".join(lines))
+        else:
+            click.echo("  No options.")
