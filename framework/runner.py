@@ -185,12 +185,15 @@ class Runner:
         self.budget = budget
         self.cancel = threading.Event()
         self._hook_lock = threading.RLock()
+        self._unchecked: dict[str, _Backend] = {}
+        "Backends of this run whose preflight() has not run yet (by kind)."
 
     # -- public API ---------------------------------------------------------------
     def start(self, idea: str) -> RunResult:
         """Create a new session for ``idea`` and run it to the end."""
         backends = self._resolve_backends(None)  # fail on bad names/options before creating
         try:
+            self._preflight(backends)  # a server that is not there stops us before a session exists
             # The first meta already holds the backends and options: a crash right after
             # this resumes with them, not with the defaults.
             session = self.store.create(idea, backends=self._choices(backends), review=self.review)
@@ -216,11 +219,32 @@ class Runner:
         except BaseException:
             session.close()
             raise
+        # Checked before each backend's first step or shot of this run, not here: a resume
+        # with nothing left for a backend does not need its server.
+        self._unchecked = dict(backends)
         return self._run_locked(session, backends)
 
     def validate(self) -> None:
-        """Check the selected backends and options without creating anything."""
-        self._resolve_backends(None)
+        """Check the selected backends and options, and that their servers answer (each
+        backend's preflight()), without creating anything."""
+        backends = self._resolve_backends(None)
+        try:
+            self._preflight(backends)
+        finally:
+            self._close_backends(backends)
+
+    def _preflight(self, backends: dict[str, "_Backend"]) -> None:
+        """Call every backend's optional ``preflight()`` (a cheap check that its server is
+        there and speaks its API; it raises ConfigError or ServiceError with a clear message)."""
+        self._unchecked = dict(backends)
+        for kind in list(backends):
+            self._preflight_kind(kind)
+
+    def _preflight_kind(self, kind: str) -> None:
+        backend = self._unchecked.pop(kind, None)
+        check = getattr(backend.instance, "preflight", None) if backend is not None else None
+        if callable(check):
+            check()
 
     # -- setup --------------------------------------------------------------------
     @staticmethod
@@ -412,6 +436,7 @@ class Runner:
             return existing
         if session.meta.steps.get(step) == DONE:
             raise SessionCorruptError(session.path / STEP_FILES[step][0], "file is missing but the step is marked done")
+        self._preflight_kind("story")
         self._hook("stage_started", session=session, stage=step)
         try:
             value = self._with_retries(lambda: make(**self._stage_job_kwargs(session, step, method)))
@@ -622,6 +647,7 @@ class Runner:
             if not within_budget(stage):
                 outcome.over_budget.add((stage, shot.id))
                 return
+            self._preflight_kind(STAGE_KIND[stage])  # before this backend's first shot of the run
             image = session.path / session.shot_state(shot.id).image.path if stage == "videos" else None
             fut = pools[stage].submit(self._attempt, session, stage,
                                       self._effective(session, stage, shot, active), backend, image, spent)

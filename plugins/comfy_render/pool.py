@@ -35,6 +35,10 @@ log = logging.getLogger("reelforge.comfyui")
 
 #: How many recent prompts a running average follows (older ones fade out).
 AVERAGE_OVER = 20
+#: A server's queue depth (GET /prompt) is asked again after this many seconds; in between,
+#: picks use the last answer and this process's own submissions since. Concurrent shots then
+#: pick in microseconds, not one round of requests each, and see each other's picks.
+DEPTH_TTL = 1.0
 
 
 def normalise_url(url: str) -> str:
@@ -89,6 +93,11 @@ class _Server:
     "A down server is not asked again before this (unless every server is down)."
     reason: str = ""
     tickets: list[Ticket] = attrs.Factory(list)
+    depth: int = 0
+    "Prompts in its queue at the last look (ours included)."
+    ours_then: int = 0
+    "How many of those were ours."
+    looked_at: float = float("-inf")
 
 
 @attrs.define
@@ -208,22 +217,33 @@ class ServerPool:
             avg = _averages.setdefault(key, _Average(nodes=max(1, nodes)))
             avg.add(seconds / units)
 
-    def backlog(self, url: str, depth: int | None = None) -> float:
+    def backlog(self, url: str) -> float:
         """Expected seconds until ``url`` is through its queue: this process's prompts there
-        (the running one less the time it has run) plus, given the server's queue ``depth``,
-        others' prompts at the mean estimate."""
+        (the running one less the time it has run) plus others' prompts (its queue depth at
+        the last look, less ours then) at the mean estimate."""
         server = self._server(url)
         now = time.monotonic()
         with _lock:
             mine = list(server.tickets)
-            known = [a.value * 1.0 for a in _averages.values() if a.count]
+            known = [a.value for a in _averages.values() if a.count]
+            foreign = max(0, server.depth - server.ours_then)
         ours = sum(t.remaining(now) for t in mine)
-        if depth is None:
+        if not foreign:
             return ours
-        foreign = max(0, depth - sum(1 for t in mine if t.submitted))
         mean = (sum(t.expected for t in mine) / len(mine)) if mine else (
             sum(known) / len(known) if known else 1.0)
         return ours + foreign * mean
+
+    def _look(self, url: str, client: Callable[[str], ComfyClient]) -> None:
+        """Ask ``url`` its queue depth unless the last answer is recent (DEPTH_TTL)."""
+        server = self._server(url)
+        if time.monotonic() - server.looked_at < DEPTH_TTL and server.down_since is None:
+            return
+        with _lock:
+            ours = sum(1 for t in server.tickets if t.submitted)
+        depth = client(url).queue_remaining()
+        with _lock:
+            server.depth, server.ours_then, server.looked_at = depth, ours, time.monotonic()
 
     # -- picking -----------------------------------------------------------------------
 
@@ -231,8 +251,9 @@ class ServerPool:
              exclude: Iterable[str] = ()) -> Ticket:
         """A ticket on the server whose backlog ends soonest, among those not excluded and
         not down (every one of them when all are down: a restarted server is found again).
-        Asks each its queue depth (GET /prompt). Raises ServerUnavailable when none answers;
-        NotComfyUI and other permanent errors pass through."""
+        Asks each its queue depth (GET /prompt) at most once a DEPTH_TTL. Raises
+        ServerUnavailable when none answers; NotComfyUI and other permanent errors pass
+        through."""
         skip = {normalise_url(u) for u in exclude}
         candidates = [u for u in self.urls if u not in skip] or list(self.urls)
         up = [u for u in candidates if not self.is_down(u)]
@@ -240,7 +261,7 @@ class ServerPool:
         errors: list[str] = []
         for url in up or candidates:
             try:
-                depth = client(url).queue_remaining()
+                self._look(url, client)
             except ServerDown as exc:
                 self.mark_down(url, _reason(exc))
                 errors.append(str(exc))
@@ -249,13 +270,13 @@ class ServerPool:
                 errors.append(str(exc))
                 continue
             self.mark_up(url)
-            loads[url] = self.backlog(url, depth)
+            loads[url] = 0.0
         if not loads:
             raise ServerUnavailable("; ".join(errors) or f"no ComfyUI server is answering "
                                                          f"({', '.join(self.urls)})")
         order = {u: i for i, u in enumerate(self.urls)}
-        with _lock:
-            best = min(loads, key=lambda u: (loads[u], order[u]))
+        with _lock:  # judged and reserved at once: concurrent picks see each other
+            best = min(loads, key=lambda u: (self.backlog(u), order[u]))
             return self._add(best, key, units, expected)
 
     def track(self, url: str, *, key: str, units: float, expected: float, submitted: bool = True,
