@@ -8,8 +8,16 @@ shots, printed side by side as makespan / ideal.
   spread perfectly over the K servers, or one shot's image + clip if that is longer.
 
 A clip takes several times an image (``--video-s`` against ``--image-s``), as on a GPU.
+Each measurement runs in a fresh process.
 
     python bench/comfy_makespan.py [--shots 8,24] [--servers 1,2,4] [--image-s 0.1] [--video-s 0.6]
+                                   [--rounds 3] [--baseline DIR]
+
+``--baseline DIR`` measures another reelforge tree side by side (its framework and plugins,
+this tree's fake server), e.g. the code before the shared pool:
+
+    mkdir /tmp/before && git archive 07d1050 | tar -x -C /tmp/before
+    python bench/comfy_makespan.py --rounds 3 --baseline /tmp/before
 
 Target (issue 12): <= 1.10 at N=8, K=4 and at N=24.
 """
@@ -27,8 +35,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from framework import hookimpl  # noqa: E402
-from tests.comfy.fake_comfy import FakeComfy  # noqa: E402
+HERE = Path(__file__).resolve().parents[1]
+
+
+def _fake_class():
+    """The fake server of this tree, loaded by path (a baseline tree has its own, older one)."""
+    import importlib.util
+
+    path = Path(os.environ.get("REELFORGE_BENCH_FAKE", HERE / "tests" / "comfy" / "fake_comfy.py"))
+    spec = importlib.util.spec_from_file_location("_bench_fake_comfy", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module.FakeComfy
 
 
 class _Clock:
@@ -37,19 +56,17 @@ class _Clock:
         self.last: float | None = None
         self.lock = threading.Lock()
 
-    @hookimpl
     def shot_started(self, session, stage, shot, attempt):
         with self.lock:
             now = time.monotonic()
             self.first = now if self.first is None else min(self.first, now)
 
-    @hookimpl
     def shot_completed(self, session, stage, shot, artifact):
         with self.lock:
             self.last = time.monotonic()
 
 
-def _executions(fake: FakeComfy) -> list[float]:
+def _executions(fake) -> list[float]:
     """Seconds each prompt executed on this server (history timestamps, in ms)."""
     out = []
     for entry in fake.history.values():
@@ -60,8 +77,10 @@ def _executions(fake: FakeComfy) -> list[float]:
 
 
 def run_once(n: int, k: int, image_s: float, video_s: float, root: Path) -> tuple[float, float]:
+    from framework import hookimpl
     from framework.runner import Runner
 
+    FakeComfy = _fake_class()
     fakes = []
     for i in range(k):
         fake = FakeComfy(root / f"server{i}")
@@ -76,6 +95,8 @@ def run_once(n: int, k: int, image_s: float, video_s: float, root: Path) -> tupl
                                              "poll_interval_s": 0.05},
                                  "offline": {"shots": n}})
         clock = _Clock()
+        hookimpl(_Clock.shot_started)
+        hookimpl(_Clock.shot_completed)
         runner.pm.register(clock)
         result = runner.start(f"bench {n} shots on {k} servers")
         if not result.ok:
@@ -91,6 +112,22 @@ def run_once(n: int, k: int, image_s: float, video_s: float, root: Path) -> tupl
             fake.stop()
 
 
+def _measure(tree: Path, n: int, k: int, args) -> float:
+    """makespan / ideal of one run, in a fresh process using ``tree``'s framework and plugins."""
+    import json
+    import subprocess
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(tree), env.get("PYTHONPATH", "")] if p)
+    env["REELFORGE_BENCH_FAKE"] = str(HERE / "tests" / "comfy" / "fake_comfy.py")
+    env.setdefault("NO_PROXY", "127.0.0.1,localhost")
+    out = subprocess.run([sys.executable, __file__, "--child", f"{n},{k},{args.image_s},{args.video_s}"],
+                         env=env, cwd=tree, capture_output=True, text=True, timeout=600)
+    if out.returncode:
+        raise SystemExit(f"{tree}: N={n} K={k} failed:\n{out.stdout}{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])["ratio"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shots", default="8,24")
@@ -98,25 +135,33 @@ def main() -> None:
     ap.add_argument("--image-s", type=float, default=0.1)
     ap.add_argument("--video-s", type=float, default=0.6)
     ap.add_argument("--rounds", type=int, default=1, help="runs per cell; the median ratio is shown")
+    ap.add_argument("--baseline", type=Path, help="another reelforge tree, measured side by side")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
-    logging.disable(logging.WARNING)
+    if args.child:
+        import json
+
+        sys.path.insert(0, os.getcwd())
+        logging.disable(logging.WARNING)
+        n, k, image_s, video_s = args.child.split(",")
+        with tempfile.TemporaryDirectory() as tmp:
+            makespan, ideal = run_once(int(n), int(k), float(image_s), float(video_s), Path(tmp))
+        print(json.dumps({"ratio": makespan / ideal, "makespan": makespan, "ideal": ideal}))
+        return
     shots = [int(x) for x in args.shots.split(",")]
     servers = [int(x) for x in args.servers.split(",")]
+    trees = [("this tree", HERE)] + ([("baseline", args.baseline.resolve())] if args.baseline else [])
     print(f"image {args.image_s:g} s, clip {args.video_s:g} s per shot on the server; "
           f"makespan / ideal (median of {args.rounds}):")
-    print("        " + "".join(f"   K={k:<6d}" for k in servers))
+    label = max(len(name) for name, _ in trees)
+    print(" " * (label + 9) + "".join(f"   K={k:<6d}" for k in servers))
     for n in shots:
-        cells = []
-        for k in servers:
-            ratios = []
-            for _ in range(args.rounds):
-                with tempfile.TemporaryDirectory() as tmp:
-                    makespan, ideal = run_once(n, k, args.image_s, args.video_s, Path(tmp))
-                ratios.append(makespan / ideal)
-            ratios.sort()
-            cells.append(ratios[len(ratios) // 2])
-        print(f"N={n:<5d} " + "".join(f"   {r:<8.2f}" for r in cells), flush=True)
+        for name, tree in trees:
+            cells = []
+            for k in servers:
+                ratios = sorted(_measure(tree, n, k, args) for _ in range(args.rounds))
+                cells.append(ratios[len(ratios) // 2])
+            print(f"N={n:<5d} {name:<{label}s}  " + "".join(f"   {r:<8.2f}" for r in cells), flush=True)
 
 
 if __name__ == "__main__":

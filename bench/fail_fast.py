@@ -7,10 +7,12 @@
 each in a fresh process with an empty output folder. The 404 server is a tiny http.server
 on 127.0.0.1 that answers 404 to everything (a path prefix, not a ComfyUI).
 
-    python bench/fail_fast.py [--timeout 900]
+    python bench/fail_fast.py [--timeout 900] [--baseline DIR]
 
-A run still going after --timeout seconds is stopped and reported as such (before the fix
-the closed-port case took minutes).
+A run still going after --timeout seconds is stopped and reported as such. ``--baseline
+DIR`` measures another reelforge tree too, side by side (e.g. the code before issue 9:
+``mkdir /tmp/before && git archive 07d1050 | tar -x -C /tmp/before``; each of its runs took
+over six minutes).
 """
 
 from __future__ import annotations
@@ -50,12 +52,12 @@ def closed_port() -> int:
         return s.getsockname()[1]  # closed again when the socket is
 
 
-def measure(url: str, timeout: float) -> tuple[float, int, int | None, str]:
+def measure(url: str, timeout: float, tree: Path = ROOT) -> tuple[float, int, int | None, str]:
     """(seconds, output lines, exit code or None on timeout, last line)."""
     cmd = [sys.executable, "-m", "framework", "run", "x", "--new", "--image-gen", "comfyui",
            "--comfy-url", url]
     env = {k: v for k, v in os.environ.items() if not k.startswith("REELFORGE_")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(ROOT), os.environ.get("PYTHONPATH", "")] if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(tree), os.environ.get("PYTHONPATH", "")] if p)
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     env["COLUMNS"] = "100"
     with tempfile.TemporaryDirectory() as out:
@@ -75,6 +77,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--show", action="store_true", help="print the last output line of each run")
+    ap.add_argument("--baseline", type=Path, help="another reelforge tree, measured side by side")
     args = ap.parse_args()
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotFound)
@@ -82,12 +85,14 @@ def main() -> None:
     cases = [("closed port", f"http://127.0.0.1:{closed_port()}"),
              ("answers 404", f"http://127.0.0.1:{server.server_address[1]}")]
     try:
+        trees = [("", ROOT)] + ([("baseline: ", args.baseline.resolve())] if args.baseline else [])
         for label, url in cases:
-            seconds, lines, code, last = measure(url, args.timeout)
-            status = "timed out" if code is None else f"exit {code}"
-            print(f"{label:12s} {seconds:8.2f} s  {lines:5d} output lines  ({status})")
-            if args.show:
-                print(f"{'':12s} last line: {last[:300]}")
+            for name, tree in trees:
+                seconds, lines, code, last = measure(url, args.timeout, tree)
+                status = "timed out" if code is None else f"exit {code}"
+                print(f"{name + label:22s} {seconds:8.2f} s  {lines:5d} output lines  ({status})", flush=True)
+                if args.show:
+                    print(f"{'':22s} last line: {last[:300]}")
     finally:
         server.shutdown()
 

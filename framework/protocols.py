@@ -48,7 +48,7 @@ class ImageGenerator(Protocol):
 #                            or ServiceError with one clear message when the run cannot work.
 #                            Runner.validate() and Runner.start() call it for every selected
 #                            backend before a session is created; Runner.resume() calls it
-#                            just before the backend's first step or shot of that run.
+#                            for a backend with work left, before its first step or shot.
 # On Ctrl-C the runner sets ShotJob.cancelled; a backend should stop waiting soon and may
 # return or raise anything: once cancelled, the runner keeps finished files and ignores
 # errors, and the shot stays todo for the next run.

@@ -654,6 +654,12 @@ class Runner:
             running[fut] = (stage, shot, fp)
 
         try:
+            # A backend with shots left is checked before any shot starts (schedule() checks
+            # the others before their first shot, e.g. a done shot whose file must be redone).
+            for spec in specs:
+                if spec.name not in gated and any(session.shot_state(s.id).artifact(spec.name).state != DONE
+                                                  for s in plan.shots):
+                    self._preflight_kind(spec.kind)
             # New work first, so a resume of a big session reaches the backends at once;
             # checking the shots already done (and redoing any that fail the check) follows.
             def order(shot: Shot) -> tuple[bool, ...]:

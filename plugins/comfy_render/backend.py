@@ -168,7 +168,7 @@ class ComfyBackend:
             client = self.client(url)
             try:
                 client.probe(timeout=PREFLIGHT_TIMEOUT)
-                self._check_nodes(client, force=True)
+                self._check_nodes(client)
             except Exception as exc:  # sorted out below
                 return url, exc
             return url, None
@@ -284,7 +284,7 @@ class ComfyBackend:
             if not server_trouble(exc):
                 raise
             waited = max(time.monotonic() - ctx.last_ok, self.pool.all_down_for() or 0.0)
-            raise ServerGone(redact(f"{exc}; gave up on shot {shot.id} after {waited:.0f}s without an "
+            raise ServerGone(redact(f"{exc}; gave up on shot {shot.id} after {waited:.0f}s without a usable "
                                     f"answer (server_grace_s={grace:g}). Start the server, then "
                                     f"`reelforge resume`"), status_code=exc.status_code, url=exc.url) from exc
         raise AssertionError("unreachable")  # pragma: no cover
@@ -358,8 +358,8 @@ class ComfyBackend:
         finally:
             ticket.finish()
 
-    def _check_nodes(self, client: ComfyClient, *, force: bool = False) -> None:
-        if not (self.options.check_nodes or force) or client.base_url in self._checked:
+    def _check_nodes(self, client: ComfyClient) -> None:
+        if not self.options.check_nodes or client.base_url in self._checked:
             return
         with self._check_lock:
             if client.base_url in self._checked:

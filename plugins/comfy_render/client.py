@@ -15,6 +15,7 @@ but not ComfyUI's API: permanent), ComfyError (a refusal or failure for good).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
@@ -127,6 +128,14 @@ WS_MAX_FRAME = 16 * MIB
 WS_MAX_QUEUE = 4
 
 
+#: The websocket library's own log: a socket we shut down while its reader thread is in a
+#: read logs "unexpected internal error" with a traceback. Every socket failure already
+#: means "poll instead", so its messages are kept out of the user's terminal.
+_WS_LOG = logging.getLogger("reelforge.comfyui.websocket")
+_WS_LOG.setLevel(logging.CRITICAL)
+_WS_LOG.propagate = False
+
+
 def auth_headers(env: str = "REELFORGE_COMFY_AUTH") -> dict[str, str]:
     """The Authorization header from ``$REELFORGE_COMFY_AUTH``: ``user:password`` is sent as
     HTTP Basic, anything else as a Bearer token. Every form a server could echo is registered
@@ -232,7 +241,7 @@ class EventStream:
         # A frame over max_size closes the socket (1009) and we poll /history instead. A full
         # queue pauses reading (the server waits); close() then gives up after close_timeout.
         kw = dict(open_timeout=self.open_timeout, max_size=self.max_frame, max_queue=WS_MAX_QUEUE,
-                  close_timeout=1, additional_headers=self.headers or None)
+                  close_timeout=1, additional_headers=self.headers or None, logger=_WS_LOG)
         try:
             try:
                 self._ws = connect(self.url, legacy=True, **kw)  # websockets >= 17

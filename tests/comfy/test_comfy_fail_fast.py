@@ -148,18 +148,20 @@ def watching(runner, observer):
 
 
 class _KillAtStart:
-    """Stops the fake server once the session exists (after the pre-flight check)."""
+    """Stops these fake servers once the session exists (after the pre-flight check), and
+    notes the shots started."""
 
-    def __init__(self, fake):
-        self.fake = fake
+    def __init__(self, *fakes):
+        self.fakes = fakes
         self.started: list[tuple[str, int]] = []
 
     from framework import hookimpl
 
     @hookimpl
     def session_started(self, session):
-        if self.fake.port and self.fake._runner is not None:
-            self.fake.kill()
+        for fake in self.fakes:
+            if fake._runner is not None:
+                fake.kill()
 
     @hookimpl
     def shot_started(self, session, stage, shot, attempt):
@@ -181,7 +183,7 @@ def test_resume_checks_a_server_only_before_its_first_shot(tmp_path, comfy):
     attempts = [s.image.attempts for s in SessionStore(out).load(failed.session_id).meta.shots]
     assert Runner(out).resume(done.session_id).ok  # nothing left to do: no server asked
     runner = Runner(out)
-    with watching(runner, _KillAtStart(comfy)) as watch, \
+    with watching(runner, _KillAtStart()) as watch, \
             pytest.raises(ServiceError, match="connection refused"):
         runner.resume(failed.session_id)
     assert watch.started == []  # refused before any shot started
@@ -190,6 +192,27 @@ def test_resume_checks_a_server_only_before_its_first_shot(tmp_path, comfy):
     comfy.revive()
     again = Runner(out).resume(failed.session_id)
     assert again.ok, again.failed
+
+
+def test_resume_checks_every_backend_with_shots_left_before_any_shot(tmp_path, make_comfy):
+    """Images on a (up again), clips on b (still down): refused before the first image starts,
+    not after it, when the first clip would go to b."""
+    a, b = make_comfy(), make_comfy()
+    out = tmp_path / "out"
+    opts = {"image": {"urls": (a.url,)}, "video": {"urls": (b.url,)},
+            "comfyui": {"poll_interval_s": 0.05, "server_grace_s": 0.5}, "offline": {"shots": 2}}
+    runner = Runner(out, backends={"image": "comfyui", "video": "comfyui"}, options=opts)
+    with watching(runner, _KillAtStart(a, b)):
+        failed = runner.start("an idea")
+    assert not failed.ok
+    a.revive()
+    runner = Runner(out)
+    with watching(runner, _KillAtStart()) as watch, \
+            pytest.raises(ServiceError, match=f"comfyui renderer: ComfyUI at {b.url} is not answering"):
+        runner.resume(failed.session_id)
+    assert watch.started == []
+    b.revive()
+    assert Runner(out).resume(failed.session_id).ok
 
 
 def test_an_outage_is_reported_once_and_its_end_once(comfy, jobs, shot, still, caplog):
