@@ -591,6 +591,13 @@ class Runner:
         specs = [spec for spec in SHOT_PIPELINE if spec.name in active]
         needs = {spec.name: tuple(d for d in spec.needs if d in active) for spec in specs}
         gated = {"videos"} if session.meta.review == "images" and not session.meta.approved else set()
+        # A backend with shots left is checked before any shot starts (and before anything
+        # here is set up, so a refusal leaves the runner as it was); schedule() checks the
+        # others before their first shot (a done shot whose file must be redone).
+        for spec in specs:
+            if spec.name not in gated and any(session.shot_state(s.id).artifact(spec.name).state != DONE
+                                              for s in plan.shots):
+                self._preflight_kind(spec.kind)
         pools = {spec.name: cf.ThreadPoolExecutor(
             max(1, int(getattr(backend_of[spec.name].instance, "concurrency", 1))),
             thread_name_prefix=f"reelforge-{spec.name}") for spec in specs}
@@ -654,12 +661,6 @@ class Runner:
             running[fut] = (stage, shot, fp)
 
         try:
-            # A backend with shots left is checked before any shot starts (schedule() checks
-            # the others before their first shot, e.g. a done shot whose file must be redone).
-            for spec in specs:
-                if spec.name not in gated and any(session.shot_state(s.id).artifact(spec.name).state != DONE
-                                                  for s in plan.shots):
-                    self._preflight_kind(spec.kind)
             # New work first, so a resume of a big session reaches the backends at once;
             # checking the shots already done (and redoing any that fail the check) follows.
             def order(shot: Shot) -> tuple[bool, ...]:

@@ -212,7 +212,7 @@ def test_resume_checks_every_backend_with_shots_left_before_any_shot(tmp_path, m
         runner.resume(failed.session_id)
     assert watch.started == []
     b.revive()
-    assert Runner(out).resume(failed.session_id).ok
+    assert runner.resume(failed.session_id).ok  # the same runner: the refusal left it usable
 
 
 def test_an_outage_is_reported_once_and_its_end_once(comfy, jobs, shot, still, caplog):
