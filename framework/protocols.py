@@ -41,8 +41,14 @@ class ImageGenerator(Protocol):
 
 
 # Optional on any backend:
-#   close(self) -> None   called once when the run ends (however it ends), e.g. to close
-#                         HTTP clients.
+#   close(self) -> None      called once when the run ends (however it ends), e.g. to close
+#                            HTTP clients.
+#   preflight(self) -> None  a cheap check (well under a second, no retries) that the
+#                            backend's server is there and speaks its API; raise ConfigError
+#                            or ServiceError with one clear message when the run cannot work.
+#                            Runner.validate() and Runner.start() call it for every selected
+#                            backend before a session is created; Runner.resume() calls it
+#                            for a backend with work left, before its first step or shot.
 # On Ctrl-C the runner sets ShotJob.cancelled; a backend should stop waiting soon and may
 # return or raise anything: once cancelled, the runner keeps finished files and ignores
 # errors, and the shot stays todo for the next run.

@@ -194,12 +194,15 @@ class Runner:
         self.budget = budget
         self.cancel = threading.Event()
         self._hook_lock = threading.RLock()
+        self._unchecked: dict[str, _Backend] = {}
+        "Backends of this run whose preflight() has not run yet (by kind)."
 
     # -- public API ---------------------------------------------------------------
     def start(self, idea: str) -> RunResult:
         """Create a new session for ``idea`` and run it to the end."""
         backends = self._resolve_backends(None)  # fail on bad names/options before creating
         try:
+            self._preflight(backends)  # a server that is not there stops us before a session exists
             # The first meta already holds the backends and options: a crash right after
             # this resumes with them, not with the defaults.
             session = self.store.create(idea, backends=self._choices(backends), review=self.review)
@@ -225,11 +228,32 @@ class Runner:
         except BaseException:
             session.close()
             raise
+        # Checked before each backend's first step or shot of this run, not here: a resume
+        # with nothing left for a backend does not need its server.
+        self._unchecked = dict(backends)
         return self._run_locked(session, backends)
 
     def validate(self) -> None:
-        """Check the selected backends and options without creating anything."""
-        self._resolve_backends(None)
+        """Check the selected backends and options, and that their servers answer (each
+        backend's preflight()), without creating anything."""
+        backends = self._resolve_backends(None)
+        try:
+            self._preflight(backends)
+        finally:
+            self._close_backends(backends)
+
+    def _preflight(self, backends: dict[str, "_Backend"]) -> None:
+        """Call every backend's optional ``preflight()`` (a cheap check that its server is
+        there and speaks its API; it raises ConfigError or ServiceError with a clear message)."""
+        self._unchecked = dict(backends)
+        for kind in list(backends):
+            self._preflight_kind(kind)
+
+    def _preflight_kind(self, kind: str) -> None:
+        backend = self._unchecked.pop(kind, None)
+        check = getattr(backend.instance, "preflight", None) if backend is not None else None
+        if callable(check):
+            check()
 
     # -- setup --------------------------------------------------------------------
     @staticmethod
@@ -431,6 +455,7 @@ class Runner:
             return existing
         if session.meta.steps.get(step) == DONE:
             raise SessionCorruptError(session.path / STEP_FILES[step][0], "file is missing but the step is marked done")
+        self._preflight_kind("story")
         self._hook("stage_started", session=session, stage=step)
         try:
             value = self._with_retries(lambda: make(**self._stage_job_kwargs(session, step, method)))
@@ -587,6 +612,13 @@ class Runner:
         specs = [spec for spec in SHOT_PIPELINE if spec.name in active]
         needs = {spec.name: tuple(d for d in spec.needs if d in active) for spec in specs}
         gated = {"videos"} if session.meta.review == "images" and not session.meta.approved else set()
+        # A backend with shots left is checked before any shot starts (and before anything
+        # here is set up, so a refusal leaves the runner as it was); schedule() checks the
+        # others before their first shot (a done shot whose file must be redone).
+        for spec in specs:
+            if spec.name not in gated and any(session.shot_state(s.id).artifact(spec.name).state != DONE
+                                              for s in plan.shots):
+                self._preflight_kind(spec.kind)
         pools = {spec.name: cf.ThreadPoolExecutor(
             max(1, int(getattr(backend_of[spec.name].instance, "concurrency", 1))),
             thread_name_prefix=f"reelforge-{spec.name}") for spec in specs}
@@ -647,6 +679,7 @@ class Runner:
             if not within_budget(stage):
                 outcome.over_budget.add((stage, shot.id))
                 return
+            self._preflight_kind(STAGE_KIND[stage])  # before this backend's first shot of the run
             image = session.path / session.shot_state(shot.id).image.path if stage == "videos" else None
             fut = pools[stage].submit(self._attempt, session, stage,
                                       self._effective(session, stage, shot, active), backend, image, spent)

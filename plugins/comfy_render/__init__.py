@@ -27,6 +27,14 @@ class ComfyRenderer:
     def render(self, shot: Shot, image: Path, job: ShotJob) -> Path:
         return self.backend.run(shot, job, image)
 
+    def preflight(self) -> None:
+        """Before a run: every server answers as ComfyUI and has the template's nodes (a
+        wrong URL or missing nodes stop the run; it starts if at least one server answers)."""
+        self.backend.preflight()
+
+    def close(self) -> None:
+        self.backend.close()
+
 
 @hookimpl
 def register_renderers(register):

@@ -1,8 +1,10 @@
-"""What the ComfyUI renderer and image generator share: options, the server pool, and one
-shot's life on a server (submit or reattach, wait, download)."""
+"""What the ComfyUI renderer and image generator share: options, the servers (a pool shared
+by both stages, see pool.py), and one shot's life on a server (submit or reattach, wait,
+download), with one retry policy whose deadline is server_grace_s."""
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import hashlib
 import json
 import logging
@@ -12,12 +14,13 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from framework.errors import ConfigError, RetryableServiceError, ServiceError, StageError
 from framework.redact import redact
 from framework.protocols import ShotJob
 from framework.records import Shot
+from framework.retry import backoff_from_env, deadline_retrying
 
 from .client import (
     Cancelled,
@@ -25,21 +28,27 @@ from .client import (
     ComfyError,
     ComfyValidationError,
     EventStream,
+    NotComfyUI,
     OutputMissingError,
     PromptExecutionError,
     PromptInterrupted,
     PromptLost,
+    PromptTimeout,
+    ServerDown,
+    ServerGone,
     ServerUnavailable,
     Limits,
     Timeouts,
     UnsafeOutputError,
     auth_headers,
     describe_node_errors,
+    execution_seconds,
     history_error,
     history_status,
     history_outputs,
     safe_output_name,
 )
+from .pool import ServerPool, Ticket, normalise_url, shared_pool
 from .workflow import Template, load_template
 
 log = logging.getLogger("reelforge.comfyui")
@@ -49,73 +58,35 @@ PROMPT_NAMESPACE = uuid.UUID("6c0b1d1e-3f0a-5c55-9a8e-7265656c666f")
 
 VIDEO_SUFFIXES = (".mp4", ".webm")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+#: Seconds one pre-flight request may take (a server that slow is not fit to start a run on).
+PREFLIGHT_TIMEOUT = 5.0
 
 
-class ServerPool:
-    """The configured servers: load-aware picking, marking down, and reservations so that
-    concurrent shots do not all pick the same idle server."""
+def server_trouble(exc: BaseException) -> bool:
+    """Worth another try inside the backend: no answer, a transient status, a timeout. Not a
+    prompt someone interrupted, nor one that ran past timeout_s: those go to the runner,
+    whose retry makes a new attempt (a new prompt id) or looks the prompt up again."""
+    return isinstance(exc, RetryableServiceError) and not isinstance(exc, (PromptInterrupted,
+                                                                         PromptTimeout))
 
-    def __init__(self, urls: tuple[str, ...], *, down_for: float = 60.0, timeouts: Timeouts = Timeouts(),
-                 limits: Limits = Limits(), headers: Mapping[str, str] | None = None):
-        self.urls = tuple(urls)
-        self.down_for = down_for
-        self.timeouts = timeouts
-        self.limits = limits
-        self.headers = dict(headers or {})
-        self._clients: dict[str, ComfyClient] = {}
-        self._down_until: dict[str, float] = {}
-        self._reserved: dict[str, int] = {}
-        self._lock = threading.Lock()
 
-    def client(self, url: str) -> ComfyClient:
-        url = url.rstrip("/")
-        with self._lock:
-            if url not in self._clients:
-                self._clients[url] = ComfyClient(url, timeouts=self.timeouts, limits=self.limits,
-                                                 headers=self.headers)
-            return self._clients[url]
+class _ShotRun:
+    """One shot's dealings with the servers, across the attempts of ComfyBackend.run."""
 
-    def mark_down(self, url: str, reason: str = "") -> None:
-        with self._lock:
-            self._down_until[url.rstrip("/")] = time.monotonic() + self.down_for
-        log.warning("ComfyUI at %s marked down for %.0fs%s", url, self.down_for,
-                    f": {reason}" if reason else "")
-
-    def is_down(self, url: str) -> bool:
-        return self._down_until.get(url.rstrip("/"), 0.0) > time.monotonic()
-
-    def pick(self, exclude: set[str] = frozenset()) -> ComfyClient:
-        """The least busy healthy server (queue depth + shots reserved here), reserved for the
-        caller: call release() once the prompt is submitted or abandoned."""
-        loads: dict[str, int] = {}
-        errors = []
-        candidates = [u for u in self.urls if u not in exclude]
-        up = [u for u in candidates if not self.is_down(u)]
-        # when every server is marked down, probe them anyway rather than fail blind
-        for url in up or candidates:
-            try:
-                loads[url] = self.client(url).queue_remaining()
-            except ServiceError as exc:
-                self.mark_down(url, str(exc))
-                errors.append(str(exc))
-        if not loads:
-            detail = "; ".join(errors) or "every server is marked down"
-            raise RetryableServiceError(
-                f"no ComfyUI server is answering ({', '.join(self.urls)}): {detail}. "
-                f"Start ComfyUI or pass --comfy-url.")
-        with self._lock:
-            order = {u.rstrip("/"): i for i, u in enumerate(self.urls)}
-            best = min(loads, key=lambda u: (loads[u] + self._reserved.get(u, 0), order.get(u, 0)))
-            self._reserved[best] = self._reserved.get(best, 0) + 1
-        return self.client(best)
-
-    def release(self, url: str) -> None:
-        with self._lock:
-            self._reserved[url] = max(0, self._reserved.get(url, 0) - 1)
-
-    def close(self) -> None:
-        for c in list(self._clients.values()):
-            c.close()
+    def __init__(self, started: float):
+        self.started = started
+        self.last_ok = started
+        "When a server last answered for this shot: the deadline (server_grace_s) counts from it."
+        self.hop = 0
+        self.lost = 0
+        self.tried: set[str] = set()
+        "Servers this shot moved off."
+        self.abandoned: set[str] = set()
+        "Prompt ids not to reattach to (lost, failed, changed, or on a server moved off)."
+        self.url: str | None = None
+        "The server of the current attempt, once one is chosen."
+        self.wait_started: dict[str, float] = {}
+        "When waiting for each prompt began: timeout_s counts from it across attempts."
 
 
 def _short(value: Any, limit: int = 100) -> str:
@@ -158,14 +129,77 @@ class ComfyBackend:
         self.template: Template = load_template(options.template, kind=self.kind,
                                                 mapping=options.mapping)
         mib = 1024 * 1024
-        self.pool = ServerPool(
-            tuple(u.rstrip("/") for u in options.urls), down_for=options.down_for_s,
-            timeouts=Timeouts(request=options.request_timeout_s, download=options.download_timeout_s),
-            limits=Limits(answer=options.max_answer_mib * mib, download=options.max_download_mib * mib),
-            headers=auth_headers())
-        self.concurrency = max(1, options.per_server) * len(options.urls)
+        self.urls = tuple(dict.fromkeys(normalise_url(u) for u in options.urls))
+        self.pool: ServerPool = shared_pool(self.urls, down_for=options.down_for_s)
+        self.timeouts = Timeouts(request=options.request_timeout_s, download=options.download_timeout_s)
+        self.limits = Limits(answer=options.max_answer_mib * mib, download=options.max_download_mib * mib)
+        self.headers = auth_headers()
+        self._clients: dict[str, ComfyClient] = {}
+        self._clients_lock = threading.Lock()
+        self.concurrency = max(1, options.per_server) * len(self.urls)
+        self.key = f"{kind}:{self.template.name}"
+        "Whose running average of execution time this backend's prompts feed."
         self._checked: set[str] = set()
         self._check_lock = threading.Lock()
+
+    def client(self, url: str) -> ComfyClient:
+        url = normalise_url(url)
+        with self._clients_lock:
+            if url not in self._clients:
+                self._clients[url] = ComfyClient(url, timeouts=self.timeouts, limits=self.limits,
+                                                 headers=self.headers)
+            return self._clients[url]
+
+    def close(self) -> None:
+        with self._clients_lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for c in clients:
+            c.close()
+
+    # -- before a run -------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        """Is each server there, is it ComfyUI, can it run the template? What `reelforge
+        comfyui check` does, in a fraction of a second: a server that is not ComfyUI (404,
+        HTML, JSON of another shape) or lacks the template's nodes stops the run; one that
+        does not answer is marked down (said once), and the run is refused only when none
+        answers."""
+        def look(url: str) -> tuple[str, Exception | None]:
+            client = self.client(url)
+            try:
+                client.probe(timeout=PREFLIGHT_TIMEOUT)
+                self._check_nodes(client)
+            except Exception as exc:  # sorted out below
+                return url, exc
+            return url, None
+
+        if len(self.urls) == 1:
+            results = [look(self.urls[0])]
+        else:
+            with cf.ThreadPoolExecutor(min(8, len(self.urls)), thread_name_prefix="comfy-preflight") as ex:
+                results = list(ex.map(look, self.urls))
+        wrong, down, up = [], [], []
+        for url, exc in results:
+            if exc is None:
+                self.pool.mark_up(url)
+                up.append(url)
+            elif isinstance(exc, RetryableServiceError):
+                down.append((url, exc))
+            elif isinstance(exc, ServiceError):
+                wrong.append(str(exc))
+            else:
+                raise exc
+        what = "image generator" if self.kind == "image" else "renderer"
+        if wrong:
+            raise ServiceError(f"comfyui {what}: " + "; ".join(wrong))
+        if not up:
+            detail = "; ".join(str(exc) for _, exc in down)
+            raise ServiceError(f"comfyui {what}: {detail}. Start ComfyUI there or pass the right "
+                               f"--comfy-url (`reelforge comfyui check` tests servers)")
+        for url, exc in down:
+            from .pool import _reason
+
+            self.pool.mark_down(url, _reason(exc) if isinstance(exc, ServerDown) else str(exc))
 
     # -- the values written into the workflow -------------------------------------------
 
@@ -215,56 +249,114 @@ class ComfyBackend:
 
     # -- one shot -----------------------------------------------------------------------
 
+    def _units(self, shot: Shot) -> float:
+        """Work units of a shot: frames for a clip, one for a still."""
+        if self.kind != "video":
+            return 1.0
+        fps = self.options.fps or float(self.template.defaults.get("fps", 12))
+        return float(self._frames(shot, fps))
+
+    def _expected(self, shot: Shot, job: ShotJob, units: float) -> float:
+        seconds = (job.checkpoint or {}).get("server_seconds")
+        if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and 0 < seconds < 1e7:
+            return float(seconds)  # this shot's own, from an earlier attempt
+        return self.pool.estimate(self.key, units, len(self.template.workflow))
+
     def run(self, shot: Shot, job: ShotJob, image: Path | None) -> Path:
         if job.cancelled.is_set():
             raise StageError(f"shot {shot.id}: cancelled before it was submitted")
-        started = time.monotonic()
-        cp = dict(job.checkpoint or {})
-        if cp.get("prompt_id") and cp.get("server"):
-            done = self._reattach(shot, job, cp, started, image)
-            if done is not None:
-                return done
-        tried: set[str] = set()
-        hop = 0
-        lost = 0
-        while True:
-            client = self._pick(tried, job)
-            pid = self.prompt_id_for(job, hop)
-            while pid == cp.get("prompt_id"):
-                hop += 1
-                pid = self.prompt_id_for(job, hop)
-            try:
-                return self._submit_and_wait(shot, job, image, client, pid, started)
-            except ServerUnavailable as exc:
-                self.pool.mark_down(client.base_url, str(exc))
-                tried.add(client.base_url)
-                log.warning("shot %s: moving off %s", shot.id, client.base_url)
-                if hop >= 2 * len(self.pool.urls) + 2:
-                    raise
-            except PromptLost:
-                # The server forgot the prompt (restart): submit it again, a bounded number of times.
-                lost += 1
-                log.warning("shot %s: %s no longer knows prompt %s; submitting again",
-                            shot.id, client.base_url, pid)
-                if lost > 3:
-                    raise RetryableServiceError(f"ComfyUI at {client.base_url} keeps losing shot "
-                                                f"{shot.id}'s prompt", url=client.base_url)
-            hop += 1
+        o = self.options
+        ctx = _ShotRun(time.monotonic())
+        grace = o.server_grace_s
+        first = max(backoff_from_env(0.25), min(o.poll_interval_s, 0.25))
+        retrying = deadline_retrying(
+            deadline=grace, since=lambda: ctx.last_ok, cancelled=job.cancelled, retry_if=server_trouble,
+            # every server down for longer than the deadline: the shots after the first fail at once
+            give_up=lambda: (self.pool.all_down_for() or 0.0) >= grace,
+            initial=first, max_wait=max(first, min(5.0, grace / 4)))
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._attempt(shot, job, image, ctx)
+        except RetryableServiceError as exc:
+            if job.cancelled.is_set():
+                raise StageError(f"shot {shot.id}: cancelled while waiting for a ComfyUI server") from None
+            if not server_trouble(exc):
+                raise
+            waited = max(time.monotonic() - ctx.last_ok, self.pool.all_down_for() or 0.0)
+            raise ServerGone(redact(f"{exc}; gave up on shot {shot.id} after {waited:.0f}s without a usable "
+                                    f"answer (server_grace_s={grace:g}). Start the server, then "
+                                    f"`reelforge resume`"), status_code=exc.status_code, url=exc.url) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _pick(self, tried: set[str], job: ShotJob) -> ComfyClient:
-        """A server for the shot; when none answers, keep asking for server_grace_s (a
-        restarting ComfyUI is back in seconds) before giving the runner a retryable error."""
-        deadline = time.monotonic() + self.options.server_grace_s
-        while True:
-            # once every server has failed this shot, any of them may take it again
-            exclude = tried if len(tried) < len(self.pool.urls) else set()
-            try:
-                return self.pool.pick(exclude=exclude)
-            except RetryableServiceError:
-                if time.monotonic() > deadline:
-                    raise
-                if job.cancelled.wait(min(self.options.poll_interval_s, 1.0)):
-                    raise StageError(f"shot {job.shot.id}: cancelled while looking for a server") from None
+    def _heard(self, ctx: _ShotRun, url: str) -> None:
+        ctx.last_ok = time.monotonic()
+        self.pool.mark_up(url)
+
+    def _attempt(self, shot: Shot, job: ShotJob, image: Path | None, ctx: _ShotRun) -> Path:
+        """Reattach to the recorded prompt, or pick a server and submit; what fails is
+        either raised for the retry policy or final."""
+        ctx.url = None
+        try:
+            cp = dict(job.checkpoint or {})
+            if cp.get("prompt_id") and cp.get("server") and str(cp["prompt_id"]) not in ctx.abandoned:
+                done = self._reattach(shot, job, cp, ctx, image)
+                if done is not None:
+                    return done
+            while True:
+                try:
+                    return self._submit_new(shot, job, image, ctx)
+                except PromptLost as lost:
+                    # The server forgot the prompt (restart): submit it again, a bounded number of times.
+                    ctx.abandoned.add(str(lost))
+                    ctx.lost += 1
+                    log.info("shot %s: %s no longer knows prompt %s; submitting again", shot.id, ctx.url, lost)
+                    if ctx.lost > 3:
+                        raise ComfyError(f"ComfyUI at {ctx.url} keeps losing shot {shot.id}'s prompt "
+                                         f"(is it restarting over and over?)", url=ctx.url) from None
+        except RetryableServiceError as exc:
+            if server_trouble(exc):
+                self._trouble(ctx, job, exc)
+            raise
+
+    def _trouble(self, ctx: _ShotRun, job: ShotJob, exc: RetryableServiceError) -> None:
+        """A server failed this shot: mark it down if it does not answer at all; move the
+        shot off it (abandoning its prompt there) when another server is up and this one
+        refused the connection or has not answered for server_grace_s."""
+        url = ctx.url
+        if url is None:
+            return  # no server was chosen (none answers): the policy waits
+        from .pool import _reason
+
+        if isinstance(exc, ServerDown):
+            self.pool.mark_down(url, _reason(exc))
+        silent = time.monotonic() - ctx.last_ok
+        if (isinstance(exc, ServerDown) or silent >= self.options.server_grace_s) \
+                and self.pool.any_other_up(url, ctx.tried):
+            ctx.tried.add(url)
+            cp = job.checkpoint or {}
+            if cp.get("prompt_id") and normalise_url(str(cp.get("server") or "")) == url:
+                ctx.abandoned.add(str(cp["prompt_id"]))
+            ctx.last_ok = time.monotonic()  # a fresh deadline on the next server
+            log.info("shot %s: moving off %s (%s)", job.shot.id, url, exc)
+
+    def _submit_new(self, shot: Shot, job: ShotJob, image: Path | None, ctx: _ShotRun) -> Path:
+        units = self._units(shot)
+        exclude = ctx.tried if len(ctx.tried) < len(self.urls) else set()
+        ticket = self.pool.pick(self.client, key=self.key, units=units,
+                                expected=self._expected(shot, job, units), exclude=exclude)
+        ctx.url = ticket.url
+        self._heard(ctx, ticket.url)
+        recorded = (job.checkpoint or {}).get("prompt_id")
+        pid = self.prompt_id_for(job, ctx.hop)
+        while pid == recorded or pid in ctx.abandoned:
+            ctx.hop += 1
+            pid = self.prompt_id_for(job, ctx.hop)
+        ctx.hop += 1
+        try:
+            return self._submit_and_wait(shot, job, image, self.client(ticket.url), pid, ctx, ticket)
+        finally:
+            ticket.finish()
 
     def _check_nodes(self, client: ComfyClient) -> None:
         if not self.options.check_nodes or client.base_url in self._checked:
@@ -287,51 +379,43 @@ class ComfyBackend:
         return client.upload_image(image, name=name, subfolder="reelforge")
 
     def _submit_and_wait(self, shot: Shot, job: ShotJob, image: Path | None, client: ComfyClient,
-                         pid: str, started: float) -> Path:
+                         pid: str, ctx: _ShotRun, ticket: Ticket) -> Path:
         url = client.base_url
         client_id = uuid.uuid5(PROMPT_NAMESPACE, pid).hex
         stream = EventStream(url, client_id, headers=client.headers)
         try:
+            self._check_nodes(client)
+            image_ref = self._upload(client, image) if image is not None else None
+            workflow = self.template.render(self._values(shot, job, image_ref))
+            # events only reach a socket already open under our client_id: connect first
+            stream.connect()
+            job.save_checkpoint(prompt_id=pid, server=url, client_id=client_id,
+                                fingerprint=self.fingerprint(shot, job, image),
+                                submitted_at=round(time.time(), 3))
             try:
-                self._check_nodes(client)
-                image_ref = self._upload(client, image) if image is not None else None
-                workflow = self.template.render(self._values(shot, job, image_ref))
-                # events only reach a socket already open under our client_id: connect first
-                stream.connect()
-                job.save_checkpoint(prompt_id=pid, server=url, client_id=client_id,
-                                    fingerprint=self.fingerprint(shot, job, image),
-                                    submitted_at=round(time.time(), 3))
-                try:
-                    queued_as, node_errors = client.submit(workflow, prompt_id=pid,
-                                                           client_id=client_id)
-                    if queued_as != pid:
-                        # an old ComfyUI that picks its own ids: record the real one at once
-                        log.warning("ComfyUI at %s ignored our prompt_id; it queued %s",
-                                    url, queued_as)
-                        pid = queued_as
-                        job.save_checkpoint(prompt_id=pid)
-                except RetryableServiceError as exc:
-                    # Did it get queued anyway? Look before anything is sent again.
-                    try:
-                        state, _ = client.locate(pid)
-                    except RetryableServiceError:
-                        raise ServerUnavailable(f"{exc}", url=url) from exc
-                    if state == "lost":
-                        raise
-                    node_errors = {}
-            except RetryableServiceError as exc:
-                if exc.status_code is None:  # no answer at all: try another server
-                    raise ServerUnavailable(str(exc), url=url) from exc
-                raise
-            finally:
-                self.pool.release(url)
+                queued_as, node_errors = client.submit(workflow, prompt_id=pid, client_id=client_id)
+                if queued_as != pid:
+                    # an old ComfyUI that picks its own ids: record the real one at once
+                    log.warning("ComfyUI at %s ignored our prompt_id; it queued %s", url, queued_as)
+                    pid = queued_as
+                    job.save_checkpoint(prompt_id=pid)
+            except RetryableServiceError:
+                # Did it get queued anyway? Look before anything is sent again (a failure
+                # here goes to the retry policy, whose next attempt reattaches by the
+                # recorded prompt id).
+                state, _ = client.locate(pid)
+                if state == "lost":
+                    raise
+                node_errors = {}
+            ticket.submit()
+            self._heard(ctx, url)
             if node_errors:
                 self._partial_acceptance(client, pid, node_errors, workflow)
             job.progress(0.0, f"queued on {url}")
-            entry = self._wait(client, pid, stream, job, total_nodes=len(workflow))
+            entry = self._wait(client, pid, stream, job, ctx, ticket, total_nodes=len(workflow))
         finally:
             stream.close()
-        return self._finish(entry, client, pid, shot, job, started)
+        return self._finish(entry, client, pid, shot, job, ctx, ticket)
 
     def _partial_acceptance(self, client: ComfyClient, pid: str, node_errors: Mapping[str, Any],
                             workflow: Mapping[str, Any]) -> None:
@@ -351,13 +435,15 @@ class ComfyBackend:
                     ", ".join(sorted(failed)), lines)
 
     def _wait(self, client: ComfyClient, pid: str, stream: EventStream | None, job: ShotJob,
-              total_nodes: int) -> dict[str, Any]:
+              ctx: _ShotRun, ticket: Ticket, total_nodes: int) -> dict[str, Any]:
         o = self.options
-        tracker = _Progress(pid, total_nodes, job)
+        tracker = _Progress(pid, total_nodes, job, on_start=ticket.started)
+        begun = ctx.wait_started.setdefault(pid, time.monotonic())
         try:
             return client.wait(pid, stream=stream, cancelled=job.cancelled, on_event=tracker,
-                               poll_interval=o.poll_interval_s, timeout=o.timeout_s,
-                               grace=o.server_grace_s)
+                               on_answer=lambda: self._heard(ctx, client.base_url),
+                               poll_interval=o.poll_interval_s,
+                               timeout=max(0.0, o.timeout_s - (time.monotonic() - begun)))
         except Cancelled:
             self._cancel_remote(client, pid)
             raise StageError(f"shot {job.shot.id}: cancelled while ComfyUI at {client.base_url} "
@@ -377,51 +463,75 @@ class ComfyBackend:
             if state == "pending":
                 client.delete_queued(pid)
 
-    def _reattach(self, shot: Shot, job: ShotJob, cp: Mapping[str, Any], started: float,
+    def _reattach(self, shot: Shot, job: ShotJob, cp: Mapping[str, Any], ctx: _ShotRun,
                   image: Path | None) -> Path | None:
         """A prompt was recorded for this shot: adopt its result, wait for it, or return None
-        when the server no longer has it (then the caller submits again)."""
-        url, pid = str(cp["server"]).rstrip("/"), str(cp["prompt_id"])
+        when it cannot be had (then the caller submits again). A configured server that does
+        not answer raises, for the retry policy; a server no longer configured is given up."""
+        url, pid = normalise_url(str(cp["server"])), str(cp["prompt_id"])
         if cp.get("fingerprint") not in (None, self.fingerprint(shot, job, image)):
             log.info("shot %s: template, options or still changed since prompt %s; submitting anew",
                      shot.id, pid)
+            ctx.abandoned.add(pid)
             return None
-        client = self.pool.client(url)
+        if url in ctx.tried:
+            ctx.abandoned.add(pid)
+            return None
+        configured = url in self.urls
+        client = self.client(url)
+        ctx.url = url
         try:
             state, entry = client.locate(pid)
-        except RetryableServiceError as exc:
-            self.pool.mark_down(url, str(exc))
-            log.warning("shot %s: %s does not answer; its prompt %s is abandoned", shot.id, url, pid)
+        except ServiceError as exc:
+            if configured and isinstance(exc, RetryableServiceError):
+                raise
+            if isinstance(exc, ServerDown):
+                from .pool import _reason
+
+                self.pool.mark_down(url, _reason(exc))
+            log.info("shot %s: %s (not configured now) does not answer; its prompt %s is abandoned",
+                     shot.id, url, pid)
+            ctx.abandoned.add(pid)
+            ctx.url = None
             return None
+        self._heard(ctx, url)
         log.info("shot %s: prompt %s on %s is %s", shot.id, pid, url, state)
-        if state in ("running", "pending"):
-            stream = EventStream(url, str(cp.get("client_id") or uuid.uuid4().hex), headers=client.headers)
-            stream.connect()  # same clientId: the server resumes sending us its events
-            try:
-                entry = self._wait(client, pid, stream, job, total_nodes=len(self.template.workflow))
-            except PromptLost:
-                return None
-            except ServerUnavailable as exc:
-                self.pool.mark_down(url, str(exc))
-                return None
-            finally:
-                stream.close()
-        if entry is None:
-            return None
-        status = history_status(entry)
-        if status != "success":
-            log.info("shot %s: recorded prompt %s ended in %s; submitting again", shot.id, pid, status)
-            return None
+        units = self._units(shot)
+        ticket = self.pool.track(url, key=self.key, units=units, expected=self._expected(shot, job, units),
+                                 running=state == "running")
         try:
-            return self._finish(entry, client, pid, shot, job, started)
-        except OutputMissingError as exc:
-            log.warning("shot %s: %s; submitting again", shot.id, exc)
-            return None
+            if state in ("running", "pending"):
+                stream = EventStream(url, str(cp.get("client_id") or uuid.uuid4().hex), headers=client.headers)
+                stream.connect()  # same clientId: the server resumes sending us its events
+                try:
+                    entry = self._wait(client, pid, stream, job, ctx, ticket,
+                                       total_nodes=len(self.template.workflow))
+                except PromptLost:
+                    ctx.abandoned.add(pid)
+                    return None
+                finally:
+                    stream.close()
+            if entry is None:
+                ctx.abandoned.add(pid)
+                return None
+            status = history_status(entry)
+            if status != "success":
+                log.info("shot %s: recorded prompt %s ended in %s; submitting again", shot.id, pid, status)
+                ctx.abandoned.add(pid)
+                return None
+            try:
+                return self._finish(entry, client, pid, shot, job, ctx, ticket)
+            except OutputMissingError as exc:
+                log.warning("shot %s: %s; submitting again", shot.id, exc)
+                ctx.abandoned.add(pid)
+                return None
+        finally:
+            ticket.finish()
 
     # -- results ------------------------------------------------------------------------
 
     def _finish(self, entry: Mapping[str, Any], client: ComfyClient, pid: str, shot: Shot,
-                job: ShotJob, started: float) -> Path:
+                job: ShotJob, ctx: _ShotRun, ticket: Ticket) -> Path:
         url = client.base_url
         status = history_status(entry)
         if status != "success":
@@ -468,9 +578,15 @@ class ComfyBackend:
                              f"the template must save a {'/'.join(wanted)} file", url=url)
         if self.kind == "image" and chosen.suffix.lower() != ".png":
             chosen = _to_png(chosen)
-        seconds = round(time.monotonic() - started, 3)
+        seconds = round(time.monotonic() - ctx.started, 3)
+        on_server = execution_seconds(entry)
+        if on_server is None and ticket.running_since is not None:
+            on_server = time.monotonic() - ticket.running_since
+        extra = {"server_seconds": round(on_server, 3)} if on_server is not None else {}
         job.save_checkpoint(rendered_by=url, seconds=seconds, prompt_id=pid,
-                            outputs=[p.name for _, p in files])
+                            outputs=[p.name for _, p in files], **extra)
+        if on_server is not None:
+            self.pool.record(self.key, on_server, ticket.units, len(self.template.workflow))
         job.progress(1.0, f"done on {url} in {seconds:.1f}s")
         return chosen
 
@@ -487,8 +603,10 @@ def _to_png(path: Path) -> Path:
 class _Progress:
     """Turns websocket events into job.progress() calls."""
 
-    def __init__(self, prompt_id: str, total: int, job: ShotJob):
+    def __init__(self, prompt_id: str, total: int, job: ShotJob,
+                 on_start: Callable[[], None] = lambda: None):
         self.pid, self.total, self.job = prompt_id, max(1, total), job
+        self.on_start = on_start
         self.cached: set[str] = set()
         self.last = -1.0
 
@@ -502,6 +620,8 @@ class _Progress:
         kind, data = msg.get("type"), msg.get("data") or {}
         if not isinstance(data, dict) or data.get("prompt_id") not in (self.pid, None):
             return
+        if kind in ("execution_start", "execution_cached", "executing") and data.get("prompt_id") == self.pid:
+            self.on_start()  # the server is executing our prompt now
         if kind == "execution_cached":
             self.cached = {str(n) for n in data.get("nodes") or []}
         elif kind == "progress_state" and data.get("prompt_id") == self.pid:

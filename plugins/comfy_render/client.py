@@ -2,13 +2,20 @@
 
 Follows what a ComfyUI 0.3.64 server was recorded doing (shared/comfyui-transcripts): a
 client-chosen prompt_id, /history as the source of truth ({} until a prompt is done), events
-only for the submitting client_id, no replay after a websocket reconnect.
+only for the submitting client_id, no replay after a websocket reconnect. On servers with
+the job API (``GET /api/jobs/{id}``, ComfyUI since late 2025) one call tells where a prompt
+is, with its outputs and execution times; see docs/comfyui.md for the fields relied on.
+
+The client makes each call once: retrying is the backend's (one policy with a deadline,
+framework.retry.deadline_retrying). Its errors say what happened: ServerDown (no answer at
+all), RetryableServiceError (a transient status, a timeout), NotComfyUI (something answers,
+but not ComfyUI's API: permanent), ComfyError (a refusal or failure for good).
 """
 
 from __future__ import annotations
 
 import json
-import math
+import logging
 import os
 import re
 import socket
@@ -20,12 +27,11 @@ from typing import Any, Callable, Iterable, Mapping
 
 import attrs
 import httpx
-import tenacity
 
 from framework.errors import RetryableServiceError, ServiceError
 from framework.http import MIB, BodyTooLarge, bounded_client, deadline, fetch
 from framework.redact import redact
-from framework.retry import backoff_from_env
+from framework.retry import parse_retry_after
 
 #: What a prompt id the server hands back may look like (ComfyUI uses uuid4 strings).
 _PROMPT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
@@ -36,6 +42,21 @@ TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 class ComfyError(ServiceError):
     """ComfyUI refused or failed a prompt for good; retrying the same prompt will not help."""
+
+
+class NotComfyUI(ComfyError):
+    """Something answers at the URL, but not ComfyUI's API: a 404 (a path prefix, another
+    service), a page that is not JSON, or JSON of another shape. Permanent."""
+
+
+class ServerDown(RetryableServiceError):
+    """No answer at all: the connection was refused or could not be made in time, or the host
+    name does not resolve. The server is marked down at once."""
+
+
+class ServerGone(ServiceError):
+    """No server answered a shot within its deadline (server_grace_s). Not retried by the
+    runner: the backend's own retries already spent that time; resume once a server is up."""
 
 
 class ComfyValidationError(ComfyError):
@@ -62,13 +83,17 @@ class PromptInterrupted(RetryableServiceError):
     """Someone interrupted the prompt on the server (not us)."""
 
 
+class PromptTimeout(RetryableServiceError):
+    """The prompt did not finish within timeout_s; the runner's retry looks it up again."""
+
+
 class PromptLost(Exception):
     """The server knows nothing of the prompt: neither in /queue nor in /history (it restarted,
     or the prompt was deleted). The caller may submit again."""
 
 
 class ServerUnavailable(RetryableServiceError):
-    """The server stopped answering for longer than the grace period."""
+    """No configured server is up right now (every one is marked down)."""
 
 
 class Cancelled(Exception):
@@ -103,6 +128,14 @@ WS_MAX_FRAME = 16 * MIB
 WS_MAX_QUEUE = 4
 
 
+#: The websocket library's own log: a socket we shut down while its reader thread is in a
+#: read logs "unexpected internal error" with a traceback. Every socket failure already
+#: means "poll instead", so its messages are kept out of the user's terminal.
+_WS_LOG = logging.getLogger("reelforge.comfyui.websocket")
+_WS_LOG.setLevel(logging.CRITICAL)
+_WS_LOG.propagate = False
+
+
 def auth_headers(env: str = "REELFORGE_COMFY_AUTH") -> dict[str, str]:
     """The Authorization header from ``$REELFORGE_COMFY_AUTH``: ``user:password`` is sent as
     HTTP Basic, anything else as a Bearer token. Every form a server could echo is registered
@@ -124,23 +157,10 @@ def auth_headers(env: str = "REELFORGE_COMFY_AUTH") -> dict[str, str]:
     return {"Authorization": f"Bearer {raw}"}
 
 
-def _retry_wait() -> float:
-    return backoff_from_env(0.25)
-
-
 def error_text(resp: httpx.Response) -> str:
     """The start of an error answer's body, secrets masked (a server may echo a token)."""
     text = resp.text.strip()
     return redact(text[:300]) if text else f"HTTP {resp.status_code} with an empty body"
-
-
-def _retry_after(resp: httpx.Response) -> float | None:
-    value = resp.headers.get("retry-after")
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:
-        return None
-    return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None
 
 
 def describe_node_errors(node_errors: Mapping[str, Any], workflow: Mapping[str, Any] | None = None
@@ -221,7 +241,7 @@ class EventStream:
         # A frame over max_size closes the socket (1009) and we poll /history instead. A full
         # queue pauses reading (the server waits); close() then gives up after close_timeout.
         kw = dict(open_timeout=self.open_timeout, max_size=self.max_frame, max_queue=WS_MAX_QUEUE,
-                  close_timeout=1, additional_headers=self.headers or None)
+                  close_timeout=1, additional_headers=self.headers or None, logger=_WS_LOG)
         try:
             try:
                 self._ws = connect(self.url, legacy=True, **kw)  # websockets >= 17
@@ -276,11 +296,10 @@ class ComfyClient:
     """One ComfyUI server. Thread-safe (httpx.Client is); one EventStream per waiting shot."""
 
     def __init__(self, base_url: str, *, timeouts: Timeouts = Timeouts(), limits: Limits = Limits(),
-                 get_attempts: int = 3, headers: Mapping[str, str] | None = None):
+                 headers: Mapping[str, str] | None = None):
         self.base_url = base_url.rstrip("/")
         self.timeouts = timeouts
         self.limits = limits
-        self.get_attempts = max(1, get_attempts)
         self.headers = dict(headers or {})
         "Sent with every request and the websocket handshake (Authorization); never logged."
         self._http = bounded_client(
@@ -290,6 +309,8 @@ class ComfyClient:
         )  # HTTP(S)_PROXY and NO_PROXY apply, as for any HTTP client
         self._object_info: dict[str, bool] | None = None
         self._lock = threading.Lock()
+        self.jobs_api: bool | None = None
+        "Whether the server has the job API (GET /api/jobs/{id}); None until looked at."
 
     def close(self) -> None:
         self._http.close()
@@ -299,51 +320,65 @@ class ComfyClient:
 
     # -- plumbing ----------------------------------------------------------------------
 
-    def _send(self, method: str, path: str, **kw: Any) -> httpx.Response:
+    def _send(self, method: str, path: str, *, request_timeout: float | None = None,
+              **kw: Any) -> httpx.Response:
+        """One request, made once. Raises ServerDown when nothing answers at all,
+        RetryableServiceError on a timeout, a broken connection or a transient status."""
         url = f"{self.base_url}{path}"
         if "files" not in kw:  # small JSON calls: a hung server must not hold us for long
             kw.setdefault("timeout", httpx.Timeout(min(self.timeouts.read, 15.0),
                                                    connect=self.timeouts.connect))
+        limit = request_timeout if request_timeout is not None else self.timeouts.request
         try:
-            with deadline(self.timeouts.request) as time_left:
+            with deadline(limit) as time_left:
                 resp = fetch(self._http, method, path, limit=self.limits.answer, **kw)
         except BodyTooLarge as exc:
             raise ComfyError(f"ComfyUI at {self.base_url}: refusing the answer to {method} {path}: "
                              f"{exc}", url=url) from exc
+        except httpx.ConnectTimeout as exc:
+            raise ServerDown(f"ComfyUI at {self.base_url} did not accept a connection in time "
+                             f"({type(exc).__name__})", url=url) from exc
         except httpx.TimeoutException as exc:
-            within = (f" within the {self.timeouts.request:g}s deadline" if time_left.expired else "")
+            within = (f" within the {limit:g}s deadline" if time_left.expired else "")
             raise RetryableServiceError(f"ComfyUI at {self.base_url} timed out on {method} {path}"
                                         f"{within}", url=url) from exc
-        except httpx.TransportError as exc:  # refused, reset, DNS, protocol errors
-            raise RetryableServiceError(f"ComfyUI at {self.base_url} is unreachable "
-                                        f"({type(exc).__name__}: {redact(str(exc))})", url=url) from exc
+        except httpx.ConnectError as exc:  # refused, no route, DNS
+            raise ServerDown(f"ComfyUI at {self.base_url} is not answering "
+                             f"({_connect_reason(exc)})", url=url) from exc
+        except httpx.TransportError as exc:  # reset, protocol errors
+            raise RetryableServiceError(f"ComfyUI at {self.base_url}: the connection broke on "
+                                        f"{method} {path} ({type(exc).__name__}: {redact(str(exc))})",
+                                        url=url) from exc
         if resp.status_code in TRANSIENT_STATUS:
             raise RetryableServiceError(
                 f"ComfyUI at {self.base_url} answered {resp.status_code} to {method} {path}: "
                 f"{error_text(resp)}", status_code=resp.status_code, url=url,
-                retry_after=_retry_after(resp))
+                retry_after=parse_retry_after(resp.headers))
         return resp
 
     def _get(self, path: str, **kw: Any) -> httpx.Response:
-        """An idempotent GET, retried a few times on transient errors."""
-        wait = _retry_wait()
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(RetryableServiceError),
-            stop=tenacity.stop_after_attempt(self.get_attempts),
-            wait=tenacity.wait_exponential(multiplier=wait, max=2.0) if wait else tenacity.wait_none(),
-            reraise=True,
-        )
-        return retrying(self._send, "GET", path, **kw)
+        return self._send("GET", path, **kw)
 
     def _json(self, resp: httpx.Response, what: str) -> Any:
+        if resp.status_code == 404:
+            raise NotComfyUI(f"ComfyUI at {self.base_url} answered 404 to {what}: there is no ComfyUI "
+                             f"API at this URL (a path prefix, or another service?)",
+                             status_code=404, url=str(resp.url))
+        if resp.status_code in (401, 403):
+            raise ComfyError(f"ComfyUI at {self.base_url} answered {resp.status_code} to {what}: "
+                             f"{error_text(resp)}; a server behind an authenticating proxy needs "
+                             f"REELFORGE_COMFY_AUTH (user:password or a token)",
+                             status_code=resp.status_code, url=str(resp.url))
         if resp.status_code != 200:
             raise ComfyError(f"ComfyUI at {self.base_url} answered {resp.status_code} to {what}: "
                              f"{error_text(resp)}", status_code=resp.status_code, url=str(resp.url))
         try:
             data = resp.json()
         except ValueError as exc:
-            raise RetryableServiceError(f"ComfyUI at {self.base_url} sent invalid JSON for {what}",
-                                        url=str(resp.url)) from exc
+            kind = resp.headers.get("content-type", "").split(";")[0] or "no content type"
+            raise NotComfyUI(f"ComfyUI at {self.base_url} answered {what} with something that is not "
+                             f"JSON ({kind}: {error_text(resp)[:80]!r}); is this a ComfyUI server?",
+                             url=str(resp.url)) from exc
         except RecursionError:
             raise ComfyError(f"ComfyUI at {self.base_url} answered {what} with JSON nested too "
                              f"deeply to read", url=str(resp.url)) from None
@@ -351,6 +386,37 @@ class ComfyClient:
             raise ComfyError(f"ComfyUI at {self.base_url} answered {what} with a JSON "
                              f"{type(data).__name__}, not an object", url=str(resp.url))
         return data
+
+    # -- is it there, and is it ComfyUI? -----------------------------------------------
+
+    def probe(self, *, timeout: float = 5.0) -> dict[str, Any]:
+        """GET /system_stats: proves that a ComfyUI answers here and returns its ``system``
+        object (``comfyui_version``, ...). Then looks whether it has the job API. Raises
+        ServerDown, NotComfyUI (404, not JSON, another shape) or RetryableServiceError."""
+        what = "GET /system_stats"
+        data = self._json(self._get("/system_stats", request_timeout=timeout), what)
+        system = data.get("system")
+        if not isinstance(system, dict) or not isinstance(data.get("devices", []), list):
+            raise NotComfyUI(f"ComfyUI at {self.base_url} answered {what} with JSON that is not "
+                             f"ComfyUI's (no 'system' object): {redact(str(data)[:120])}; is this a "
+                             f"ComfyUI server?", url=f"{self.base_url}/system_stats")
+        self.has_jobs_api(timeout=timeout)
+        return system
+
+    def has_jobs_api(self, *, timeout: float | None = None) -> bool:
+        """Whether the server has the job API, looked at once (``GET /api/jobs`` with a status
+        filter that leaves history out, so it costs the server little): 200 with a ``jobs``
+        list means yes; 404 or anything else means no (older servers)."""
+        if self.jobs_api is not None:
+            return self.jobs_api
+        try:
+            resp = self._get("/api/jobs?status=in_progress&limit=1", request_timeout=timeout)
+            data = resp.json() if resp.status_code == 200 else None
+        except (ValueError, RecursionError):
+            data = None
+        found = isinstance(data, dict) and isinstance(data.get("jobs"), list)
+        self.jobs_api = found
+        return found
 
     # -- load and state ----------------------------------------------------------------
 
@@ -379,6 +445,21 @@ class ComfyClient:
                              f"{type(entry).__name__} for prompt {prompt_id}, not an object",
                              url=f"{self.base_url}/history/{prompt_id}")
         return entry or None
+
+    def job(self, prompt_id: str) -> dict[str, Any] | None:
+        """GET /api/jobs/{id} (servers with the job API): the job, or None when the server
+        does not know it (404)."""
+        what = "GET /api/jobs/{id}"
+        resp = self._get(f"/api/jobs/{prompt_id}")
+        if resp.status_code == 404:
+            return None
+        data = self._json(resp, what)
+        status = data.get("status")
+        if not isinstance(status, str) or data.get("id") not in (None, prompt_id):
+            raise ComfyError(f"ComfyUI at {self.base_url} answered {what} for prompt {prompt_id} "
+                             f"with no job status: {redact(str(data)[:120])}",
+                             url=f"{self.base_url}/api/jobs/{prompt_id}")
+        return data
 
     def missing_node_classes(self, class_types: Iterable[str]) -> list[str]:
         """Which of these node classes the server does not have. Asks /object_info/{class}
@@ -466,7 +547,24 @@ class ComfyClient:
 
     def locate(self, prompt_id: str) -> tuple[str, dict[str, Any] | None]:
         """Where the prompt is: ("done", entry), ("running"|"pending", None) or ("lost", None).
-        /queue is read before /history so a prompt finishing in between is not taken for lost."""
+
+        With the job API, one GET /api/jobs/{id} (the server reads its queue and history
+        together). Otherwise /queue is read before /history so a prompt finishing in between
+        is not taken for lost. ``entry`` is shaped as a /history entry either way."""
+        if self.has_jobs_api():
+            job = self.job(prompt_id)
+            if job is None:
+                return "lost", None
+            status = job["status"]
+            if status in JOB_PENDING:
+                return "pending", None
+            if status not in JOB_DONE:  # in_progress, or a state newer than this client
+                return "running", None
+            entry = entry_from_job(job)
+            if "outputs" not in job:  # a server that leaves them out: /history has them
+                entry = {**(self.history(prompt_id) or {}), **{k: v for k, v in entry.items()
+                                                               if k != "outputs"}}
+            return "done", entry
         q = self.queue()
         entry = self.history(prompt_id)
         if entry is not None:
@@ -479,16 +577,16 @@ class ComfyClient:
 
     def wait(self, prompt_id: str, *, stream: EventStream | None, cancelled: threading.Event,
              on_event: Callable[[dict[str, Any]], None] = lambda m: None,
-             poll_interval: float = 1.0, timeout: float = 3600.0, grace: float = 30.0,
-             ) -> dict[str, Any]:
-        """Wait until the prompt is in /history and return its entry.
+             on_answer: Callable[[], None] = lambda: None,
+             poll_interval: float = 1.0, timeout: float = 3600.0) -> dict[str, Any]:
+        """Wait until the prompt is done and return its (history-shaped) entry.
 
-        Events from ``stream`` drive progress and wake us on completion; /history stays the
-        source of truth and is polled (often when the socket is down, rarely when it is up).
-        Raises PromptLost, ServerUnavailable (no answer for ``grace`` seconds), Cancelled, or
-        RetryableServiceError on timeout."""
+        Events from ``stream`` drive progress and wake us on completion; the server's record
+        (locate) stays the source of truth and is polled (often when the socket is down,
+        rarely when it is up); ``on_answer()`` is called after each answer. Raises PromptLost,
+        Cancelled, RetryableServiceError on timeout, or the first error of a poll (ServerDown,
+        RetryableServiceError, ...): the caller's retry policy decides what comes next."""
         deadline = time.monotonic() + timeout
-        failing_since: float | None = None
         safety_poll = max(poll_interval * 10, 5.0)
         next_poll = 0.0  # check at once: a reattached prompt may be done already
         reconnect_at = 0.0
@@ -497,8 +595,9 @@ class ComfyClient:
                 raise Cancelled()
             now = time.monotonic()
             if now > deadline:
-                raise RetryableServiceError(
-                    f"ComfyUI at {self.base_url}: prompt {prompt_id} not finished after {timeout:.0f}s")
+                raise PromptTimeout(
+                    f"ComfyUI at {self.base_url}: prompt {prompt_id} not finished after {timeout:.0f}s",
+                    url=self.base_url)
             wake = False
             if now >= next_poll:
                 pass
@@ -523,16 +622,8 @@ class ComfyClient:
                 cancelled.wait(min(poll_interval, max(0.0, next_poll - now)))
                 if time.monotonic() < next_poll:
                     continue
-            try:
-                state, entry = self.locate(prompt_id)
-            except RetryableServiceError as exc:
-                failing_since = failing_since or time.monotonic()
-                if time.monotonic() - failing_since > grace:
-                    raise ServerUnavailable(f"ComfyUI at {self.base_url} stopped answering "
-                                            f"for {grace:.0f}s: {exc}", url=self.base_url) from exc
-                next_poll = time.monotonic() + poll_interval
-                continue
-            failing_since = None
+            state, entry = self.locate(prompt_id)
+            on_answer()
             if entry is not None:
                 return entry
             if state == "lost":
@@ -563,7 +654,8 @@ class ComfyClient:
                 if resp.status_code in TRANSIENT_STATUS:
                     raise RetryableServiceError(f"ComfyUI at {self.base_url} answered "
                                                 f"{resp.status_code} to GET /view", url=url,
-                                                status_code=resp.status_code)
+                                                status_code=resp.status_code,
+                                                retry_after=parse_retry_after(resp.headers))
                 if resp.status_code != 200:
                     raise ComfyError(f"ComfyUI at {self.base_url} refused to serve output "
                                      f"{filename!r} (subfolder {subfolder!r}): HTTP {resp.status_code}",
@@ -592,6 +684,9 @@ class ComfyClient:
                       if time_left is not None and time_left.expired else "")
             raise RetryableServiceError(f"ComfyUI at {self.base_url}: download of {shown!r} did not "
                                         f"finish{within} ({type(exc).__name__})", url=url) from exc
+        except httpx.ConnectError as exc:
+            raise ServerDown(f"ComfyUI at {self.base_url} is not answering "
+                             f"({_connect_reason(exc)})", url=url) from exc
         except httpx.TransportError as exc:
             raise RetryableServiceError(f"ComfyUI at {self.base_url}: download of {shown!r} "
                                         f"failed ({type(exc).__name__}: {redact(str(exc))})",
@@ -599,6 +694,67 @@ class ComfyClient:
         finally:
             tmp.unlink(missing_ok=True)
         return dest
+
+
+#: Job API statuses (comfy_execution/jobs.py): waiting, and finished one way or another.
+JOB_PENDING = frozenset({"pending"})
+JOB_DONE = frozenset({"completed", "failed", "cancelled"})
+
+
+def _connect_reason(exc: Exception) -> str:
+    text = str(exc)
+    if "refused" in text.lower():
+        return "connection refused"
+    if "name or service not known" in text.lower() or "nodename nor servname" in text.lower() \
+            or "getaddrinfo" in text.lower():
+        return "the host name does not resolve"
+    return redact(text[:200]) or type(exc).__name__
+
+
+def entry_from_job(job: Mapping[str, Any]) -> dict[str, Any]:
+    """A finished job of the job API, shaped as a /history entry ({outputs, status}), with
+    ``execution_seconds`` from its execution_start_time and execution_end_time (ms)."""
+    status = job.get("execution_status")
+    if not isinstance(status, dict):
+        failed = job.get("status") in ("failed", "cancelled")
+        error = job.get("execution_error")
+        status = {"status_str": "error" if failed else "success",
+                  "messages": [["execution_error", error]] if isinstance(error, dict) else []}
+    outputs = job.get("outputs")
+    entry: dict[str, Any] = {"outputs": outputs if isinstance(outputs, dict) else {}, "status": status}
+    start, end = job.get("execution_start_time"), job.get("execution_end_time")
+    if _is_number(start) and _is_number(end) and end >= start:
+        entry["execution_seconds"] = (end - start) / 1000.0
+    return entry
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value \
+        and abs(value) < 1e15
+
+
+def execution_seconds(entry: Mapping[str, Any]) -> float | None:
+    """How long the server spent executing a finished prompt: the job API's times, else the
+    timestamps (ms) of execution_start and the message that ended it in the history entry."""
+    value = entry.get("execution_seconds")
+    if _is_number(value) and value >= 0:
+        return float(value)
+    status = entry.get("status")
+    messages = status.get("messages") if isinstance(status, dict) else None
+    start = end = None
+    for msg in messages if isinstance(messages, list) else []:
+        if not (isinstance(msg, list) and len(msg) == 2 and isinstance(msg[1], dict)):
+            continue
+        stamp = msg[1].get("timestamp")
+        if not _is_number(stamp):
+            continue
+        if msg[0] == "execution_start":
+            start = stamp
+        elif msg[0] in ("execution_success", "execution_error", "execution_interrupted"):
+            end = stamp
+    if start is None or end is None or end < start:
+        return None
+    return (end - start) / 1000.0
 
 
 def _is_finished_event(msg: Mapping[str, Any], prompt_id: str) -> bool:

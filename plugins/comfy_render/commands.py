@@ -20,7 +20,7 @@ def add_commands(cli: click.Group) -> None:
     def check(urls: tuple[str, ...], image_template: str, video_template: str) -> None:
         """Check templates, then each server: reachable, queue depth, node classes present.
         Exits 1 if any server cannot run the templates."""
-        from framework.errors import ServiceError
+        from framework.errors import RetryableServiceError, ServiceError
 
         from .backend import check_urls
         from .client import ComfyClient, auth_headers
@@ -39,17 +39,24 @@ def add_commands(cli: click.Group) -> None:
         for url in urls:
             client = ComfyClient(url, headers=headers)
             try:
+                system = client.probe()
                 depth = client.queue_remaining()
                 problems = [f"{t.name} needs missing node class(es) {', '.join(m)}"
                             for t in templates if (m := client.missing_node_classes(t.class_types()))]
-            except ServiceError as exc:
+            except RetryableServiceError as exc:
                 click.echo(f"{url}: DOWN ({exc})")
+                bad += 1
+                continue
+            except ServiceError as exc:  # answers, but not as a ComfyUI that we can use
+                click.echo(f"{url}: NOT USABLE ({exc})")
                 bad += 1
                 continue
             finally:
                 client.close()
             state = "OK" if not problems else "CANNOT RUN: " + "; ".join(problems)
-            click.echo(f"{url}: up, {depth} prompt(s) queued, {state}")
+            version = str(system.get("comfyui_version") or "unknown version")[:40]
+            click.echo(f"{url}: up, {depth} prompt(s) queued, {state} (ComfyUI {version}; job API: "
+                       f"{'yes' if client.jobs_api else 'no'})")
             bad += bool(problems)
         if bad:
             raise SystemExit(1)

@@ -26,6 +26,14 @@ class ComfyImageGenerator:
     def generate(self, shot: Shot, job: ShotJob) -> Path:
         return self.backend.run(shot, job, None)
 
+    def preflight(self) -> None:
+        """Before a run: every server answers as ComfyUI and has the template's nodes (a
+        wrong URL or missing nodes stop the run; it starts if at least one server answers)."""
+        self.backend.preflight()
+
+    def close(self) -> None:
+        self.backend.close()
+
 
 @hookimpl
 def register_image_generators(register):

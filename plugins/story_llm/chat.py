@@ -73,6 +73,8 @@ class PlanOptions:
     "Seconds one answer may take in all, however the server trickles it (local models can be slow)."
     max_answer_mib: float = 8.0
     "Largest answer read from the server, in MiB; a longer one is refused as it streams in."
+    check_server: bool = True
+    "Before a run, check that the server answers and has the model (one cheap GET of its model list); off for a server without one."
 
 
 @attrs.frozen
@@ -161,6 +163,61 @@ class ChatStoryWriter:
                 f"{self.name}.base_url {mask_url_credentials(base_url)} carries a user name or "
                 f"password; URLs are saved with the session, so pass it without them and put "
                 f"the key in {self.key_hint} (sent as a Bearer token)")
+
+    # -- before a run ------------------------------------------------------------------
+
+    #: The model list (GET, relative to base_url) and the field of each entry naming a model.
+    models_path: ClassVar[str] = "/models"
+    #: What to tell a user whose model is missing.
+    model_hint: ClassVar[str] = "set the model option"
+
+    def preflight(self) -> None:
+        """Before a run (the runner calls it before creating a session): one GET of the
+        server's model list proves that it is there and speaks the API; a 401/403 says to
+        check the key, a 404 to check base_url, and a model the server does not list is
+        named with those it offers. A busy server (429, 5xx) is let through: the run's
+        requests retry it. Off with the check_server option."""
+        if not getattr(self.options, "check_server", True):
+            return
+        from framework.errors import ServiceError
+
+        http = self._http()
+        where = f"{self.label} at {self.options.base_url}"
+        status, data, words = http.get(self.models_path, timeout=10.0)
+        if status in (401, 403):
+            raise ServiceError(f"{where} answered {status} to GET {self.models_path}: {words}; check "
+                               f"the API key ({self.key_hint})", status_code=status)
+        if status == 404:
+            raise ServiceError(f"{where} answered 404 to GET {self.models_path}: {words}; check "
+                               f"base_url (the API root{self.base_url_hint})", status_code=404)
+        if status == 429 or status >= 500:
+            log.info("%s answered %s to GET %s; going on (the run's requests retry it)", where,
+                     status, self.models_path)
+            return
+        if status != 200 or not isinstance(data, dict):
+            raise ServiceError(f"{where} answered GET {self.models_path} with "
+                               f"{'HTTP ' + str(status) if status != 200 else 'something that is not a JSON object'}"
+                               f"{': ' + words if words else ''}; is base_url the API root{self.base_url_hint}?",
+                               status_code=status)
+        names = self._listed_models(data)
+        if names is None:
+            return  # no list, or a server that serves whatever model it has loaded
+        if not self._has_model(self.options.model, names):
+            shown = ", ".join(sorted(names)[:20]) + (" ..." if len(names) > 20 else "")
+            raise ServiceError(f"{where} has no model {self.options.model!r}"
+                               + (f"; it offers: {shown}" if names else "; it lists no models")
+                               + f". {self.model_hint}")
+
+    #: Said after "the API root" when base_url looks wrong.
+    base_url_hint: ClassVar[str] = ""
+
+    def _listed_models(self, data: dict[str, Any]) -> set[str] | None:
+        """The model names in a model list answer, or None when it names none we can trust."""
+        return None
+
+    @staticmethod
+    def _has_model(model: str, names: set[str]) -> bool:
+        return model in names
 
     # -- to implement ----------------------------------------------------------------
 

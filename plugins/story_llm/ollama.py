@@ -60,6 +60,27 @@ class OllamaStory(ChatStoryWriter):
         self._schema_format = True
         self._headers()  # a key is registered as a secret before anything can echo it
 
+    models_path: ClassVar[str] = "/api/tags"
+
+    @property
+    def model_hint(self) -> str:  # type: ignore[override]
+        return f"Run `ollama pull {self.options.model}`, or pick one with -o ollama.model=NAME"
+
+    def _listed_models(self, data: dict[str, Any]) -> set[str] | None:
+        models = data.get("models")
+        if not isinstance(models, list):
+            return None
+        names = set()
+        for m in models:
+            if isinstance(m, dict):
+                names.update(v for v in (m.get("name"), m.get("model")) if isinstance(v, str))
+        return names
+
+    @staticmethod
+    def _has_model(model: str, names: set[str]) -> bool:
+        # "llama3.1" is "llama3.1:latest" to Ollama
+        return model in names or (":" not in model and f"{model}:latest" in names)
+
     def _headers(self) -> dict[str, str]:
         env = self.options.api_key_env
         key = os.environ.get(env, "").strip() if env else ""

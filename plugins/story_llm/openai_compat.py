@@ -70,6 +70,25 @@ class OpenAIStory(ChatStoryWriter):
         # Checked now, so a missing key stops `reelforge run` before a session is created.
         self._api_key()
 
+    models_path: ClassVar[str] = "/models"
+    model_hint: ClassVar[str] = "Pick one with -o openai.model=NAME"
+    base_url_hint: ClassVar[str] = ", which for most servers ends in /v1"
+
+    def _listed_models(self, data: dict[str, Any]) -> set[str] | None:
+        entries = data.get("data")
+        if not isinstance(entries, list):
+            return None
+        entries = [e for e in entries if isinstance(e, dict) and isinstance(e.get("id"), str)]
+        # llama.cpp with one model loaded lists it (owned_by "llamacpp", no "status") and
+        # serves it whatever model name a request gives; its router mode lists a status.
+        if entries and all(e.get("owned_by") == "llamacpp" and "status" not in e for e in entries):
+            return None
+        names = {e["id"] for e in entries}
+        for e in entries:
+            aliases = e.get("aliases")
+            names.update(a for a in (aliases if isinstance(aliases, list) else []) if isinstance(a, str))
+        return names
+
     def _api_key(self) -> str:
         """The key from the environment ('' for a local server that needs none)."""
         env = self.options.api_key_env

@@ -8,11 +8,8 @@ of it. A shot plan asked for in batches therefore never redoes the batches that 
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
-import math
-import time
 from typing import Any, Callable, Mapping
 
 import httpx
@@ -20,37 +17,11 @@ import httpx
 from framework.errors import RetryableServiceError, ServiceError
 from framework.http import MIB, BodyTooLarge, bounded_client, deadline, fetch
 from framework.redact import redact
-from framework.retry import RetryPolicy
+from framework.retry import RetryPolicy, parse_retry_after  # noqa: F401  (re-exported)
 
 log = logging.getLogger("reelforge.story_llm")
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
-
-
-def parse_retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` (OpenAI) or ``Retry-After`` (seconds or an
-    HTTP date); None when absent or unreadable."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            seconds = float(ms) / 1000.0
-            if math.isfinite(seconds):
-                return max(0.0, seconds)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def error_message(response: httpx.Response) -> tuple[str, str | None]:
@@ -153,6 +124,34 @@ class JSONClient:
                 status_code=exc.status_code, url=exc.url,
             ) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def get(self, path: str, *, timeout: float | None = None) -> tuple[int, Any, str]:
+        """One GET, made once (a pre-flight look, not work): (status, decoded JSON or None
+        when the body is not JSON, the server's own words for an error answer). A server
+        that cannot be reached raises ServiceError."""
+        url = f"{self.base_url}{path}"
+        limit = min(self.timeout, timeout) if timeout is not None else self.timeout
+        try:
+            with deadline(limit):
+                response = fetch(self._client, "GET", url, limit=self.max_answer,
+                                 timeout=httpx.Timeout(limit, connect=min(5.0, limit)))
+        except BodyTooLarge as exc:
+            raise ServiceError(f"{self.label} at {self.base_url}: refusing its answer to GET {path}: "
+                               f"{exc}", url=url) from exc
+        except httpx.TimeoutException as exc:
+            raise ServiceError(f"{self.label} at {self.base_url} did not answer GET {path} within "
+                               f"{limit:g}s ({type(exc).__name__})", url=url) from exc
+        except httpx.TransportError as exc:
+            raise ServiceError(redact(
+                f"could not reach {self.label} at {self.base_url}: {exc or type(exc).__name__}; "
+                f"is it running and is base_url right?"), url=url) from exc
+        status = response.status_code
+        words = error_message(response)[0] if status >= 400 else ""
+        try:
+            data = response.json()
+        except (ValueError, RecursionError):
+            data = None
+        return status, data, words
 
     def _post_once(self, url: str, payload: dict[str, Any],
                    refused: Callable[[int, str], bool] | None) -> dict[str, Any]:

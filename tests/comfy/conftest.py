@@ -22,7 +22,12 @@ def _no_backoff(monkeypatch):
 
 @pytest.fixture
 def make_comfy(tmp_path_factory):
-    """Start fake ComfyUI servers on 127.0.0.1; all are stopped after the test."""
+    """Start fake ComfyUI servers on 127.0.0.1; all are stopped after the test. What the
+    process knows of servers (down, backlog, averages) is forgotten before and after: ports
+    are reused from one test to the next."""
+    from plugins.comfy_render.pool import reset_shared_state
+
+    reset_shared_state()
     servers: list[FakeComfy] = []
 
     def make(**kw) -> FakeComfy:
@@ -33,6 +38,7 @@ def make_comfy(tmp_path_factory):
     yield make
     for server in servers:
         server.stop()
+    reset_shared_state()
 
 
 @pytest.fixture

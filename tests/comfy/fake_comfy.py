@@ -19,6 +19,12 @@ Where it differs from the recorded server (on purpose or for brevity):
 - a restart is instant (or ``downtime`` seconds) and closes the port before forgetting;
 - ``prompt_faults`` and ``ignore_client_prompt_id`` simulate failures not in the
   transcripts (a 500 after queueing; an old server choosing its own prompt ids);
+- ``jobs_api`` switches on the job API of servers since late 2025 (``GET /api/jobs`` and
+  ``GET /api/jobs/{id}``, shaped as comfy_execution/jobs.py builds them: status pending,
+  in_progress, completed or failed; outputs and execution_status of finished jobs; times in
+  milliseconds); off, those paths answer 404 as on 0.3.64 (the recorded version);
+- ``class_latency`` gives some node classes their own execution time (a video node far slower
+  than an image one, as on a real GPU);
 - ``hostile`` switches answers a hostile or broken server might send (floods, trickles,
   absurd nesting, wrong shapes, a giant websocket frame, the Authorization header echoed
   in an error page), and ``require_auth`` makes it sit behind an authenticating proxy.
@@ -123,6 +129,10 @@ class FakeComfy:
         self.input_dir.mkdir(parents=True, exist_ok=True)
         self.node_latency = node_latency
         "Seconds each executed node takes."
+        self.class_latency: dict[str, float] = {}
+        "class_type -> seconds an executed node of that class takes (instead of node_latency)."
+        self.jobs_api = False
+        "Serve GET /api/jobs and /api/jobs/{id} (ComfyUI since late 2025); off: 404 there."
         self.http_latency = 0.0
         "Seconds added before every HTTP answer."
         self.fail_nodes: dict[str, tuple[str, str]] = {}
@@ -248,6 +258,8 @@ class FakeComfy:
         r.add_get("/object_info", self.get_object_info)
         r.add_get("/object_info/{cls}", self.get_object_info_one)
         r.add_get("/system_stats", self.system_stats)
+        r.add_get("/api/jobs", self.get_jobs)
+        r.add_get("/api/jobs/{job_id}", self.get_job)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
@@ -287,7 +299,8 @@ class FakeComfy:
             await asyncio.sleep(self.http_latency)
         if self.require_auth is not None and request.headers.get("Authorization") != self.require_auth:
             return web.Response(status=401, text="401 Authorization Required")
-        kind = request.path.strip("/").split("/")[0] or "root"
+        parts = request.path.strip("/").split("/")
+        kind = (parts[1] if parts[0] == "api" and len(parts) > 1 else parts[0]) or "root"
         mode = self.hostile.get(f"{request.method} {kind}", self.hostile.get(kind))
         if mode is not None and kind != "ws":
             return await self._hostile(request, kind, mode, handler)
@@ -463,6 +476,8 @@ class FakeComfy:
         if not prompt_id or self.ignore_client_prompt_id:
             prompt_id = str(uuid.uuid4())
         extra = dict(body.get("extra_data") or {})
+        if self.jobs_api:
+            extra["create_time"] = int(time.time() * 1000)  # as the servers with the job API do
         if body.get("client_id"):
             extra["client_id"] = body["client_id"]
         number = self.number
@@ -587,8 +602,9 @@ class FakeComfy:
             if self.noise and sid:
                 await self._send("crystools.monitor", {"cpu_utilization": 3.5}, sid)
                 await self._send_bytes(struct.pack(">II", 1, 2) + media("png"), sid)
-            if self.node_latency:
-                await asyncio.sleep(self.node_latency)
+            latency = self.class_latency.get(cls, self.node_latency)
+            if latency:
+                await asyncio.sleep(latency)
             failure = self.fail_nodes.get(cls)
             if failure is None and cls == "SaveVideo" and node["inputs"].get("format") not in ("auto", "mp4"):
                 failure = ("ValueError", f"'{node['inputs'].get('format')}' is not a valid VideoContainer\n")
@@ -725,6 +741,73 @@ class FakeComfy:
         for pid in body.get("delete") or []:
             self.history.pop(pid, None)
         return web.Response(status=200)
+
+    # -- the job API (ComfyUI since late 2025) ------------------------------------------
+
+    @staticmethod
+    def _job_of_queue_item(item: Item, status: str) -> dict:
+        job = {"id": item.prompt_id, "status": status, "priority": item.number,
+               "create_time": item.extra.get("create_time"), "outputs_count": 0}
+        return {k: v for k, v in job.items() if v is not None}
+
+    def _job_of_history(self, pid: str, entry: dict, full: bool) -> dict:
+        status_info = entry.get("status") or {}
+        status = "failed" if status_info.get("status_str") == "error" else "completed"
+        start = end = error = None
+        for name, data in status_info.get("messages") or []:
+            if name == "execution_start":
+                start = data.get("timestamp")
+            elif name in ("execution_success", "execution_error", "execution_interrupted"):
+                end = data.get("timestamp")
+                if name == "execution_error":
+                    error = data
+        outputs = entry.get("outputs") or {}
+        count = sum(len(v) for o in outputs.values() for k, v in o.items()
+                    if k != "animated" and isinstance(v, list))
+        number, _, prompt, extra, _ = entry["prompt"]
+        job = {"id": pid, "status": status, "priority": number, "create_time": extra.get("create_time"),
+               "execution_start_time": start, "execution_end_time": end, "execution_error": error,
+               "outputs_count": count}
+        job = {k: v for k, v in job.items() if v is not None}
+        if full:
+            job["outputs"] = outputs
+            job["execution_status"] = status_info
+            job["workflow"] = {"prompt": prompt, "extra_data": extra}
+        return job
+
+    async def get_jobs(self, request: web.Request) -> web.Response:
+        if not self.jobs_api:
+            raise web.HTTPNotFound()
+        wanted = [s for s in request.query.get("status", "").split(",") if s] or \
+            ["pending", "in_progress", "completed", "failed"]
+        jobs = []
+        if "in_progress" in wanted and self.running:
+            jobs.append(self._job_of_queue_item(self.running, "in_progress"))
+        if "pending" in wanted:
+            jobs.extend(self._job_of_queue_item(i, "pending") for i in self.pending)
+        for pid, entry in self.history.items():
+            job = self._job_of_history(pid, entry, False)
+            if job["status"] in wanted:
+                jobs.append(job)
+        offset = int(request.query.get("offset", 0))
+        limit = int(request.query["limit"]) if "limit" in request.query else None
+        page = jobs[offset:][:limit] if limit is not None else jobs[offset:]
+        return web.json_response({"jobs": page, "pagination": {
+            "offset": offset, "limit": limit, "total": len(jobs),
+            "has_more": offset + len(page) < len(jobs)}})
+
+    async def get_job(self, request: web.Request) -> web.Response:
+        if not self.jobs_api:
+            raise web.HTTPNotFound()
+        pid = request.match_info["job_id"]
+        if pid in self.history:
+            return web.json_response(self._job_of_history(pid, self.history[pid], True))
+        if self.running is not None and self.running.prompt_id == pid:
+            return web.json_response(self._job_of_queue_item(self.running, "in_progress"))
+        for item in self.pending:
+            if item.prompt_id == pid:
+                return web.json_response(self._job_of_queue_item(item, "pending"))
+        return web.json_response({"error": "Job not found"}, status=404)
 
     # -- files -------------------------------------------------------------------------
 

@@ -264,9 +264,23 @@ def test_cancel_with_on_interrupt_all_deletes_and_interrupts(comfy, jobs, shot, 
     assert comfy.history[pid]["status"]["status_str"] == "error"
 
 
-def test_no_server_answering_is_retryable(jobs, shot, still):
-    with pytest.raises(RetryableServiceError, match="no ComfyUI server is answering"):
-        renderer("http://127.0.0.1:9").render(shot, still, jobs(shot))
+def test_no_server_answering_fails_the_shot_at_its_deadline_for_good(jobs, shot, still):
+    """The backend's one retry policy spends server_grace_s; what it raises then is final,
+    so the runner does not retry the same outage on top."""
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(ServiceError, match=r"127.0.0.1:9 is not answering \(connection refused\); "
+                                           r"gave up on shot 1 after 1s") as info:
+        renderer("http://127.0.0.1:9", server_grace_s=1.0).render(shot, still, jobs(shot))
+    assert not isinstance(info.value, RetryableServiceError)
+    assert 0.9 < time.monotonic() - started < 10
+    # another shot while every server has been down longer than the deadline: fails at once
+    started = time.monotonic()
+    other = __import__("attrs").evolve(shot, id=2)
+    with pytest.raises(ServiceError, match="gave up on shot 2"):
+        renderer("http://127.0.0.1:9", server_grace_s=1.0).render(other, still, jobs(other))
+    assert time.monotonic() - started < 0.9
 
 
 def test_least_busy_server_is_picked(make_comfy, jobs, shot, still):

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from framework.cli import cli
@@ -91,7 +92,9 @@ def _env() -> dict[str, str]:
     return env
 
 
-def test_sigkill_mid_render_then_resume_does_not_resubmit(tmp_path, comfy):
+@pytest.mark.parametrize("jobs_api", [False, True], ids=["history", "jobs-api"])
+def test_sigkill_mid_render_then_resume_does_not_resubmit(tmp_path, comfy, jobs_api):
+    comfy.jobs_api = jobs_api  # the reattach reads /history and /queue, or GET /api/jobs/{id}
     out = tmp_path / "output"
     comfy.node_latency = 0.25  # a video prompt (4 nodes) takes about a second
     proc = subprocess.Popen(
@@ -125,6 +128,8 @@ def test_sigkill_mid_render_then_resume_does_not_resubmit(tmp_path, comfy):
     # every shot and stage was submitted exactly once across both runs
     ids = [b["prompt_id"] for b in comfy.posts()]
     assert len(ids) == len(set(ids)) == 6, json.dumps(ids)
+    looked_up = [p for m, p, _ in comfy.requests if p == f"/api/jobs/{killed_pid}"]
+    assert bool(looked_up) == jobs_api
 
 
 def test_comfyui_check_command(tmp_path, make_comfy):

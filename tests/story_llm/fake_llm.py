@@ -1,5 +1,7 @@
 """Fake LLM servers that really listen on 127.0.0.1 and answer as OpenAI's
-chat-completions API and Ollama's /api/chat do."""
+chat-completions API and Ollama's /api/chat do, and list their models as OpenAI's GET
+/models (``{"object": "list", "data": [{"id", "object", "created", "owned_by"}]}``) and
+Ollama's GET /api/tags (``{"models": [{"name", "model", ...}]}``) do."""
 
 from __future__ import annotations
 
@@ -47,12 +49,19 @@ class Seen:
 
 class FakeServer:
     """Answers POSTs from a queue of canned replies; when the queue is empty, from
-    ``responder(seen) -> Canned`` if set, else 500."""
+    ``responder(seen) -> Canned`` if set, else 500. GETs of a path ending in /models or
+    /api/tags list ``models`` (or answer ``on_get`` when set)."""
 
     def __init__(self) -> None:
         self.queue: deque[Canned] = deque()
         self.requests: list[Seen] = []
         self.responder: Callable[[Seen], Canned] | None = None
+        self.models: list[str] = ["gpt-4o-mini", "fake-1", "llama3.1:latest", "qwen2.5:7b"]
+        "What GET /models and GET /api/tags list."
+        self.owned_by = "openai"
+        self.on_get: Canned | None = None
+        "Answer every GET with this instead (an error, a page that is not JSON, ...)."
+        self.gets: list[Seen] = []
         self.sent = 0
         "Body bytes the last hostile (trickled or flooded) answer got out before the client hung up."
         server = self
@@ -60,6 +69,33 @@ class FakeServer:
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def do_GET(self) -> None:
+                seen = Seen(self.path, {k.lower(): v for k, v in self.headers.items()}, {})
+                server.gets.append(seen)
+                canned = server.on_get
+                if canned is None and self.path.rstrip("/").endswith("/models"):
+                    canned = Canned(200, {"object": "list", "data": [
+                        {"id": m, "object": "model", "created": 1732400000, "owned_by": server.owned_by}
+                        for m in server.models]})
+                elif canned is None and self.path.rstrip("/").endswith("/api/tags"):
+                    canned = Canned(200, {"models": [
+                        {"name": m, "model": m, "modified_at": "2026-11-24T03:00:00Z", "size": 4920753328,
+                         "digest": "sha256:fake", "details": {"format": "gguf", "family": "llama"}}
+                        for m in server.models]})
+                elif canned is None:
+                    canned = Canned(404, "404 page not found", content_type="text/plain")
+                data = (canned.body if isinstance(canned.body, str) else json.dumps(canned.body)).encode()
+                try:
+                    self.send_response(canned.status)
+                    self.send_header("Content-Type", canned.content_type)
+                    self.send_header("Content-Length", str(len(data)))
+                    for k, v in canned.headers.items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)

@@ -1,0 +1,123 @@
+"""framework.retry: one Retry-After parser for every client, and the deadline policy a
+backend keeps inside itself (whatever a server asks, the waits stay bounded)."""
+
+from __future__ import annotations
+
+import email.utils
+import threading
+import time
+
+import httpx
+import pytest
+
+from framework.errors import RetryableServiceError, ServiceError
+from framework.retry import MAX_RETRY_AFTER, deadline_retrying, parse_retry_after
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("120", 120.0), (" 2.5 ", 2.5), ("0", 0.0), ("-3", 0.0),
+    ("nan", None), ("inf", None), ("1e400", None), ("soon", None), ("", None),
+    ("86400", MAX_RETRY_AFTER),  # a day is asked for: capped
+])
+def test_retry_after_seconds(value, expected):
+    assert parse_retry_after(value) == expected
+
+
+def test_retry_after_http_dates():
+    now = 1_800_000_000.0
+    later = email.utils.formatdate(now + 90, usegmt=True)
+    assert parse_retry_after(later, now=now) == pytest.approx(90, abs=1)
+    assert parse_retry_after(email.utils.formatdate(now - 90, usegmt=True), now=now) == 0.0
+    assert parse_retry_after(email.utils.formatdate(now + 10 * 86400, usegmt=True), now=now) == MAX_RETRY_AFTER
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00", now=1445412480.0) == 0.0  # no zone: GMT
+    assert parse_retry_after("Someday, 99 Foo 2015 07:28:00 GMT") is None
+
+
+def test_retry_after_from_headers_any_case():
+    headers = httpx.Headers({"Retry-After": "7", "Retry-After-Ms": "1500"})
+    assert parse_retry_after(headers) == 1.5  # OpenAI's milliseconds win
+    assert parse_retry_after(httpx.Headers({"Retry-After": "7"})) == 7.0
+    assert parse_retry_after(httpx.Headers({"retry-after-ms": "inf", "retry-after": "3"})) == 3.0
+    assert parse_retry_after({}) is None and parse_retry_after(None) is None
+    assert parse_retry_after({"retry-after": "5"}, cap=2.0) == 2.0
+
+
+def test_the_comfy_client_and_the_llm_transport_read_it_alike(comfy):
+    from plugins.comfy_render.client import ComfyClient
+    from plugins.story_llm import transport
+
+    assert transport.parse_retry_after is parse_retry_after
+    comfy.hostile["prompt"] = "nan_retry"
+    with pytest.raises(RetryableServiceError) as info:
+        ComfyClient(comfy.url).queue_remaining()
+    assert info.value.retry_after is None
+
+
+def _failing(times: list[float], error=None):
+    def call():
+        times.append(time.monotonic())
+        raise error or RetryableServiceError("down")
+    return call
+
+
+def test_the_deadline_bounds_the_retries_not_a_count():
+    times: list[float] = []
+    started = time.monotonic()
+    with pytest.raises(RetryableServiceError, match="down"):
+        for attempt in deadline_retrying(deadline=0.5, initial=0.05, max_wait=0.1):
+            with attempt:
+                _failing(times)()
+    spent = time.monotonic() - started
+    assert 0.45 < spent < 2.0 and len(times) >= 4
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert max(gaps) < 0.25  # each wait within max_wait (plus a little)
+
+
+def test_a_retry_after_is_honoured_but_never_past_the_deadline():
+    times: list[float] = []
+    with pytest.raises(RetryableServiceError):
+        for attempt in deadline_retrying(deadline=0.4, initial=0.01, max_wait=5.0):
+            with attempt:
+                _failing(times, RetryableServiceError("busy", retry_after=120.0))()
+    assert len(times) == 2 and times[1] - times[0] == pytest.approx(0.4, abs=0.15)
+
+
+def test_the_deadline_counts_from_since_and_give_up_ends_it_at_once():
+    last_ok = [time.monotonic()]
+    times: list[float] = []
+
+    def call():
+        times.append(time.monotonic())
+        if len(times) % 3 == 0:
+            last_ok[0] = time.monotonic()  # an answer now and then: the deadline starts again
+        raise RetryableServiceError("flaky")
+
+    with pytest.raises(RetryableServiceError):
+        for attempt in deadline_retrying(deadline=0.2, since=lambda: last_ok[0], initial=0.02,
+                                         max_wait=0.05, attempts=12):
+            with attempt:
+                call()
+    assert len(times) == 12  # kept going past 0.2 s in all, stopped by the attempt cap
+    times.clear()
+    with pytest.raises(RetryableServiceError):
+        for attempt in deadline_retrying(deadline=60, give_up=lambda: len(times) >= 2, initial=0.01):
+            with attempt:
+                _failing(times)()
+    assert len(times) == 2
+
+
+def test_only_retryable_errors_are_retried_and_cancel_stops_the_wait():
+    times: list[float] = []
+    with pytest.raises(ServiceError):
+        for attempt in deadline_retrying(deadline=5, initial=0.01):
+            with attempt:
+                _failing(times, ServiceError("for good"))()
+    assert len(times) == 1
+    cancelled = threading.Event()
+    threading.Timer(0.2, cancelled.set).start()
+    started = time.monotonic()
+    with pytest.raises(RetryableServiceError):
+        for attempt in deadline_retrying(deadline=30, initial=5.0, max_wait=5.0, cancelled=cancelled):
+            with attempt:
+                _failing(times)()
+    assert time.monotonic() - started < 2.0
