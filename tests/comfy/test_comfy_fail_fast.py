@@ -174,9 +174,10 @@ def test_resume_checks_a_server_only_before_its_first_shot(tmp_path, comfy):
     out = tmp_path / "out"
     opts = {"comfyui": {"urls": (comfy.url,), "poll_interval_s": 0.05, "server_grace_s": 0.5},
             "offline": {"shots": 2}}
-    done = Runner(out, backends={"image": "comfyui"}, options=opts).start("an idea")
+    quiet = {"image": "comfyui", "narration": "none"}  # only the ComfyUI stage has work
+    done = Runner(out, backends=quiet, options=opts).start("an idea")
     assert done.ok
-    runner = Runner(out, backends={"image": "comfyui"}, options=opts)
+    runner = Runner(out, backends=quiet, options=opts)
     with watching(runner, _KillAtStart(comfy)) as killer:
         failed = runner.start("another idea")  # the server goes away once the session exists
     assert not failed.ok and {stage for stage, _ in killer.started} == {"images"}
@@ -251,7 +252,7 @@ def test_the_backend_gives_up_once_and_the_runner_does_not_retry_it(tmp_path, co
     now the backend's deadline is all, and its ServerGone is not retryable."""
     monkeypatch.setenv("REELFORGE_RETRY_ATTEMPTS", "3")
     out = tmp_path / "out"
-    runner = Runner(out, backends={"image": "comfyui"},
+    runner = Runner(out, backends={"image": "comfyui", "narration": "none"},
                     options={"comfyui": {"urls": (comfy.url,), "server_grace_s": 0.5,
                                          "poll_interval_s": 0.05}, "offline": {"shots": 2}})
     calls = []
