@@ -759,6 +759,8 @@ class StoryboardGenerator:
     concurrency: int = 2
     #: Burnt subtitles keep above the card's caption band (fraction of the frame height).
     subtitle_margin: float = CAPTION_BAND + 0.03
+    #: The card shows the description and the shot's characters: a changed one redraws it.
+    fingerprint_fields: ClassVar[tuple[str, ...]] = ("description", "characters", "scene_id", "duration_s")
 
     def __init__(self, options: StoryboardOptions | None = None):
         self.options = options if options is not None else StoryboardOptions()
