@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 import attrs
 import pluggy
 
-from . import ffmpeg, film, media
+from . import film, media
 from .errors import (ConfigError, ReelforgeError, SessionCorruptError, SessionError, StageError,
                      StorageError, describe_os_error)
 from .options import parse_pairs, public_options, structure_options, valid_keys_of

@@ -612,7 +612,7 @@ def finish_film(video: str | os.PathLike, audio: str | os.PathLike | None, out: 
             n += 1
         if subtitles == "soft":
             inputs += ["-i", str(srt)]
-            maps += ["-map", f"{n}:s:0", "-c:s", "mov_text", f"-metadata:s:s:0", f"language={language}"]
+            maps += ["-map", f"{n}:s:0", "-c:s", "mov_text", "-metadata:s:s:0", f"language={language}"]
             n += 1
         args = [*inputs]
         if graph:

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from framework.cli import cli
 from framework.errors import SessionCorruptError, SessionError, StageError
-from framework.records import Shot, ShotPlan, structure, to_json
+from framework.records import ShotPlan, structure
 from framework.redact import forget_secrets, register_secret
 from framework.runner import Runner
 from framework.session import COMPLETE, DONE, FAILED, SessionStore, sha256_file
