@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import hashlib
 import json
 import os
 import random
@@ -119,11 +118,9 @@ def ffmpeg_exe() -> str:
 # -- files --------------------------------------------------------------------------------
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from framework.safefs import sha256_file as digest  # never through a link
+
+    return digest(path)
 
 
 def snapshot_tree(root: Path, exclude: Iterable[Path] = ()) -> dict[str, tuple]:
