@@ -94,6 +94,9 @@ def render_session(session: Session, width: int = 100) -> str:
         out += ["", "Shot Breakdown:", *shot_lines(session, width)]
     if m.status == COMPLETE:
         out += ["", f"Film: {session.film_path}"]
+    elif m.status == "AWAITING_REVIEW":
+        out += ["", f"The images wait for review: redo any with `reelforge redo {m.id} --shot N`, "
+                    f"then make the clips with `reelforge approve {m.id}`."]
     return "\n".join(out)
 
 
