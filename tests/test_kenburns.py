@@ -206,7 +206,7 @@ def text_matches(frame, text_rgb, solid) -> float:
 def test_caption_and_header_stay_whole_and_still_through_the_move(tmp_path, motion):
     shot = storyboard_shot(motion)
     plate = StoryboardGenerator(StoryboardOptions(*CARD_SIZE)).generate(shot, job_for(shot, tmp_path / "img"))
-    clip = KenBurnsRenderer(KenBurnsOptions(width=CARD_SIZE[0], height=CARD_SIZE[1], zoom=1.6)).render(
+    clip = KenBurnsRenderer(KenBurnsOptions(width=CARD_SIZE[0], height=CARD_SIZE[1], zoom=1.6, caption_gap_s=0)).render(
         shot, plate, job_for(shot, tmp_path / "vid"))
     frames = frames_of(clip)
     text_rgb, solid = text_pixels(shot, CARD_SIZE, len(frames) / 25)

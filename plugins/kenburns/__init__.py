@@ -73,9 +73,10 @@ class KenBurnsOptions:
     "Upscale the still by this factor before zooming: zoompan moves in whole pixels, so this smooths the motion."
     captions: str = attrs.field(default="auto", validator=attrs.validators.in_(("auto", "on", "off")))
     "Draw the storyboard card over the moving picture: auto (over storyboard plates only), on, off."
-    caption_gap_s: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
-    """Seconds at each end of the clip without the card's text (the bands stay): set it to the
-    film's crossfade so two shots' captions never show at once."""
+    caption_gap_s: float = attrs.field(default=0.5, validator=attrs.validators.ge(0.0))
+    """Seconds at each end of the clip without the card's text (the bands stay), so two shots'
+    captions never show at once in a crossfade (the film's default crossfade is 0.5 s; set
+    it to a longer one, or to 0 for a film of cuts that should show the text throughout)."""
 
     def __attrs_post_init__(self) -> None:
         check_frame_size(self.width, self.height, what="kenburns clip size")
