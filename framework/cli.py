@@ -419,18 +419,36 @@ def shots_edit(session_id: str, shot_id: int, use_editor: bool, output_dir: Path
 @click.argument("session_id")
 @click.argument("shot_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--prune", is_flag=True, help="Delete the shot's takes (asks first). The only way reelforge deletes finished work.")
+@click.option("-y", "--yes", is_flag=True, help="With --prune: do not ask.")
 @_output_dir_option
-def takes_cmd(session_id: str, shot_id: int, as_json: bool, output_dir: Path | None,
+def takes_cmd(session_id: str, shot_id: int, as_json: bool, prune: bool, yes: bool, output_dir: Path | None,
               config_path: Path | None) -> None:
     """List the takes (earlier versions) of shot SHOT_ID's image, voice and clip."""
     import json as _json
 
     from . import cli_support as cs
     from .redact import for_terminal
-    from .session import SessionStore
+    from .session import SHOT_STAGES, SessionStore
 
     store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
-    session = store.load(cs.resolve_session_id(store, session_id))
+    sid = cs.resolve_session_id(store, session_id)
+    if prune:
+        with store.open(sid) as opened:  # the lock: a running session is refused
+            try:
+                count = sum(len(opened.shot_state(shot_id).artifact(st).takes) for st in SHOT_STAGES)
+            except KeyError:
+                raise click.ClickException(f"no shot {shot_id} in {sid}") from None
+            if not count:
+                click.echo(f"Shot {shot_id} of {sid} has no takes.")
+                return
+            if not yes and not click.confirm(f"Delete the {count} take(s) of shot {shot_id}?", default=False):
+                click.echo("Nothing deleted.")
+                return
+            removed = [p for st in SHOT_STAGES for p in opened.prune_takes(st, shot_id)]
+        click.echo(f"Deleted {len(removed)} take(s) of shot {shot_id}.")
+        return
+    session = store.load(sid)
     try:
         state = session.shot_state(shot_id)
     except KeyError:

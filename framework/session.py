@@ -1215,6 +1215,24 @@ class Session:
             return art
 
     @uninterruptible
+    def prune_takes(self, stage: str, shot_id: int) -> list[str]:
+        """Delete a shot's takes for ``stage`` (the only place reelforge deletes a finished
+        file: `reelforge takes ID N --prune`). The records go first, then the files."""
+        with self._mutex:
+            art = self.shot_state(shot_id).artifact(stage)
+            paths = [t["path"] for t in art.takes]
+            if not paths:
+                return []
+            self._log({"op": "shot", "shot": shot_id, "stage": stage, "set": {"takes": []}})
+            for rel in paths:
+                path = contained(self.path, rel, under=(stage,), source=self.meta_path)
+                try:
+                    os.unlink(path)  # a link is removed itself, never followed
+                except FileNotFoundError:
+                    pass
+            return paths
+
+    @uninterruptible
     def repin(self, stage: str, shot_id: int, fingerprint: str) -> None:
         """Record a chosen take as made from the shot's current inputs (``fingerprint``)."""
         with self._mutex:

@@ -174,3 +174,17 @@ def test_bad_creator_arguments_are_clear(out, fakes):
     assert r.exit_code == 2 and "not both" in r.output
     r = invoke(out, "approve", result.session_id, *FAKE)
     assert r.exit_code == 1 and "was not started with --review" in r.output
+
+
+def test_takes_are_deleted_only_with_prune(out, fakes):
+    result = run_session(out, "idea", backends=fakes.backends)
+    Runner(out, backends=fakes.backends, retry=RetryPolicy(initial=0)).redo(result.session_id, 1, seed=9)
+    takes = result.path / "images" / "takes"
+    assert len(list(takes.iterdir())) == 1
+    r = invoke(out, "takes", result.session_id, "1", "--prune", input="n\n")
+    assert "Nothing deleted" in r.output and len(list(takes.iterdir())) == 1
+    r = invoke(out, "takes", result.session_id, "1", "--prune", "--yes")
+    assert r.exit_code == 0 and "Deleted 2 take(s)" in r.output  # the image's and the clip's
+    assert not list(takes.iterdir())
+    meta = SessionStore(out).load(result.session_id).meta
+    assert meta.shot(1).image.takes == [] and meta.shot(1).video.takes == []
