@@ -94,6 +94,11 @@ def render_session(session: Session, width: int = 100) -> str:
         out += ["", "Shot Breakdown:", *shot_lines(session, width)]
     if m.status == COMPLETE:
         out += ["", f"Film: {session.film_path}"]
+    from .creator import ledger_lines
+
+    ledger = ledger_lines(m)
+    if ledger:
+        out += ["", *ledger]
     return "\n".join(out)
 
 
