@@ -32,7 +32,7 @@ def environment():
     import jinja2
 
     return jinja2.Environment(loader=jinja2.FileSystemLoader([str(TEMPLATES), str(STATIC)]), autoescape=True,
-                              undefined=jinja2.Undefined, trim_blocks=True, lstrip_blocks=True)
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
 def relative_url(path: str | None, version: str | None = None) -> str | None:
@@ -71,7 +71,7 @@ def render_report(session: Session) -> str:
     data = session_data(session, lambda path, _digest: relative_url(path))
     if data["film"]["vtt"]:
         data["film"]["vtt"] = _embedded_vtt(session) or data["film"]["vtt"]
-    return environment().get_template("report.html").render(s=data, live=False, written=now())
+    return environment().get_template("report.html").render(s=data, live=False, action=None, written=now())
 
 
 def write_report(session: Session) -> Path:

@@ -19,11 +19,9 @@ import stat
 import threading
 import time
 import urllib.parse
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Callable
 
-import anyio
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -150,30 +148,34 @@ class Actions:
 
 # -- media: only files inside the session, never through a link --------------------------
 
-class _NoFollowFileResponse(FileResponse):
-    """A FileResponse whose file is opened without following a link, and must still be
-    the file that was checked (same device and inode)."""
+_PROC_FD = "/proc/self/fd"
 
-    def __init__(self, path: str, st: os.stat_result, **kwargs: Any):
-        super().__init__(path, stat_result=st, **kwargs)
-        self._identity = (st.st_dev, st.st_ino)
 
-    @asynccontextmanager
-    async def _open_file(self):
-        def _open():
-            fd = os.open(self.path, os.O_RDONLY | O_NOFOLLOW | O_BINARY)
-            st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) != self._identity or not stat.S_ISREG(st.st_mode):
-                os.close(fd)
-                raise OSError(f"{self.path} changed after it was checked")
-            return os.fdopen(fd, "rb")
+def file_response(path: Path, st: os.stat_result) -> Response:
+    """Serve the checked file ``path`` (Starlette's FileResponse: ranges, ETag). Where the
+    platform has /proc/self/fd, the file is opened here without following a link and must
+    be the very file that was checked (device and inode); the response reads it through
+    that descriptor, so a link swapped in after the check is never followed."""
+    import mimetypes
+    import weakref
 
-        file = anyio.wrap_file(await anyio.to_thread.run_sync(_open))
-        try:
-            yield file
-        finally:
-            with anyio.CancelScope(shield=True):
-                await file.aclose()
+    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    if path.name.endswith(".vtt"):
+        media_type = "text/vtt"
+    headers = {"cache-control": "no-cache"}
+    if not os.path.isdir(_PROC_FD):  # pragma: no cover - not Linux: the lstat check is all there is
+        return FileResponse(str(path), stat_result=st, media_type=media_type, headers=headers)
+    try:
+        fd = os.open(path, os.O_RDONLY | O_NOFOLLOW | O_BINARY)
+    except OSError:
+        raise HTTPException(404) from None
+    opened = os.fstat(fd)
+    if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(opened.st_mode):
+        os.close(fd)
+        raise HTTPException(404)
+    response = FileResponse(f"{_PROC_FD}/{fd}", stat_result=opened, media_type=media_type, headers=headers)
+    weakref.finalize(response, os.close, fd)  # once the response has been sent and dropped
+    return response
 
 
 def media_file(session_path: Path, rel: str) -> tuple[Path, os.stat_result]:
@@ -311,7 +313,7 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[[], An
     def media(request: Request) -> Response:
         session = load(request.path_params["sid"])
         path, st = media_file(session.path, request.path_params["path"])
-        return _NoFollowFileResponse(str(path), st, headers={"cache-control": "no-cache"})
+        return file_response(path, st)
 
     # -- actions
     async def act(request: Request, kind: str) -> Response:
@@ -361,6 +363,7 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[[], An
     routes = [
         Route("/", index),
         Route("/sessions.json", sessions_json),
+        Route("/favicon.ico", lambda request: Response(status_code=204)),
         Route("/s/{sid}", session_page),
         Route("/s/{sid}/state.json", session_state),
         Route("/s/{sid}/fragment/{part}", fragment),
