@@ -90,8 +90,8 @@ def ledger_lines(meta: Meta) -> list[str]:
     for label, row in rows:
         parts = [f"{row['backend_seconds']:>9.1f} s" if row["backend_seconds"] is not None else f"{'-':>11}"]
         attempts = row["attempts"]
-        parts.append(f"{attempts:>5,} attempt{'' if attempts == 1 else 's'}" if attempts is not None
-                     else f"{'':>14}")
+        parts.append((f"{attempts:>5,} attempt{'' if attempts == 1 else 's'}" if attempts is not None
+                      else "").ljust(14))
         if row["prompt_tokens"] is not None or row["completion_tokens"] is not None:
             parts.append(f"{row['prompt_tokens'] or 0:,} prompt + {row['completion_tokens'] or 0:,} "
                          f"completion tokens")

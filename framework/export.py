@@ -386,6 +386,10 @@ def build_timeline(session: Session, url_for: Callable[[str], str | None]):
         "note": "cuts only: the film's fades, title and end cards and crossfades are not in this timeline"}})
     timeline.tracks.append(video)
     if len(audio):
+        rest = video.duration() - audio.duration()
+        if rest.value > 0:  # both tracks as long as the film, as editors expect
+            audio.append(otio.schema.Gap(source_range=otio.opentime.TimeRange(
+                otio.opentime.RationalTime(0, rate), rest)))
         timeline.tracks.append(audio)
     return timeline
 

@@ -240,6 +240,7 @@ def test_the_timeline_has_the_clips_in_order_and_the_narration_at_its_shot(out, 
     assert len(lines) == 1 and lines[0].metadata["reelforge"]["line"] == "The city wakes."
     assert audio.range_of_child_at_index(0).start_time.to_seconds() == 0
     assert abs(lines[0].duration().to_seconds() - voice) < 0.05
+    assert audio.duration() == video.duration()
 
 
 def test_the_bundles_timeline_points_at_the_bundles_own_files(out, session, tmp_path):

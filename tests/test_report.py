@@ -215,3 +215,15 @@ def test_report_ids_accept_what_sessions_view_accepts(out, fakes):
     r = invoke(out, "report", "session_19990101")
     assert r.exit_code == 1 and "no session matches" in r.output
     assert os.path.isfile(result.path / "index.html")
+
+
+def test_report_and_export_load_no_plugin_and_no_web_server(out, fakes, tmp_path):
+    from test_cli_startup import reelforge
+
+    result = run_session(out, "Light", backends=fakes.backends)
+    for args in (["report", "latest"], ["export", "latest", "--prompts"]):
+        proc, modules = reelforge(*args, "--output-dir", str(out), cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert not [m for m in modules if m.startswith("plugins.")], args
+        assert not {"starlette", "uvicorn", "opentimelineio", "playwright"} & modules, args
+    assert (result.path / "index.html").is_file()

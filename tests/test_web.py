@@ -326,3 +326,65 @@ def test_a_session_opened_by_a_runner_still_shows(out, done):
         assert client(out).get(f"/s/{done.id}/state.json").status_code == 200
     finally:
         s.close()
+
+
+def test_an_unreadable_session_is_listed_with_its_problem(out, done):
+    broken = SessionStore(out).create("Broken")
+    broken.close()
+    broken.meta_path.write_text("{not json")
+    c = client(out)
+    page = c.get("/").text
+    row = page.split(f'data-session="{broken.id}"')[1].split("</tr>")[0]
+    assert "UNREADABLE" in row and "invalid JSON" in row
+    assert f'href="/s/{done.id}"' in page
+    r = c.get(f"/s/{broken.id}")
+    assert r.status_code == 500 and "invalid JSON" in r.text
+
+
+def test_serve_with_allow_remote_warns_and_accepts_any_host_name(out, monkeypatch):
+    import uvicorn
+
+    seen = {}
+
+    def run(self, sockets=None):
+        seen["app"] = self.config.app
+        seen["address"] = sockets[0].getsockname()
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    r = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0", "--port", "0", "--allow-remote",
+                                 "--output-dir", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "warning: serving on 0.0.0.0 with --allow-remote" in r.output and "no login" in r.output
+    assert seen["address"][0] == "0.0.0.0"
+    assert f"http://0.0.0.0:{seen['address'][1]}/" in r.output
+    from starlette.testclient import TestClient
+
+    remote = TestClient(seen["app"], base_url="http://192.0.2.7:8765")
+    assert remote.get("/").status_code == 200
+
+
+def test_serve_on_loopback_refuses_other_host_names(out, monkeypatch):
+    import uvicorn
+
+    seen = {}
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: seen.setdefault("app", self.config.app))
+    r = CliRunner().invoke(cli, ["serve", "--port", "0", "--output-dir", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "warning" not in r.output
+    from starlette.testclient import TestClient
+
+    assert TestClient(seen["app"], base_url="http://localhost:8765").get("/").status_code == 200
+    assert TestClient(seen["app"], base_url="http://rebound.example:8765").get("/").status_code == 400
+
+
+def test_a_port_in_use_says_so(out):
+    import socket
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        r = CliRunner().invoke(cli, ["serve", "--port", str(busy.getsockname()[1]), "--output-dir", str(out)])
+    finally:
+        busy.close()
+    assert r.exit_code == 1 and "choose another with --port" in r.output
