@@ -55,7 +55,8 @@ def main() -> None:
                                    timeout=120_000)
             print(f"redo click to the new image on the page: {time.perf_counter() - t0:.2f} s")
             page.wait_for_selector("#action [data-last-ok='1']", timeout=120_000)
-            print(f"redo click to the session COMPLETE again (clip and film remade): {time.perf_counter() - t0:.2f} s")
+            print(f"redo click to the session COMPLETE again (its clip and the film remade if the image changed): "
+                  f"{time.perf_counter() - t0:.2f} s")
             page.locator("#shot-2 details").nth(1).evaluate("d => d.open = true")
             page.screenshot(path=str(dest / "serve.png"), full_page=True)
             page.close()
