@@ -78,6 +78,61 @@ class _ShotsOutcome:
     "Backend seconds spent in this run."
 
 
+_USER_STAGES = {"image": "images", "images": "images", "video": "videos", "videos": "videos",
+                "clip": "videos", "narration": "narration", "voice": "narration"}
+
+
+def _stage_name(stage: str) -> str:
+    try:
+        return _USER_STAGES[stage]
+    except KeyError:
+        raise ConfigError(f"unknown stage {stage!r}; use image, narration or video") from None
+
+
+def _saved_plan(session: Session) -> ShotPlan:
+    plan = session.read_step_output("shots")
+    if plan is None:
+        raise SessionError(f"session {session.id} has no shot plan yet; run it first")
+    return plan
+
+
+def _plan_shot(plan: ShotPlan, shot_id: int) -> Shot:
+    for shot in plan.shots:
+        if shot.id == shot_id:
+            return shot
+    ids = ", ".join(str(s.id) for s in plan.shots)
+    raise ConfigError(f"no shot {shot_id} in this session (shots: {ids})")
+
+
+#: Fields of a shot that `reelforge shots edit` may change.
+EDITABLE = {"description", "image_prompt", "motion_prompt", "negative_prompt", "narration",
+            "duration_s", "seed", "characters"}
+
+
+def edit_shot(session: Session, plan: ShotPlan, shot_id: int, changes: dict[str, Any]) -> Shot:
+    """Change one shot in shots.json (validated, written atomically). The runner then redoes
+    only what the change reaches: a new image prompt its image, clip and the film; a new
+    narration line its voice, clip timing and the film; a new motion prompt its clip."""
+    from .records import structure, unstructure
+
+    unknown = set(changes) - EDITABLE
+    if unknown:
+        raise ConfigError(f"cannot edit {', '.join(sorted(unknown))}; editable: {', '.join(sorted(EDITABLE))}")
+    data = unstructure(plan)
+    for entry in data["shots"]:
+        if entry["id"] == shot_id:
+            entry.update(changes)
+            break
+    else:
+        _plan_shot(plan, shot_id)  # raises, naming the shots there are
+    try:
+        new_plan = structure(data, ShotPlan, "shots.json")
+    except ValueError as exc:
+        raise ConfigError(f"shot {shot_id}: {exc}") from None
+    session.save_step_output("shots", new_plan)
+    return _plan_shot(new_plan, shot_id)
+
+
 def _prompt_of(stage: str, shot: Shot) -> str:
     return {"images": shot.image_prompt, "narration": shot.narration}.get(stage, shot.motion_prompt)
 
@@ -222,9 +277,14 @@ class Runner:
                                        + "; ".join(str(b) for b in broken))
                 raise SessionError(f"no incomplete session in {self.store.root}")
             session_id = incomplete[0].id
-        session = self.store.open(session_id)
+        return self._continue(self.store.open(session_id))
+
+    def _continue(self, session: Session, prepare: Callable[[Session, dict], None] | None = None) -> RunResult:
+        """Run an opened (locked) session on; ``prepare(session, backends)`` changes it first."""
         try:
             backends = self._resolve_backends(session)
+            if prepare is not None:
+                prepare(session, backends)
         except BaseException:
             session.close()
             raise
@@ -232,6 +292,75 @@ class Runner:
         # with nothing left for a backend does not need its server.
         self._unchecked = dict(backends)
         return self._run_locked(session, backends)
+
+    # -- the creator's loop: redo a shot, choose a take, approve the images -----------
+    def redo(self, session_id: str, shot_id: int, stage: str = "image", *, seed: int | None = None,
+             new_seed: bool = False) -> RunResult:
+        """Make one shot's ``stage`` ('image', 'narration' or 'video') again, then run the
+        session on: what depends on it (its clip, the film) is remade only if it changes.
+        The current file is kept as a take. ``seed`` or ``new_seed`` also change the shot's
+        seed in shots.json (which changes its image and clip)."""
+        stage_name = _stage_name(stage)
+
+        def prepare(session: Session, backends: dict) -> None:
+            plan = _saved_plan(session)
+            shot = _plan_shot(plan, shot_id)
+            if seed is not None or new_seed:
+                import secrets
+
+                value = seed if seed is not None else secrets.randbelow(2**31)
+                edit_shot(session, plan, shot_id, {"seed": value})
+                return  # the new seed changes the inputs: the runner redoes what depends on it
+            if stage_name not in {s.name for s in SHOT_PIPELINE if s.kind in backends}:
+                raise ConfigError(f"this session has no {stage} stage (its narrator is 'none')")
+            # Rejected: never brought back automatically, though made from the same inputs.
+            session.keep_as_take(stage_name, shot_id, "redo requested", prompt=_prompt_of(stage_name, shot),
+                                 rejected=True)
+
+        return self._continue(self.store.open(session_id), prepare)
+
+    def use_take(self, session_id: str, shot_id: int, stage: str, take: int) -> RunResult:
+        """Make take ``take`` of a shot's ``stage`` its artifact again (the current one becomes
+        a take), keep it even though the shot's inputs have moved on since (pinned), and run
+        the session on: the clip follows a chosen image (a clip take made from it is brought
+        back rather than rendered), and the film is rebuilt."""
+        stage_name = _stage_name(stage)
+
+        def prepare(session: Session, backends: dict) -> None:
+            plan = _saved_plan(session)
+            shot = _plan_shot(plan, shot_id)
+            spec = next(s for s in SHOT_PIPELINE if s.name == stage_name)
+            if spec.kind not in backends:
+                raise ConfigError(f"this session has no {stage} stage")
+            chosen = next((t for t in session.shot_state(shot_id).artifact(stage_name).takes
+                           if t["n"] == take), None)
+            if chosen is not None:
+                # Back to what made the take: its seed and prompt go back into shots.json, so
+                # what was made from it (a clip from a chosen image) can come back too.
+                changes: dict[str, Any] = {}
+                if chosen.get("seed") is not None and chosen["seed"] != shot.seed:
+                    changes["seed"] = chosen["seed"]
+                field = {"images": "image_prompt", "narration": "narration", "videos": "motion_prompt"}[stage_name]
+                if isinstance(chosen.get("prompt"), str) and chosen["prompt"] != getattr(shot, field):
+                    changes[field] = chosen["prompt"]
+                if changes:
+                    shot = edit_shot(session, plan, shot_id, changes)
+            session.use_take(stage_name, shot_id, take, pinned=True, prompt=_prompt_of(stage_name, shot))
+            # Pinned: recorded as made from the shot's current inputs, so the next check keeps it.
+            active = {s.name for s in SHOT_PIPELINE if s.kind in backends}
+            fp = self._stage_fingerprint(session, stage_name, shot, backends[spec.kind], active)
+            session.repin(stage_name, shot_id, fp)
+
+        return self._continue(self.store.open(session_id), prepare)
+
+    def approve(self, session_id: str) -> RunResult:
+        """Open a session's review gate (``--review images``) and run it on to the film."""
+        def prepare(session: Session, backends: dict) -> None:
+            if session.meta.review is None:
+                raise SessionError(f"session {session.id} was not started with --review; nothing to approve")
+            session.approve()
+
+        return self._continue(self.store.open(session_id), prepare)
 
     def validate(self) -> None:
         """Check the selected backends and options, and that their servers answer (each
@@ -457,16 +586,31 @@ class Runner:
             raise SessionCorruptError(session.path / STEP_FILES[step][0], "file is missing but the step is marked done")
         self._preflight_kind("story")
         self._hook("stage_started", session=session, stage=step)
+        attempts = [0]
+        t0 = time.monotonic()
+
+        def once():
+            attempts[0] += 1
+            return make(**self._stage_job_kwargs(session, step, method))
+
+        def ledger() -> None:  # the cost ledger: time, attempts and the tokens the writer counted
+            take = getattr(getattr(method, "__self__", None), "take_usage", None)
+            usage = take() if callable(take) else {}
+            session.add_step_usage(step, seconds=time.monotonic() - t0, attempts=attempts[0],
+                                   **{k: v for k, v in (usage or {}).items() if isinstance(v, (int, float))})
+
         try:
-            value = self._with_retries(lambda: make(**self._stage_job_kwargs(session, step, method)))
+            value = self._with_retries(once)
             if not isinstance(value, cls):
                 raise StageError(f"{step}: backend returned {type(value).__name__}, expected {cls.__name__}")
         except BaseException as exc:
             if isinstance(exc, Exception):
+                ledger()
                 session.mark_step(step, "failed", error=f"{step}: {exc}")
                 session.set_status(FAILED, f"{step}: {exc}")
                 self._hook("stage_failed", session=session, stage=step, error=exc)
             raise
+        ledger()
         session.save_step_output(step, value)
         self._hook("stage_finished", session=session, stage=step)
         return value
@@ -495,7 +639,7 @@ class Runner:
             return fingerprint(stage=stage, prompt=shot.image_prompt, negative=shot.negative_prompt,
                                seed=shot.seed, backend=backend.name, options=backend.fingerprint_options)
         if stage == "narration":
-            return fingerprint(stage=stage, text=shot.narration, seed=shot.seed, backend=backend.name,
+            return fingerprint(stage=stage, text=shot.narration, backend=backend.name,
                                options=backend.fingerprint_options)
         return fingerprint(stage=stage, motion=shot.motion_prompt, negative=shot.negative_prompt,
                            duration=shot.duration_s, seed=shot.seed, image=image_sha,
@@ -529,8 +673,8 @@ class Runner:
             session.reset_shot(stage, shot.id, f"redo: {problem}")
         session.set_aside_strays(stage, shot.id)
         art = session.shot_state(shot.id).artifact(stage)
-        for take in reversed(art.takes):  # the newest matching take
-            if take.get("fingerprint") == fp:
+        for take in reversed(art.takes):  # the newest matching take the user did not reject
+            if take.get("fingerprint") == fp and not take.get("rejected"):
                 try:
                     session.use_take(stage, shot.id, take["n"], prompt=_prompt_of(stage, shot))
                 except SessionError:

@@ -273,7 +273,7 @@ _TAKE_TYPES: dict[str, tuple[type, ...]] = {
     "n": (int,), "path": (str,), "sha256": (str,), "size": (int,), "mtime_ns": (int, _NONE),
     "fingerprint": (str, _NONE), "seed": (int, _NONE), "backend": (str, _NONE),
     "prompt": (str, _NONE), "seconds": (int, float, _NONE), "created": (str, _NONE),
-    "info": (dict,),
+    "info": (dict,), "rejected": (bool,),
 }
 
 
@@ -286,7 +286,8 @@ def _check_takes(takes: list) -> str | None:
                 return f"takes[{i}] has no {key}"
         for key, value in take.items():
             types = _TAKE_TYPES.get(key)
-            if types is not None and (isinstance(value, bool) or not isinstance(value, types)):
+            if types is not None and ((isinstance(value, bool) and bool not in types)
+                                      or not isinstance(value, types)):
                 return f"takes[{i}].{key} has the wrong type ({type(value).__name__})"
         if take["n"] < 1 or take["size"] < 0 or not _HEX64.fullmatch(take["sha256"]):
             return f"takes[{i}] has a bad number, size or digest"
@@ -1126,7 +1127,8 @@ class Session:
         return self.path / stage / "takes" / f"shot_{shot_id:03d}.{n}{suffix}"
 
     @uninterruptible
-    def keep_as_take(self, stage: str, shot_id: int, reason: str, *, prompt: str | None = None) -> dict | None:
+    def keep_as_take(self, stage: str, shot_id: int, reason: str, *, prompt: str | None = None,
+                     rejected: bool = False) -> dict | None:
         """Move the shot's done artifact to ``<stage>/takes/shot_NNN.<n>.<ext>``, record it as
         take ``n``, and set the artifact to be made again. Returns the take (None if the
         artifact was not done). The record is journalled before the move; a crash between
@@ -1141,7 +1143,8 @@ class Session:
             take = {"n": n, "path": dest.relative_to(self.path).as_posix(), "sha256": art.sha256,
                     "size": art.size, "mtime_ns": art.mtime_ns, "fingerprint": art.fingerprint,
                     "seed": art.seed, "backend": art.backend, "prompt": prompt,
-                    "seconds": art.seconds, "created": art.updated, "info": dict(art.info)}
+                    "seconds": art.seconds, "created": art.updated, "info": dict(art.info),
+                    "rejected": rejected}
             ensure_dir(self.path, stage, "takes")
             self._log({"op": "shot", "shot": shot_id, "stage": stage, "set": {
                 "state": TODO, "last_error": reason, "sha256": None, "size": None, "mtime_ns": None,
@@ -1184,6 +1187,13 @@ class Session:
             fsync_dir(dest.parent)
             art.pending = None
             return art
+
+    @uninterruptible
+    def repin(self, stage: str, shot_id: int, fingerprint: str) -> None:
+        """Record a chosen take as made from the shot's current inputs (``fingerprint``)."""
+        with self._mutex:
+            self._log({"op": "shot", "shot": shot_id, "stage": stage,
+                       "set": {"fingerprint": fingerprint, "pinned": True}})
 
     def _check_file_like(self, record: dict, path: Path) -> str | None:
         probe = ArtifactState(state=DONE, path="x", sha256=record["sha256"], size=record["size"],

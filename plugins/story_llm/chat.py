@@ -85,6 +85,10 @@ class Reply:
     "The message text (should be JSON)."
     finish_reason: str | None
     "Why the model stopped: 'stop', 'length', ... (OpenAI finish_reason, Ollama done_reason)."
+    prompt_tokens: int | None = None
+    "Tokens the server counted in the request (OpenAI usage.prompt_tokens, Ollama prompt_eval_count)."
+    completion_tokens: int | None = None
+    "Tokens it generated (OpenAI usage.completion_tokens, Ollama eval_count)."
 
     @property
     def truncated(self) -> bool:
@@ -136,7 +140,20 @@ class ChatStoryWriter:
     def __init__(self, options: Any = None):
         self.options = options if options is not None else self.Options()
         self._client: JSONClient | None = None
+        self._usage: dict[str, int] = {}
         self.check_options()
+
+    def take_usage(self) -> dict[str, int]:
+        """Tokens used since the last call (the runner's cost ledger asks after each step)."""
+        usage, self._usage = self._usage, {}
+        return usage
+
+    def _count(self, reply: "Reply") -> None:
+        for key in ("prompt_tokens", "completion_tokens"):
+            value = getattr(reply, key)
+            if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9:
+                self._usage[key] = self._usage.get(key, 0) + value
+        self._usage["requests"] = self._usage.get("requests", 0) + 1
 
     #: Where to put a key instead of the URL (said when base_url carries credentials).
     key_hint: ClassVar[str] = "the environment variable named by the api_key_env option"
@@ -340,6 +357,7 @@ class ChatStoryWriter:
         error = ""
         for attempt in range(MAX_REPAIRS + 1):
             reply = self._chat(messages, stage)
+            self._count(reply)
             if reply.truncated:
                 raise Truncated()
             try:

@@ -131,7 +131,8 @@ class OllamaStory(ChatStoryWriter):
         if not isinstance(content, str):
             raise ServiceError(f"Ollama at {self.options.base_url} answered with content that is "
                                f"not text: {preview(content)}")
-        return Reply(content=content, finish_reason=reason)
+        return Reply(content=content, finish_reason=reason, prompt_tokens=data.get("prompt_eval_count"),
+                     completion_tokens=data.get("eval_count"))
 
 
 @hookimpl

@@ -164,7 +164,8 @@ class OpenAIStory(ChatStoryWriter):
         if not isinstance(content, str):
             raise ServiceError(f"{self.label} at {self.options.base_url} answered with content that "
                                f"is not text: {preview(content)}")
-        return Reply(content=content, finish_reason=finish)
+        return Reply(content=content, finish_reason=finish, prompt_tokens=usage.get("prompt_tokens"),
+                     completion_tokens=usage.get("completion_tokens"))
 
 
 @hookimpl

@@ -55,6 +55,10 @@ def test_openai_idea_to_film(out, fake_server, caplog):
     assert "OPENAI_API_KEY" in text  # the option naming the variable is recorded...
     assert API_KEY not in text  # ...the key itself is not
     assert API_KEY not in r.output and API_KEY not in caplog.text
+    # the cost ledger: the API's usage fields, per story step
+    usage = SessionStore(out).load(SessionStore(out).ids()[0]).meta.step_usage
+    assert {step: (u["prompt_tokens"], u["completion_tokens"], u["attempts"]) for step, u in usage.items()} == {
+        "story": (100, 50, 1), "scene_graph": (100, 50, 1), "shots": (100, 50, 1)}
 
 
 def test_ollama_idea_to_film(out, fake_server):
@@ -66,6 +70,8 @@ def test_ollama_idea_to_film(out, fake_server):
     assert_film(out)
     assert [req.path for req in fake_server.requests] == ["/api/chat"] * 3
     assert fake_server.requests[0].body["options"]["num_ctx"] == 4096
+    usage = SessionStore(out).load(SessionStore(out).ids()[0]).meta.step_usage
+    assert usage["story"]["prompt_tokens"] == 26 and usage["shots"]["requests"] == 1
 
 
 def test_failed_llm_stage_is_resumable(out, fake_server):
