@@ -170,8 +170,9 @@ def test_the_ledger_adds_up_the_shots_and_the_story_steps(out, fakes):
     result = run_session(out, "A ledger", backends=fakes.backends)
     assert result.ok, result.failed
     store = SessionStore(out)
-    session = store.load(result.session_id)
-    with writable(store, result.session_id) as s:  # as the lead's runner records them
+    assert set(store.load(result.session_id).meta.step_usage) == {"story", "scene_graph", "shots"}  # the runner's
+    with writable(store, result.session_id) as s:  # figures as an LLM's usage fields give them
+        s.meta.step_usage = {}
         s.add_step_usage("story", seconds=1.5, attempts=1, prompt_tokens=120, completion_tokens=80)
         s.add_step_usage("shots", seconds=2.0, attempts=2, prompt_tokens=300, completion_tokens=500)
     meta = store.load(result.session_id).meta

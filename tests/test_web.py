@@ -109,7 +109,11 @@ def test_the_state_json_has_what_the_page_shows(out, done):
     image = state["shots"][0]["stages"]["image"]
     assert image["state"] == DONE and image["seed"] == done.meta.shot(1).image.seed
     assert image["backend"] == "fake" and image["attempts"] == 1 and image["takes"] == []
-    assert state["ledger_total"]["attempts"] == 9
+    meta = done.meta
+    shot_attempts = sum(st.image.attempts + st.narration.attempts + st.video.attempts for st in meta.shots)
+    assert shot_attempts == 9
+    assert state["ledger_total"]["attempts"] == shot_attempts + sum(
+        int(u.get("attempts", 0)) for u in meta.step_usage.values())
     assert state["action"] == {"running": None, "last": None}
     assert state["film"]["url"].startswith(f"/s/{done.id}/media/film.mp4")
 
@@ -388,3 +392,33 @@ def test_a_port_in_use_says_so(out):
     finally:
         busy.close()
     assert r.exit_code == 1 and "choose another with --port" in r.output
+
+
+def test_approve_and_use_take_through_the_app_run_the_real_runner(out, fakes):
+    from framework.runner import Runner
+    from framework.session import AWAITING_REVIEW
+
+    held = run_session(out, "Wait for me", backends=fakes.backends, review="images")
+    assert held.status == AWAITING_REVIEW
+    c = client(out, runner_factory=lambda: Runner(out))
+    page = c.get(f"/s/{held.session_id}").text
+    assert 'data-action="approve"' in page and len(fakes.video.calls) == 0
+    r = c.post(f"/s/{held.session_id}/approve", data={"csrf": TOKEN}, headers={"Accept": "application/json"})
+    assert r.status_code == 202, r.text
+    state = wait_idle(c, held.session_id, timeout=60)
+    assert state["action"]["last"]["ok"] is True, state["action"]["last"]
+    assert state["status"] == COMPLETE and len(fakes.video.calls) == 3
+    assert 'data-action="approve"' not in c.get(f"/s/{held.session_id}").text
+
+    # redo shot 1's image, then put the first one back
+    first = SessionStore(out).load(held.session_id).meta.shot(1).image.sha256
+    for path, form in (("redo", {"shot": "1", "stage": "image"}),
+                       ("use", {"shot": "1", "stage": "image", "take": "1"})):
+        r = c.post(f"/s/{held.session_id}/{path}", data={"csrf": TOKEN, **form}, headers={"Accept": "application/json"})
+        assert r.status_code == 202, r.text
+        state = wait_idle(c, held.session_id, timeout=60)
+        assert state["action"]["last"]["ok"] is True, state["action"]["last"]
+    image = SessionStore(out).load(held.session_id).meta.shot(1).image
+    assert image.sha256 == first and image.pinned
+    assert [t["n"] for t in image.takes] == [2]  # take 1 is the image again; the redone one is take 2
+    assert state["shots"][0]["stages"]["image"]["pinned"] is True
