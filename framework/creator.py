@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from typing import Any, Callable
 
 from .errors import SessionCorruptError
@@ -108,19 +109,24 @@ def _read(session: Session, step: str) -> tuple[Any, str | None]:
         return None, str(exc)
 
 
-def _artifact(art, stage: str, media: Callable[[str, str | None], str | None]) -> dict[str, Any]:
+def _artifact(art, stage: str, media: Callable[[str, str | None], str | None],
+              present: Callable[[str | None], bool]) -> dict[str, Any]:
     info = art.info if isinstance(art.info, dict) else {}
     takes = []
     for take in art.takes:
-        takes.append({"n": take.get("n"), "url": media(take.get("path"), take.get("sha256")), "path": take.get("path"),
-                      "seed": take.get("seed"), "backend": take.get("backend"),
+        path = take.get("path")
+        takes.append({"n": take.get("n"), "url": media(path, take.get("sha256")) if present(path) else None,
+                      "path": path, "seed": take.get("seed"), "backend": take.get("backend"),
                       "prompt": take.get("prompt"), "seconds": take.get("seconds"),
                       "created": take.get("created"), "rejected": bool(take.get("rejected")),
                       "sha256": take.get("sha256")})
+    done = art.state == DONE and bool(art.path)
     return {
         "state": art.state, "attempts": art.attempts, "last_error": art.last_error,
-        "path": art.path if art.state == DONE else None,
-        "url": media(art.path, art.sha256) if art.state == DONE and art.path else None,
+        "path": art.path if done else None,
+        # A file that its record calls done but that is not in place (yet: a commit renames
+        # it in just after recording it) gets no URL, so a page never shows it broken.
+        "url": media(art.path, art.sha256) if done and present(art.path) else None,
         "sha256": art.sha256 if art.state == DONE else None,
         "backend": art.backend, "seed": art.seed, "seconds": art.seconds,
         "backend_seconds": artifact_cost(art), "pinned": art.pinned, "updated": art.updated,
@@ -136,6 +142,11 @@ def session_data(session: Session, media: Callable[[str, str | None], str | None
     path in the report, a server route in the web app; the digest lets a page that
     follows the session see a redone picture under the same name)."""
     m = session.meta
+
+    def present(path: str | None) -> bool:
+        # paths in a loaded session were checked to stay inside it; a link counts as absent
+        return bool(path) and os.path.isfile(session.path / path) and not os.path.islink(session.path / path)
+
     story, story_problem = _read(session, "story")
     scenes, scenes_problem = _read(session, "scene_graph")
     plan, plan_problem = _read(session, "shots")
@@ -154,14 +165,14 @@ def session_data(session: Session, media: Callable[[str, str | None], str | None
         for attr, folder in SHOT_ARTIFACTS:
             if attr == "narration" and not narrated and getattr(st, attr).state != DONE:
                 continue
-            stages[attr] = _artifact(getattr(st, attr), folder, media)
+            stages[attr] = _artifact(getattr(st, attr), folder, media, present)
         row["stages"] = stages
         row["backend_seconds"] = sum(a["backend_seconds"] or 0.0 for a in stages.values())
         row["attempts"] = sum(a["attempts"] for a in stages.values())
         row["version"] = _version(row)
         shots.append(row)
     subtitles = [n for n in (m.film.info.get("subtitles") or []) if n in ("film.srt", "film.vtt")]
-    film_done = m.film.state == DONE and m.steps.get("assemble") == DONE
+    film_done = m.film.state == DONE and m.steps.get("assemble") == DONE and present("film.mp4")
     totals = stage_totals(m)
     data = {
         "id": m.id, "idea": m.idea, "status": m.status, "created": m.created, "updated": m.updated,
@@ -181,9 +192,9 @@ def session_data(session: Session, media: Callable[[str, str | None], str | None
         "shots": shots,
         "film": {"state": m.film.state if film_done else "todo", "seconds": m.film.seconds,
                  "url": media("film.mp4", m.film.sha256) if film_done else None,
-                 "vtt": media("film.vtt", m.film.sha256) if film_done and "film.vtt" in subtitles else None,
-                 "vtt_file": media("film.vtt", m.film.sha256) if film_done and "film.vtt" in subtitles else None,
-                 "srt": media("film.srt", m.film.sha256) if film_done and "film.srt" in subtitles else None,
+                 "vtt": media("film.vtt", m.film.sha256) if film_done and "film.vtt" in subtitles and present("film.vtt") else None,
+                 "vtt_file": media("film.vtt", m.film.sha256) if film_done and "film.vtt" in subtitles and present("film.vtt") else None,
+                 "srt": media("film.srt", m.film.sha256) if film_done and "film.srt" in subtitles and present("film.srt") else None,
                  "sha256": m.film.sha256 if film_done else None},
         "ledger": [{"stage": key, "label": label, **totals[key]} for key, label in LEDGER_STAGES],
         "ledger_total": grand_total(totals),

@@ -116,6 +116,9 @@ def test_the_state_json_has_what_the_page_shows(out, done):
         int(u.get("attempts", 0)) for u in meta.step_usage.values())
     assert state["action"] == {"running": None, "last": None}
     assert state["film"]["url"].startswith(f"/s/{done.id}/media/film.mp4")
+    brief = client(out).get(f"/s/{done.id}/state.json?versions=1").json()  # what the page polls
+    assert brief["version"] == state["version"] and brief["film"] == {"version": state["film"]["version"]}
+    assert brief["shots"] == [{"id": s["id"], "version": s["version"]} for s in state["shots"]]
 
 
 def test_fragments_are_the_parts_of_the_page(out, done):
@@ -422,3 +425,19 @@ def test_approve_and_use_take_through_the_app_run_the_real_runner(out, fakes):
     assert image.sha256 == first and image.pinned
     assert [t["n"] for t in image.takes] == [2]  # take 1 is the image again; the redone one is take 2
     assert state["shots"][0]["stages"]["image"]["pinned"] is True
+
+
+def test_a_file_not_in_place_gets_no_url_until_it_is(out, done):
+    """A commit records a file as done just before renaming it into place: a page that
+    reads the session in between must not show a broken picture, and must see it appear."""
+    c = client(out)
+    picture = done.path / "images" / "shot_003.png"
+    aside = done.path / "shot_003.png.aside"
+    before = c.get(f"/s/{done.id}/state.json").json()["shots"][2]
+    picture.rename(aside)
+    shot = c.get(f"/s/{done.id}/state.json").json()["shots"][2]
+    assert shot["stages"]["image"]["state"] == DONE and shot["stages"]["image"]["url"] is None
+    assert shot["version"] != before["version"]
+    assert "no image yet" in c.get(f"/s/{done.id}/fragment/shot-3").text
+    aside.rename(picture)
+    assert c.get(f"/s/{done.id}/state.json").json()["shots"][2]["version"] == before["version"]

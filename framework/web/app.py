@@ -289,7 +289,13 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[[], An
         return html("session.html", **context(data_of(session)))
 
     def session_state(request: Request) -> Response:
-        return JSONResponse(data_of(load(request.path_params["sid"])), headers={"cache-control": "no-store"})
+        data = data_of(load(request.path_params["sid"]))
+        if request.query_params.get("versions") == "1":  # what a polling page needs to see what changed
+            data = {"id": data["id"], "status": data["status"], "version": data["version"],
+                    "summary_version": data["summary_version"], "film": {"version": data["film"]["version"]},
+                    "shots": [{"id": s["id"], "version": s["version"]} for s in data["shots"]],
+                    "action": data["action"], "active": data["active"], "poll_seconds": data["poll_seconds"]}
+        return JSONResponse(data, headers={"cache-control": "no-store"})
 
     def fragment(request: Request) -> Response:
         session = load(request.path_params["sid"])

@@ -48,7 +48,7 @@
   async function poll() {
     let delay = 3000;
     try {
-      const r = await fetch(stateUrl, {cache: "no-store", credentials: "same-origin"});
+      const r = await fetch(stateUrl + "?versions=1", {cache: "no-store", credentials: "same-origin"});
       if (r.ok) {
         const s = await r.json();
         delay = s.active ? Math.max(250, s.poll_seconds * 1000) : 3000;
