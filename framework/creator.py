@@ -14,6 +14,7 @@ import os
 from typing import Any, Callable
 
 from .errors import SessionCorruptError
+from .redact import redact_data
 from .session import DONE, SHOT_STAGES, Meta, Session
 
 #: Per-stage ledger rows, in pipeline order: (key, label).
@@ -202,7 +203,7 @@ def session_data(session: Session, media: Callable[[str, str | None], str | None
     data["film"]["version"] = _version(data["film"])
     data["summary_version"] = _version({k: v for k, v in data.items() if k not in ("shots", "film")})
     data["version"] = _version(data["summary_version"], data["film"]["version"], [s["version"] for s in shots])
-    return data
+    return redact_data(data)  # what a session holds was redacted when written; a secret registered since, too
 
 
 def _version(*parts: Any) -> str:

@@ -441,3 +441,21 @@ def test_a_file_not_in_place_gets_no_url_until_it_is(out, done):
     assert "no image yet" in c.get(f"/s/{done.id}/fragment/shot-3").text
     aside.rename(picture)
     assert c.get(f"/s/{done.id}/state.json").json()["shots"][2]["version"] == before["version"]
+
+
+def test_a_registered_secret_never_reaches_a_page(out, fakes):
+    from framework.errors import StageError
+    from framework.redact import forget_secrets, register_secret
+
+    fakes.image.fail(1, StageError("server said: token sk-live-0123456789 is not valid"))
+    result = run_session(out, "Secrets", backends=fakes.backends)
+    assert not result.ok
+    register_secret("sk-live-0123456789")  # e.g. a backend read it from the environment since
+    try:
+        c = client(out)
+        for url in (f"/s/{result.session_id}", f"/s/{result.session_id}/state.json",
+                    f"/s/{result.session_id}/fragment/shot-1"):
+            r = c.get(url)
+            assert r.status_code == 200 and "sk-live-0123456789" not in r.text and "***" in r.text, url
+    finally:
+        forget_secrets()
