@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import hashlib
 import json
 import os
 import random
@@ -67,12 +66,13 @@ if str(ROOT) not in sys.path:
 IDEA = "A city of traders"
 #: Where a kill can land, in pipeline order ("startup": the runner had not begun a step;
 #: "finished": the work was done, the process was exiting).
-STAGES = ("startup", "create", "story", "scene_graph", "shots", "images", "videos", "assemble", "finished")
+STAGES = ("startup", "create", "story", "scene_graph", "shots", "images", "narration", "videos", "assemble",
+          "finished")
 #: What a kill can be aimed at.
-TARGETS = ("create", "story", "scene_graph", "shots", "images", "videos", "assemble")
+TARGETS = ("create", "story", "scene_graph", "shots", "images", "narration", "videos", "assemble")
 #: The runner's progress line that starts each stage (framework/progress.py).
 MARKERS = {"story": "→ Story", "scene_graph": "→ Scenes", "shots": "→ Shots",
-           "images": "→ Images", "videos": "→ Videos", "assemble": "→ Film"}
+           "images": "→ Images", "narration": "→ Voice", "videos": "→ Videos", "assemble": "→ Film"}
 #: Checks, in the order the table prints them.
 CHECKS = {
     "unloadable": "session loads; sessions list/view exit 0, not UNREADABLE",
@@ -90,7 +90,8 @@ TRIGGERS = {
     "create": ("folder", "file:{id}_meta.json"),       # inside create / before backends are recorded
     "story": ("marker",), "scene_graph": ("marker",),
     "shots": ("marker", "file:shots.json"),             # right after shots.json is written
-    "images": ("marker", "file:images"), "videos": ("marker", "file:videos"),
+    "images": ("marker", "file:images"), "narration": ("marker", "file:narration"),
+    "videos": ("marker", "file:videos"),
     "assemble": ("marker", "file:.work/film*.partial.mp4"),  # while ffmpeg writes the film
 }
 GRACE_S = 1.5
@@ -117,11 +118,9 @@ def ffmpeg_exe() -> str:
 # -- files --------------------------------------------------------------------------------
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from framework.safefs import sha256_file as digest  # never through a link
+
+    return digest(path)
 
 
 def snapshot_tree(root: Path, exclude: Iterable[Path] = ()) -> dict[str, tuple]:
@@ -421,6 +420,9 @@ def stage_at(out: Path, sid: str | None) -> str:
             return step
     if not meta.shots or meta.counts("images")[0] < len(meta.shots):
         return "images"
+    narrated = meta.backends.get("narration") is not None and meta.backends["narration"].name != "none"
+    if narrated and meta.counts("narration")[0] < len(meta.shots):
+        return "narration"
     if meta.counts("videos")[0] < len(meta.shots):
         return "videos"
     if meta.film.state != DONE or meta.status != COMPLETE:
@@ -875,6 +877,8 @@ class Torture:
             for stage, nxt in following.items():
                 gaps.setdefault(stage, []).append(seen[nxt] - seen[stage])
             gaps.setdefault("images", []).append((last_img or seen["videos"]) - seen["images"])
+            if "narration" in seen:  # voices are made beside the images: until the clips start
+                gaps.setdefault("narration", []).append(max(0.002, seen["videos"] - seen["narration"]))
             if transition == "cut":
                 self.neighbour = next((out / "sessions").iterdir())
         self.windows = {stage: max(0.002, max(values)) for stage, values in gaps.items()}

@@ -10,7 +10,6 @@ or music file rebuilds it and nothing else.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import threading
@@ -91,11 +90,9 @@ def adopt_music(session_path: Path, source: str | os.PathLike) -> str:
 
 
 def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from .safefs import sha256_file
+
+    return sha256_file(path)
 
 
 @attrs.frozen

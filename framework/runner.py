@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 import attrs
 import pluggy
 
-from . import ffmpeg, film, media
+from . import film, media
 from .errors import (ConfigError, ReelforgeError, SessionCorruptError, SessionError, StageError,
                      StorageError, describe_os_error)
 from .options import parse_pairs, public_options, structure_options, valid_keys_of
@@ -635,6 +635,15 @@ class Runner:
         return shot
 
     def _fingerprint(self, stage: str, shot: Shot, backend: _Backend, image_sha: str | None) -> str:
+        # A backend that draws more of the shot than its prompts (the storyboard draws the
+        # description) names those fields in ``fingerprint_fields``: changing them redoes it.
+        extra = {f: getattr(shot, f, None) for f in getattr(backend.instance, "fingerprint_fields", ())}
+        if extra:
+            return fingerprint(stage=stage, shot_fields=extra,
+                               inner=self._base_fingerprint(stage, shot, backend, image_sha))
+        return self._base_fingerprint(stage, shot, backend, image_sha)
+
+    def _base_fingerprint(self, stage: str, shot: Shot, backend: _Backend, image_sha: str | None) -> str:
         if stage == "images":
             return fingerprint(stage=stage, prompt=shot.image_prompt, negative=shot.negative_prompt,
                                seed=shot.seed, backend=backend.name, options=backend.fingerprint_options)

@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import attrs
-import filelock
 
 from .errors import SessionCorruptError, SessionError, SessionLockedError, SessionNotFoundError
 from .records import SceneGraph, ShotPlan, Story, lenient_converter, structure, to_json
@@ -223,6 +222,25 @@ class Meta:
     def is_incomplete(self) -> bool:
         """Not finished and not given up: a session `reelforge run` may offer to continue."""
         return self.status not in (COMPLETE, ABANDONED)
+
+
+_compact_artifacts = False
+
+
+def _meta_converter():
+    """The converter that writes the meta. An artifact's record leaves out the fields at
+    their defaults (a shot not started yet is "{}"), so a 2,000-shot meta stays small; the
+    rest of the meta is written in full. Set up on first use: generating the hook costs
+    more than `reelforge sessions list` should spend on starting."""
+    global _compact_artifacts
+    if not _compact_artifacts:
+        import cattrs.gen
+
+        lenient_converter.register_unstructure_hook(
+            ArtifactState, cattrs.gen.make_dict_unstructure_fn(ArtifactState, lenient_converter,
+                                                               _cattrs_omit_if_default=True))
+        _compact_artifacts = True
+    return lenient_converter
 
 
 # -- checking what a session file holds ----------------------------------------------
@@ -411,6 +429,8 @@ class SessionStore:
     def _sweep_abandoned(self) -> None:
         """Remove folders left by a crash inside create() (older than ABANDONED_AFTER_S, and
         not locked): they hold no work."""
+        import filelock
+
         for sid in self.ids():
             path = self.root / sid
             if (path / f"{sid}_meta.json").exists() or self._abandoned(sid) is None:
@@ -514,12 +534,13 @@ class Session:
         self.id = session_id
         self.path = store.path_for(session_id)
         self.meta: Meta = None  # type: ignore[assignment]
-        self._lock_file: filelock.BaseFileLock | None = None
+        self._lock_file: Any = None
         self._mutex = threading.RLock()
         self._journal = None
         self._journal_events = 0
         self._index: dict[int, ShotState] = {}
         self._checked: set[str] = set()  # folders found free of links (see safefs.contained)
+        self._unsynced_dirs: set[Path] = set()  # folders with renames not yet fsynced
         self._listing: dict[str, dict[int, list[str]]] = {}
 
     # -- files
@@ -578,6 +599,8 @@ class Session:
         lock_path = self.path / ".lock"
         refuse_link(self.path, "session folder")
         refuse_link(lock_path, "lock file")
+        import filelock  # here, not at import: `sessions list` takes no lock
+
         lock = filelock.FileLock(str(lock_path), timeout=0)
         try:
             lock.acquire()
@@ -1000,6 +1023,7 @@ class Session:
         if not stat.S_ISREG(st.st_mode):
             raise SessionCorruptError(produced, "not a regular file (a link or a folder)")
         fsync_file(produced)
+        fsync_dir(produced.parent)  # the done record's fallback (pending) must survive a power cut
         digest = sha256_file(produced)
         dest_dir = ensure_dir(self.path, stage)
         dest = dest_dir / f"shot_{shot_id:03d}{produced.suffix.lower() or '.bin'}"
@@ -1018,9 +1042,11 @@ class Session:
                 fields["backend_seconds"] = self._spent(stage, shot_id, spent)
             self._log({"op": "shot", "shot": shot_id, "stage": stage, "set": fields})
             os.replace(produced, dest)
-            fsync_dir(dest_dir)
+            # The rename is made durable in a group, before the next snapshot (which forgets
+            # the pending name): until then the journalled record can finish it after a crash.
+            self._unsynced_dirs.add(dest_dir)
             art = self.shot_state(shot_id).artifact(stage)
-            art.pending = None  # the snapshot need not remember a finished rename
+            art.pending = None
             return art
 
     def _relative(self, path: Path, *, under: str) -> str:
@@ -1274,8 +1300,10 @@ class Session:
     @uninterruptible
     def write_meta(self) -> None:
         with self._mutex:
+            while self._unsynced_dirs:  # group commit of the renames the snapshot relies on
+                fsync_dir(self._unsynced_dirs.pop())
             self.meta.updated = now()
-            data = lenient_converter.unstructure(self.meta)
+            data = _meta_converter().unstructure(self.meta)
             # Redacting the JSON text once is much cheaper than walking thousands of records,
             # and safe: masks contain no JSON syntax, and URL matches never cross a quote.
             text = redact(json.dumps(data, indent=2, ensure_ascii=False))

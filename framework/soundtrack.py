@@ -332,7 +332,9 @@ def measure_loudness(path: str | os.PathLike, *, cancelled: threading.Event | No
 
 # -- cards ------------------------------------------------------------------------------
 
-def _wrap(draw, text: str, fnt, width: int) -> list[str]:
+def wrap_text(draw, text: str, fnt, width: int, max_lines: int | None = None) -> list[str]:
+    """``text`` broken into lines that fit ``width`` pixels in ``fnt`` (paragraphs kept); a
+    word wider than the box is cut with "…", and past ``max_lines`` the last line ends "…"."""
     lines: list[str] = []
     for paragraph in text.splitlines() or [""]:
         current = ""
@@ -344,7 +346,20 @@ def _wrap(draw, text: str, fnt, width: int) -> list[str]:
                 lines.append(current)
                 current = word
         lines.append(current)
+    for i, line in enumerate(lines):
+        while draw.textlength(line, font=fnt) > width and len(line) > 1:
+            line = line[:-2] + "…"
+        lines[i] = line
+    if max_lines is not None and len(lines) > max_lines:
+        lines = lines[:max_lines]
+        last = lines[-1]
+        while last and draw.textlength(last + "…", font=fnt) > width:
+            last = last[:-1]
+        lines[-1] = last.rstrip() + "…"
     return lines
+
+
+_wrap = wrap_text
 
 
 def draw_card(size: tuple[int, int], title: str, body: str = "", *,
@@ -612,7 +627,7 @@ def finish_film(video: str | os.PathLike, audio: str | os.PathLike | None, out: 
             n += 1
         if subtitles == "soft":
             inputs += ["-i", str(srt)]
-            maps += ["-map", f"{n}:s:0", "-c:s", "mov_text", f"-metadata:s:s:0", f"language={language}"]
+            maps += ["-map", f"{n}:s:0", "-c:s", "mov_text", "-metadata:s:s:0", f"language={language}"]
             n += 1
         args = [*inputs]
         if graph:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 
 import pytest
@@ -16,7 +15,7 @@ from framework.cli import cli
 from framework.cli_support import resolve_session_id, session_sort_key
 from framework.errors import SessionError, SessionNotFoundError, StageError
 from framework.records import Shot, ShotPlan
-from framework.session import ABANDONED, DONE, FAILED, IN_PROGRESS, Session, SessionStore
+from framework.session import ABANDONED, DONE, FAILED, IN_PROGRESS, SessionStore
 
 FAKE = ["--story-llm", "fake", "--image-gen", "fake", "--renderer", "fake"]
 

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from framework.cli import cli
 from framework.errors import SessionCorruptError, SessionError, StageError
-from framework.records import Shot, ShotPlan, structure, to_json
+from framework.records import ShotPlan, structure
 from framework.redact import forget_secrets, register_secret
 from framework.runner import Runner
 from framework.session import COMPLETE, DONE, FAILED, SessionStore, sha256_file
@@ -551,3 +551,21 @@ def test_ctrl_c_during_a_journal_write_loses_nothing(out, fakes, monkeypatch):
     assert 1 in done  # the image whose record was being written when Ctrl-C came
     on_disk = {int(p.stem[5:]) for p in (out / "sessions" / sid / "images").glob("shot_*.png")}
     assert on_disk == done  # every file in place is vouched for by a record, and the reverse
+
+
+def test_fields_a_backend_draws_are_in_its_fingerprint(out, fakes):
+    """The storyboard and Ken Burns draw the description: editing it redoes that shot's card
+    and clip (and nothing else)."""
+    backends = {**fakes.backends, "image": "storyboard", "video": "kenburns"}
+    opts = ["storyboard.width=320", "storyboard.height=180", "kenburns.width=320",
+            "kenburns.height=180", "kenburns.fps=8"]
+    result = run_session(out, "idea", backends=backends, options=opts)
+    plan_path = result.path / "shots.json"
+    plan = json.loads(plan_path.read_text())
+    plan["shots"][0]["description"] = "a new caption"
+    plan_path.write_text(json.dumps(plan))
+    again = run_session(out, "", backends=backends, options=opts, resume=result.session_id)
+    assert again.ok
+    meta = SessionStore(out).load(result.session_id).meta
+    assert [len(s.image.takes) for s in meta.shots] == [1, 0, 0]
+    assert [len(s.video.takes) for s in meta.shots] == [1, 0, 0]

@@ -230,28 +230,9 @@ def setting(shot: Shot) -> frozenset[str]:
 # -- helpers ---------------------------------------------------------------------------------
 
 def _wrap(draw, text: str, fnt, width: int, max_lines: int) -> list[str]:
-    lines: list[str] = []
-    current = ""
-    for word in text.split():
-        trial = f"{current} {word}".strip()
-        if draw.textlength(trial, font=fnt) <= width or not current:
-            current = trial
-        else:
-            lines.append(current)
-            current = word
-    if current:
-        lines.append(current)
-    for i, line in enumerate(lines):  # a single word wider than the box is cut
-        while draw.textlength(line, font=fnt) > width and len(line) > 1:
-            line = line[:-2] + "…"
-        lines[i] = line
-    if len(lines) > max_lines:
-        lines = lines[:max_lines]
-        last = lines[-1]
-        while last and draw.textlength(last + "…", font=fnt) > width:
-            last = last[:-1]
-        lines[-1] = last.rstrip() + "…"
-    return lines
+    from framework.soundtrack import wrap_text
+
+    return wrap_text(draw, " ".join(text.split()), fnt, width, max_lines) if text.split() else []
 
 
 def _camera_move(motion_prompt: str) -> str:
@@ -470,7 +451,7 @@ class _Painter:
 
     # -- ground layers -----------------------------------------------------------------
     def landscape(self, draw, horizon: int) -> None:
-        w, h, rng, where = self.w, self.h, self.rng, self.where
+        w, h, where = self.w, self.h, self.where
         if "space" in where:
             # A planet's limb across the lower frame.
             r = int(w * 0.9)
@@ -759,6 +740,8 @@ class StoryboardGenerator:
     concurrency: int = 2
     #: Burnt subtitles keep above the card's caption band (fraction of the frame height).
     subtitle_margin: float = CAPTION_BAND + 0.03
+    #: The card shows the description and the shot's characters: a changed one redraws it.
+    fingerprint_fields: ClassVar[tuple[str, ...]] = ("description", "characters", "scene_id", "duration_s")
 
     def __init__(self, options: StoryboardOptions | None = None):
         self.options = options if options is not None else StoryboardOptions()

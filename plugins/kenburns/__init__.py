@@ -89,6 +89,8 @@ class KenBurnsRenderer:
     Options: ClassVar[type] = KenBurnsOptions
     description: ClassVar[str] = "Ken Burns zoom/pan clips with the bundled ffmpeg (offline, CPU)"
     concurrency: int = 2
+    #: The caption drawn over the clip comes from these: a changed one renders it again.
+    fingerprint_fields: ClassVar[tuple[str, ...]] = ("description", "characters", "scene_id")
 
     def __init__(self, options: KenBurnsOptions | None = None):
         self.options = options if options is not None else KenBurnsOptions()

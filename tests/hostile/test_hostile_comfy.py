@@ -6,16 +6,13 @@ file outside the work folder, or a secret on disk."""
 from __future__ import annotations
 
 import base64
-import json
-import os
-import threading
 import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from comfy.test_comfy_backends import image_gen, renderer
+from comfy.test_comfy_backends import renderer
 from comfy.test_comfy_cli import comfy_args, only_session
 from framework.cli import cli
 from framework.errors import ConfigError, RetryableServiceError, ServiceError, StageError

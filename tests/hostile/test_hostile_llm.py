@@ -3,7 +3,6 @@ keys, floods, trickles, absurd nesting, oversized fields, credentials in base_ur
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
