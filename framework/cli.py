@@ -799,5 +799,71 @@ def backends_cmd(name: str | None, as_json: bool, config_path: Path | None) -> N
     cs.show_backends(name, as_json=as_json, width=_width(), flags=_BACKEND_FLAGS)
 
 
+# -- looking at a session: export, report, serve (framework/export.py, report.py, web/) ---
+
+@cli.command("export")
+@click.argument("session_id", metavar="ID")
+@click.option("--prompts", is_flag=True, help="Every shot's prompts, narration, duration and seed.")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv", "txt"]), default="json", show_default=True,
+              help="Format of --prompts.")
+@click.option("-o", "--output", "output_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write --prompts to FILE instead of standard output.")
+@click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              metavar="DIR", help="Copy the film, clips, voices, stills, subtitles, story files, a timeline "
+                                  "and a manifest into DIR (new or empty) for an editor.")
+@click.option("--timeline", "timeline_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="Write an OpenTimelineIO timeline (.otio) of the session's clips and narration.")
+@_output_dir_option
+def export_cmd(session_id: str, prompts: bool, fmt: str, output_file: Path | None, bundle_dir: Path | None,
+               timeline_file: Path | None, output_dir: Path | None, config_path: Path | None) -> None:
+    """Export a session's prompts, a bundle for an editor, or a timeline.
+
+    \b
+    Examples:
+      reelforge export latest --prompts --format csv -o prompts.csv
+      reelforge export 20261201_1530 --bundle ~/edit/lighthouse
+      reelforge export latest --timeline lighthouse.otio
+    Nothing is written inside a session; files are copied, never moved."""
+    from .export import run_export_command
+
+    run_export_command(_resolve_output_dir(output_dir, _load_config(config_path)), session_id, prompts=prompts,
+                       fmt=fmt, output_file=output_file, bundle_dir=bundle_dir, timeline_file=timeline_file)
+
+
+@cli.command("report")
+@click.argument("session_id", metavar="ID")
+@_output_dir_option
+def report_cmd(session_id: str, output_dir: Path | None, config_path: Path | None) -> None:
+    """Write index.html in a session's folder: story, characters, every shot with its
+    picture, prompts, state, seed, backend, time, takes and clip, the film, the ledger."""
+    from . import cli_support as cs
+    from .report import write_report
+    from .session import SessionStore
+
+    store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
+    path = write_report(store.load(cs.resolve_session_id(store, session_id)))
+    click.echo(f"Report: {path}")
+
+
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Only this machine's loopback without --allow-remote.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="Port to listen on (0: any free port).")
+@click.option("--allow-remote", is_flag=True,
+              help="Allow a --host other machines can reach (there is no login: anyone who reaches it "
+                   "can see the sessions and start renders).")
+@_output_dir_option
+def serve_cmd(host: str, port: int, allow_remote: bool, output_dir: Path | None, config_path: Path | None) -> None:
+    """A local web app: the sessions, live progress of a running one, and buttons to redo a
+    shot, use a take and approve, which run here as `reelforge redo/use/approve` would."""
+    from .web.server import serve
+
+    config = _load_config(config_path)
+    output_dir = _resolve_output_dir(output_dir, config)
+    serve(output_dir, host=host, port=port, allow_remote=allow_remote,
+          runner_factory=lambda: _make_runner(output_dir, config, {}))
+
+
 def main() -> None:
     cli(prog_name="reelforge")

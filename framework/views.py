@@ -97,6 +97,11 @@ def render_session(session: Session, width: int = 100) -> str:
     elif m.status == "AWAITING_REVIEW":
         out += ["", f"The images wait for review: redo any with `reelforge redo {m.id} --shot N`, "
                     f"then make the clips with `reelforge approve {m.id}`."]
+    from .creator import ledger_lines
+
+    ledger = ledger_lines(m)
+    if ledger:
+        out += ["", *ledger]
     return "\n".join(out)
 
 
