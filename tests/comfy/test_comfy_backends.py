@@ -213,22 +213,8 @@ def test_only_hostile_outputs_is_an_error(comfy, jobs, shot, still, tmp_path):
         renderer(comfy.url, template=str(tpl)).render(shot, still, jobs(shot))
 
 
-def test_reattach_to_running_prompt_does_not_resubmit(comfy, jobs, shot, still):
-    comfy.node_latency = 0.1
-    r = renderer(comfy.url, on_interrupt="none")
-    job = jobs(shot)
-    t = threading.Thread(target=lambda: pytest.raises(StageError, r.render, shot, still, job))
-    t.start()
-    comfy.wait_until(lambda: comfy.running is not None)
-    job.cancelled.set()  # the orchestrator goes away; the prompt keeps running on the server
-    t.join(10)
-    pid = jobs.journal[("videos", 1)]["prompt_id"]
-    assert comfy.running is not None and comfy.running.prompt_id == pid
-    fresh = renderer(comfy.url)  # a new process: nothing in memory but the checkpoint
-    path = fresh.render(shot, still, jobs(shot, attempt=2))
-    assert path.suffix == ".mp4"
-    assert len(comfy.posts(pid)) == 1 and len(comfy.posts()) == 1
-    assert jobs.journal[("videos", 1)]["rendered_by"] == comfy.url
+# Reattaching to a running prompt after a crash: tests/comfy/test_comfy_jobs_api.py, on both
+# the /history and the /api/jobs paths.
 
 
 def test_reattach_to_finished_prompt_downloads_without_submitting(comfy, jobs, shot, still):

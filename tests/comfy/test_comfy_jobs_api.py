@@ -82,7 +82,8 @@ def test_reattach_to_a_running_prompt_after_a_crash(comfy, jobs, shot, still, jo
     assert comfy.running is not None and comfy.running.prompt_id == pid
     fresh = renderer(comfy.url)  # a new process: nothing in memory but the checkpoint
     assert fresh.render(shot, still, jobs(shot, attempt=2)).suffix == ".mp4"
-    assert len(comfy.posts()) == 1
+    assert len(comfy.posts(pid)) == 1 and len(comfy.posts()) == 1  # looked up, never resubmitted
+    assert jobs.journal[("videos", 1)]["rendered_by"] == comfy.url
     assert jobs.journal[("videos", 1)]["rendered_by"] == comfy.url
 
 
