@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:  # imported where used: `reelforge --help` stays light
+    import logging
 
 from .errors import ConfigError, ReelforgeError
 

@@ -254,6 +254,10 @@ def probe(path: str | os.PathLike) -> dict:
     }
 
 
+#: The keys of what probe() and clip_facts() return.
+FACT_KEYS = frozenset({"duration", "width", "height", "fps", "codec", "pix_fmt", "has_audio"})
+
+
 def clip_facts(path: str | os.PathLike) -> dict:
     """What :func:`probe` says about a clip, read in-process when it is an MP4 that
     :mod:`framework.mp4info` understands (H.264/HEVC: microseconds, no ffmpeg process), else

@@ -21,6 +21,7 @@ import attrs
 
 from .errors import ConfigError, StageError
 from .records import ShotPlan, Story
+from .safefs import sha256_file
 
 TRANSITIONS = ("cut", "crossfade")
 SUBTITLES = ("auto", "none", "soft", "burn")
@@ -89,19 +90,13 @@ def adopt_music(session_path: Path, source: str | os.PathLike) -> str:
     return name
 
 
-def _digest(path: Path) -> str:
-    from .safefs import sha256_file
-
-    return sha256_file(path)
-
-
 @attrs.frozen
 class FilmInputs:
     """Everything the film is made of, for one session."""
 
     clips: tuple[Path, ...]
-    durations: tuple[float, ...]
-    "Each clip's length (from the facts recorded when it was committed)."
+    facts: tuple[dict[str, Any], ...]
+    "Each clip's stream facts (recorded when it was committed; read again only if missing)."
     voices: tuple[tuple[Path, float, str] | None, ...]
     "Per shot: (WAV, its length, the line), or None for a silent shot or no narration."
     settings: FilmSettings
@@ -113,18 +108,17 @@ class FilmInputs:
 def gather(session, plan: ShotPlan, settings: FilmSettings, story: Story | None, narrated: bool) -> FilmInputs:
     from .runner import fingerprint
 
-    clips, durations, voices = [], [], []
+    from .ffmpeg import FACT_KEYS, clip_facts
+
+    clips, facts, voices = [], [], []
     parts: list[Any] = []
     for shot in plan.shots:
         st = session.shot_state(shot.id)
         clip = session.path / st.video.path
         clips.append(clip)
-        duration = st.video.info.get("duration")
-        if not isinstance(duration, (int, float)) or duration <= 0:
-            from .ffmpeg import clip_facts
-
-            duration = clip_facts(clip)["duration"]
-        durations.append(float(duration))
+        info = st.video.info
+        recorded = FACT_KEYS <= set(info) and isinstance(info["duration"], (int, float)) and info["duration"] > 0
+        facts.append(dict(info) if recorded else clip_facts(clip))
         voice = None
         if narrated and st.narration.path and shot.narration.strip():
             seconds = st.narration.info.get("duration")
@@ -142,8 +136,8 @@ def gather(session, plan: ShotPlan, settings: FilmSettings, story: Story | None,
         raise StageError(f"the film's music {music} is missing; run again with --music FILE")
     cards = [story.title, story.logline] if settings.cards and story is not None else None
     fp = fingerprint(stage="film", shots=parts, settings=attrs.asdict(settings), cards=cards,
-                     music=_digest(music) if music else None, version=2)
-    return FilmInputs(tuple(clips), tuple(durations), tuple(voices), settings, story, music, fp)
+                     music=sha256_file(music) if music else None, version=2)
+    return FilmInputs(tuple(clips), tuple(facts), tuple(voices), settings, story, music, fp)
 
 
 def make(inputs: FilmInputs, out: Path, work: Path, *, cancelled: threading.Event,
@@ -157,30 +151,35 @@ def make(inputs: FilmInputs, out: Path, work: Path, *, cancelled: threading.Even
     s = inputs.settings
     work.mkdir(parents=True, exist_ok=True)
     clips = list(inputs.clips)
-    durations = list(inputs.durations)
+    facts: list[dict[str, Any] | None] = list(inputs.facts)  # None: a clip made here, read by assemble
+    durations = [f["duration"] for f in inputs.facts]
     for i, voice in enumerate(inputs.voices):
         # A renderer may make a clip shorter than its line (a video model's frame count is
         # fixed): hold its last frame until the line is said.
         needed = voice[1] + NARRATION_PAD_S if voice else 0.0
         if needed > durations[i] + 0.05:
             clips[i] = hold_last_frame(clips[i], work / f"held_{i + 1:03d}.mp4", needed, cancelled=cancelled)
-            durations[i] = ffmpeg.clip_facts(clips[i])["duration"]
+            facts[i] = ffmpeg.clip_facts(clips[i])
+            durations[i] = facts[i]["duration"]
     lead = 0
     if s.cards and inputs.story is not None:
-        facts = ffmpeg.clip_facts(clips[0])
-        size = (facts["width"] or 1280, facts["height"] or 720)
-        fps = int(round(facts["fps"] or 25))
+        first = facts[0] or ffmpeg.clip_facts(clips[0])
+        size = (first["width"] or 1280, first["height"] or 720)
+        fps = int(round(first["fps"] or 25))
         title = st.title_card(inputs.story.title, inputs.story.logline, work / "title.mp4", size=size, fps=fps,
                               cancelled=cancelled)
         end = st.end_card(["Made with reelforge"], work / "end.mp4", size=size, fps=fps, cancelled=cancelled)
         clips, durations, lead = [title, *clips, end], [3.0, *durations, 3.0], 1
+        facts = [None, *facts, None]
     # Fade the first and last clips themselves, so a cut film stays a stream copy.
     if s.fade_in_s > 0:
-        clips[0] = st.fade_clip(clips[0], work / "first.mp4", fade_in_s=s.fade_in_s, cancelled=cancelled)
+        clips[0], facts[0] = st.fade_clip(clips[0], work / "first.mp4", fade_in_s=s.fade_in_s,
+                                          cancelled=cancelled), None
     if s.fade_out_s > 0:  # (with one clip, clips[-1] is the clip just faded in)
-        clips[-1] = st.fade_clip(clips[-1], work / "last.mp4", fade_out_s=s.fade_out_s, cancelled=cancelled)
+        clips[-1], facts[-1] = st.fade_clip(clips[-1], work / "last.mp4", fade_out_s=s.fade_out_s,
+                                            cancelled=cancelled), None
     picture = ffmpeg.assemble(clips, work / "picture.mp4", transition=s.transition,
-                              crossfade_s=s.crossfade_s, cancelled=cancelled)
+                              crossfade_s=s.crossfade_s, cancelled=cancelled, facts=facts)
     fade = st.effective_crossfade(durations, s.crossfade_s) if s.transition == "crossfade" else 0.0
     starts = st.clip_starts(durations, fade)[lead:]
     total = st.film_length(durations, fade)

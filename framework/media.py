@@ -7,7 +7,6 @@ import os
 import stat
 from pathlib import Path
 
-TRANSITIONS = ("cut", "crossfade")
 #: What a stage's files are called in messages.
 KIND_LABEL = {"images": "image", "videos": "video", "narration": "WAV audio"}
 
@@ -72,9 +71,9 @@ def set_aside(path: Path) -> Path:
     """Move a file that is about to be replaced into ``.replaced/`` next to it: nothing is
     deleted, and it is never mistaken for a finished artifact. A link is moved, never
     followed."""
-    from .session import set_aside as _set_aside
+    from .safefs import move_aside
 
-    return _set_aside(path)
+    return move_aside(path)
 
 
 def _wav_seconds(path: Path) -> float:

@@ -147,9 +147,8 @@ class ShotPlan:
             seen.add(shot.id)
 
 
-def _make_converter(*, forbid_extra_keys: bool, exact_types: bool = False,
-                    omit_if_default: bool = False) -> cattrs.Converter:
-    conv = make_converter(forbid_extra_keys=forbid_extra_keys, omit_if_default=omit_if_default)
+def _make_converter(*, forbid_extra_keys: bool, exact_types: bool = False) -> cattrs.Converter:
+    conv = make_converter(forbid_extra_keys=forbid_extra_keys)
     if exact_types:
         # Files and LLM answers: a number where text belongs (or "3" where a number belongs,
         # or true where an id belongs) is an error, not something to coerce.

@@ -133,8 +133,12 @@ def edit_shot(session: Session, plan: ShotPlan, shot_id: int, changes: dict[str,
     return _plan_shot(new_plan, shot_id)
 
 
+#: The field of a shot that says what each per-shot stage makes (kept with each take).
+_PROMPT_FIELD = {"images": "image_prompt", "narration": "narration", "videos": "motion_prompt"}
+
+
 def _prompt_of(stage: str, shot: Shot) -> str:
-    return {"images": shot.image_prompt, "narration": shot.narration}.get(stage, shot.motion_prompt)
+    return getattr(shot, _PROMPT_FIELD[stage])
 
 
 def _average_seconds(session: Session, stage: str) -> float | None:
@@ -340,7 +344,7 @@ class Runner:
                 changes: dict[str, Any] = {}
                 if chosen.get("seed") is not None and chosen["seed"] != shot.seed:
                     changes["seed"] = chosen["seed"]
-                field = {"images": "image_prompt", "narration": "narration", "videos": "motion_prompt"}[stage_name]
+                field = _PROMPT_FIELD[stage_name]
                 if isinstance(chosen.get("prompt"), str) and chosen["prompt"] != getattr(shot, field):
                     changes[field] = chosen["prompt"]
                 if changes:
@@ -779,7 +783,7 @@ class Runner:
         scheduled: set[tuple[str, int]] = set()
         started_stage: set[str] = set()
         spent: dict[tuple[str, int], float] = {}
-        estimates = {name: _average_seconds(session, name) for name in active}
+        estimates = {name: _average_seconds(session, name) for name in active} if self.budget else {}
         in_flight = [0.0]
 
         def failed(stage: str, shot: Shot, exc: Exception) -> None:

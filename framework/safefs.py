@@ -16,6 +16,7 @@ import os
 import signal
 import stat
 import threading
+import time
 from pathlib import Path
 
 from .errors import SessionCorruptError
@@ -215,9 +216,11 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def move_aside(path: Path, stamp: str) -> Path:
+def move_aside(path: Path, stamp: str | None = None) -> Path:
     """Move ``path`` (a file or a link, never followed) into ``.replaced/`` beside it, under
-    a name that does not exist yet. Nothing is deleted."""
+    a name that does not exist yet (``<stem>.<time>.<pid><suffix>``). Nothing is deleted."""
+    if stamp is None:
+        stamp = f"{time.strftime('%Y%m%d_%H%M%S')}.{os.getpid()}"
     dest_dir = ensure_dir(path.parent, ".replaced")
     base = f"{path.stem}.{stamp}"
     for n in range(1, 10000):

@@ -1029,7 +1029,7 @@ class Session:
         dest = dest_dir / f"shot_{shot_id:03d}{produced.suffix.lower() or '.bin'}"
         with self._mutex:
             if os.path.lexists(dest):
-                move_aside(dest, _stamp())  # not vouched for by any record: kept, not overwritten
+                move_aside(dest)  # not vouched for by any record: kept, not overwritten
             fields = {
                 "state": DONE, "path": dest.relative_to(self.path).as_posix(), "sha256": digest,
                 "size": st.st_size, "mtime_ns": st.st_mtime_ns, "pending": rel_pending,
@@ -1064,9 +1064,8 @@ class Session:
         finished now), ``(None, problem)`` when a done record's file is missing or damaged,
         ``(None, None)`` when the shot is not done."""
         art = self.shot_state(shot_id).artifact(stage)
-        if art.takes:
-            for candidate in ([self.path / art.path] if art.path else []):
-                self._settle_takes(stage, art, candidate)
+        if art.takes and art.path:
+            self._settle_takes(stage, art, self.path / art.path)
         if art.state != DONE:
             return None, None
         path = contained(self.path, art.path, under=(stage,), source=self.meta_path, checked=self._checked)
@@ -1133,7 +1132,7 @@ class Session:
             path = self.path / stage / name
             if os.path.lexists(path):
                 ensure_dir(self.path, stage)
-                moved.append(move_aside(path, _stamp()))
+                moved.append(move_aside(path))
         return moved
 
     def _spent(self, stage: str, shot_id: int, spent: float) -> float:
@@ -1200,7 +1199,7 @@ class Session:
                 art = self.shot_state(shot_id).artifact(stage)
             dest = ensure_dir(self.path, stage) / f"shot_{shot_id:03d}{src.suffix}"
             if os.path.lexists(dest):
-                move_aside(dest, _stamp())
+                move_aside(dest)
             fields = {"state": DONE, "path": dest.relative_to(self.path).as_posix(),
                       "sha256": take["sha256"], "size": take["size"], "mtime_ns": take.get("mtime_ns"),
                       "fingerprint": take.get("fingerprint"), "seed": take.get("seed"),
@@ -1329,13 +1328,3 @@ class Session:
 
     def __repr__(self) -> str:
         return f"<Session {self.id} {self.meta.status if self.meta else '?'}>"
-
-
-def _stamp() -> str:
-    return f"{time.strftime('%Y%m%d_%H%M%S')}.{os.getpid()}"
-
-
-def set_aside(path: Path) -> Path:
-    """Move a file that is about to be replaced into ``.replaced/`` next to it: nothing is
-    deleted, and it is never mistaken for a finished artifact."""
-    return move_aside(path, _stamp())

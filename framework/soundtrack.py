@@ -20,7 +20,7 @@ from typing import Sequence
 import attrs
 
 from framework.errors import StageError
-from framework.ffmpeg import probe, run_ffmpeg
+from framework.ffmpeg import clip_facts, run_ffmpeg
 
 #: Subtitle modes of the finished film.
 SUBTITLE_MODES = ("none", "soft", "burn")
@@ -460,7 +460,7 @@ def fade_clip(clip: str | os.PathLike, out: str | os.PathLike, *, fade_in_s: flo
     joins the other clips by stream copy. Fading the first and last clips this way costs a
     few seconds less than fading the whole film in :func:`finish_film`."""
     clip, out = Path(clip), Path(out)
-    info = probe(clip)
+    info = clip_facts(clip)
     d = info["duration"]
     fade_in_s, fade_out_s = min(max(0.0, fade_in_s), d / 2), min(max(0.0, fade_out_s), d / 2)
     chain = [f"fade=t=in:st=0:d={fade_in_s:.4f}"] if fade_in_s > 0 else []
@@ -573,7 +573,7 @@ def finish_film(video: str | os.PathLike, audio: str | os.PathLike | None, out: 
     if subtitles not in SUBTITLE_MODES:
         raise StageError(f"unknown subtitle mode {subtitles!r}; use one of {', '.join(SUBTITLE_MODES)}")
     video, out = Path(video), Path(out)
-    info = probe(video)
+    info = clip_facts(video)
     duration = info["duration"]
     if subtitles == "soft" and (srt is None or not Path(srt).is_file()):
         raise StageError(f"soft subtitles need an .srt file; {srt} does not exist")

@@ -12,7 +12,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "story_llm"))  # the LLM fakes are imported as `fake_llm`
 
 from comfy.conftest import JobFactory, comfy, jobs, make_comfy, shot, still  # noqa: E402,F401
-from fake_llm import FakeServer  # noqa: E402
+from fake_llm import serving  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -27,13 +27,8 @@ def _quiet_env(monkeypatch):
 
 @pytest.fixture
 def llm():
-    server = FakeServer()
-    server.thread.start()
-    try:
+    with serving() as server:
         yield server
-    finally:
-        server.httpd.shutdown()
-        server.httpd.server_close()
 
 
 def files_holding(root: Path, *needles: str) -> list[str]:

@@ -10,18 +10,13 @@ import pytest
 # The tests import the fakes as `fake_llm`, whatever pytest's import mode.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fake_llm import API_KEY, FakeServer  # noqa: E402
+from fake_llm import API_KEY, serving  # noqa: E402
 
 
 @pytest.fixture
 def fake_server():
-    server = FakeServer()
-    server.thread.start()
-    try:
+    with serving() as server:
         yield server
-    finally:
-        server.httpd.shutdown()
-        server.httpd.server_close()
 
 
 @pytest.fixture(autouse=True)

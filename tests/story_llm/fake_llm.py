@@ -5,13 +5,14 @@ Ollama's GET /api/tags (``{"models": [{"name", "model", ...}]}``) do."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
 import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import attrs
 
@@ -45,6 +46,18 @@ class Seen:
     @property
     def user(self) -> str:
         return self.messages[1]["content"]
+
+
+@contextlib.contextmanager
+def serving() -> Iterator["FakeServer"]:
+    """A FakeServer listening on 127.0.0.1 for the duration of the block."""
+    server = FakeServer()
+    server.thread.start()
+    try:
+        yield server
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
 
 
 class FakeServer:
