@@ -6,7 +6,8 @@ and clips are pipelined, so a header is printed again whenever the stage of the 
 changes); shots skipped because they are done are summed up in one line per stage; a shot's
 time is its whole time in this run, retries and reattachment included; a failed shot's
 line names it, its time and attempts, and the error itself is printed once, in the summary
-at the end of the run.
+at the end of the run; shots failed one after another by the same cause (an error's
+``cause``: a server down) are one line, as they are in the summary (group_failures).
 """
 
 from __future__ import annotations
