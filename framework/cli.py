@@ -524,15 +524,21 @@ def _width() -> int:
 
 
 def _show_warnings(console) -> logging.Handler:
-    """Backends' log warnings and Python warnings print above the live progress bars."""
+    """Backends' log warnings and Python warnings print above the live progress bars; when
+    the output is not a terminal (a log file, a pipe), one plain line each: rich would
+    wrap them at 80 columns and pad them with spaces."""
     import logging
 
     from rich.logging import RichHandler
 
     from .redact import RedactingFilter
 
-    handler = RichHandler(console=console, show_time=False, show_path=False, markup=False,
-                          rich_tracebacks=False)
+    if console.is_terminal:
+        handler: logging.Handler = RichHandler(console=console, show_time=False, show_path=False,
+                                               markup=False, rich_tracebacks=False)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("warning: %(message)s"))
     handler.setLevel(logging.WARNING)
     handler.addFilter(RedactingFilter())
     logging.getLogger().addHandler(handler)
@@ -579,8 +585,9 @@ def _execute(runner, action) -> None:
         click.echo(f"Everything that finished is saved. Continue with a larger --budget (or none):\n"
                    f"  reelforge resume {result.session_id}", err=True)
         sys.exit(1)
-    click.echo(f"Session {result.session_id} FAILED: {len(result.failed)} problem(s)", err=True)
-    for line in result.failed:
+    problems = result.problems or result.failed  # grouped by cause: one line per cause
+    click.echo(f"Session {result.session_id} FAILED: {len(problems)} problem(s)", err=True)
+    for line in problems:
         click.echo(f"  - {for_terminal(line)}", err=True)
     click.echo(f"Everything that finished is saved. Fix the cause, then resume with:\n"
                f"  reelforge resume {result.session_id}", err=True)

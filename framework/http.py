@@ -162,11 +162,14 @@ def read_limited(response: httpx.Response, limit: int | None) -> bytes:
 
 
 def fetch(client: httpx.Client, method: str, url: str, *, limit: int | None,
-          **kwargs: Any) -> httpx.Response:
+          on_headers: Any = None, **kwargs: Any) -> httpx.Response:
     """``client.request(...)`` with the body read under ``limit``: the returned response is
     fully read (``.content``, ``.text``, ``.json()`` work). Call it inside a
-    :func:`deadline` block to bound its time."""
+    :func:`deadline` block to bound its time. ``on_headers()`` is called once the status
+    line and headers have arrived (a timeout before it means the server said nothing)."""
     with client.stream(method, url, **kwargs) as streamed:
+        if on_headers is not None:
+            on_headers()
         body = read_limited(streamed, limit)
     # the body is decoded already: drop the headers that would make httpx decode it again
     headers = [(k, v) for k, v in streamed.headers.multi_items()

@@ -6,7 +6,8 @@ and clips are pipelined, so a header is printed again whenever the stage of the 
 changes); shots skipped because they are done are summed up in one line per stage; a shot's
 time is its whole time in this run, retries and reattachment included; a failed shot's
 line names it, its time and attempts, and the error itself is printed once, in the summary
-at the end of the run.
+at the end of the run; shots failed one after another by the same cause (an error's
+``cause``: a server down) are one line, as they are in the summary (group_failures).
 """
 
 from __future__ import annotations
@@ -55,6 +56,23 @@ def shot_ranges(ids, limit: int = 8) -> str:
     return ", ".join(parts)
 
 
+def group_failures(failures) -> list[str]:
+    """One line per cause, in the order first seen, from (stage, shot id, cause, line) per
+    failed shot: a cause alone keeps its own line (``shot 3 (videos): ...``); several shots
+    of one stage failed by the same cause become ``4 clips failed (shots 1-4): CAUSE``."""
+    groups: dict[tuple[str, str], list[tuple[int, str]]] = {}
+    for stage, shot_id, cause, line in failures:
+        groups.setdefault((stage, cause), []).append((shot_id, line))
+    lines = []
+    for (stage, cause), shots in groups.items():
+        if len(shots) == 1:
+            lines.append(shots[0][1])
+            continue
+        noun = _NOUNS.get(stage, (stage, stage))[1]
+        lines.append(f"{len(shots):,} {noun} failed (shots {shot_ranges(s for s, _ in shots)}): {cause}")
+    return lines
+
+
 class RichProgress:
     """One bar per stage; per-shot status lines as shots finish, skip or fail."""
 
@@ -73,6 +91,9 @@ class RichProgress:
         self._started = False
         self._header: str | None = None          # the stage whose header was printed last
         self._skipped: dict[str, dict[str, list[int]]] = {}  # stage -> reason -> shot ids, not yet printed
+        # stage -> cause -> [(shot id, seconds, attempts)], not yet printed: shots failed by
+        # one cause (a server down) are said in one line
+        self._failed: dict[str, dict[str, list[tuple[int, float, int]]]] = {}
         self._done: dict[str, set[int]] = {s: set() for s in _SHOT_STAGES}
         self._first_start: dict[tuple[str, int], float] = {}
         self._tries: dict[tuple[str, int], int] = {}
@@ -111,7 +132,20 @@ class RichProgress:
 
     def _flush_skips(self) -> None:
         pending, self._skipped = self._skipped, {}
+        failed, self._failed = self._failed, {}
         for stage in _SHOT_STAGES:
+            for shots in failed.get(stage, {}).values():
+                what = _DONE_LINE.get(stage, ("", stage))[1]
+                if len(shots) == 1:
+                    shot_id, seconds, tries = shots[0]
+                    self._print_under(stage, f"  [FAILED] Shot {shot_id:>{self._digits}} {what} {seconds:5.1f}s  "
+                                             f"{tries} attempt{'' if tries == 1 else 's'}; the error is in "
+                                             f"the summary")
+                else:
+                    noun = _NOUNS.get(stage, (stage, stage))[1]
+                    self._print_under(stage, f"  [FAILED] {len(shots):,} {noun} (shots "
+                                             f"{shot_ranges(s for s, _, _ in shots)}), one cause; it is "
+                                             f"in the summary")
             for reason, ids in pending.get(stage, {}).items():
                 one, many = _NOUNS.get(stage, (stage, stage))
                 noun = one if len(ids) == 1 else many
@@ -208,8 +242,8 @@ class RichProgress:
 
     @hookimpl
     def shot_failed(self, session, stage, shot, error):
-        what = _DONE_LINE.get(stage, ("", stage))[1]
         tries = self._tries.get((stage, shot.id), 0)
         seconds = self._elapsed(stage, shot.id, None)
-        self._under(stage, f"  [FAILED] Shot {shot.id:>{self._digits}} {what} {seconds:5.1f}s  "
-                           f"{tries} attempt{'' if tries == 1 else 's'}; the error is in the summary")
+        cause = str(getattr(error, "cause", None) or error)
+        # held until the next line (or the stage's end): shots failing with it join the line
+        self._failed.setdefault(stage, {}).setdefault(cause, []).append((shot.id, seconds, tries))

@@ -70,6 +70,8 @@ STAGE_KIND = {spec.name: spec.kind for spec in SHOT_PIPELINE}
 @attrs.define
 class _ShotsOutcome:
     failures: list[str] = attrs.Factory(list)
+    causes: list[tuple[str, int, str, str]] = attrs.Factory(list)
+    "(stage, shot id, cause, failure line) per failure: what framework.progress.group_failures groups."
     held: set[str] = attrs.Factory(set)
     "Stages held back for review."
     over_budget: set[tuple[str, int]] = attrs.Factory(set)
@@ -168,12 +170,20 @@ class RunResult:
     "The session folder."
     failed: tuple[str, ...] = ()
     "One line per failed shot or stage."
+    problems: tuple[str, ...] = ()
+    "The failures grouped by cause, one line per cause (what `reelforge run` prints)."
     film: Path | None = None
     "film.mp4, when the session is complete."
 
     @property
     def ok(self) -> bool:
         return self.status == COMPLETE
+
+
+def _group_failures(causes):
+    from .progress import group_failures
+
+    return group_failures(causes)
 
 
 def fingerprint(**parts: Any) -> str:
@@ -254,6 +264,8 @@ class Runner:
         self.cancel = threading.Event()
         self._hook_lock = threading.RLock()
         self._unchecked: dict[str, _Backend] = {}
+        self._validated: dict[str, _Backend] | None = None
+        "validate()'s backends, open until the next run builds its own."
         "Backends of this run whose preflight() has not run yet (by kind)."
 
     # -- public API ---------------------------------------------------------------
@@ -372,8 +384,18 @@ class Runner:
         backends = self._resolve_backends(None)
         try:
             self._preflight(backends)
-        finally:
+        except BaseException:
             self._close_backends(backends)
+            raise
+        # Kept open until the run's own backends exist: what the servers told the check is
+        # then reused, not asked again (a backend keeps it while one of its kind is open).
+        self._release_validated()
+        self._validated = backends
+
+    def _release_validated(self) -> None:
+        validated, self._validated = self._validated, None
+        if validated:
+            self._close_backends(validated)
 
     def _preflight(self, backends: dict[str, "_Backend"]) -> None:
         """Call every backend's optional ``preflight()`` (a cheap check that its server is
@@ -406,8 +428,11 @@ class Runner:
         return collected
 
     def _resolve_backends(self, session: Session | None) -> dict[str, _Backend]:
-        with active_manager(self.pm):
-            return self._build_backends(session)
+        try:
+            with active_manager(self.pm):
+                return self._build_backends(session)
+        finally:
+            self._release_validated()  # validate()'s backends: the new ones took over
 
     def _build_backends(self, session: Session | None) -> dict[str, _Backend]:
         recorded = session.meta.backends if session is not None else {}
@@ -547,7 +572,8 @@ class Runner:
         if outcome.failures:
             msg = f"{len(outcome.failures)} shot(s) failed"
             session.set_status(FAILED, msg)
-            return RunResult(session.id, FAILED, session.path, tuple(outcome.failures))
+            return RunResult(session.id, FAILED, session.path, tuple(outcome.failures),
+                             problems=tuple(_group_failures(outcome.causes)))
         if outcome.over_budget:
             msg = (f"budget of {self.budget:g} backend seconds reached: {len(outcome.over_budget)} "
                    f"shot stage(s) not started (this run spent {outcome.spent:.1f} s)")
@@ -790,6 +816,10 @@ class Runner:
             error = redact(str(exc) if isinstance(exc, ReelforgeError) else f"{type(exc).__name__}: {exc}")
             session.mark_shot_failed(stage, shot.id, error, spent=spent.pop((stage, shot.id), None))
             outcome.failures.append(f"shot {shot.id} ({stage}): {error}")
+            # an error's ``cause`` is what every shot it failed shares ("ComfyUI at URL down
+            # since 12:03:04"): those are then said once, not once per shot
+            cause = redact(str(getattr(exc, "cause", None) or error))
+            outcome.causes.append((stage, shot.id, cause, outcome.failures[-1]))
             self._hook("shot_failed", session=session, stage=stage, shot=shot, error=exc)
 
         def begin_stage(stage: str) -> None:

@@ -35,6 +35,7 @@ from .client import (
     PromptTimeout,
     ServerDown,
     ServerGone,
+    advice_for,
     Limits,
     Timeouts,
     UnsafeOutputError,
@@ -85,6 +86,10 @@ class _ShotRun:
         "The server of the current attempt, once one is chosen."
         self.wait_started: dict[str, float] = {}
         "When waiting for each prompt began: timeout_s counts from it across attempts."
+        self.finished: dict[str, dict[str, Any]] = {}
+        """Prompts the event socket said succeeded, as history-shaped entries (their outputs
+        from the executed events): a server that restarts before we read its /history forgets
+        them, but keeps their files, so they are fetched rather than run again."""
 
 
 def _short(value: Any, limit: int = 100) -> str:
@@ -128,7 +133,10 @@ class ComfyBackend:
                                                 mapping=options.mapping)
         mib = 1024 * 1024
         self.urls = tuple(dict.fromkeys(normalise_url(u) for u in options.urls))
-        self.pool: ServerPool = shared_pool(self.urls, down_for=options.down_for_s)
+        self.pool: ServerPool = shared_pool(self.urls, down_for=options.down_for_s,
+                                            grace=options.server_grace_s)
+        self.pool.open()
+        self._open = True
         self.timeouts = Timeouts(request=options.request_timeout_s, download=options.download_timeout_s)
         self.limits = Limits(answer=options.max_answer_mib * mib, download=options.max_download_mib * mib)
         self.headers = auth_headers()
@@ -145,14 +153,18 @@ class ComfyBackend:
         with self._clients_lock:
             if url not in self._clients:
                 self._clients[url] = ComfyClient(url, timeouts=self.timeouts, limits=self.limits,
-                                                 headers=self.headers)
+                                                 headers=self.headers,
+                                                 facts=lambda url=url: self.pool.facts(url))
             return self._clients[url]
 
     def close(self) -> None:
         with self._clients_lock:
             clients, self._clients = list(self._clients.values()), {}
+            was_open, self._open = self._open, False
         for c in clients:
             c.close()
+        if was_open:
+            self.pool.close()
 
     # -- before a run -------------------------------------------------------------------
 
@@ -161,11 +173,12 @@ class ComfyBackend:
         comfyui check` does, in a fraction of a second: a server that is not ComfyUI (404,
         HTML, JSON of another shape) or lacks the template's nodes stops the run; one that
         does not answer is marked down (said once), and the run is refused only when none
-        answers."""
+        answers. Each server is asked once a run: what it said is kept for the run's other
+        backend (ServerPool.facts)."""
         def look(url: str) -> tuple[str, Exception | None]:
             client = self.client(url)
             try:
-                client.probe(timeout=PREFLIGHT_TIMEOUT)
+                client.checked(timeout=PREFLIGHT_TIMEOUT)
                 self._check_nodes(client)
             except Exception as exc:  # sorted out below
                 return url, exc
@@ -192,12 +205,13 @@ class ComfyBackend:
             raise ServiceError(f"comfyui {what}: " + "; ".join(wrong))
         if not up:
             detail = "; ".join(str(exc) for _, exc in down)
-            raise ServiceError(f"comfyui {what}: {detail}. Start ComfyUI there or pass the right "
-                               f"--comfy-url (`reelforge comfyui check` tests servers)")
+            advice = next((exc.advice for _, exc in down if isinstance(exc, ServerDown)),
+                          "Start ComfyUI there (or pass the right --comfy-url)")
+            raise ServiceError(f"comfyui {what}: {detail}. {advice} (`reelforge comfyui check` "
+                               f"tests servers)")
         for url, exc in down:
-            from .pool import _reason
-
-            self.pool.mark_down(url, _reason(exc) if isinstance(exc, ServerDown) else str(exc))
+            self.pool.mark_down(url, exc.reason if isinstance(exc, ServerDown) else str(exc),
+                                grace=self.options.server_grace_s)
 
     # -- the values written into the workflow -------------------------------------------
 
@@ -281,11 +295,33 @@ class ComfyBackend:
                 raise StageError(f"shot {shot.id}: cancelled while waiting for a ComfyUI server") from None
             if not server_trouble(exc):
                 raise
-            waited = max(time.monotonic() - ctx.last_ok, self.pool.all_down_for() or 0.0)
-            raise ServerGone(redact(f"{exc}; gave up on shot {shot.id} after {waited:.0f}s without a usable "
-                                    f"answer (server_grace_s={grace:g}). Start the server, then "
-                                    f"`reelforge resume`"), status_code=exc.status_code, url=exc.url) from exc
+            raise self._gone(shot, job, ctx, exc, grace) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _gone(self, shot: Shot, job: ShotJob, ctx: _ShotRun, exc: RetryableServiceError,
+              grace: float) -> ServerGone:
+        """The final error of a shot no server answered: the seconds it waited (counted from
+        the last answer it had, as the deadline is), the grace in force, what to do; and, as
+        its ``cause``, the words every shot failed by the same outage shares."""
+        waited = time.monotonic() - ctx.last_ok
+        down_for = self.pool.all_down_for()
+        urls = [ctx.url] if ctx.url else [u for u in self.urls if self.pool.was_down(u)]
+        cause = "; ".join(c for u in urls if (c := self.pool.down_cause(u))) or None
+        reason = next((self.pool.down_reason(u) for u in urls if self.pool.was_down(u)), "")
+        advice = (exc.advice if isinstance(exc, ServerDown) else
+                  advice_for(reason) if reason else "Check the server")
+        resume = f"`reelforge resume {job.session_id}`"
+        if down_for is not None and waited < grace <= down_for:
+            said = (f"gave up on shot {shot.id} at once: every server has been down for "
+                    f"{down_for:.0f}s, longer than server_grace_s={grace:g}")
+        else:
+            said = (f"gave up on shot {shot.id} after {waited:.0f}s without an answer "
+                    f"(server_grace_s={grace:g})")
+        error = ServerGone(redact(f"{exc}; {said}. {advice}, then {resume}"),
+                           status_code=exc.status_code, url=exc.url)
+        if cause:
+            error.cause = redact(f"{cause}. {advice}, then {resume}")
+        return error
 
     def _heard(self, ctx: _ShotRun, url: str) -> None:
         ctx.last_ok = time.monotonic()
@@ -324,10 +360,8 @@ class ComfyBackend:
         url = ctx.url
         if url is None:
             return  # no server was chosen (none answers): the policy waits
-        from .pool import _reason
-
         if isinstance(exc, ServerDown):
-            self.pool.mark_down(url, _reason(exc))
+            self.pool.mark_down(url, exc.reason, grace=self.options.server_grace_s)
         silent = time.monotonic() - ctx.last_ok
         if (isinstance(exc, ServerDown) or silent >= self.options.server_grace_s) \
                 and self.pool.any_other_up(url, ctx.tried):
@@ -342,7 +376,8 @@ class ComfyBackend:
         units = self._units(shot)
         exclude = ctx.tried if len(ctx.tried) < len(self.urls) else set()
         ticket = self.pool.pick(self.client, key=self.key, units=units,
-                                expected=self._expected(shot, job, units), exclude=exclude)
+                                expected=self._expected(shot, job, units), exclude=exclude,
+                                grace=self.options.server_grace_s)
         ctx.url = ticket.url
         self._heard(ctx, ticket.url)
         recorded = (job.checkpoint or {}).get("prompt_id")
@@ -435,13 +470,27 @@ class ComfyBackend:
     def _wait(self, client: ComfyClient, pid: str, stream: EventStream | None, job: ShotJob,
               ctx: _ShotRun, ticket: Ticket, total_nodes: int) -> dict[str, Any]:
         o = self.options
-        tracker = _Progress(pid, total_nodes, job, on_start=ticket.started)
+        tracker = _Progress(pid, total_nodes, job, on_start=ticket.started,
+                            on_success=lambda entry: ctx.finished.setdefault(pid, entry))
         begun = ctx.wait_started.setdefault(pid, time.monotonic())
         try:
             return client.wait(pid, stream=stream, cancelled=job.cancelled, on_event=tracker,
                                on_answer=lambda: self._heard(ctx, client.base_url),
                                poll_interval=o.poll_interval_s,
                                timeout=max(0.0, o.timeout_s - (time.monotonic() - begun)))
+        except PromptLost:
+            if pid in ctx.finished:  # it ran; the server restarted before we read its history
+                log.info("shot %s: %s restarted after prompt %s finished; fetching its files",
+                         job.shot.id, client.base_url, pid)
+                return ctx.finished[pid]
+            raise
+        except PromptTimeout as exc:
+            raise PromptTimeout(
+                f"ComfyUI at {client.base_url}: shot {job.shot.id}'s prompt {pid} did not finish "
+                f"within timeout_s={o.timeout_s:g}; it is still on the server. Raise the limit "
+                f"(-o {self.kind}.timeout_s=SECONDS) and `reelforge resume {job.session_id}` picks "
+                f"the render up: the prompt is reattached, not submitted again",
+                url=client.base_url) from exc
         except Cancelled:
             self._cancel_remote(client, pid)
             raise StageError(f"shot {job.shot.id}: cancelled while ComfyUI at {client.base_url} "
@@ -484,15 +533,15 @@ class ComfyBackend:
             if configured and isinstance(exc, RetryableServiceError):
                 raise
             if isinstance(exc, ServerDown):
-                from .pool import _reason
-
-                self.pool.mark_down(url, _reason(exc))
+                self.pool.mark_down(url, exc.reason, grace=self.options.server_grace_s)
             log.info("shot %s: %s (not configured now) does not answer; its prompt %s is abandoned",
                      shot.id, url, pid)
             ctx.abandoned.add(pid)
             ctx.url = None
             return None
         self._heard(ctx, url)
+        if state == "lost" and pid in ctx.finished:  # it ran; the server restarted since
+            state, entry = "done", ctx.finished[pid]
         log.info("shot %s: prompt %s on %s is %s", shot.id, pid, url, state)
         units = self._units(shot)
         ticket = self.pool.track(url, key=self.key, units=units, expected=self._expected(shot, job, units),
@@ -602,9 +651,13 @@ class _Progress:
     """Turns websocket events into job.progress() calls."""
 
     def __init__(self, prompt_id: str, total: int, job: ShotJob,
-                 on_start: Callable[[], None] = lambda: None):
+                 on_start: Callable[[], None] = lambda: None,
+                 on_success: Callable[[dict[str, Any]], None] = lambda entry: None):
         self.pid, self.total, self.job = prompt_id, max(1, total), job
         self.on_start = on_start
+        self.on_success = on_success
+        self.outputs: dict[str, Any] = {}
+        "What the executed events of our prompt named, by node: its outputs."
         self.cached: set[str] = set()
         self.last = -1.0
 
@@ -620,6 +673,11 @@ class _Progress:
             return
         if kind in ("execution_start", "execution_cached", "executing") and data.get("prompt_id") == self.pid:
             self.on_start()  # the server is executing our prompt now
+        if kind == "executed" and data.get("prompt_id") == self.pid and isinstance(data.get("output"), dict):
+            self.outputs[str(data.get("node"))[:40]] = data["output"]
+        elif kind == "execution_success" and data.get("prompt_id") == self.pid and self.outputs:
+            self.on_success({"outputs": dict(self.outputs), "status": {
+                "status_str": "success", "completed": True, "messages": []}})
         if kind == "execution_cached":
             self.cached = {str(n) for n in data.get("nodes") or []}
         elif kind == "progress_state" and data.get("prompt_id") == self.pid:

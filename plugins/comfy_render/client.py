@@ -50,8 +50,34 @@ class NotComfyUI(ComfyError):
 
 
 class ServerDown(RetryableServiceError):
-    """No answer at all: the connection was refused or could not be made in time, or the host
-    name does not resolve. The server is marked down at once."""
+    """No answer at all: the connection was refused or could not be made in time, the host
+    name does not resolve, or the server took the connection and then sent nothing (hung).
+    The server is marked down at once. ``reason`` is the short why ("refused the
+    connection", "not answering"): a hung server is running, a refusing one is not, and
+    what the user should do differs."""
+
+    def __init__(self, message: str, *, reason: str, **kw: Any):
+        super().__init__(message, **kw)
+        self.reason = reason
+
+    @property
+    def advice(self) -> str:
+        """What to do about it, for the end of a message."""
+        return advice_for(self.reason)
+
+
+#: ServerDown reasons.
+REFUSED, NOT_ANSWERING, NO_SUCH_HOST = "refused the connection", "not answering", "the host name does not resolve"
+
+
+def advice_for(reason: str) -> str:
+    """What to do about a server that is down for ``reason``."""
+    if reason == NOT_ANSWERING:
+        return ("It takes connections but does not reply (hung, or stuck loading): restart "
+                "ComfyUI there")
+    if reason == NO_SUCH_HOST:
+        return "Check the host name in --comfy-url"
+    return "Start ComfyUI there (or pass the right --comfy-url)"
 
 
 class ServerGone(ServiceError):
@@ -296,7 +322,7 @@ class ComfyClient:
     """One ComfyUI server. Thread-safe (httpx.Client is); one EventStream per waiting shot."""
 
     def __init__(self, base_url: str, *, timeouts: Timeouts = Timeouts(), limits: Limits = Limits(),
-                 headers: Mapping[str, str] | None = None):
+                 headers: Mapping[str, str] | None = None, facts: Callable[[], dict] | None = None):
         self.base_url = base_url.rstrip("/")
         self.timeouts = timeouts
         self.limits = limits
@@ -307,10 +333,10 @@ class ComfyClient:
             timeout=httpx.Timeout(timeouts.read, connect=timeouts.connect),
             headers=self.headers,
         )  # HTTP(S)_PROXY and NO_PROXY apply, as for any HTTP client
-        self._object_info: dict[str, bool] | None = None
+        own: dict = {}
+        self._facts = facts or (lambda: own)
+        "Where what was learnt of the server is kept: the pool's, for the run (ServerPool.facts)."
         self._lock = threading.Lock()
-        self.jobs_api: bool | None = None
-        "Whether the server has the job API (GET /api/jobs/{id}); None until looked at."
 
     def close(self) -> None:
         self._http.close()
@@ -329,22 +355,29 @@ class ComfyClient:
             kw.setdefault("timeout", httpx.Timeout(min(self.timeouts.read, 15.0),
                                                    connect=self.timeouts.connect))
         limit = request_timeout if request_timeout is not None else self.timeouts.request
+        heard: list[bool] = []  # the status line and headers came: the server is answering
+        started = time.monotonic()
         try:
             with deadline(limit) as time_left:
-                resp = fetch(self._http, method, path, limit=self.limits.answer, **kw)
+                resp = fetch(self._http, method, path, limit=self.limits.answer,
+                             on_headers=lambda: heard.append(True), **kw)
         except BodyTooLarge as exc:
             raise ComfyError(f"ComfyUI at {self.base_url}: refusing the answer to {method} {path}: "
                              f"{exc}", url=url) from exc
         except httpx.ConnectTimeout as exc:
-            raise ServerDown(f"ComfyUI at {self.base_url} did not accept a connection in time "
-                             f"({type(exc).__name__})", url=url) from exc
+            raise ServerDown(f"ComfyUI at {self.base_url} is not answering (no connection within "
+                             f"{time.monotonic() - started:.0f}s)", reason=NOT_ANSWERING, url=url) from exc
         except httpx.TimeoutException as exc:
+            if not heard and not isinstance(exc, httpx.WriteTimeout):
+                # it took the connection and then said nothing at all: hung, as good as down
+                raise ServerDown(f"ComfyUI at {self.base_url} is not answering (it took the "
+                                 f"connection, then sent nothing for {time.monotonic() - started:.0f}s)",
+                                 reason=NOT_ANSWERING, url=url) from exc
             within = (f" within the {limit:g}s deadline" if time_left.expired else "")
             raise RetryableServiceError(f"ComfyUI at {self.base_url} timed out on {method} {path}"
                                         f"{within}", url=url) from exc
         except httpx.ConnectError as exc:  # refused, no route, DNS
-            raise ServerDown(f"ComfyUI at {self.base_url} is not answering "
-                             f"({_connect_reason(exc)})", url=url) from exc
+            raise _unreachable(self.base_url, exc, url) from exc
         except httpx.TransportError as exc:  # reset, protocol errors
             raise RetryableServiceError(f"ComfyUI at {self.base_url}: the connection broke on "
                                         f"{method} {path} ({type(exc).__name__}: {redact(str(exc))})",
@@ -403,10 +436,19 @@ class ComfyClient:
         self.has_jobs_api(timeout=timeout)
         return system
 
+    @property
+    def jobs_api(self) -> bool | None:
+        """Whether the server has the job API (GET /api/jobs/{id}); None until looked at."""
+        return self._facts().get("jobs_api")
+
+    @jobs_api.setter
+    def jobs_api(self, value: bool | None) -> None:
+        self._facts()["jobs_api"] = value
+
     def has_jobs_api(self, *, timeout: float | None = None) -> bool:
-        """Whether the server has the job API, looked at once (``GET /api/jobs`` with a status
-        filter that leaves history out, so it costs the server little): 200 with a ``jobs``
-        list means yes; 404 or anything else means no (older servers)."""
+        """Whether the server has the job API, looked at once a run (``GET /api/jobs`` with a
+        status filter that leaves history out, so it costs the server little): 200 with a
+        ``jobs`` list means yes; 404 or anything else means no (older servers)."""
         if self.jobs_api is not None:
             return self.jobs_api
         try:
@@ -417,6 +459,16 @@ class ComfyClient:
         found = isinstance(data, dict) and isinstance(data.get("jobs"), list)
         self.jobs_api = found
         return found
+
+    def checked(self, *, timeout: float = 5.0) -> dict[str, Any]:
+        """The server's ``system`` object, probed once a run (see probe): the pre-flight
+        checks of a run's backends, and the shots after them, share one answer."""
+        facts = self._facts()
+        if "system" not in facts:
+            system = self.probe(timeout=timeout)
+            self._facts()["system"] = system
+            return system
+        return facts["system"]
 
     # -- load and state ----------------------------------------------------------------
 
@@ -467,12 +519,13 @@ class ComfyClient:
         missing = []
         for cls in sorted(set(class_types)):
             with self._lock:
-                known = self._object_info.get(cls) if self._object_info is not None else None
+                known = self._facts().get("nodes", {}).get(cls)
             if known is None:
                 data = self._json(self._get(f"/object_info/{cls}"), "GET /object_info")
                 known = bool(isinstance(data, dict) and data.get(cls))
                 with self._lock:
-                    self._object_info = {**(self._object_info or {}), cls: known}
+                    facts = self._facts()
+                    facts["nodes"] = {**facts.get("nodes", {}), cls: known}
             if not known:
                 missing.append(cls)
         return missing
@@ -685,8 +738,7 @@ class ComfyClient:
             raise RetryableServiceError(f"ComfyUI at {self.base_url}: download of {shown!r} did not "
                                         f"finish{within} ({type(exc).__name__})", url=url) from exc
         except httpx.ConnectError as exc:
-            raise ServerDown(f"ComfyUI at {self.base_url} is not answering "
-                             f"({_connect_reason(exc)})", url=url) from exc
+            raise _unreachable(self.base_url, exc, url) from exc
         except httpx.TransportError as exc:
             raise RetryableServiceError(f"ComfyUI at {self.base_url}: download of {shown!r} "
                                         f"failed ({type(exc).__name__}: {redact(str(exc))})",
@@ -701,14 +753,16 @@ JOB_PENDING = frozenset({"pending"})
 JOB_DONE = frozenset({"completed", "failed", "cancelled"})
 
 
-def _connect_reason(exc: Exception) -> str:
-    text = str(exc)
-    if "refused" in text.lower():
-        return "connection refused"
-    if "name or service not known" in text.lower() or "nodename nor servname" in text.lower() \
-            or "getaddrinfo" in text.lower():
-        return "the host name does not resolve"
-    return redact(text[:200]) or type(exc).__name__
+def _unreachable(base_url: str, exc: Exception, url: str) -> ServerDown:
+    """The ServerDown for a connection that could not be made: refused, unknown host, other."""
+    text = str(exc).lower()
+    if "refused" in text:
+        return ServerDown(f"ComfyUI at {base_url} refused the connection", reason=REFUSED, url=url)
+    if "name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
+        return ServerDown(f"ComfyUI at {base_url} cannot be reached (the host name does not resolve)",
+                          reason=NO_SUCH_HOST, url=url)
+    detail = redact(str(exc)[:200]) or type(exc).__name__
+    return ServerDown(f"ComfyUI at {base_url} cannot be reached ({detail})", reason=REFUSED, url=url)
 
 
 def entry_from_job(job: Mapping[str, Any]) -> dict[str, Any]:

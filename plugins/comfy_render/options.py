@@ -53,8 +53,8 @@ def _options_class(kind: str, default_template: str) -> type:
         "Stop waiting for one prompt after this long (a retry looks the prompt up; it does not resubmit)."
         poll_interval_s: float = attrs.field(default=1.0, validator=between(0.01, 3600), metadata=_RUNTIME)
         "How often /history is polled while the event socket is down."
-        server_grace_s: float = attrs.field(default=30.0, validator=between(0, 86400), metadata=_RUNTIME)
-        "A server that does not answer for this long is marked down and its shots move elsewhere."
+        server_grace_s: float = attrs.field(default=180.0, validator=between(0, 86400), metadata=_RUNTIME)
+        "How long a shot waits for a server that stopped answering (a restart: ComfyUI on a GPU takes a minute or more to load) before it moves to another server or fails."
         down_for_s: float = attrs.field(default=60.0, validator=between(0, 86400), metadata=_RUNTIME)
         "How long a server marked down is skipped (unless every server is down)."
         request_timeout_s: float = attrs.field(default=60.0, validator=between(0.1, 3600), metadata=_RUNTIME)

@@ -92,12 +92,19 @@ class _Server:
     retry_at: float = 0.0
     "A down server is not asked again before this (unless every server is down)."
     reason: str = ""
+    down_at: float = 0.0
+    "When it was marked down (wall clock, for messages: 'down since 12:03:04')."
     tickets: list[Ticket] = attrs.Factory(list)
     depth: int = 0
     "Prompts in its queue at the last look (ours included)."
     ours_then: int = 0
     "How many of those were ours."
     looked_at: float = float("-inf")
+    users: int = 0
+    "Backends open on it now: what it told them (see facts) is kept while one is."
+    facts: dict = attrs.Factory(dict)
+    """What a check found, kept for the run: 'system' (the /system_stats answer), 'jobs_api',
+    and 'nodes' (node class -> present). Forgotten when it goes down or its last user closes."""
 
 
 @attrs.define
@@ -117,16 +124,17 @@ _averages: dict[str, _Average] = {}
 _pools: "weakref.WeakValueDictionary[tuple[str, ...], ServerPool]" = weakref.WeakValueDictionary()
 
 
-def shared_pool(urls: Iterable[str], *, down_for: float = 60.0) -> "ServerPool":
+def shared_pool(urls: Iterable[str], *, down_for: float = 60.0, grace: float = 180.0) -> "ServerPool":
     """The process's pool for this set of servers (in any order, any spelling)."""
     key = tuple(sorted({normalise_url(u) for u in urls}))
     with _lock:
         pool = _pools.get(key)
         if pool is None:
-            pool = ServerPool(tuple(normalise_url(u) for u in urls), down_for=down_for)
+            pool = ServerPool(tuple(normalise_url(u) for u in urls), down_for=down_for, grace=grace)
             _pools[key] = pool
         else:
             pool.down_for = min(pool.down_for, down_for)
+            pool.grace = max(pool.grace, grace)
         return pool
 
 
@@ -141,29 +149,68 @@ def reset_shared_state() -> None:
 class ServerPool:
     """Health, load and picking over one set of servers (see the module docstring)."""
 
-    def __init__(self, urls: tuple[str, ...], *, down_for: float = 60.0):
+    def __init__(self, urls: tuple[str, ...], *, down_for: float = 60.0, grace: float = 180.0):
         self.urls = tuple(dict.fromkeys(normalise_url(u) for u in urls))
         self.down_for = down_for
+        self.grace = grace
+        "server_grace_s: how long a shot waits for a server to come back (said when one goes down)."
         with _lock:
             self._servers = {u: _servers.setdefault(u, _Server(u)) for u in self.urls}
 
+    # -- what a check found, kept for the run --------------------------------------------
+
+    def open(self) -> None:
+        """A backend of this set starts: what the servers' checks find is kept until the
+        last backend using them closes (a run's image and video backends, and the
+        pre-flight check before it, then ask each server once)."""
+        with _lock:
+            for server in self._servers.values():
+                server.users += 1
+
+    def close(self) -> None:
+        with _lock:
+            for server in self._servers.values():
+                server.users = max(0, server.users - 1)
+                if not server.users:
+                    server.facts = {}
+
+    def facts(self, url: str) -> dict:
+        """The checks' findings on ``url`` for this run (a dict the caller may fill in)."""
+        return self._server(url).facts
+
     # -- health ------------------------------------------------------------------------
 
-    def mark_down(self, url: str, reason: str = "") -> None:
-        """No answer from ``url``: skipped for down_for seconds. Said once per outage."""
+    def mark_down(self, url: str, reason: str = "", *, grace: float | None = None) -> None:
+        """No answer from ``url``: skipped for down_for seconds. Said once per outage, with
+        how long a shot waits for it (``grace``, default the pool's server_grace_s)."""
         server = self._server(url)
         with _lock:
             now = time.monotonic()
             first = server.down_since is None
             if first:
                 server.down_since = now
+                server.down_at = time.time()
                 server.reason = reason
             server.retry_at = now + self.down_for
+            server.facts = {}  # a server that comes back may be another version: check it again
         if first:
             others = [u for u in self.urls if u != server.url and not self.is_down(u)]
+            wait = self.grace if grace is None else grace
             then = (f"its shots go to {', '.join(others)}" if others else
-                    "waiting for it (or another server) to answer")
+                    f"waiting up to {wait:g} s for it to come back (server_grace_s)")
             log.warning("ComfyUI at %s is down%s; %s", server.url, f" ({reason})" if reason else "", then)
+
+    def down_cause(self, url: str) -> str | None:
+        """``ComfyUI at URL down since 12:03:04 (refused the connection)``, or None while it
+        answers: the same words for every shot the outage fails, so they are said once."""
+        server = self._server(url)
+        if server.down_since is None:
+            return None
+        since = time.strftime("%H:%M:%S", time.localtime(server.down_at))
+        return f"ComfyUI at {server.url} down since {since}" + (f" ({server.reason})" if server.reason else "")
+
+    def down_reason(self, url: str) -> str:
+        return self._server(url).reason
 
     def mark_up(self, url: str) -> None:
         """``url`` answered. Said once when it comes back."""
@@ -248,7 +295,7 @@ class ServerPool:
     # -- picking -----------------------------------------------------------------------
 
     def pick(self, client: Callable[[str], ComfyClient], *, key: str, units: float, expected: float,
-             exclude: Iterable[str] = ()) -> Ticket:
+             exclude: Iterable[str] = (), grace: float | None = None) -> Ticket:
         """A ticket on the server whose backlog ends soonest, among those not excluded and
         not down (every one of them when all are down: a restarted server is found again).
         Asks each its queue depth (GET /prompt) at most once a DEPTH_TTL. Raises
@@ -263,7 +310,7 @@ class ServerPool:
             try:
                 self._look(url, client)
             except ServerDown as exc:
-                self.mark_down(url, _reason(exc))
+                self.mark_down(url, exc.reason, grace=grace)
                 errors.append(str(exc))
                 continue
             except RetryableServiceError as exc:  # busy or slow: not this time
@@ -308,8 +355,3 @@ class ServerPool:
                 server = _servers.setdefault(url, _Server(url))
         return server
 
-
-def _reason(exc: Exception) -> str:
-    """The words in brackets of a ServerDown message: 'connection refused'."""
-    text = str(exc)
-    return text[text.rfind("(") + 1:text.rfind(")")] if "(" in text and text.endswith(")") else text

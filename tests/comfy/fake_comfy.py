@@ -161,6 +161,13 @@ class FakeComfy:
         self.require_auth: str | None = None
         "An Authorization header value every request must carry (else 401), as a proxy would."
         self.requests: list[tuple[str, str, Any]] = []
+        self.gate: threading.Event | None = None
+        """While this is an Event not yet set, every node about to execute waits for it (and
+        ``held`` is set): a test holds a render mid-way, e.g. to kill the server then."""
+        self.held = threading.Event()
+        self.executions: list[tuple[str, str, str]] = []
+        """(prompt_id, filename prefixes, 'started' | 'success' | 'error') per execution,
+        kept across restarts: how often a prompt really ran."""
         self.port = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -580,6 +587,9 @@ class FakeComfy:
             if sid:
                 await self._send(kind, data, sid)
 
+        prefixes = ",".join(sorted(str(n["inputs"].get("filename_prefix")) for n in item.prompt.values()
+                                   if n.get("class_type") in SAVE_EXT))
+        self.executions.append((pid, prefixes, "started"))
         await self._status()
         await event("execution_start", {}, keep=True)
         await event("execution_cached", {"nodes": []}, keep=True)
@@ -599,6 +609,9 @@ class FakeComfy:
             await event("progress_state", {"nodes": {node_id: {"value": 0.0, "max": 1.0, "state": "running",
                                                               "node_id": node_id, "prompt_id": pid}}})
             await event("executing", {"node": node_id, "display_node": node_id})
+            while self.gate is not None and not self.gate.is_set():
+                self.held.set()
+                await asyncio.sleep(0.01)
             if self.noise and sid:
                 await self._send("crystools.monitor", {"cpu_utilization": 3.5}, sid)
                 await self._send_bytes(struct.pack(">II", 1, 2) + media("png"), sid)
@@ -634,6 +647,7 @@ class FakeComfy:
             "meta": {n: {"node_id": n, "display_node": n, "parent_node": None, "real_node_id": n}
                      for n in outputs},
         }
+        self.executions.append((pid, prefixes, status))
         self.running = None
         await self._status()
         if sid:

@@ -256,7 +256,7 @@ def test_no_server_answering_fails_the_shot_at_its_deadline_for_good(jobs, shot,
     import time
 
     started = time.monotonic()
-    with pytest.raises(ServiceError, match=r"127.0.0.1:9 is not answering \(connection refused\); "
+    with pytest.raises(ServiceError, match=r"127.0.0.1:9 refused the connection; "
                                            r"gave up on shot 1 after 1s") as info:
         renderer("http://127.0.0.1:9", server_grace_s=1.0).render(shot, still, jobs(shot))
     assert not isinstance(info.value, RetryableServiceError)

@@ -48,7 +48,7 @@ def test_interrupt_by_someone_else_is_retryable_and_the_retry_resubmits(comfy, j
 
 def test_timeout_is_retryable_and_the_retry_waits_for_the_same_prompt(comfy, jobs, shot, still):
     comfy.node_latency = 0.15
-    with pytest.raises(RetryableServiceError, match="not finished after"):
+    with pytest.raises(RetryableServiceError, match="did not finish within timeout_s"):
         renderer(comfy.url, timeout_s=0.2).render(shot, still, jobs(shot))
     path = renderer(comfy.url).render(shot, still, jobs(shot, attempt=2))
     assert path.suffix == ".mp4" and len(comfy.posts()) == 1

@@ -72,7 +72,7 @@ def run_cli(out, *args):
 
 
 @pytest.mark.parametrize("server, words", [
-    ("closed", r"is not answering \(connection refused\)\. Start ComfyUI there or pass the right --comfy-url"),
+    ("closed", r"refused the connection\. Start ComfyUI there \(or pass the right --comfy-url\)"),
     ((404, "text/html", "<h1>404 Not Found</h1>"),
      r"answered 404 to GET /system_stats: there is no ComfyUI API at this URL"),
     ((200, "text/html", "<html><body>Welcome to nginx</body></html>"),
@@ -121,7 +121,7 @@ def test_one_server_down_of_two_is_said_once_and_the_run_goes_on(tmp_path, comfy
                                  "--output-dir", str(out)], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     said = [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.WARNING]
-    assert said == [f"ComfyUI at {down} is down (connection refused); its shots go to {comfy.url}"]
+    assert said == [f"ComfyUI at {down} is down (refused the connection); its shots go to {comfy.url}"]
     meta = SessionStore(out).load(SessionStore(out).ids()[0]).meta
     assert {s.image.checkpoint["rendered_by"] for s in meta.shots} == {comfy.url}
     assert {s.video.checkpoint["rendered_by"] for s in meta.shots} == {comfy.url}
@@ -130,9 +130,9 @@ def test_one_server_down_of_two_is_said_once_and_the_run_goes_on(tmp_path, comfy
 def test_validate_checks_the_servers_and_start_refuses_the_same(tmp_path):
     runner = Runner(tmp_path / "out", backends={"image": "comfyui"},
                     options={"comfyui": {"urls": (closed_url(),)}})
-    with pytest.raises(ServiceError, match="connection refused"):
+    with pytest.raises(ServiceError, match="refused the connection"):
         runner.validate()
-    with pytest.raises(ServiceError, match="connection refused"):
+    with pytest.raises(ServiceError, match="refused the connection"):
         runner.start("an idea")
     assert not SessionStore(tmp_path / "out").ids()
 
@@ -185,7 +185,7 @@ def test_resume_checks_a_server_only_before_its_first_shot(tmp_path, comfy):
     assert Runner(out).resume(done.session_id).ok  # nothing left to do: no server asked
     runner = Runner(out)
     with watching(runner, _KillAtStart()) as watch, \
-            pytest.raises(ServiceError, match="connection refused"):
+            pytest.raises(ServiceError, match="refused the connection"):
         runner.resume(failed.session_id)
     assert watch.started == []  # refused before any shot started
     meta = SessionStore(out).load(failed.session_id).meta
@@ -209,7 +209,7 @@ def test_resume_checks_every_backend_with_shots_left_before_any_shot(tmp_path, m
     a.revive()
     runner = Runner(out)
     with watching(runner, _KillAtStart()) as watch, \
-            pytest.raises(ServiceError, match=f"comfyui renderer: ComfyUI at {b.url} is not answering"):
+            pytest.raises(ServiceError, match=f"comfyui renderer: ComfyUI at {b.url} refused the connection"):
         runner.resume(failed.session_id)
     assert watch.started == []
     b.revive()
@@ -231,7 +231,8 @@ def test_an_outage_is_reported_once_and_its_end_once(comfy, jobs, shot, still, c
     assert result["path"].suffix == ".mp4"
     warnings = [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.WARNING]
     assert [w for w in warnings if "is down" in w] == [
-        f"ComfyUI at {comfy.url} is down (connection refused); waiting for it (or another server) to answer"]
+        f"ComfyUI at {comfy.url} is down (refused the connection); waiting up to 10 s for it to come back "
+        f"(server_grace_s)"]
     assert len([w for w in warnings if "is answering again" in w]) == 1
     assert len(warnings) == 2, warnings
 

@@ -111,12 +111,12 @@ def test_pool_state_changes_are_said_once(caplog):
     caplog.set_level(logging.WARNING, logger="reelforge.comfyui")
     pool = ServerPool(("http://127.0.0.1:1", "http://127.0.0.1:2"))
     for _ in range(5):
-        pool.mark_down("http://127.0.0.1:1", "connection refused")
+        pool.mark_down("http://127.0.0.1:1", "refused the connection")
     for _ in range(5):
         pool.mark_up("http://127.0.0.1:1")
     said = [r.getMessage() for r in caplog.records]
     assert len(said) == 2
-    assert said[0] == "ComfyUI at http://127.0.0.1:1 is down (connection refused); its shots go to http://127.0.0.1:2"
+    assert said[0] == "ComfyUI at http://127.0.0.1:1 is down (refused the connection); its shots go to http://127.0.0.1:2"
     assert said[1].startswith("ComfyUI at http://127.0.0.1:1 is answering again")
     assert pool.all_down_for() is None
 
