@@ -510,6 +510,9 @@ class Runner:
         try:
             # Read every saved step first: a damaged file stops us before any write.
             saved = {step: session.read_step_output(step) for step in STEP_FILES}
+            # A server that is not there refuses the resume before anything is written:
+            # the session keeps its status, meta and journal as they were.
+            self._preflight_work_left(session, saved, backends)
             session.set_backends(self._choices(backends))
             if session.meta.status == FAILED:
                 session.set_status(IN_PROGRESS)
@@ -530,6 +533,25 @@ class Runner:
             raise first
         session.close()
         return result
+
+    def _preflight_work_left(self, session: Session, saved: dict[str, Any],
+                             backends: dict[str, _Backend]) -> None:
+        """Check the servers of the backends that surely have work left in this run (a step
+        with no saved output, a shot stage with a shot not done). The others are still
+        checked lazily, before their first piece of work (a done file found damaged)."""
+        plan = saved.get("shots")
+        states = {st.id: st for st in session.meta.shots}
+        gated = {"videos"} if session.meta.review == "images" and not session.meta.approved else set()
+        kinds = {"story"} if any(value is None for value in saved.values()) else set()
+        for spec in SHOT_PIPELINE:
+            if spec.kind not in backends or spec.name in gated:
+                continue
+            if plan is None or any(s.id not in states or states[s.id].artifact(spec.name).state != DONE
+                                   for s in plan.shots):
+                kinds.add(spec.kind)
+        for kind in KINDS:
+            if kind in kinds:
+                self._preflight_kind(kind)
 
     def _run(self, session: Session, backends: dict[str, _Backend], saved: dict[str, Any]) -> RunResult:
         settings = self._film_settings(session)
