@@ -8,6 +8,7 @@ import concurrent.futures as cf
 import hashlib
 import inspect
 import json
+import logging
 import math
 import os
 import stat
@@ -22,7 +23,7 @@ import pluggy
 
 from . import film, media
 from .errors import (ConfigError, ReelforgeError, SessionCorruptError, SessionError, StageError,
-                     StorageError, describe_os_error)
+                     StorageError, describe_os_error, storage_cause, storage_message)
 from .options import parse_pairs, public_options, structure_options, valid_keys_of
 from .plugins import KINDS, active_manager, get_backend_class, load_plugins
 from .protocols import ShotJob, StageJob
@@ -32,6 +33,8 @@ from .redact import redact, register_secret
 from .safefs import fsync_dir, fsync_file
 from .session import (AWAITING_REVIEW, COMPLETE, DONE, FAILED, IN_PROGRESS, STEP_FILES, TODO,
                       BackendChoice, Session, SessionStore)
+
+log = logging.getLogger("reelforge.runner")
 
 #: RunResult status when a run stopped at its --budget (the session stays IN_PROGRESS).
 BUDGET = "BUDGET"
@@ -519,17 +522,23 @@ class Runner:
             self._hook("session_started", session=session)
             result = self._run(session, backends, saved)
         except BaseException as first:
+            # A full disk or a read-only folder (the session's own write, or a backend's
+            # ffmpeg) is one cause: said once, naming the session folder and what to do.
+            cause = storage_cause(first) if isinstance(first, Exception) else None
+            if cause is None and isinstance(first, OSError):
+                cause = first
             # Closing folds the journal into the meta; if that fails too (the disk is full),
             # the first error is the one to report. The journal is replayed next time.
             try:
                 session.close()
             except Exception as second:
-                warnings.warn(f"reelforge: could not fold the journal of {session.id} into its "
-                              f"meta ({second}); it is kept and replayed next time",
-                              RuntimeWarning, stacklevel=2)
-            if isinstance(first, OSError):
-                raise StorageError(f"{describe_os_error(first)}. Everything finished before this "
-                                   f"is saved; fix it, then: reelforge resume {session.id}") from first
+                if cause is None or storage_cause(second) is None:  # a second cause: one plain line
+                    detail = describe_os_error(second) if isinstance(second, OSError) else str(second)
+                    log.warning("could not fold the journal of %s into its meta (%s); it is kept "
+                                "and replayed next time", session.id, detail)
+            if cause is not None:
+                raise StorageError(storage_message(cause, session.path, session.id),
+                                   errno=cause.errno) from first
             raise first
         session.close()
         return result
@@ -886,6 +895,8 @@ class Runner:
                     except KeyboardInterrupt:
                         raise
                     except Exception as exc:  # the backend failed this shot (after its retries)
+                        if storage_cause(exc) is not None:
+                            raise  # a full disk fails every shot alike: stop, say it once
                         failed(stage, shot, exc)
                         continue
                     try:
