@@ -7,6 +7,8 @@ import hashlib
 import json
 import logging
 import math
+import threading
+import time
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar
 
 import attrs
@@ -150,6 +152,8 @@ class ChatStoryWriter:
     cap_option: ClassVar[str] = "max_tokens"
     #: Seconds between the reports of a stage waiting for the model (tests shorten it).
     wait_tick_s: float = WAIT_TICK_S
+    #: The clock the waiting reports count seconds with (tests replace it).
+    clock: ClassVar[Callable[[], float]] = staticmethod(time.monotonic)
 
     def __init__(self, options: Any = None):
         self.options = options if options is not None else self.Options()
@@ -396,17 +400,14 @@ class ChatStoryWriter:
         working, so a slow or runaway model is seen at work rather than as silence."""
         if job is None:
             return self._chat(messages, stage, cap)
-        import threading
-        import time
-
         answered = threading.Event()
-        started = time.monotonic()
+        started = self.clock()
         model = getattr(self.options, "model", "") or self.name
 
         def report() -> None:
             while not answered.wait(self.wait_tick_s):
                 try:
-                    job.progress(fraction, f"waiting {time.monotonic() - started:.0f}s for {model}")
+                    job.progress(fraction, f"waiting {self.clock() - started:.0f}s for {model}")
                 except Exception as exc:  # an observer's bug must not cost the answer
                     log.debug("progress report failed: %s", exc)
                     return
