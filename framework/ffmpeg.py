@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
-from framework.errors import StageError, TransientError
+from framework.errors import StageError, StorageError, TransientError, storage_errno_in
 
 #: How much of ffmpeg's stderr an error message carries.
 STDERR_TAIL_CHARS = 1500
@@ -145,8 +145,9 @@ def run_ffmpeg(args: Sequence[str], *, what: str, cancelled: threading.Event | N
     reports (``-progress pipe:1``: about twice a second, and once at the end), from a
     thread of its own; the last call happens before this returns.
 
-    Raises :class:`FFmpegCancelled` when cancelled, :class:`StageError` with the tail of
-    ffmpeg's stderr when it exits non-zero, :class:`TransientError` when it cannot be started
+    Raises :class:`FFmpegCancelled` when cancelled, :class:`StorageError` (with its
+    ``errno``) when ffmpeg says the disk is full or read-only, :class:`StageError` with the
+    tail of ffmpeg's stderr when it exits non-zero otherwise, :class:`TransientError` when it cannot be started
     for a passing reason (e.g. out of processes).
     """
     reporting = ["-progress", "pipe:1", "-nostats"] if progress is not None else []
@@ -190,6 +191,10 @@ def run_ffmpeg(args: Sequence[str], *, what: str, cancelled: threading.Event | N
         if proc.returncode != 0:
             err.seek(0)
             stderr = err.read().decode("utf-8", "replace")
+            full = storage_errno_in(stderr)
+            if full is not None:  # one cause, one line: the runner names the folder and stops
+                raise StorageError(f"{what}: {os.strerror(full)} (ffmpeg could not write its output)",
+                                   errno=full)
             raise StageError(f"{what}: ffmpeg exited with code {proc.returncode}:\n{_tail(stderr)}")
 
 

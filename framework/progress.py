@@ -98,6 +98,11 @@ class RichProgress:
         self._first_start: dict[tuple[str, int], float] = {}
         self._tries: dict[tuple[str, int], int] = {}
         self._digits = 1
+        self._progress_said: dict[str, float] = {}  # stage -> when its progress was last printed
+
+    #: Off a terminal there is no live bar: a stage's progress (a model's "waiting 95s for
+    #: qwen2.5") is printed as a line instead, at most once in this many seconds.
+    quiet_s: float = 30.0
 
     # -- drawing
     def _task(self, session, stage: str) -> int:
@@ -178,6 +183,7 @@ class RichProgress:
     @hookimpl
     def stage_started(self, session, stage):
         self._task(session, stage)
+        self._progress_said[stage] = self.clock()
         if stage not in _SHOT_STAGES:
             self.progress.update(self.tasks[stage], status="working")
             self._flush_skips()
@@ -190,6 +196,13 @@ class RichProgress:
         task = self._task(session, stage)
         self.progress.update(task, completed=fraction * self.progress.tasks[task].total,
                              status=_markup_safe(message) if message else f"{fraction:.0%}")
+        if message and not self.console.is_terminal:
+            now = self.clock()
+            last = self._progress_said.setdefault(stage, now)
+            if now - last >= self.quiet_s:
+                self._progress_said[stage] = now
+                self._flush_skips()
+                self._say(f"  … {_LABELS.get(stage, stage)}: {_short(message)}")
 
     @hookimpl
     def stage_finished(self, session, stage):

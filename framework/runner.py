@@ -8,6 +8,7 @@ import concurrent.futures as cf
 import hashlib
 import inspect
 import json
+import logging
 import math
 import os
 import stat
@@ -22,7 +23,7 @@ import pluggy
 
 from . import film, media
 from .errors import (ConfigError, ReelforgeError, SessionCorruptError, SessionError, StageError,
-                     StorageError, describe_os_error)
+                     StorageError, describe_os_error, storage_cause, storage_message)
 from .options import parse_pairs, public_options, structure_options, valid_keys_of
 from .plugins import KINDS, active_manager, get_backend_class, load_plugins
 from .protocols import ShotJob, StageJob
@@ -32,6 +33,8 @@ from .redact import redact, register_secret
 from .safefs import fsync_dir, fsync_file
 from .session import (AWAITING_REVIEW, COMPLETE, DONE, FAILED, IN_PROGRESS, STEP_FILES, TODO,
                       BackendChoice, Session, SessionStore)
+
+log = logging.getLogger("reelforge.runner")
 
 #: RunResult status when a run stopped at its --budget (the session stays IN_PROGRESS).
 BUDGET = "BUDGET"
@@ -535,26 +538,54 @@ class Runner:
         try:
             # Read every saved step first: a damaged file stops us before any write.
             saved = {step: session.read_step_output(step) for step in STEP_FILES}
+            # A server that is not there refuses the resume before anything is written:
+            # the session keeps its status, meta and journal as they were.
+            self._preflight_work_left(session, saved, backends)
             session.set_backends(self._choices(backends))
             if session.meta.status == FAILED:
                 session.set_status(IN_PROGRESS)
             self._hook("session_started", session=session)
             result = self._run(session, backends, saved)
         except BaseException as first:
+            # A full disk or a read-only folder (the session's own write, or a backend's
+            # ffmpeg) is one cause: said once, naming the session folder and what to do.
+            cause = storage_cause(first) if isinstance(first, Exception) else None
+            if cause is None and isinstance(first, OSError):
+                cause = first
             # Closing folds the journal into the meta; if that fails too (the disk is full),
             # the first error is the one to report. The journal is replayed next time.
             try:
                 session.close()
             except Exception as second:
-                warnings.warn(f"reelforge: could not fold the journal of {session.id} into its "
-                              f"meta ({second}); it is kept and replayed next time",
-                              RuntimeWarning, stacklevel=2)
-            if isinstance(first, OSError):
-                raise StorageError(f"{describe_os_error(first)}. Everything finished before this "
-                                   f"is saved; fix it, then: reelforge resume {session.id}") from first
+                if cause is None or storage_cause(second) is None:  # a second cause: one plain line
+                    detail = describe_os_error(second) if isinstance(second, OSError) else str(second)
+                    log.warning("could not fold the journal of %s into its meta (%s); it is kept "
+                                "and replayed next time", session.id, detail)
+            if cause is not None:
+                raise StorageError(storage_message(cause, session.path, session.id),
+                                   errno=cause.errno) from first
             raise first
         session.close()
         return result
+
+    def _preflight_work_left(self, session: Session, saved: dict[str, Any],
+                             backends: dict[str, _Backend]) -> None:
+        """Check the servers of the backends that surely have work left in this run (a step
+        with no saved output, a shot stage with a shot not done). The others are still
+        checked lazily, before their first piece of work (a done file found damaged)."""
+        plan = saved.get("shots")
+        states = {st.id: st for st in session.meta.shots}
+        gated = {"videos"} if session.meta.review == "images" and not session.meta.approved else set()
+        kinds = {"story"} if any(value is None for value in saved.values()) else set()
+        for spec in SHOT_PIPELINE:
+            if spec.kind not in backends or spec.name in gated:
+                continue
+            if plan is None or any(s.id not in states or states[s.id].artifact(spec.name).state != DONE
+                                   for s in plan.shots):
+                kinds.add(spec.kind)
+        for kind in KINDS:
+            if kind in kinds:
+                self._preflight_kind(kind)
 
     def _run(self, session: Session, backends: dict[str, _Backend], saved: dict[str, Any]) -> RunResult:
         settings = self._film_settings(session)
@@ -894,6 +925,8 @@ class Runner:
                     except KeyboardInterrupt:
                         raise
                     except Exception as exc:  # the backend failed this shot (after its retries)
+                        if storage_cause(exc) is not None:
+                            raise  # a full disk fails every shot alike: stop, say it once
                         failed(stage, shot, exc)
                         continue
                     try:

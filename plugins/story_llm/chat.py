@@ -7,6 +7,8 @@ import hashlib
 import json
 import logging
 import math
+import threading
+import time
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar
 
 import attrs
@@ -39,6 +41,14 @@ MAX_REPAIRS = 2
 #: A bad reply longer than this is sent back for repair cut to this many characters.
 MAX_ECHO = 32_000
 
+#: The output cap each stage's answer gets by default, in tokens: (fixed part, per item),
+#: the items being the scenes of a scene graph and the shots of a shot-plan request. Room
+#: for a good answer several times over, yet a model looping on itself stops within
+#: seconds to minutes instead of running to the end of its context (and its timeout).
+DEFAULT_CAPS = {"story": (2048, 0), "scene_graph": (256, 160), "shot_plan": (256, 320)}
+#: How often, in seconds, a stage waiting for the model reports how long it has waited.
+WAIT_TICK_S = 1.0
+
 #: (option, smallest, largest) for the numeric options every chat writer has; a value
 #: outside is a ConfigError naming the option (None: no bound on that side).
 _BOUNDS = (
@@ -50,6 +60,8 @@ _BOUNDS = (
     ("timeout", 0.1, 86_400.0),
     ("max_answer_mib", 0.01, 1024.0),
     ("num_ctx", 1, 10_000_000),
+    ("max_tokens", 0, 10_000_000),
+    ("num_predict", 0, 10_000_000),
 )
 
 
@@ -134,8 +146,14 @@ class ChatStoryWriter:
     Options: ClassVar[type]
     #: Names the server in messages, e.g. "OpenAI-compatible server".
     label: ClassVar[str] = "LLM server"
-    #: What to raise when a reply is cut off, e.g. "max_tokens".
+    #: What else to raise when a reply is cut off, e.g. "the server's context size".
     limit_hint: ClassVar[str] = "the output token limit"
+    #: The option capping each answer's tokens (unset: DEFAULT_CAPS; 0: no cap).
+    cap_option: ClassVar[str] = "max_tokens"
+    #: Seconds between the reports of a stage waiting for the model (tests shorten it).
+    wait_tick_s: float = WAIT_TICK_S
+    #: The clock the waiting reports count seconds with (tests replace it).
+    clock: ClassVar[Callable[[], float]] = staticmethod(time.monotonic)
 
     def __init__(self, options: Any = None):
         self.options = options if options is not None else self.Options()
@@ -164,6 +182,8 @@ class ChatStoryWriter:
             if not hasattr(self.options, field):
                 continue
             value = getattr(self.options, field)
+            if value is None and field == self.cap_option:
+                continue  # unset: a cap fitted to each stage
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not math.isfinite(value) or not low <= value <= high:
                 raise ConfigError(f"{self.name}.{field} must be from {low:g} to {high:g}, "
@@ -238,9 +258,19 @@ class ChatStoryWriter:
 
     # -- to implement ----------------------------------------------------------------
 
-    def _chat(self, messages: list[dict[str, str]], stage: str) -> Reply:
-        """Send one chat request asking for JSON matching ``schemas.SCHEMAS[stage]``."""
+    def _chat(self, messages: list[dict[str, str]], stage: str, cap: int | None = None) -> Reply:
+        """Send one chat request asking for JSON matching ``schemas.SCHEMAS[stage]``, its
+        answer capped at ``cap`` tokens (None: no cap sent)."""
         raise NotImplementedError
+
+    def output_cap(self, stage: str, items: int = 0) -> int | None:
+        """The output cap for one request of ``stage`` asking for ``items`` scenes or shots:
+        the cap option when set (0: none), else DEFAULT_CAPS."""
+        value = getattr(self.options, self.cap_option, None)
+        if value is not None:
+            return int(value) or None
+        fixed, per_item = DEFAULT_CAPS[stage]
+        return fixed + per_item * max(0, items)
 
     def _headers(self) -> dict[str, str]:
         """Extra HTTP headers for every request (e.g. Authorization)."""
@@ -264,18 +294,20 @@ class ChatStoryWriter:
 
     # -- the three stages ------------------------------------------------------------
 
-    def write_story(self, idea: str) -> Story:
+    def write_story(self, idea: str, job: Any = None) -> Story:
+        """``job`` (a framework.StageJob), when given, hears how long the model is taking."""
         messages = prompts.story_messages(idea, shots=self.options.shots,
                                           target_seconds=self.options.target_seconds)
-        return self._ask_whole(messages, "story", check_story)
+        return self._ask_whole(messages, "story", check_story, cap=self.output_cap("story"), job=job)
 
-    def build_scene_graph(self, story: Story) -> SceneGraph:
+    def build_scene_graph(self, story: Story, job: Any = None) -> SceneGraph:
         shots = self.options.shots
         scenes = self.options.scenes or max(1, min(shots, round(shots / 3)))
         scenes = min(scenes, shots)
         messages = prompts.scene_graph_messages(story, scenes=scenes, shots=shots)
         return self._ask_whole(messages, "scene_graph",
-                               lambda data: check_scene_graph(data, max_scenes=shots, story=story))
+                               lambda data: check_scene_graph(data, max_scenes=shots, story=story),
+                               cap=self.output_cap("scene_graph", scenes), job=job)
 
     def plan_shots(self, story: Story, scenes: SceneGraph, job: Any = None) -> ShotPlan:
         """Plan the shots, in parts when the plan is long. With a ``job`` (a
@@ -306,7 +338,8 @@ class ChatStoryWriter:
                 part = [structure(d, ShotDraft, f"checkpoint part {key}") for d in saved[key]]
                 log.info("shots %d-%d: reusing the part saved by an earlier run", batch.first_id, batch.last_id)
             else:
-                part = self._plan_batch(story, scenes, batch, total, drafts)
+                part = self._plan_batch(story, scenes, batch, total, drafts,
+                                        job=job, fraction=(n - 1) / len(batches))
                 if job is not None:
                     saved[key] = converter.unstructure(part)
                     job.save_checkpoint(plan_key=plan_key, parts=saved)
@@ -321,42 +354,81 @@ class ChatStoryWriter:
     # -- helpers ---------------------------------------------------------------------
 
     def _plan_batch(self, story: Story, graph: SceneGraph, batch: ShotBatch, total: int,
-                    before: list[ShotDraft]) -> list[ShotDraft]:
+                    before: list[ShotDraft], *, job: Any = None, fraction: float = 0.0) -> list[ShotDraft]:
         previous = [f"{n}. [{d.scene_id}] {d.description}" for n, d in enumerate(before, 1)][-3:]
         messages = prompts.shot_messages(story, graph, batch, total_shots=total,
                                          target_seconds=self.options.target_seconds,
                                          previous=previous)
+        cap = self.output_cap("shot_plan", batch.count)
         try:
             return self._ask(messages, "shot_plan", lambda data: check_shot_batch(
-                data, count=batch.count, scene_ids=batch.scene_ids))
+                data, count=batch.count, scene_ids=batch.scene_ids), cap=cap, job=job, fraction=fraction)
         except Truncated:
             if batch.count == 1:
                 raise StageError(
                     f"{self._who()} cut off its answer for shot {batch.first_id} at its output "
-                    f"limit; raise {self.limit_hint}") from None
+                    f"limit{self._cap_words(cap)}; {self._raise_hint()}") from None
             # Never keep a cut-off list: ask for the two halves separately instead.
             first, second = batch.halves()
             log.info("the answer for shots %d-%d was cut off at the output limit; asking for "
                      "%d-%d and %d-%d separately", batch.first_id, batch.last_id,
                      first.first_id, first.last_id, second.first_id, second.last_id)
-            head = self._plan_batch(story, graph, first, total, before)
-            return head + self._plan_batch(story, graph, second, total, before + head)
+            head = self._plan_batch(story, graph, first, total, before, job=job, fraction=fraction)
+            return head + self._plan_batch(story, graph, second, total, before + head,
+                                           job=job, fraction=fraction)
 
     def _ask_whole(self, messages: list[dict[str, str]], stage: str,
-                   check: Callable[[dict[str, Any]], T]) -> T:
+                   check: Callable[[dict[str, Any]], T], *, cap: int | None = None, job: Any = None) -> T:
         try:
-            return self._ask(messages, stage, check)
+            return self._ask(messages, stage, check, cap=cap, job=job)
         except Truncated:
             raise StageError(f"{self._who()} cut off its {stage.replace('_', ' ')} at its output "
-                             f"limit; raise {self.limit_hint}") from None
+                             f"limit{self._cap_words(cap)}; {self._raise_hint()}") from None
+
+    @staticmethod
+    def _cap_words(cap: int | None) -> str:
+        return f" of {cap:,} tokens" if cap else ""
+
+    def _raise_hint(self) -> str:
+        """What to do about an answer cut off at the output limit: the cap option, by name."""
+        return (f"raise it with -o {self.name}.{self.cap_option}=N (0: no cap) or raise "
+                f"{self.limit_hint}, then `reelforge resume`")
+
+    def _chat_waiting(self, messages: list[dict[str, str]], stage: str, cap: int | None,
+                      job: Any, fraction: float) -> Reply:
+        """``_chat``, telling ``job`` every ``wait_tick_s`` how long the model has been
+        working, so a slow or runaway model is seen at work rather than as silence."""
+        if job is None:
+            return self._chat(messages, stage, cap)
+        answered = threading.Event()
+        started = self.clock()
+        model = getattr(self.options, "model", "") or self.name
+
+        def report() -> None:
+            while not answered.wait(self.wait_tick_s):
+                try:
+                    job.progress(fraction, f"waiting {self.clock() - started:.0f}s for {model}")
+                except Exception as exc:  # an observer's bug must not cost the answer
+                    log.debug("progress report failed: %s", exc)
+                    return
+
+        ticker = threading.Thread(target=report, name="reelforge-llm-wait", daemon=True)
+        ticker.start()
+        try:
+            return self._chat(messages, stage, cap)
+        finally:
+            answered.set()
+            ticker.join()
 
     def _ask(self, messages: list[dict[str, str]], stage: str,
-             check: Callable[[dict[str, Any]], T]) -> T:
-        """Ask, check the answer, and send errors back for repair up to MAX_REPAIRS times."""
+             check: Callable[[dict[str, Any]], T], *, cap: int | None = None, job: Any = None,
+             fraction: float = 0.0) -> T:
+        """Ask, check the answer, and send errors back for repair up to MAX_REPAIRS times.
+        An answer cut off at the output limit is never sent again as it was (Truncated)."""
         messages = list(messages)
         error = ""
         for attempt in range(MAX_REPAIRS + 1):
-            reply = self._chat(messages, stage)
+            reply = self._chat_waiting(messages, stage, cap, job, fraction)
             self._count(reply)
             if reply.truncated:
                 raise Truncated()

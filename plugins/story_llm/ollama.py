@@ -40,7 +40,7 @@ class OllamaOptions(PlanOptions):
     num_ctx: int = 8192
     "Context window in tokens. Ollama's own default is small enough to cut a shot plan short."
     num_predict: int | None = None
-    "Cap on tokens per answer; unset leaves Ollama's default."
+    "Cap on tokens per answer (options.num_predict). Unset: a cap fitted to each stage (story 2048; scenes 256 + 160 a scene; shots 256 + 320 a shot asked for); 0: no cap, Ollama's default."
     api_key_env: str = ""
     "An environment variable holding a key, for an Ollama behind an authenticating proxy or ollama.com (sent as a Bearer token; never saved). Empty: no key is sent."
 
@@ -51,7 +51,8 @@ class OllamaStory(ChatStoryWriter):
     name: ClassVar[str] = "ollama"
     Options: ClassVar[type] = OllamaOptions
     label: ClassVar[str] = "Ollama"
-    limit_hint: ClassVar[str] = "the num_ctx option (and num_predict, if set)"
+    limit_hint: ClassVar[str] = "the num_ctx option (the context window)"
+    cap_option: ClassVar[str] = "num_predict"
     key_hint: ClassVar[str] = "an environment variable named by -o ollama.api_key_env=VAR"
 
     def __init__(self, options: OllamaOptions | None = None):
@@ -87,13 +88,13 @@ class OllamaStory(ChatStoryWriter):
         register_secret(key)
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    def _payload(self, messages: list[dict[str, str]], stage: str) -> dict[str, Any]:
+    def _payload(self, messages: list[dict[str, str]], stage: str, cap: int | None = None) -> dict[str, Any]:
         opts = self.options
         options: dict[str, Any] = {"temperature": opts.temperature, "num_ctx": opts.num_ctx}
         if opts.seed is not None:
             options["seed"] = opts.seed
-        if opts.num_predict:
-            options["num_predict"] = opts.num_predict
+        if cap:
+            options["num_predict"] = cap
         return {
             "model": opts.model,
             "messages": messages,
@@ -102,12 +103,12 @@ class OllamaStory(ChatStoryWriter):
             "options": options,
         }
 
-    def _chat(self, messages: list[dict[str, str]], stage: str) -> Reply:
+    def _chat(self, messages: list[dict[str, str]], stage: str, cap: int | None = None) -> Reply:
         from .transport import BadRequest, preview
 
         while True:
             try:
-                data = self._http().post("/api/chat", self._payload(messages, stage),
+                data = self._http().post("/api/chat", self._payload(messages, stage, cap),
                                          refused=_refused_format)
                 break
             except BadRequest as exc:

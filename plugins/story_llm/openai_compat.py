@@ -33,7 +33,7 @@ class OpenAIOptions(PlanOptions):
     api_key_env: str = "OPENAI_API_KEY"
     "The environment variable holding the API key (sent as a Bearer token; never saved)."
     max_tokens: int | None = None
-    "Cap on tokens per answer; unset leaves the server's default."
+    "Cap on tokens per answer (max_tokens in the request). Unset: a cap fitted to each stage (story 2048; scenes 256 + 160 a scene; shots 256 + 320 a shot asked for); 0: no cap, the server's default."
     json_mode: str = "json_schema"
     "How to ask for JSON: json_schema (strict), json_object, or none (prompt only). A server "
     "that refuses json_schema is asked again with json_object automatically."
@@ -57,7 +57,8 @@ class OpenAIStory(ChatStoryWriter):
     name: ClassVar[str] = "openai"
     Options: ClassVar[type] = OpenAIOptions
     label: ClassVar[str] = "OpenAI-compatible server"
-    limit_hint: ClassVar[str] = "the max_tokens option (or the server's context size)"
+    limit_hint: ClassVar[str] = "the server's context size"
+    cap_option: ClassVar[str] = "max_tokens"
     key_hint: ClassVar[str] = ("the environment variable named by openai.api_key_env "
                                "(OPENAI_API_KEY by default)")
 
@@ -105,14 +106,14 @@ class OpenAIStory(ChatStoryWriter):
         key = self._api_key()
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    def _payload(self, messages: list[dict[str, str]], stage: str) -> dict[str, Any]:
+    def _payload(self, messages: list[dict[str, str]], stage: str, cap: int | None = None) -> dict[str, Any]:
         opts = self.options
         payload: dict[str, Any] = {"model": opts.model, "messages": messages,
                                    "temperature": opts.temperature}
         if opts.seed is not None:
             payload["seed"] = opts.seed
-        if opts.max_tokens:
-            payload["max_tokens"] = opts.max_tokens
+        if cap:
+            payload["max_tokens"] = cap
         if self._mode == "json_schema":
             payload["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": stage, "strict": True, "schema": SCHEMAS[stage]}}
@@ -120,12 +121,12 @@ class OpenAIStory(ChatStoryWriter):
             payload["response_format"] = {"type": "json_object"}
         return payload
 
-    def _chat(self, messages: list[dict[str, str]], stage: str) -> Reply:
+    def _chat(self, messages: list[dict[str, str]], stage: str, cap: int | None = None) -> Reply:
         from .transport import BadRequest
 
         while True:
             try:
-                data = self._http().post("/chat/completions", self._payload(messages, stage),
+                data = self._http().post("/chat/completions", self._payload(messages, stage, cap),
                                          refused=_refused_response_format)
                 break
             except BadRequest as exc:

@@ -31,6 +31,8 @@ class Canned:
     flood_bytes: int = 0
     "Hostile: send this many bytes of chunked junk instead of the body, with no length."
     content_type: str = "application/json"
+    gate: threading.Event | None = None
+    "Hold the answer until this is set (at most 60 s): a model still working, ended by the test."
 
 
 @attrs.define
@@ -124,6 +126,8 @@ class FakeServer:
                                                     "code": None}})
                 if canned.delay:
                     time.sleep(canned.delay)
+                if canned.gate is not None:
+                    canned.gate.wait(60)
                 payload = canned.body if isinstance(canned.body, str) else json.dumps(canned.body)
                 data = payload.encode()
                 server.sent = 0

@@ -38,7 +38,7 @@ def test_three_stages_request_and_result(fake_server):
     assert "authorization" not in first.headers
     assert first.body["stream"] is False
     assert first.body["format"] == SCHEMAS["story"]
-    assert first.body["options"] == {"temperature": 0.1, "num_ctx": 16384, "seed": 3}
+    assert first.body["options"] == {"temperature": 0.1, "num_ctx": 16384, "seed": 3, "num_predict": 2048}
     assert [r.body["format"] for r in fake_server.requests] == [
         SCHEMAS["story"], SCHEMAS["scene_graph"], SCHEMAS["shot_plan"]]
 
