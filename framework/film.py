@@ -101,7 +101,10 @@ def music_file(root: Path, name: Any, source: Path) -> Path:
     film: it must be ``music.<ext>`` at the session root, as :func:`adopt_music` names it,
     and it goes through the one containment check every stored path gets. Anything else is
     a SessionCorruptError naming ``source`` (the meta), so nothing outside is ever read."""
-    path = contained(root, name, source=source)
+    try:
+        path = contained(root, name, source=source)
+    except SessionCorruptError as exc:
+        raise SessionCorruptError(source, f"film_settings.music: {exc.reason}") from None
     if not MUSIC_FILE.fullmatch(name):
         raise SessionCorruptError(source, f"film_settings.music {name!r} is not a music file of the "
                                           f"session (music.<ext> at its root); run again with --music FILE")
