@@ -108,7 +108,7 @@ def test_a_symlinked_music_file_is_refused_and_never_followed(out, with_music, f
     assert not (tmp_path / "copy.wav").exists()
 
 
-def test_the_music_is_copied_in_under_its_one_name_and_the_film_uses_it(out, with_music, tmp_path):
+def test_the_music_is_copied_in_under_its_one_name_and_bundled(out, with_music, tmp_path):
     assert sorted(p.name for p in with_music.path.glob("music*")) == ["music.wav"]
     bundle = tmp_path / "bundle"
     assert invoke(out, "export", with_music.session_id, "--bundle", str(bundle)).exit_code == 0
