@@ -208,6 +208,9 @@ def older(echoed, tmp_path):
     copy = out / "sessions" / path.name
     for name in ("story.json", "shots.json", "film.vtt", "film.srt"):
         (copy / name).write_text((copy / name).read_text().replace("***", KEY))
+    shots = json.loads((copy / "shots.json").read_text())
+    shots["shots"][0]["description"] = f"shot 1 with {KEY}"  # shown by `sessions view`
+    (copy / "shots.json").write_text(json.dumps(shots))
     for f in copy.glob("index.html"):
         f.unlink()
     assert files_holding(copy, KEY)
@@ -229,6 +232,8 @@ def test_a_key_an_older_version_saved_is_not_published_by_report_or_export(older
         assert KEY not in proc.stdout + proc.stderr
     assert not files_holding(exports, KEY)
     assert json.loads((exports / "bundle" / "story.json").read_text())["title"] == "The *** Keeper"
+    proc = _reelforge("sessions", "view", "latest", "--output-dir", str(out), cwd=tmp_path)
+    assert proc.returncode == 0 and KEY not in proc.stdout + proc.stderr, proc.stderr
 
 
 def test_the_served_pages_and_state_show_no_key_an_older_version_saved(older, monkeypatch):
