@@ -25,9 +25,9 @@ from typing import Any, Callable
 import attrs
 
 from .errors import ReelforgeError, SessionCorruptError
+from .film import music_file
 from .redact import for_terminal, redact, redact_data
 from .safefs import O_BINARY, O_NOFOLLOW, atomic_write_text, contained, fsync_dir
-from .film import music_file
 from .session import DONE, FILM_NAME, Session
 
 #: The columns of a prompts export, in order.

@@ -293,7 +293,5 @@ def learn_secrets(meta: Any = None) -> None:
     ``api_key_env`` is there even at its default: report and export load no plugin for it."""
     from .redact import register_env_secrets
 
-    manager = _active.get() or (pm if _loaded else None)
-    if manager is None:  # not loaded (report, export stay fast): the recorded options say it
-        manager = new_plugin_manager()
-    register_env_secrets(sorted(key_env_vars(getattr(meta, "backends", None), manager)))
+    # No plugin is loaded for this (report and export stay fast): the recorded options say it.
+    register_env_secrets(sorted(key_env_vars(getattr(meta, "backends", None))))

@@ -31,8 +31,9 @@ _USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/\s:
 
 #: Query parameters that carry a secret in a URL (compared lower-case, ``-`` read as ``_``).
 SECRET_PARAMS = frozenset({"key", "api_key", "apikey", "token", "access_token"})
-# ?api_key=VALUE / &token=VALUE in any text -> ?api_key=***; the value stops at &, #, a quote or space.
-_SECRET_PARAM = re.compile(r"(?P<name>[?&](?:key|api[_-]?key|token|access[_-]token)=)[^&#\s\"']+",
+# ?api_key=VALUE / &token=VALUE in any text -> ?api_key=***. The value stops at &, #, space, a
+# quote or a backslash, so redacting JSON text never eats half of an escape (\").
+_SECRET_PARAM = re.compile(r"(?P<name>[?&](?:key|api[_-]?key|token|access[_-]token)=)[^&#\s\"'\\]+",
                            re.IGNORECASE)
 
 

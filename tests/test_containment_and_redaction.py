@@ -336,3 +336,13 @@ def test_a_complete_last_journal_line_that_fails_validation_is_warned_about(out,
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         store.load(s.id)
+
+
+def test_a_query_key_in_any_text_is_masked_and_redacted_json_stays_json():
+    from framework.redact import redact
+
+    text = json.dumps({"a": 'GET http://h/v1?api_key=sk-q-123456&m=1 said "no"', "b": 'x?token=abc"def',
+                       "c": "y?access_token=t0k\\nz"})
+    masked = json.loads(redact(text))
+    assert masked == {"a": 'GET http://h/v1?api_key=***&m=1 said "no"', "b": 'x?token=***"def',
+                      "c": "y?access_token=***\\nz"}
