@@ -142,7 +142,10 @@ def session_data(session: Session, media: Callable[[str, str | None], str | None
     and the digest of the file it holds now into the URL a page uses for it (a relative
     path in the report, a server route in the web app; the digest lets a page that
     follows the session see a redone picture under the same name)."""
+    from .plugins import learn_secrets
+
     m = session.meta
+    learn_secrets(m)  # a page may show a key an older version saved: mask it by what the environment holds
 
     def present(path: str | None) -> bool:
         # paths in a loaded session were checked to stay inside it; a link counts as absent

@@ -5,6 +5,9 @@ and an OpenTimelineIO timeline of the clips and the narration.
 The session is only read: it is loaded read-only, every stored path is checked to stay
 inside its folder, files are opened without following links, and what is copied is checked
 against the digest the session recorded for it. Nothing is ever written inside a session.
+Every text an export writes has the keys the environment holds for the backends masked
+(an older reelforge may have saved one), and a CSV cell that a spreadsheet would run as a
+formula is prefixed with a quote.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from typing import Any, Callable
 import attrs
 
 from .errors import ReelforgeError, SessionCorruptError
-from .redact import for_terminal
+from .film import music_file
+from .redact import for_terminal, redact, redact_data
 from .safefs import O_BINARY, O_NOFOLLOW, atomic_write_text, contained, fsync_dir
 from .session import DONE, FILM_NAME, Session
 
@@ -51,13 +55,33 @@ def _plan(session: Session):
     return plan
 
 
+def _publishing(session: Session) -> None:
+    """Before anything of ``session`` leaves it: learn the keys to mask (see plugins.learn_secrets)."""
+    from .plugins import learn_secrets
+
+    learn_secrets(session.meta)
+
+
+#: What a spreadsheet reads as the start of a formula (OWASP's CSV injection list).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """``value`` safe in a CSV cell: text a spreadsheet would run as a formula
+    (``=HYPERLINK(...)``, ``+cmd|...``) gets a leading ``'``, so it is shown, not run."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def prompt_rows(session: Session) -> list[dict[str, Any]]:
     """One row per planned shot: shot, scene, description, the prompts, narration,
-    duration_s and seed, as shots.json holds them."""
-    return [{"shot": s.id, "scene": s.scene_id, "description": s.description,
+    duration_s and seed, as shots.json holds them (secrets masked)."""
+    _publishing(session)
+    return redact_data([{"shot": s.id, "scene": s.scene_id, "description": s.description,
              "image_prompt": s.image_prompt, "motion_prompt": s.motion_prompt,
              "negative_prompt": s.negative_prompt, "narration": s.narration,
-             "duration_s": s.duration_s, "seed": s.seed} for s in _plan(session).shots]
+             "duration_s": s.duration_s, "seed": s.seed} for s in _plan(session).shots])
 
 
 def format_prompts(session: Session, fmt: str, *, terminal: bool = False) -> str:
@@ -68,8 +92,8 @@ def format_prompts(session: Session, fmt: str, *, terminal: bool = False) -> str
     rows = prompt_rows(session)
     if fmt == "json":
         story = session.read_step_output("story")
-        data = {"session": session.id, "idea": session.meta.idea,
-                "title": story.title if story is not None else None, "shots": rows}
+        data = {"session": session.id, "idea": redact(session.meta.idea),
+                "title": redact(story.title) if story is not None else None, "shots": rows}
         return json.dumps(data, indent=2, ensure_ascii=terminal) + "\n"
     clean = (lambda v: for_terminal(v)) if terminal else (lambda v: v)
     if fmt == "csv":
@@ -77,9 +101,9 @@ def format_prompts(session: Session, fmt: str, *, terminal: bool = False) -> str
         writer = csv.DictWriter(buf, fieldnames=PROMPT_FIELDS)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: clean(v) if isinstance(v, str) else v for k, v in row.items()})
+            writer.writerow({k: csv_cell(clean(v)) if isinstance(v, str) else v for k, v in row.items()})
         return buf.getvalue()
-    lines = [clean(f"Session {session.id}: {session.meta.idea}"), ""]
+    lines = [clean(f"Session {session.id}: {redact(session.meta.idea)}"), ""]
     for row in rows:
         lines.append(clean(f"Shot {row['shot']} (scene {row['scene']}, {row['duration_s']:g} s, seed {row['seed']})"))
         for key, label in (("description", "Description"), ("image_prompt", "Image prompt"),
@@ -143,8 +167,31 @@ def _open_source(session: Session, rel: str, under: tuple[str, ...] | None) -> i
     return fd
 
 
+#: Bundle files that are text a key could hide in (the story files, the subtitles): copied
+#: with secrets masked (no digest is recorded for them, so none is broken).
+TEXT_KINDS = frozenset({"story", "scenes", "shots", "subtitles"})
+
+
+def _copy_text(session: Session, src: _Source, dest: Path, under: tuple[str, ...] | None) -> tuple[str, int]:
+    fd = _open_source(session, src.rel, under)
+    with os.fdopen(fd, "rb") as fin:
+        data = fin.read()
+    try:
+        data = redact(data.decode("utf-8")).encode("utf-8")
+    except UnicodeDecodeError:
+        raise ExportError(f"{src.rel} of session {session.id} is not UTF-8 text") from None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest, "xb") as fout:
+        fout.write(data)
+        fout.flush()
+        os.fsync(fout.fileno())
+    return hashlib.sha256(data).hexdigest(), len(data)
+
+
 def _copy(session: Session, src: _Source, dest: Path, under: tuple[str, ...] | None) -> tuple[str, int]:
     """Copy one file of the session to ``dest``, hashing it; checks the recorded digest."""
+    if src.kind in TEXT_KINDS and src.sha256 is None:
+        return _copy_text(session, src, dest, under)
     fd = _open_source(session, src.rel, under)
     h = hashlib.sha256()
     size = 0
@@ -216,7 +263,7 @@ def bundle_sources(session: Session) -> tuple[list[_Source], list[str]]:
         else:
             missing.append(name)
     music = m.film_settings.get("music")
-    if film_done and isinstance(music, str) and "/" not in music and os.path.lexists(session.path / music):
+    if film_done and music is not None and os.path.lexists(music_file(session.path, music, session.meta_path)):
         sources.append(_Source(music, music, "music", "the film's music bed"))
     return sources, missing
 
@@ -236,6 +283,7 @@ def write_bundle(session: Session, dest: Path, *, timeline: bool = True) -> Bund
     into place at the end, so it appears whole or not at all."""
     dest = Path(dest)
     check_outside(session, dest, "the bundle folder")
+    _publishing(session)
     try:
         st = os.lstat(dest)
     except FileNotFoundError:
@@ -287,7 +335,8 @@ def write_bundle(session: Session, dest: Path, *, timeline: bool = True) -> Bund
                       for s in session.meta.shots],
             "files": files, "missing": missing,
         }
-        atomic_write_text(work / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        atomic_write_text(work / "manifest.json",
+                          redact(json.dumps(manifest, indent=2, ensure_ascii=False)) + "\n")
         for folder, _dirs, _names in os.walk(work):
             fsync_dir(Path(folder))
         if st is not None:
@@ -395,9 +444,12 @@ def build_timeline(session: Session, url_for: Callable[[str], str | None]):
 
 
 def timeline_json(session: Session, url_for: Callable[[str], str | None]) -> str:
+    """The timeline as OTIO JSON, secrets masked (it carries the prompts and lines)."""
     import opentimelineio as otio
 
-    return otio.adapters.write_to_string(build_timeline(session, url_for), "otio_json")
+    _publishing(session)
+    # As with the meta: masks hold no JSON syntax, so the text is redacted in one pass.
+    return redact(otio.adapters.write_to_string(build_timeline(session, url_for), "otio_json"))
 
 
 def write_timeline(session: Session, target: Path) -> Path:

@@ -11,7 +11,9 @@ or music file rebuilds it and nothing else.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import stat
 import threading
 import time
 from pathlib import Path
@@ -19,15 +21,17 @@ from typing import Any
 
 import attrs
 
-from .errors import ConfigError, StageError
+from .errors import ConfigError, SessionCorruptError, StageError
 from .records import ShotPlan, Story
-from .safefs import sha256_file
+from .safefs import contained, open_nofollow, sha256_file
 
 TRANSITIONS = ("cut", "crossfade")
 SUBTITLES = ("auto", "none", "soft", "burn")
 #: A music file bigger than this is refused (it is copied into the session).
 MAX_MUSIC_BYTES = 200 * 1024 * 1024
 MUSIC_NAME = "music"
+#: The only names a music bed has in a session: ``music.<ext>`` at its root (adopt_music's names).
+MUSIC_FILE = re.compile(r"music\.[a-z0-9]{1,7}", re.ASCII)
 #: Seconds of picture after a shot's narration ends (the runner asks renderers for this too).
 NARRATION_PAD_S = 0.5
 
@@ -82,12 +86,62 @@ def adopt_music(session_path: Path, source: str | os.PathLike) -> str:
     if st.st_size > MAX_MUSIC_BYTES:
         raise ConfigError(f"--music {source}: {st.st_size / 2**20:.0f} MiB is more than the "
                           f"{MAX_MUSIC_BYTES // 2**20} MiB accepted")
-    suffix = "".join(c for c in src.suffix.lower()[:8] if c.isalnum() or c == ".") or ".audio"
-    name = f"{MUSIC_NAME}{suffix}"
+    suffix = "".join(c for c in src.suffix.lower()[1:8] if c.isascii() and c.isalnum()) or "audio"
+    name = f"{MUSIC_NAME}.{suffix}"
     from .safefs import atomic_write_bytes
 
     atomic_write_bytes(session_path / name, src.read_bytes())
     return name
+
+
+def music_file(root: Path, name: Any, source: Path) -> Path:
+    """The music bed ``name`` (as a session's film settings record it) inside ``root``.
+
+    A meta may come from anywhere (copied, shared, edited), and its music is mixed into the
+    film: it must be ``music.<ext>`` at the session root, as :func:`adopt_music` names it,
+    and it goes through the one containment check every stored path gets. Anything else is
+    a SessionCorruptError naming ``source`` (the meta), so nothing outside is ever read."""
+    try:
+        path = contained(root, name, source=source)
+    except SessionCorruptError as exc:
+        raise SessionCorruptError(source, f"film_settings.music: {exc.reason}") from None
+    if not MUSIC_FILE.fullmatch(name):
+        raise SessionCorruptError(source, f"film_settings.music {name!r} is not a music file of the "
+                                          f"session (music.<ext> at its root); run again with --music FILE")
+    return path
+
+
+def _check_music(path: Path) -> None:
+    """The music bed is a regular file, not a link (a link is never followed)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise StageError(f"the film's music {path} is missing; run again with --music FILE") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise SessionCorruptError(path, "the music file is a symbolic link; reelforge never follows links "
+                                        "in a session folder: run again with --music FILE")
+    if not stat.S_ISREG(st.st_mode):
+        raise SessionCorruptError(path, "the music file is not a regular file; run again with --music FILE")
+
+
+def copy_music(path: Path, dest: Path, expected_sha256: str) -> Path:
+    """Copy the session's music bed to ``dest`` (the film's scratch folder), opened without
+    following a link, and check it is the file the film's fingerprint was made from: ffmpeg
+    opens only the copy, so a link swapped in after the check is never read."""
+    import hashlib
+
+    h = hashlib.sha256()
+    fd = open_nofollow(path, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as fin:
+        if not stat.S_ISREG(os.fstat(fin.fileno()).st_mode):
+            raise SessionCorruptError(path, "the music file is not a regular file; run again with --music FILE")
+        with open(dest, "xb") as fout:
+            for chunk in iter(lambda: fin.read(1 << 20), b""):
+                h.update(chunk)
+                fout.write(chunk)
+    if h.hexdigest() != expected_sha256:
+        raise StageError(f"the film's music {path} changed while the film was being made; run again")
+    return dest
 
 
 @attrs.frozen
@@ -103,6 +157,8 @@ class FilmInputs:
     story: Story | None
     music: Path | None
     fingerprint: str
+    music_sha256: str | None = None
+    "The music bed's digest, as it went into the fingerprint (its copy is checked against it)."
 
 
 def gather(session, plan: ShotPlan, settings: FilmSettings, story: Story | None, narrated: bool) -> FilmInputs:
@@ -131,13 +187,14 @@ def gather(session, plan: ShotPlan, settings: FilmSettings, story: Story | None,
         voices.append(voice)
         parts.append([st.video.sha256, st.narration.sha256 if voice else None,
                       " ".join(shot.narration.split()) if voice else None])
-    music = session.path / settings.music if settings.music else None
-    if music is not None and not music.is_file():
-        raise StageError(f"the film's music {music} is missing; run again with --music FILE")
+    music = music_file(session.path, settings.music, session.meta_path) if settings.music else None
+    if music is not None:
+        _check_music(music)
+    music_sha = sha256_file(music) if music else None  # opened without following a link
     cards = [story.title, story.logline] if settings.cards and story is not None else None
     fp = fingerprint(stage="film", shots=parts, settings=attrs.asdict(settings), cards=cards,
-                     music=sha256_file(music) if music else None, version=2)
-    return FilmInputs(tuple(clips), tuple(facts), tuple(voices), settings, story, music, fp)
+                     music=music_sha, version=2)
+    return FilmInputs(tuple(clips), tuple(facts), tuple(voices), settings, story, music, fp, music_sha)
 
 
 def make(inputs: FilmInputs, out: Path, work: Path, *, cancelled: threading.Event,
@@ -191,7 +248,10 @@ def make(inputs: FilmInputs, out: Path, work: Path, *, cancelled: threading.Even
         at = start + (fade if start > 0 else 0.0)  # speak once the crossfade into the shot is over
         voices.append(st.Voice(wav, at))
         lines.append((at, seconds, text))
-    audio = st.build_audio(work / "audio.wav", total, voices, music=inputs.music, music_db=s.music_db,
+    music = None
+    if inputs.music is not None:
+        music = copy_music(inputs.music, work / f"bed{inputs.music.suffix}", inputs.music_sha256 or "")
+    audio = st.build_audio(work / "audio.wav", total, voices, music=music, music_db=s.music_db,
                            cancelled=cancelled)
     made: dict[str, Path] = {}
     mode = s.subtitle_mode(bool(lines))

@@ -241,3 +241,57 @@ def plugin_commands(manager: pluggy.PluginManager | None = None) -> dict[str, li
             continue
         found.setdefault(impl.plugin_name, []).extend(sorted(group.commands))
     return found
+
+
+# -- the keys a session's pages must never show ------------------------------------------
+
+def is_key_env_field(field: attrs.Attribute) -> bool:
+    """Whether an Options field names the environment variable a backend reads its key
+    from (llm's ``key_env_var``): marked ``{"key_env": True}``, or named ``key_env`` or
+    ``*_key_env`` (``api_key_env``)."""
+    return bool(field.metadata.get("key_env")) or field.name == "key_env" or field.name.endswith("_key_env")
+
+
+def key_env_vars(recorded: dict[str, Any] | None = None, manager: pluggy.PluginManager | None = None) -> set[str]:
+    """The environment variables that may hold a backend's key: those every registered
+    backend names (a class's ``key_env_vars`` and its key-env options' defaults) and those a
+    session's recorded backend options name (``recorded``: kind -> BackendChoice)."""
+    names: set[str] = set()
+    classes: dict[str, type] = {}
+    for kind in KINDS:
+        try:
+            found = backends(kind, manager)
+        except ConfigError:  # two plugins claim a name: what each names is still known below
+            continue
+        for reg in found.values():
+            classes.setdefault(f"{kind}:{reg.name}", reg.cls)
+            names.update(n for n in getattr(reg.cls, "key_env_vars", ()) or () if isinstance(n, str))
+            opt_cls = getattr(reg.cls, "Options", None)
+            if opt_cls is not None and attrs.has(opt_cls):
+                names.update(f.default for f in attrs.fields(opt_cls)
+                             if is_key_env_field(f) and isinstance(f.default, str))
+    for kind, choice in (recorded or {}).items():
+        options = getattr(choice, "options", None)
+        if not isinstance(options, dict):
+            continue
+        opt_cls = getattr(classes.get(f"{kind}:{getattr(choice, 'name', '')}"), "Options", None)
+        fields = attrs.fields_dict(opt_cls) if opt_cls is not None and attrs.has(opt_cls) else {}
+        for key, value in options.items():
+            field = fields.get(key)
+            marked = is_key_env_field(field) if field is not None else (key == "key_env" or key.endswith("_key_env"))
+            if marked and isinstance(value, str):
+                names.add(value)
+    names.discard("")
+    return names
+
+
+def learn_secrets(meta: Any = None) -> None:
+    """Register as secrets the keys the environment holds for the backends ``meta`` (a
+    session's Meta) recorded, and for every registered backend once plugins are loaded,
+    so what shows a session without running it (report, serve, export) masks a key an
+    older reelforge saved in it. A session records each backend's options in full, so
+    ``api_key_env`` is there even at its default: report and export load no plugin for it."""
+    from .redact import register_env_secrets
+
+    # No plugin is loaded for this (report and export stay fast): the recorded options say it.
+    register_env_secrets(sorted(key_env_vars(getattr(meta, "backends", None))))

@@ -2,17 +2,18 @@
 
 Backends call :func:`register_secret` with every secret they hold (an API key read from the
 environment, a token); the session store, the CLI and the log handlers pass text through
-:func:`redact` before it reaches a file or the terminal. ``user:password@`` in any URL is
-redacted too, registered or not.
+:func:`redact` before it reaches a file or the terminal. ``user:password@`` and secret-looking
+query parameters (``?api_key=...``) in any URL are redacted too, registered or not.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import urllib.parse
-from typing import Any
+from typing import Any, Iterable
 
 #: What a secret is replaced with.
 MASK = "***"
@@ -26,6 +27,14 @@ _pattern: re.Pattern[str] | None = None
 # scheme://user:password@host -> scheme://user:***@host (also without a user name).
 # Quotes never belong to the match, so redacting JSON text never crosses into another value.
 _USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/\s:@\"']*):(?P<pw>[^/\s@\"']+)@")
+
+
+#: Query parameters that carry a secret in a URL (compared lower-case, ``-`` read as ``_``).
+SECRET_PARAMS = frozenset({"key", "api_key", "apikey", "token", "access_token"})
+# ?api_key=VALUE / &token=VALUE in any text -> ?api_key=***. The value stops at &, #, space, a
+# quote or a backslash, so redacting JSON text never eats half of an escape (\").
+_SECRET_PARAM = re.compile(r"(?P<name>[?&](?:key|api[_-]?key|token|access[_-]token)=)[^&#\s\"'\\]+",
+                           re.IGNORECASE)
 
 
 def register_secret(value: str | None) -> None:
@@ -43,6 +52,15 @@ def register_secret(value: str | None) -> None:
         _secrets.update(f for f in forms if len(f) >= MIN_SECRET_LEN)
         # Longest first, so a secret containing another is masked whole.
         _pattern = re.compile("|".join(re.escape(s) for s in sorted(_secrets, key=len, reverse=True)))
+
+
+def register_env_secrets(names: Iterable[str]) -> None:
+    """Treat the values of the environment variables ``names`` as secrets (those that are
+    set). What publishes a session without running a backend (a report, a page, an export)
+    learns the keys this way, so a key an older version saved is still masked."""
+    for name in names:
+        if isinstance(name, str) and name:
+            register_secret(os.environ.get(name))
 
 
 def forget_secrets() -> None:
@@ -63,6 +81,8 @@ def redact(text: Any) -> Any:
         text = pattern.sub(MASK, text)
     if "@" in text and "://" in text:
         text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
+    if "=" in text:
+        text = _SECRET_PARAM.sub(lambda m: f"{m['name']}{MASK}", text)
     return text
 
 
@@ -77,27 +97,58 @@ def redact_data(data: Any) -> Any:
     return data
 
 
-def url_has_credentials(url: Any) -> bool:
-    """Whether ``url`` carries a user name or password (``scheme://user:password@host``)."""
-    if not isinstance(url, str) or "@" not in url:
-        return False
+def secret_params(url: Any) -> list[str]:
+    """The query parameters of ``url`` that look like they carry a secret (``?api_key=``,
+    ``key``, ``apikey``, ``token``, ``access_token``), as written in the URL."""
+    if not isinstance(url, str) or "=" not in url:
+        return []
     try:
-        parts = urllib.parse.urlsplit(url.strip())
+        query = urllib.parse.urlsplit(url.strip()).query
     except ValueError:
-        return "@" in url.split("?", 1)[0]
-    return "@" in parts.netloc
+        query = url.partition("?")[2]
+    names = [name for name, _ in urllib.parse.parse_qsl(query, keep_blank_values=True)]
+    return [n for n in names if n.strip().lower().replace("-", "_") in SECRET_PARAMS]
+
+
+def url_credentials(url: Any) -> str | None:
+    """What secret ``url`` carries, said for a message ("a user name or password", "a key
+    in its query (api_key=)"), or None. URLs are saved with a session: no secret may be in one."""
+    if not isinstance(url, str):
+        return None
+    if "@" in url:
+        try:
+            userinfo = "@" in urllib.parse.urlsplit(url.strip()).netloc
+        except ValueError:
+            userinfo = "@" in url.split("?", 1)[0]
+        if userinfo:
+            return "a user name or password"
+    params = secret_params(url)
+    if params:
+        return f"a key in its query ({', '.join(f'{p}=' for p in dict.fromkeys(params))})"
+    return None
+
+
+def url_has_credentials(url: Any) -> bool:
+    """Whether ``url`` carries a user name or password (``scheme://user:password@host``) or
+    a secret-looking query parameter (``?api_key=...``)."""
+    return url_credentials(url) is not None
 
 
 def mask_url_credentials(url: str) -> str:
-    """``url`` with its whole user-info part (name and password) replaced by ``***``."""
+    """``url`` with its whole user-info part (name and password) and the values of its
+    secret-looking query parameters replaced by ``***``."""
     try:
         parts = urllib.parse.urlsplit(url.strip())
     except ValueError:
         return MASK
-    if "@" not in parts.netloc:
-        return redact(url)
-    host = parts.netloc.rsplit("@", 1)[1]
-    return redact(urllib.parse.urlunsplit(parts._replace(netloc=f"{MASK}@{host}")))
+    if "@" in parts.netloc:
+        host = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{MASK}@{host}")
+    if parts.query:
+        pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        masked = [(n, MASK if n.strip().lower().replace("-", "_") in SECRET_PARAMS else v) for n, v in pairs]
+        parts = parts._replace(query=urllib.parse.urlencode(masked, safe="*"))
+    return redact(urllib.parse.urlunsplit(parts))
 
 
 class RedactingFilter(logging.Filter):

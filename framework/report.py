@@ -64,6 +64,12 @@ def _embedded_vtt(session: Session) -> str | None:
         data = fh.read(MAX_EMBEDDED_VTT + 1)
     if len(data) > MAX_EMBEDDED_VTT:
         return None
+    from .redact import redact
+
+    try:  # the lines are the narration: a key an older version saved in one is masked
+        data = redact(data.decode("utf-8")).encode("utf-8")
+    except UnicodeDecodeError:
+        return None
     return "data:text/vtt;base64," + base64.b64encode(data).decode("ascii")
 
 

@@ -696,6 +696,11 @@ class Session:
         if m.film.path is not None and m.film.path != FILM_NAME:
             raise SessionCorruptError(where, f"film path {m.film.path!r} is not {FILM_NAME}")
         self._check_artifact(m.film, None, "film", where, paths=False)
+        music = m.film_settings.get("music")
+        if music is not None:  # mixed into the film: music.<ext> at the session root, nothing else
+            from .film import music_file
+
+            music_file(self.path, music, where)
 
     def _shot_states(self, raw: Any, what: str, *, paths: bool = True) -> list[ShotState]:
         where = self.meta_path
@@ -771,10 +776,16 @@ class Session:
             try:
                 event = parse_json(line, path, f"line {i + 1}: ")
                 self._check_event(event, i + 1)
-            except SessionCorruptError:
-                if last:
-                    break  # a torn final line: the crash hit mid-append, so it never counted
-                raise
+            except SessionCorruptError as exc:
+                if not last:
+                    raise
+                if line.endswith(b"\n"):
+                    # Not a torn append (those never end in a newline): something wrote a bad
+                    # line. Left out like a torn one, but said, so damage is never unseen.
+                    warnings.warn(f"reelforge: {path}: the last line is complete but not a valid "
+                                  f"journal event ({exc.reason}); it is left out"
+                                  f"{' and removed' if repair else ''}", RuntimeWarning, stacklevel=2)
+                break  # a torn final line: the crash hit mid-append, so it never counted
             if not line.endswith(b"\n"):
                 break  # complete JSON but no newline: still a torn append
             good_bytes += len(line)
@@ -850,7 +861,7 @@ class Session:
     def save_step_output(self, step: str, value: Any) -> None:
         """Write story.json/scenes.json/shots.json atomically, then mark the step done."""
         name, _cls = STEP_FILES[step]
-        atomic_write_text(self.path / name, to_json(value))
+        atomic_write_text(self.path / name, redact(to_json(value)))  # as every session file is
         with self._mutex:
             if step == "shots":
                 self._sync_shots(value)

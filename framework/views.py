@@ -77,7 +77,10 @@ def shot_lines(session: Session, width: int = 100) -> list[str]:
 
 
 def render_session(session: Session, width: int = 100) -> str:
+    from .plugins import learn_secrets
+
     m = session.meta
+    learn_secrets(m)  # a key an older version saved in a prompt is masked by for_terminal
     out = [
         f"Session: {m.id}",
         f"Status: {status_label(m.status)}",

@@ -178,6 +178,32 @@ def file_response(path: Path, st: os.stat_result) -> Response:
     return response
 
 
+#: Media that are text (the narration as subtitles): served with secrets masked.
+SUBTITLE_SUFFIXES = {".vtt": "text/vtt", ".srt": "application/x-subrip"}
+#: Larger subtitle files are not served (a film's cues are a few KB).
+MAX_SUBTITLES = 8 << 20
+
+
+def subtitle_response(session: Session, path: Path) -> Response:
+    """A subtitle file, read without following a link, with the keys the environment holds
+    for the backends masked (the lines are the narration an LLM wrote)."""
+    from ..plugins import learn_secrets
+
+    learn_secrets(session.meta)
+    try:
+        fd = os.open(path, os.O_RDONLY | O_NOFOLLOW | O_BINARY)
+    except OSError:
+        raise HTTPException(404) from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise HTTPException(404)
+        data = fh.read(MAX_SUBTITLES + 1)
+    if len(data) > MAX_SUBTITLES:
+        raise HTTPException(404)
+    text = redact(data.decode("utf-8", errors="replace"))
+    return Response(text, media_type=SUBTITLE_SUFFIXES[path.suffix], headers={"cache-control": "no-cache"})
+
+
 def media_file(session_path: Path, rel: str) -> tuple[Path, os.stat_result]:
     """The file ``rel`` names inside the session, checked: a stage folder's file (or one of
     its takes) or the film and its subtitles; no hidden or ``..`` part, no link on the
@@ -310,7 +336,7 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[[], An
             return html("_shots.html", **ctx)
         if part == "action":
             return html("_action.html", **ctx)
-        if part.startswith("shot-") and part[5:].isdigit():
+        if part.startswith("shot-") and part[5:].isascii() and part[5:].isdigit():
             shot = next((s for s in data["shots"] if s["id"] == int(part[5:])), None)
             if shot is not None:
                 return html("_shot.html", shot=shot, **ctx)
@@ -319,6 +345,8 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[[], An
     def media(request: Request) -> Response:
         session = load(request.path_params["sid"])
         path, st = media_file(session.path, request.path_params["path"])
+        if path.suffix in SUBTITLE_SUFFIXES:
+            return subtitle_response(session, path)
         return file_response(path, st)
 
     # -- actions
@@ -412,8 +440,9 @@ def _action(kind: str, form, session: Session) -> tuple[str, Callable[[Any], Any
 
 def _int_field(form, name: str) -> int:
     value = form.get(name)
-    if not isinstance(value, str) or not value.isdigit() or len(value) > 9:
-        raise ValueError(f"{name} must be a whole number")
+    # ASCII digits only: str.isdigit() and int() also take '٣' or '³', which no form sends.
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit() or len(value) > 9:
+        raise ValueError(f"{name} must be a whole number (digits 0-9)")
     return int(value)
 
 

@@ -15,7 +15,7 @@ import attrs
 
 from framework.errors import ConfigError, StageError
 from framework.records import SceneGraph, ShotPlan, Story, converter, structure
-from framework.redact import mask_url_credentials, url_has_credentials
+from framework.redact import mask_url_credentials, url_credentials
 
 from . import prompts
 from .prompts import ShotBatch
@@ -194,11 +194,12 @@ class ChatStoryWriter:
             raise ConfigError(f"{self.name}.target_seconds: {self.options.target_seconds:g}s for "
                               f"{self.options.shots} shots is more than {MAX_DURATION_S:g}s a shot")
         base_url = getattr(self.options, "base_url", "")
-        if url_has_credentials(base_url):
+        carried = url_credentials(base_url)
+        if carried:
             # the options are saved with the session (a resume reuses them): no secrets there
             raise ConfigError(
-                f"{self.name}.base_url {mask_url_credentials(base_url)} carries a user name or "
-                f"password; URLs are saved with the session, so pass it without them and put "
+                f"{self.name}.base_url {mask_url_credentials(base_url)} carries {carried}; "
+                f"URLs are saved with the session, so pass it without them and put "
                 f"the key in {self.key_hint} (sent as a Bearer token)")
 
     # -- before a run ------------------------------------------------------------------

@@ -16,7 +16,7 @@ import httpx
 
 from framework.errors import RetryableServiceError, ServiceError
 from framework.http import MIB, BodyTooLarge, bounded_client, deadline, fetch
-from framework.redact import redact
+from framework.redact import redact, redact_data
 from framework.retry import RetryPolicy, parse_retry_after  # noqa: F401  (re-exported)
 
 log = logging.getLogger("reelforge.story_llm")
@@ -202,4 +202,7 @@ class JSONClient:
         if not isinstance(data, dict):
             raise ServiceError(f"{self.label} at {self.base_url} answered with JSON that is not an "
                                f"object: {preview(data)}", status_code=status, url=url)
-        return data
+        # The one door every LLM answer comes in by: a server (or a model) that echoes the API
+        # key in a 200 answer must not get it into a story, a checkpoint, a log or a page, so
+        # secrets are masked here, before the answer is read, checked or saved.
+        return redact_data(data)
