@@ -18,6 +18,8 @@ import pytest
 
 from framework.session import DONE, SessionStore
 
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ["--story-llm", "crashtest", "--image-gen", "crashtest", "--renderer", "crashtest",
             "--narrator", "crashtest"]
@@ -139,3 +141,173 @@ def _tone(path: Path, seconds: float) -> None:
         w.setframerate(8000)
         w.writeframes(b"".join(struct.pack("<h", int(4000 * math.sin(i * 0.05)))
                                for i in range(int(8000 * seconds))))
+
+
+# -- item 4: `reelforge sessions verify ID [--repair]` ----------------------------------------
+
+def _invoke(out: Path, *args: str):
+    from click.testing import CliRunner
+
+    from framework.cli import cli
+
+    return CliRunner().invoke(cli, [*args, "--output-dir", str(out)], catch_exceptions=False)
+
+
+def _clips_that_differ_by_attempt(renderer) -> None:
+    """Each clip carries its attempt number (MP4 metadata, padded so the tiny fake clip is
+    larger than the 4 KB the tests zero), so a clip made again has a new digest and the
+    film, whose fingerprint holds the clips' digests, must follow."""
+    import imageio_ffmpeg
+
+    plain = renderer.render
+
+    def render(shot, image, job):
+        made = plain(shot, image, job)
+        tagged = made.with_name("tagged.mp4")
+        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(made), "-c", "copy",
+                        "-metadata", f"comment=attempt {job.attempt} " + "~" * 16000, str(tagged)], check=True)
+        os.replace(tagged, made)
+        return made
+
+    renderer.render = render
+
+
+def _files(session: Path) -> dict[str, tuple[int, str]]:
+    """Every artifact file of the session: relative path -> (inode, sha256)."""
+    found = {}
+    for p in session.rglob("*"):
+        rel = p.relative_to(session)
+        if p.is_file() and not {".replaced", ".work"} & set(rel.parts) and rel.suffix != ".jsonl" \
+                and not rel.name.endswith("_meta.json") and rel.name not in (".lock", "index.html"):
+            found[rel.as_posix()] = (p.stat().st_ino, hashlib.sha256(p.read_bytes()).hexdigest())
+    return found
+
+
+def _zero_4k_keeping_mtime(path: Path) -> None:
+    st = path.stat()
+    assert st.st_size > 3 * 4096
+    with open(path, "r+b") as fh:
+        fh.seek(st.st_size // 2)
+        fh.write(b"\0" * 4096)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+
+
+def test_damage_that_keeps_size_and_mtime_is_found_by_verify_and_repair_remakes_exactly_it(out, fakes):
+    from framework.testing import run_session
+
+    _clips_that_differ_by_attempt(fakes.video)
+    sid = run_session(out, "A lighthouse", backends=fakes.backends).session_id
+    session = out / "sessions" / sid
+    clip = session / "videos" / "shot_002.mp4"
+    _zero_4k_keeping_mtime(clip)
+    damaged = clip.read_bytes()
+
+    # resume trusts size + mtime (documented): it skips the clip and keeps the film
+    before = _files(session)
+    calls = len(fakes.video.calls)
+    assert run_session(out, "", backends=fakes.backends, resume=sid).ok
+    assert len(fakes.video.calls) == calls and _files(session) == before
+
+    r = _invoke(out, "sessions", "verify", sid)
+    assert r.exit_code == 1, r.output
+    lines = r.output.splitlines()
+    assert lines[0] == ("BAD videos/shot_002.mp4 (shot 2 clip): damaged: its bytes do not match the recorded "
+                        "sha256 (changed in place)")
+    assert len(lines) == 2 and lines[1].startswith(f"verify: 1 of 10 recorded files of {sid} are missing or damaged")
+    assert f"reelforge sessions verify {sid} --repair" in lines[1]
+    assert clip.read_bytes() == damaged  # verify alone changes no file
+
+    r = _invoke(out, "sessions", "verify", sid, "--repair")
+    assert r.exit_code == 1, r.output
+    (moved,) = (session / "videos" / ".replaced").iterdir()
+    assert f"moved to videos/.replaced/{moved.name}" in r.output and moved.read_bytes() == damaged
+    meta = SessionStore(out).load(sid).meta
+    assert meta.shot(2).video.state == "todo" and meta.status == "IN_PROGRESS"
+    assert meta.last_verify["bad"] == ["videos/shot_002.mp4"] and meta.last_verify["repaired"] is True
+
+    assert run_session(out, "", backends=fakes.backends, resume=sid).ok
+    assert [c[0] for c in fakes.video.calls[calls:]] == [2]  # exactly that clip, once
+    after = _files(session)
+    assert {k for k in before if after.get(k) != before[k]} == {"videos/shot_002.mp4", "film.mp4"}
+    assert set(after) == set(before)
+    r = _invoke(out, "sessions", "verify", sid)
+    assert r.exit_code == 0 and r.output == f"verify: all 10 recorded files of {sid} match their sha256 " \
+                                             f"({sum(os.path.getsize(session / k) for k in after if k not in ('story.json', 'scenes.json', 'shots.json')) / 1e6:,.1f} MB read).\n"
+
+
+def test_verify_names_each_missing_or_damaged_file_and_a_bad_story_file(out, fakes):
+    from framework.testing import run_session
+
+    sid = run_session(out, "A lighthouse", backends=fakes.backends).session_id
+    session = out / "sessions" / sid
+    (session / "images" / "shot_001.png").unlink()
+    with open(session / "film.mp4", "ab") as fh:
+        fh.write(b"x")
+    (session / "scenes.json").write_text("{not json")
+    r = _invoke(out, "sessions", "verify", sid)
+    assert r.exit_code == 1
+    bad = [line for line in r.output.splitlines() if line.startswith("BAD ")]
+    assert bad[0].startswith("BAD scenes.json (scenes.json): ")
+    assert bad[1:] == ["BAD images/shot_001.png (shot 1 image): missing",
+                       f"BAD film.mp4 (film): damaged: {(session / 'film.mp4').stat().st_size:,} bytes, "
+                       f"recorded {(session / 'film.mp4').stat().st_size - 1:,}"]
+    assert "3 of 10 recorded files" in r.output.splitlines()[-1]
+
+
+def test_verify_is_refused_while_a_run_holds_the_session(out, fakes):
+    from framework.testing import run_session
+
+    sid = run_session(out, "A lighthouse", backends=fakes.backends).session_id
+    held = SessionStore(out).open(sid)
+    try:
+        for extra in ((), ("--repair",)):
+            r = _invoke(out, "sessions", "verify", sid, *extra)
+            assert r.exit_code == 1 and "being run by another reelforge process" in r.output
+    finally:
+        held.close()
+    assert SessionStore(out).load(sid).meta.last_verify is None
+
+
+def test_the_report_shows_the_last_verify_or_how_to_run_it(out, fakes):
+    from framework.report import write_report
+    from framework.testing import run_session
+
+    _clips_that_differ_by_attempt(fakes.video)
+    sid = run_session(out, "A lighthouse", backends=fakes.backends).session_id
+    page = write_report(SessionStore(out).load(sid)).read_text()
+    assert 'data-verify="never"' in page and f"reelforge sessions verify {sid}" in page
+    _zero_4k_keeping_mtime(out / "sessions" / sid / "videos" / "shot_003.mp4")
+    assert _invoke(out, "sessions", "verify", sid).exit_code == 1
+    page = write_report(SessionStore(out).load(sid)).read_text()
+    assert 'data-verify="bad"' in page and "1 bad (videos/shot_003.mp4)" in page
+    assert "Verify files</button>" not in page  # a file page has no buttons
+
+
+def test_serve_has_a_verify_button_that_runs_verify_and_shows_the_result(out, fakes):
+    from starlette.testclient import TestClient
+
+    from framework.runner import Runner
+    from framework.testing import run_session
+    from framework.web.app import create_app
+
+    _clips_that_differ_by_attempt(fakes.video)
+    sid = run_session(out, "A lighthouse", backends=fakes.backends).session_id
+    _zero_4k_keeping_mtime(out / "sessions" / sid / "videos" / "shot_001.mp4")
+    token = "test-token-0123456789"
+    c = TestClient(create_app(out, csrf_token=token, runner_factory=lambda: Runner(out)),
+                   base_url="http://127.0.0.1:8765")
+    page = c.get(f"/s/{sid}").text
+    assert f'action="/s/{sid}/verify" data-action="verify"' in page and 'data-verify="never"' in page
+    assert c.post(f"/s/{sid}/verify", data={"csrf": "wrong"}).status_code == 403
+    r = c.post(f"/s/{sid}/verify", data={"csrf": token}, headers={"Accept": "application/json"})
+    assert r.status_code == 202, r.text
+    deadline = time.monotonic() + 60
+    while (state := c.get(f"/s/{sid}/state.json").json())["action"]["running"]:
+        assert time.monotonic() < deadline, state
+        time.sleep(0.05)
+    last = state["action"]["last"]
+    assert last["ok"] is False and "1 of 10 recorded files" in last["message"], last
+    page = c.get(f"/s/{sid}").text
+    assert 'data-verify="bad"' in page and "videos/shot_001.mp4" in page
+    assert SessionStore(out).load(sid).meta.shot(1).video.state == "done"  # the button never repairs
