@@ -311,3 +311,26 @@ def test_serve_has_a_verify_button_that_runs_verify_and_shows_the_result(out, fa
     page = c.get(f"/s/{sid}").text
     assert 'data-verify="bad"' in page and "videos/shot_001.mp4" in page
     assert SessionStore(out).load(sid).meta.shot(1).video.state == "done"  # the button never repairs
+
+
+def test_a_repaired_image_made_again_with_the_same_bytes_leaves_its_clip_and_the_film(out, fakes):
+    """The fingerprints decide what follows a repair: the fake image generator draws the same
+    picture again, so the clip's inputs (the image's digest) are unchanged and so is the film."""
+    from framework.testing import run_session
+
+    sid = run_session(out, "A lighthouse", backends=fakes.backends).session_id
+    session = out / "sessions" / sid
+    image = session / "images" / "shot_003.png"
+    st = image.stat()
+    image.write_bytes(b"\0" * st.st_size)
+    os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns))
+    before = _files(session)
+    images, clips = len(fakes.image.calls), len(fakes.video.calls)
+    r = _invoke(out, "sessions", "verify", sid, "--repair")
+    assert r.exit_code == 1 and r.output.startswith("BAD images/shot_003.png (shot 3 image): damaged")
+    assert run_session(out, "", backends=fakes.backends, resume=sid).ok
+    assert [c[0] for c in fakes.image.calls[images:]] == [3] and len(fakes.video.calls) == clips
+    after = _files(session)
+    assert {k for k in before if after[k] != before[k]} == {"images/shot_003.png"}
+    assert after["images/shot_003.png"][1] != before["images/shot_003.png"][1]  # the good picture is back
+    assert _invoke(out, "sessions", "verify", sid).exit_code == 0
