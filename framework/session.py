@@ -404,20 +404,21 @@ class VerifyReport:
         read = f"{self.bytes_read / 1e6:,.1f} MB read"
         if self.ok:
             return f"verify: all {self.checked} recorded files of {self.session_id} match their sha256 ({read})."
-        text = f"verify: {len(self.bad)} of {self.checked} recorded files of {self.session_id} are missing or damaged ({read})."
+        sid = self.session_id
+        text = f"verify: {len(self.bad)} of {self.checked} recorded files of {sid} are missing or damaged ({read})."
         if self.repaired:
-            return f"{text} They are set aside and marked todo: `reelforge resume {self.session_id}` makes exactly them again."
-        return f"{text} Set them aside and have them made again: reelforge sessions verify {self.session_id} --repair"
+            return f"{text} They are set aside and marked todo: `reelforge resume {sid}` makes exactly them again."
+        return f"{text} Set them aside and have them made again: reelforge sessions verify {sid} --repair"
 
 
 def verify_summary(meta: Meta) -> dict[str, Any]:
     """The last verify as a line for `report` and `serve`: ``{state, text}``, state one of
     ok, bad, repaired, never."""
-    last = meta.last_verify or {}
+    last = meta.last_verify if isinstance(meta.last_verify, dict) else {}
     cmd = f"reelforge sessions verify {meta.id}"
     if not last:
         return {"state": "never", "text": f"Files not verified yet: `{cmd}` reads each against its sha256."}
-    bad = [str(p) for p in last.get("bad") or []]
+    bad = [str(p) for p in last["bad"]] if isinstance(last.get("bad"), list) else []
     when = f"{last.get('at')}: {last.get('checked')} recorded files"
     if not bad:
         return {"state": "ok", "text": f"Verified {when}, all match their sha256."}
@@ -612,7 +613,6 @@ class SessionStore:
     def find_incomplete(self) -> list["Session"]:
         """Sessions not COMPLETE, newest first (unreadable ones are left out: see scan())."""
         return self.scan()[0]
-
 
     def verify(self, session_id: str, *, repair: bool = False) -> VerifyReport:
         """Read every file the session records against its recorded sha256 (and size); with
@@ -1410,7 +1410,7 @@ class Session:
                             for t in art.takes]
                 for rec, what, ref in records:
                     checked += 1
-                    problem, n = self._verify_record(rec, stage)
+                    problem, n = self._verify_record(rec)
                     read += n
                     if problem:
                         rel = rec.path if isinstance(rec, ArtifactState) else rec["path"]
@@ -1421,13 +1421,13 @@ class Session:
             problem, n = _read_check(self.film_path, f.size, f.sha256)
             read += n
             for name in [] if problem else f.info.get("subtitles", []):
-                if not (self.path / name).is_file():
+                if name not in ("film.srt", "film.vtt") or not (self.path / name).is_file():
                     problem = f"its subtitle file {name} is missing"
             if problem:
                 bad.append(BadFile("film", FILM_NAME, problem, ("film",)))
         return VerifyReport(self.id, checked, read, tuple(bad))
 
-    def _verify_record(self, rec: ArtifactState | dict, stage: str) -> tuple[str | None, int]:
+    def _verify_record(self, rec: ArtifactState | dict) -> tuple[str | None, int]:
         if isinstance(rec, dict):
             return _read_check(self.path / rec["path"], rec.get("size"), rec.get("sha256"))
         path = self.path / rec.path
