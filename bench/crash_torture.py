@@ -34,6 +34,12 @@ After every kill:
      they become its children: one that then dies of a signal died with its runner, one
      that exits on its own (while writing a file) kept working without it, and one still
      running after the grace is a survivor;
+  6. nothing appeared under the runners' $TMPDIR (a folder the harness owns and hands every
+     reelforge it starts): all scratch belongs in the session's .work/ (issue 15);
+  7. the journal, read by the harness itself (not through the session's replay): each done
+     record in it, including those not yet folded into the meta, names a file (or the
+     scratch file of a rename the kill cut short) that matches its sha256 and size, and the
+     loaded session agrees with it;
   and the backends and options recorded in the meta are the ones the round asked for.
 At the end of a round the session must be COMPLETE, its film must match its digest and
 decode with ``ffmpeg -v error -i film.mp4 -f null -`` without a word, and `sessions list`
@@ -81,6 +87,8 @@ CHECKS = {
     "outside": "files outside the session changed",
     "ffmpeg": "ffmpeg of a killed runner lived on (ran on / still running)",
     "options": "backends/options not kept as requested",
+    "tmpdir": "files left under the runners' $TMPDIR",
+    "journal": "journalled done records not matching their file",
     "resume": "runs that failed on their own (not killed)",
     "final": "rounds not ending COMPLETE with a decodable film",
 }
@@ -98,10 +106,13 @@ GRACE_S = 1.5
 PR_SET_CHILD_SUBREAPER = 36
 
 
-def runner_env() -> dict[str, str]:
+def runner_env(tmpdir: Path | None = None) -> dict[str, str]:
     """The environment of every reelforge the harness starts: the checkout's code, only the
-    built-in plugins, no retry waits."""
+    built-in plugins, no retry waits; with ``tmpdir``, $TMPDIR (and TMP, TEMP) point there,
+    so anything a run writes outside its session is seen (check 6)."""
     env = dict(os.environ)
+    if tmpdir is not None:
+        env.update(TMPDIR=str(tmpdir), TMP=str(tmpdir), TEMP=str(tmpdir))
     for key in ("REELFORGE_OUTPUT_DIR", "REELFORGE_PLUGINS", "REELFORGE_DISABLE_PLUGINS"):
         env.pop(key, None)
     env.update(REELFORGE_LOAD_PLUGINS="", REELFORGE_RETRY_BACKOFF="0",
@@ -306,6 +317,96 @@ def check_artifacts(session) -> list[str]:
         elif sha256_file(path) != art.sha256:
             problems.append(f"{key}: {name} does not match its recorded sha256")
     return problems
+
+
+# -- check 6: nothing under $TMPDIR ------------------------------------------------------------
+
+def check_tmpdir(folder: Path, evidence: Path | None = None) -> list[str]:
+    """Check 6: the runners' $TMPDIR holds nothing. What is there is reported, and moved into
+    ``evidence`` (or removed) so that each leak counts once."""
+    problems = []
+    for name in _listdir(folder):
+        path = folder / name
+        size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else \
+            os.lstat(path).st_size
+        problems.append(f"$TMPDIR holds {name} ({size:,} bytes)")
+        if evidence is not None:
+            evidence.mkdir(parents=True, exist_ok=True)
+            os.replace(path, evidence / name)
+        elif path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink()
+    return problems
+
+
+# -- check 7: the journal's done records, read by the harness ------------------------------------
+
+def journal_done_records(folder: Path) -> tuple[dict[tuple[int, str], dict], int]:
+    """The done records journal.jsonl leaves standing ((shot, stage) -> the record's fields and
+    its ``seq``), replayed here in order from the raw lines, and the meta's ``journal_seq``
+    (records with a higher seq are in the journal only). A torn last line never counted."""
+    meta_path = next(folder.glob("*_meta.json"), None)
+    try:
+        folded = int(json.loads(meta_path.read_text()).get("journal_seq") or 0) if meta_path else 0
+    except (OSError, ValueError, AttributeError):
+        folded = 0
+    try:
+        raw = (folder / "journal.jsonl").read_bytes()
+    except FileNotFoundError:
+        return {}, folded
+    records: dict[tuple[int, str], dict] = {}
+    for line in raw.splitlines(keepends=True):
+        if not line.endswith(b"\n"):
+            break  # torn by the kill: the session ignores it too
+        try:
+            event = json.loads(line)
+        except ValueError:
+            break
+        if not isinstance(event, dict) or event.get("op") != "shot" or not isinstance(event.get("set"), dict):
+            continue
+        key, fields = (event.get("shot"), event.get("stage")), event["set"]
+        if "state" in fields:
+            if fields["state"] == "done":
+                records[key] = {**fields, "seq": event.get("seq")}
+            else:
+                records.pop(key, None)
+        elif key in records:
+            records[key].update(fields)
+    return records, folded
+
+
+def check_journal(folder: Path, session=None) -> tuple[list[str], int]:
+    """Check 7: each done record the journal leaves standing names a file inside the session
+    (its path, or the scratch file of a rename cut short) with the recorded size and sha256,
+    and the loaded ``session`` (if any) has that record. Returns (problems, how many records
+    were checked that are in the journal only, not yet folded into the meta)."""
+    records, folded = journal_done_records(folder)
+    problems, journal_only = [], 0
+    root = folder.resolve()
+    for (shot, stage), rec in sorted(records.items(), key=lambda kv: str(kv[0])):
+        only = isinstance(rec.get("seq"), int) and rec["seq"] > folded
+        journal_only += only
+        key = f"journal seq {rec.get('seq')} (shot {shot} {stage}{', not yet in the meta' if only else ''})"
+        path = (folder / str(rec.get("path"))).resolve()
+        if not os.path.lexists(path) and rec.get("pending"):
+            path = (folder / str(rec["pending"])).resolve()
+        if not path.is_relative_to(root):
+            problems.append(f"{key}: its file {path} is outside the session")
+        elif not path.is_file():
+            problems.append(f"{key}: {rec.get('path')} is missing")
+        elif path.stat().st_size != rec.get("size"):
+            problems.append(f"{key}: {rec.get('path')} is {path.stat().st_size} bytes, journalled {rec.get('size')}")
+        elif sha256_file(path) != rec.get("sha256"):
+            problems.append(f"{key}: {rec.get('path')} does not match its journalled sha256")
+        if session is not None:
+            try:
+                art = session.shot_state(shot).artifact(stage)
+            except (KeyError, TypeError):
+                art = None
+            if art is None or art.state != "done" or art.sha256 != rec.get("sha256"):
+                problems.append(f"{key}: the loaded session does not have this done record")
+    return problems, journal_only
 
 
 # -- check 3: nothing done is redone -----------------------------------------------------------
@@ -811,7 +912,9 @@ class Torture:
         self.forced_aim = parse_aim(aim) if aim else None
         self.keep = keep
         self.log = log
-        self.env = runner_env()
+        self.tmpdir = self.work / "tmpdir"  # the runners' $TMPDIR: must stay empty (check 6)
+        self.env = runner_env(self.tmpdir)
+        self.journal_only_checked = 0
         self.subreaper = set_child_subreaper(True)
         self.watch = FfmpegWatch(grace, subreaper=self.subreaper)
         self.kills: list[Kill] = []
@@ -989,7 +1092,9 @@ class Torture:
     def run(self) -> dict[str, Any]:
         t0 = time.monotonic()
         self.work.mkdir(parents=True, exist_ok=True)
+        self.tmpdir.mkdir(exist_ok=True)
         self.calibrate()
+        self._fail("tmpdir", -1, None, check_tmpdir(self.tmpdir, self.work / "calibration" / "tmpdir-leak"))
         self.calibration_s = time.monotonic() - t0
         r = 0 if self.only_round is None else self.only_round
         while True:
@@ -1123,10 +1228,17 @@ class Torture:
             self._fail("redone", r, kill, ledger.check(session))
             lost = check_options(session, requested)
             self._fail("options", r, kill, ["; ".join(lost)] if lost else [])
+            self._check_journal(r, kill, session)
         now = snapshot_tree(rdir, exclude=[rdir / "logs", *(out / "sessions" / s for s in own)])
         self._fail("outside", r, kill, diff_snapshots(baseline, now))
+        self._fail("tmpdir", r, kill, check_tmpdir(self.tmpdir, rdir / "logs" / f"tmpdir-leak-{kill or 'end'}"))
         self._ffmpeg(r, self.watch.poll())
         return session
+
+    def _check_journal(self, r: int, kill: int | None, session) -> None:
+        problems, journal_only = check_journal(session.path, session)
+        self.journal_only_checked += journal_only
+        self._fail("journal", r, kill, problems)
 
     def final_round_checks(self, r, out, sid, rdir, own, ledger, baseline, requested, stuck, info) -> None:
         self._ffmpeg(r, self.watch.poll(wait=True))
@@ -1141,6 +1253,7 @@ class Torture:
         else:
             self._fail("digest", r, None, check_artifacts(session))
             self._fail("redone", r, None, ledger.check(session))
+            self._check_journal(r, None, session)
             if session.meta.status != "COMPLETE":
                 why.append(f"status {session.meta.status}" + (f"; the harness gave up: {stuck}" if stuck else ""))
             else:
@@ -1159,6 +1272,7 @@ class Torture:
                                                    f"{_tail(text)}"])
         now = snapshot_tree(rdir, exclude=[rdir / "logs", *(out / "sessions" / s for s in own)])
         self._fail("outside", r, None, diff_snapshots(baseline, now))
+        self._fail("tmpdir", r, None, check_tmpdir(self.tmpdir, rdir / "logs" / "tmpdir-leak-end"))
         self._fail("final", r, None, why)
         info["complete"] = not why
 
@@ -1200,7 +1314,8 @@ class Torture:
             "harness_s_per_kill": round((wall - self.calibration_s - self.runner_s) / max(1, len(self.kills)), 3),
             "harmless_ffmpeg": self.watch.harmless, "ffmpeg_watched": self.watch.watched,
             "ffmpeg_died_with_runner": self.watch.died_with_runner,
-            "subreaper": self.subreaper, "stages": stages, "targets": _count(k.target for k in self.kills),
+            "subreaper": self.subreaper, "journal_only_done_records_checked": self.journal_only_checked,
+            "stages": stages, "targets": _count(k.target for k in self.kills),
             "checks": counts, "failures": [attrs.asdict(f) for f in self.failures],
             "kill_log": [attrs.asdict(k) for k in self.kills], "evidence": self.evidence,
             "ok": not self.failures and all(i["complete"] for i in self.rounds),
@@ -1231,6 +1346,8 @@ def format_report(rep: dict[str, Any], max_lines: int = 8) -> str:
     lines.append(f"(not failing) ffmpeg alive at a kill: {rep['ffmpeg_watched']}, of which died with their "
                  f"runner: {rep['ffmpeg_died_with_runner']}; probes/-version that ended just after it: "
                  f"{len(rep['harmless_ffmpeg'])}")
+    lines.append(f"(not failing) done records checked while still in the journal only (not yet in the meta): "
+                 f"{rep['journal_only_done_records_checked']}")
     lines.append("")
     lines.append("RESULT: " + ("PASS" if rep["ok"] else "FAIL"))
     by_check: dict[str, list[dict]] = {}

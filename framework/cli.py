@@ -610,6 +610,7 @@ def sessions() -> None:
     Commands:
       reelforge sessions list         Sessions, newest first (-n, --status, --search)
       reelforge sessions view ID      A session's progress and shots (--json)
+      reelforge sessions verify ID    Read every recorded file against its sha256 (--repair)
       reelforge sessions abandon ID   Never offer a session to continue again
       reelforge sessions rm ID        Remove a session and its files (asks; --yes)
       reelforge sessions help         Show this help
@@ -694,6 +695,28 @@ def sessions_view(session_id: str, output_dir: Path | None, config_path: Path | 
     from .views import render_session
 
     click.echo(render_session(session, width=_width()))
+
+
+@sessions.command("verify")
+@click.argument("session_id", metavar="ID")
+@click.option("--repair", is_flag=True,
+              help="Move bad files into .replaced/ beside them and mark them todo: the next "
+                   "`reelforge resume ID` makes exactly them again.")
+@_output_dir_option
+def sessions_verify(session_id: str, repair: bool, output_dir: Path | None, config_path: Path | None) -> None:
+    """Read every file the session records (images, voices, clips, takes, the film; the
+    story files must parse) against its recorded sha256. `resume` only compares size and
+    modification time, so damage that keeps both is found here. Exits 1 naming each bad
+    file; refused while a run is using the session."""
+    from . import cli_support as cs
+    from .redact import for_terminal
+    from .session import SessionStore
+
+    store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
+    report = store.verify(cs.resolve_session_id(store, session_id), repair=repair)
+    click.echo(for_terminal("\n".join(report.lines())))
+    if not report.ok:
+        raise SystemExit(1)
 
 
 @sessions.command("abandon")

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from .errors import SessionCorruptError
 from .redact import redact_data
-from .session import DONE, SHOT_STAGES, Meta, Session
+from .session import DONE, SHOT_STAGES, Meta, Session, verify_summary
 
 #: Per-stage ledger rows, in pipeline order: (key, label).
 LEDGER_STAGES = (("story", "Story"), ("scene_graph", "Scenes"), ("shots", "Shots"),
@@ -202,6 +202,7 @@ def session_data(session: Session, media: Callable[[str, str | None], str | None
                  "sha256": m.film.sha256 if film_done else None},
         "ledger": [{"stage": key, "label": label, **totals[key]} for key, label in LEDGER_STAGES],
         "ledger_total": grand_total(totals),
+        "verify": verify_summary(m),
     }
     data["film"]["version"] = _version(data["film"])
     data["summary_version"] = _version({k: v for k, v in data.items() if k not in ("shots", "film")})

@@ -153,7 +153,7 @@ def run_ffmpeg(args: Sequence[str], *, what: str, cancelled: threading.Event | N
     reporting = ["-progress", "pipe:1", "-nostats"] if progress is not None else []
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *reporting, *map(str, args)]
     # stderr goes to a file, not a pipe, so a chatty ffmpeg can never block on a full pipe.
-    with tempfile.TemporaryFile() as err:
+    with _stderr_sink() as err:
         try:
             # Own process group: a terminal Ctrl-C reaches the runner, which stops ffmpeg itself
             # through `cancelled` and keeps what is finished.
@@ -196,6 +196,14 @@ def run_ffmpeg(args: Sequence[str], *, what: str, cancelled: threading.Event | N
                 raise StorageError(f"{what}: {os.strerror(full)} (ffmpeg could not write its output)",
                                    errno=full)
             raise StageError(f"{what}: ffmpeg exited with code {proc.returncode}:\n{_tail(stderr)}")
+
+
+def _stderr_sink():
+    """A file for ffmpeg's stderr held in memory (memfd, Linux) so a run writes nothing
+    under $TMPDIR; where there is no memfd, an unnamed temporary file."""
+    if hasattr(os, "memfd_create"):
+        return open(os.memfd_create("reelforge-ffmpeg-stderr"), "w+b")
+    return tempfile.TemporaryFile()
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -46,6 +46,7 @@ from .safefs import (atomic_write_bytes, atomic_write_text, contained, ensure_di
                      uninterruptible)
 
 __all__ = [
+    "VerifyReport", "BadFile", "verify_summary",
     "SessionStore", "Session", "Meta", "ShotState", "ArtifactState", "BackendChoice",
     "AbandonedSession", "STEPS", "SHOT_STAGES", "STEP_FILES", "NEW", "IN_PROGRESS", "COMPLETE",
     "FAILED", "ABANDONED", "TODO", "DONE", "FAILED_STATE", "is_session_id", "read_json",
@@ -205,6 +206,8 @@ class Meta:
     "Cost ledger of the story steps: seconds, attempts, prompt/completion tokens per step."
     journal_seq: int = 0
     "The last journal event folded into this snapshot."
+    last_verify: dict[str, Any] | None = None
+    "The last `reelforge sessions verify`: ``{at, checked, bad: [path, ...], repaired}``."
     schema_version: int = SCHEMA_VERSION
 
     def shot(self, shot_id: int) -> ShotState:
@@ -347,6 +350,104 @@ class AbandonedSession:
     id: str
     path: Path
     reason: str = "created but never started (no meta file; nothing in it)"
+
+
+# -- verify: every recorded file read in full -----------------------------------------
+
+#: What each shot stage's file is called in messages.
+_STAGE_LABELS = {"images": "image", "narration": "voice", "videos": "clip"}
+
+
+@attrs.frozen
+class BadFile:
+    """A recorded file that is missing or no longer holds the bytes recorded for it."""
+
+    what: str
+    "What it is: 'shot 2 clip', 'shot 2 clip take 1', 'film', 'story.json'."
+    path: str
+    "The file, relative to the session folder."
+    problem: str
+    "Why it is bad: missing, or damaged and how."
+    ref: tuple = ()
+    "Which record it belongs to: ('shot', stage, id), ('take', stage, id, n), ('film',) or ('step', step)."
+    moved_to: str | None = None
+    "With --repair: where the bad file was set aside (relative to the session), if it existed."
+
+
+@attrs.frozen
+class VerifyReport:
+    """The outcome of :meth:`SessionStore.verify`."""
+
+    session_id: str
+    checked: int
+    "Recorded files looked at."
+    bytes_read: int
+    "Bytes read and hashed."
+    bad: tuple[BadFile, ...] = ()
+    repaired: bool = False
+    "The bad files were set aside and their records marked to be made again."
+
+    @property
+    def ok(self) -> bool:
+        return not self.bad
+
+    def lines(self) -> list[str]:
+        """One line per bad file, then a summary line (what `sessions verify` prints)."""
+        out = []
+        for b in self.bad:
+            moved = f"; moved to {b.moved_to}" if b.moved_to else ""
+            out.append(f"BAD {b.path} ({b.what}): {b.problem}{moved}")
+        return [*out, self.summary]
+
+    @property
+    def summary(self) -> str:
+        read = f"{self.bytes_read / 1e6:,.1f} MB read"
+        if self.ok:
+            return f"verify: all {self.checked} recorded files of {self.session_id} match their sha256 ({read})."
+        sid = self.session_id
+        text = f"verify: {len(self.bad)} of {self.checked} recorded files of {sid} are missing or damaged ({read})."
+        if self.repaired:
+            return f"{text} They are set aside and marked todo: `reelforge resume {sid}` makes exactly them again."
+        return f"{text} Set them aside and have them made again: reelforge sessions verify {sid} --repair"
+
+
+def verify_summary(meta: Meta) -> dict[str, Any]:
+    """The last verify as a line for `report` and `serve`: ``{state, text}``, state one of
+    ok, bad, repaired, never."""
+    last = meta.last_verify if isinstance(meta.last_verify, dict) else {}
+    cmd = f"reelforge sessions verify {meta.id}"
+    if not last:
+        return {"state": "never", "text": f"Files not verified yet: `{cmd}` reads each against its sha256."}
+    bad = [str(p) for p in last["bad"]] if isinstance(last.get("bad"), list) else []
+    when = f"{last.get('at')}: {last.get('checked')} recorded files"
+    if not bad:
+        return {"state": "ok", "text": f"Verified {when}, all match their sha256."}
+    named = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    if last.get("repaired"):
+        return {"state": "repaired", "text": f"Verified {when}, {len(bad)} bad ({named}): set aside to be "
+                                             f"made again by `reelforge resume {meta.id}`."}
+    return {"state": "bad", "text": f"Verified {when}, {len(bad)} bad ({named}): `{cmd} --repair`."}
+
+
+def _read_check(path: Path, size: int | None, sha256: str | None) -> tuple[str | None, int]:
+    """(why the file at ``path`` is not the recorded one or None, bytes read). Reads it in full."""
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return "missing", 0
+    if stat.S_ISLNK(st.st_mode):
+        return "is a symbolic link (never followed)", 0
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file", 0
+    if size is not None and st.st_size != size:
+        return f"damaged: {st.st_size:,} bytes, recorded {size:,}", 0
+    try:
+        digest = sha256_file(path)
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}", 0
+    if digest != sha256:
+        return "damaged: its bytes do not match the recorded sha256 (changed in place)", st.st_size
+    return None, st.st_size
 
 
 class SessionStore:
@@ -512,6 +613,24 @@ class SessionStore:
     def find_incomplete(self) -> list["Session"]:
         """Sessions not COMPLETE, newest first (unreadable ones are left out: see scan())."""
         return self.scan()[0]
+
+    def verify(self, session_id: str, *, repair: bool = False) -> VerifyReport:
+        """Read every file the session records against its recorded sha256 (and size); with
+        ``repair``, set the bad ones aside and mark them todo. Takes the session's lock, so a
+        session a run is using is refused (SessionLockedError). The result is recorded in
+        the meta (``last_verify``) for `report` and `serve`."""
+        self._must_exist(session_id, self.path_for(session_id))
+        session = Session(self, session_id)
+        session.lock()
+        try:
+            session.load(repair=True)
+            report = session.verify_files()
+            if repair and report.bad:
+                report = attrs.evolve(report, bad=tuple(session.set_aside_bad(b) for b in report.bad), repaired=True)
+            session.record_verify(report)
+        finally:
+            session.close()
+        return report
 
 
 def check_idea(idea: Any) -> str:
@@ -1275,6 +1394,96 @@ class Session:
             self._log({"op": "shot", "shot": shot_id, "stage": stage,
                        "set": {"state": TODO, "last_error": reason, "sha256": None,
                                "size": None, "mtime_ns": None, "pending": None, "pinned": False}})
+
+    # -- verify: every recorded file read in full (resume trusts size + mtime)
+    def verify_files(self) -> VerifyReport:
+        """Read every file the session records: the step outputs (they have no recorded
+        digest: they must parse), each done image, voice and clip and its takes, and the
+        film, against the sha256 and size recorded for them."""
+        bad: list[BadFile] = []
+        checked = read = 0
+        for step, (name, _cls) in STEP_FILES.items():
+            if self.meta.steps.get(step) != DONE:
+                continue
+            checked += 1
+            try:
+                found = self.read_step_output(step)
+                problem = "missing" if found is None else None
+            except SessionCorruptError as exc:
+                problem = exc.reason
+            if problem:
+                bad.append(BadFile(name, name, problem, ("step", step)))
+        for shot in self.meta.shots:
+            for stage, label in _STAGE_LABELS.items():
+                art = shot.artifact(stage)
+                records = [(art, f"shot {shot.id} {label}", ("shot", stage, shot.id))] if art.state == DONE else []
+                records += [(t, f"shot {shot.id} {label} take {t['n']}", ("take", stage, shot.id, t["n"]))
+                            for t in art.takes]
+                for rec, what, ref in records:
+                    checked += 1
+                    problem, n = self._verify_record(rec)
+                    read += n
+                    if problem:
+                        rel = rec.path if isinstance(rec, ArtifactState) else rec["path"]
+                        bad.append(BadFile(what, rel, problem, ref))
+        f = self.meta.film
+        if f.state == DONE:
+            checked += 1
+            problem, n = _read_check(self.film_path, f.size, f.sha256)
+            read += n
+            for name in [] if problem else f.info.get("subtitles", []):
+                if name not in ("film.srt", "film.vtt") or not (self.path / name).is_file():
+                    problem = f"its subtitle file {name} is missing"
+            if problem:
+                bad.append(BadFile("film", FILM_NAME, problem, ("film",)))
+        return VerifyReport(self.id, checked, read, tuple(bad))
+
+    def _verify_record(self, rec: ArtifactState | dict) -> tuple[str | None, int]:
+        if isinstance(rec, dict):
+            return _read_check(self.path / rec["path"], rec.get("size"), rec.get("sha256"))
+        path = self.path / rec.path
+        if rec.pending and not os.path.lexists(path):  # a commit a kill cut short: its bytes are in .work/
+            path = self.path / rec.pending
+        return _read_check(path, rec.size, rec.sha256)
+
+    @uninterruptible
+    def set_aside_bad(self, bad: BadFile) -> BadFile:
+        """Move a bad file into ``.replaced/`` beside it (nothing is deleted) and mark its
+        record todo, so the next run makes exactly it again; a bad take is only set aside
+        and forgotten (a take cannot be made again)."""
+        with self._mutex:
+            kind, *ref = bad.ref
+            path = self.path / bad.path
+            moved = None
+            if kind == "shot":
+                art = self.shot_state(ref[1]).artifact(ref[0])
+                if art.pending and not os.path.lexists(path):
+                    path = self.path / art.pending
+            if os.path.lexists(path):
+                moved = move_aside(path).relative_to(self.path).as_posix()
+            reason = f"verify: {bad.path} {bad.problem}"
+            if kind == "shot":
+                self.reset_shot(ref[0], ref[1], reason)
+            elif kind == "take":
+                art = self.shot_state(ref[1]).artifact(ref[0])
+                self._log({"op": "shot", "shot": ref[1], "stage": ref[0],
+                           "set": {"takes": [t for t in art.takes if t["n"] != ref[2]]}})
+            elif kind == "film":
+                self.reset_film(reason)
+            else:
+                self.meta.steps[ref[0]] = TODO
+            if kind != "take" and self.meta.status == COMPLETE:
+                self.meta.status, self.meta.last_error = IN_PROGRESS, reason
+            self.write_meta()
+            return attrs.evolve(bad, moved_to=moved)
+
+    @uninterruptible
+    def record_verify(self, report: VerifyReport) -> None:
+        """Keep the outcome in the meta (for `report` and `serve`) and fold the journal in."""
+        with self._mutex:
+            self.meta.last_verify = {"at": now(), "checked": report.checked,
+                                     "bad": [b.path for b in report.bad], "repaired": report.repaired}
+            self.compact()
 
     # -- journal mechanics
     def _apply(self, event: dict[str, Any]) -> None:

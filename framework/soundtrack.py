@@ -278,7 +278,9 @@ def build_audio(out: str | os.PathLike, duration_s: float, voices: Sequence[Voic
     # Two passes: mix (float, so nothing clips yet), measure, then one gain to the target
     # with a peak limiter. Single-pass loudnorm misses the target by 2 LU or more on a
     # film's few seconds of speech.
-    with tempfile.TemporaryDirectory(prefix="reelforge-mix-") as tmp:
+    # Scratch beside ``out`` (the film's folder in the session's .work/), never under $TMPDIR:
+    # a killed run's float WAV is then swept with the rest of .work/ on resume.
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".mix-") as tmp:
         raw = Path(tmp) / "raw.wav"
         _render_mix(inputs, graph, last, raw, cancelled, codec="pcm_f32le")
         integrated, peak = measure_loudness(raw, cancelled=cancelled)
@@ -317,8 +319,9 @@ def _filter_path(path: Path) -> str:
 
 def measure_loudness(path: str | os.PathLike, *, cancelled: threading.Event | None = None) -> tuple[float, float]:
     """(integrated loudness in LUFS, true peak as a linear amplitude) of an audio file,
-    by ffmpeg's EBU R128 meter. Silence measures -70 LUFS."""
-    with tempfile.TemporaryDirectory(prefix="reelforge-r128-") as tmp:
+    by ffmpeg's EBU R128 meter. Silence measures -70 LUFS. The meter's notes are written
+    beside ``path`` (inside the session's .work/ for a film), never under $TMPDIR."""
+    with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=".r128-") as tmp:
         meta = Path(tmp) / "r128.txt"
         run_ffmpeg(["-i", str(path), "-af", f"ebur128=metadata=1:peak=true,ametadata=mode=print:"
                     f"file={_filter_path(meta)}", "-f", "null", "-"],

@@ -336,3 +336,78 @@ def test_aim_names_a_known_target_and_trigger():
         ct.parse_aim("film")
     with pytest.raises(SystemExit, match="no trigger"):
         ct.parse_aim("story:folder")
+
+
+# -- issue 15: $TMPDIR and the journal's own done records ------------------------------------
+
+def test_anything_under_the_runners_tmpdir_is_reported_once_and_kept_as_evidence(tmp_path):
+    tmpdir, evidence = tmp_path / "tmpdir", tmp_path / "evidence"
+    tmpdir.mkdir()
+    assert ct.check_tmpdir(tmpdir, evidence) == []
+    (tmpdir / "reelforge-mix-abc").mkdir()
+    (tmpdir / "reelforge-mix-abc" / "raw.wav").write_bytes(b"\0" * 1000)
+    (tmpdir / "stray.txt").write_text("x")
+    problems = ct.check_tmpdir(tmpdir, evidence)
+    assert sorted(problems) == ["$TMPDIR holds reelforge-mix-abc (1,000 bytes)", "$TMPDIR holds stray.txt (1 bytes)"]
+    assert sorted(p.name for p in evidence.iterdir()) == ["reelforge-mix-abc", "stray.txt"]
+    assert ct.check_tmpdir(tmpdir, evidence) == []  # counted once
+
+
+def test_the_runners_get_the_harness_tmpdir(tmp_path):
+    env = ct.runner_env(tmp_path)
+    assert env["TMPDIR"] == env["TMP"] == env["TEMP"] == str(tmp_path)
+
+
+def _journal_done(folder: Path, seq: int, shot: int, stage: str, rel: str, pending: str | None = None) -> dict:
+    path = folder / (pending if pending and not (folder / rel).exists() else rel)
+    fields = {"state": "done", "path": rel, "sha256": ct.sha256_file(path), "size": path.stat().st_size,
+              "mtime_ns": path.stat().st_mtime_ns, "pending": pending}
+    with open(folder / "journal.jsonl", "a") as fh:
+        fh.write(json.dumps({"seq": seq, "t": "2026-12-04T00:00:00", "op": "shot", "shot": shot,
+                             "stage": stage, "set": fields}) + "\n")
+    return fields
+
+
+def test_a_done_record_still_only_in_the_journal_is_checked_against_its_file(finished):
+    out, sid = finished
+    folder = out / "sessions" / sid
+    seq = json.loads((folder / f"{sid}_meta.json").read_text())["journal_seq"]
+    _journal_done(folder, seq + 1, 2, "videos", "videos/shot_002.mp4")
+    problems, journal_only = ct.check_journal(folder, _load(out, sid))
+    assert problems == [] and journal_only == 1
+    clip = folder / "videos" / "shot_002.mp4"
+    data = bytearray(clip.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    clip.write_bytes(bytes(data))
+    problems, _ = ct.check_journal(folder, None)
+    assert problems == [f"journal seq {seq + 1} (shot 2 videos, not yet in the meta): videos/shot_002.mp4 "
+                        f"does not match its journalled sha256"]
+
+
+def test_a_journalled_done_record_the_session_does_not_replay_is_reported(finished):
+    out, sid = finished
+    folder = out / "sessions" / sid
+    seq = json.loads((folder / f"{sid}_meta.json").read_text())["journal_seq"]
+    _journal_done(folder, seq + 1, 1, "images", "images/shot_001.png")
+    session = _load(out, sid)
+    session.shot_state(1).image.sha256 = "0" * 64  # as if the replay had lost the record
+    problems, _ = ct.check_journal(folder, session)
+    assert problems == [f"journal seq {seq + 1} (shot 1 images, not yet in the meta): the loaded session "
+                        f"does not have this done record"]
+
+
+def test_a_torn_last_journal_line_and_a_pending_rename_are_not_problems(finished):
+    out, sid = finished
+    folder = out / "sessions" / sid
+    seq = json.loads((folder / f"{sid}_meta.json").read_text())["journal_seq"]
+    clip, scratch = folder / "videos" / "shot_001.mp4", folder / ".work" / "videos" / "shot_001" / "c.mp4"
+    scratch.parent.mkdir(parents=True)
+    os.replace(clip, scratch)
+    _journal_done(folder, seq + 1, 1, "videos", "videos/shot_001.mp4", pending=".work/videos/shot_001/c.mp4")
+    with open(folder / "journal.jsonl", "a") as fh:
+        fh.write('{"seq": 99, "op": "shot", "sh')
+    problems, journal_only = ct.check_journal(folder, None)
+    assert problems == [] and journal_only == 1
+    scratch.unlink()
+    problems, _ = ct.check_journal(folder, None)
+    assert problems == [f"journal seq {seq + 1} (shot 1 videos, not yet in the meta): videos/shot_001.mp4 is missing"]

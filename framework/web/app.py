@@ -37,7 +37,7 @@ from ..errors import ReelforgeError, SessionCorruptError, SessionError, SessionL
 from ..redact import redact
 from ..report import render, relative_url
 from ..safefs import O_BINARY, O_NOFOLLOW, contained
-from ..session import AWAITING_REVIEW, COMPLETE, IN_PROGRESS, Session, SessionStore
+from ..session import AWAITING_REVIEW, COMPLETE, IN_PROGRESS, Session, SessionStore, VerifyReport
 
 log = logging.getLogger("reelforge.web")
 
@@ -97,7 +97,9 @@ class Actions:
             result = call(runner)
             status = getattr(result, "status", None)
             outcome["status"] = status
-            if status == COMPLETE:
+            if isinstance(result, VerifyReport):
+                outcome.update(ok=result.ok, message=result.summary)
+            elif status == COMPLETE:
                 outcome.update(ok=True, message="done; the session is COMPLETE")
             elif status == AWAITING_REVIEW:
                 outcome.update(ok=True, message="done; the session is AWAITING REVIEW")
@@ -250,7 +252,8 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[[], An
         if sid:
             base = f"/s/{sid}"
             urls.update(page=base, state=f"{base}/state.json", fragment=f"{base}/fragment",
-                        redo=f"{base}/redo", use=f"{base}/use", approve=f"{base}/approve")
+                        redo=f"{base}/redo", use=f"{base}/use", approve=f"{base}/approve",
+                        verify=f"{base}/verify")
         return urls
 
     def load(sid_text: str) -> Session:
@@ -363,7 +366,7 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[[], An
         session = await run_in_threadpool(load, sid_text)
         sid = session.id
         try:
-            label, call = _action(kind, form, session)
+            label, call = _action(kind, form, session, store)
         except ValueError as exc:
             return _refuse(wants_json, 400, str(exc), back=urls_for(sid)["page"])
         try:
@@ -388,6 +391,9 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[[], An
     async def approve(request: Request) -> Response:
         return await act(request, "approve")
 
+    async def verify(request: Request) -> Response:
+        return await act(request, "verify")
+
     async def not_found(request: Request, exc: HTTPException) -> Response:
         text = exc.detail if exc.detail and exc.detail != "Not Found" else "There is nothing here."
         if request.url.path.endswith(".json") or "/media/" in request.url.path:
@@ -405,6 +411,7 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[[], An
         Route("/s/{sid}/redo", redo, methods=["POST"]),
         Route("/s/{sid}/use", use, methods=["POST"]),
         Route("/s/{sid}/approve", approve, methods=["POST"]),
+        Route("/s/{sid}/verify", verify, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=str(STATIC)), name="static"),
     ]
     hosts = allowed_hosts or list(LOCAL_HOSTS)
@@ -417,9 +424,11 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[[], An
     return app
 
 
-def _action(kind: str, form, session: Session) -> tuple[str, Callable[[Any], Any]]:
+def _action(kind: str, form, session: Session, store: SessionStore) -> tuple[str, Callable[[Any], Any]]:
     """(label, call(runner)) for a posted action; ValueError for a bad form."""
     sid = session.id
+    if kind == "verify":  # reads every file: a background action like the others, never --repair
+        return "verify", lambda runner: store.verify(sid)
     if kind == "approve":
         if session.meta.status != AWAITING_REVIEW:
             raise ValueError(f"session {sid} is not awaiting review (it is {session.meta.status})")
