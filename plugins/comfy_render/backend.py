@@ -105,16 +105,17 @@ def _safe_component(text: str) -> str:
 def check_urls(urls: tuple[str, ...]) -> None:
     """Refuse a URL that is not http(s), or that carries credentials: the URLs are saved in
     the session's meta (a resume reuses them), so a password there would be written to disk."""
-    from framework.redact import mask_url_credentials, url_has_credentials
+    from framework.redact import mask_url_credentials, url_credentials
 
     from .options import AUTH_ENV
 
     if not urls:
         raise ConfigError("comfyui: no server URL given; pass --comfy-url http://HOST:8188")
     for url in urls:
-        if url_has_credentials(url):
+        carried = url_credentials(url)
+        if carried:
             raise ConfigError(
-                f"comfyui: the URL {mask_url_credentials(url)} carries a user name or password; "
+                f"comfyui: the URL {redact(mask_url_credentials(url))} carries {carried}; "
                 f"URLs are saved with the session, so pass it without them and set "
                 f"{AUTH_ENV}=user:password (or a token) in the environment instead")
         if not re.match(r"^https?://[^/\s]+", url):

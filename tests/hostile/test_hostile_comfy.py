@@ -357,3 +357,17 @@ def test_a_clip_needing_too_many_frames_fails_naming_the_shot(comfy, jobs, shot,
     with pytest.raises(StageError, match=r"shot 1: 600s at 12 fps needs more than 2000 frames"):
         renderer(comfy.url, fps=12).render(long, still, jobs(long))
     assert comfy.posts() == []
+
+
+@pytest.mark.parametrize("url, said", [
+    ("http://user:pw@127.0.0.1:8188", "carries a user name or password"),
+    ("http://127.0.0.1:8188/?token=s3cr3t-token-value", "carries a key in its query (token=)"),
+])
+def test_a_comfy_url_carrying_a_secret_is_refused_saying_which(url, said):
+    from framework.errors import ConfigError
+    from plugins.comfy_render.backend import check_urls
+
+    with pytest.raises(ConfigError) as info:
+        check_urls((url,))
+    assert said in str(info.value) and "REELFORGE_COMFY_AUTH" in str(info.value)
+    assert "pw@" not in str(info.value) and "s3cr3t-token-value" not in str(info.value)
