@@ -11,6 +11,7 @@ import logging
 import socket
 import threading
 import time
+from typing import Callable
 
 import pytest
 from click.testing import CliRunner
@@ -216,18 +217,25 @@ def test_resume_checks_every_backend_with_shots_left_before_any_shot(tmp_path, m
     assert runner.resume(failed.session_id).ok  # the same runner: the refusal left it usable
 
 
+def warned(caplog, words: str) -> Callable[[], bool]:
+    """A condition for wait_until: a warning containing ``words`` was logged."""
+    return lambda: any(words in rec.getMessage() for rec in list(caplog.records)
+                       if rec.levelno >= logging.WARNING)
+
+
 def test_an_outage_is_reported_once_and_its_end_once(comfy, jobs, shot, still, caplog):
-    comfy.node_latency = 0.1
-    r = renderer(comfy.url, server_grace_s=10)
+    repeating = comfy.hold("RepeatImageBatch")  # the prompt is mid-render when the server dies
+    r = renderer(comfy.url, server_grace_s=120)  # ample: the test, not a clock, ends the outage
     result = {}
     t = threading.Thread(target=lambda: result.update(path=r.render(shot, still, jobs(shot))))
     caplog.set_level(logging.INFO, logger="reelforge.comfyui")
     t.start()
-    comfy.wait_until(lambda: comfy.running is not None)
+    comfy.wait_until(comfy.held)
     comfy.kill()
-    time.sleep(1.0)  # many polls and attempts meanwhile
+    comfy.wait_until(warned(caplog, "is down"))  # the client has seen the outage
+    repeating.set()
     comfy.revive()
-    t.join(20)
+    t.join(120)
     assert result["path"].suffix == ".mp4"
     warnings = [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.WARNING]
     assert [w for w in warnings if "is down" in w] == [
