@@ -172,8 +172,8 @@ def test_a_flood_of_websocket_frames_is_not_buffered_without_bound(comfy):
     assert not future.done(), "the server could push 2 GB: the client buffered it all"
     started = time.monotonic()
     stream.close()  # and a full queue does not make close() wait
-    assert time.monotonic() - started < 5
-    assert future.result(10) < 2000
+    assert time.monotonic() - started < 30  # ample; a close waiting on a full queue never ends
+    assert future.result(60) < 2000
 
 
 def test_junk_events_on_the_socket_do_not_break_a_render(comfy, jobs, shot, still):
