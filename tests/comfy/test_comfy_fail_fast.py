@@ -247,12 +247,12 @@ def test_an_outage_is_reported_once_and_its_end_once(comfy, jobs, shot, still, c
 def test_a_refused_server_is_marked_down_at_once_and_its_shot_moves(make_comfy, jobs, shot, still):
     good = make_comfy()
     down = closed_url()
-    r = renderer(down, good.url, server_grace_s=30)
+    r = renderer(down, good.url, server_grace_s=240)
     started = time.monotonic()
     path = r.render(shot, still, jobs(shot))
     assert path.suffix == ".mp4" and jobs.journal[("videos", 1)]["rendered_by"] == good.url
     assert r.backend.pool.was_down(down) and not r.backend.pool.was_down(good.url)
-    assert time.monotonic() - started < 15  # far inside the 30 s grace: nothing waited for it
+    assert time.monotonic() - started < 120  # far inside the 240 s grace: nothing waited for it
 
 
 def test_the_backend_gives_up_once_and_the_runner_does_not_retry_it(tmp_path, comfy, monkeypatch):
