@@ -135,9 +135,9 @@ def test_a_kill_during_narration_resumes_without_redoing_finished_voices(tmp_pat
                PYTHONPATH=os.pathsep.join([str(ROOT / "tests"), str(ROOT), os.environ.get("PYTHONPATH", "")]))
     args = ["--story-llm", "crashtest", "--image-gen", "crashtest", "--renderer", "crashtest",
             "--narrator", "crashtest", "--output-dir", str(out)]
-    # voices for shot 3 on wait for the kill (tests/crash_plugin.py): shots 1 and 2 get spoken
+    # two voices get spoken, the others wait for the kill (tests/crash_plugin.py)
     proc = subprocess.Popen([sys.executable, "-m", "framework", "run", "A city", "--new", *args],
-                            env={**env, "REELFORGE_CRASH_HOLD": "narration:3"},
+                            env={**env, "REELFORGE_CRASH_HOLD": "narration:2"},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def voices_done() -> set[int]:
@@ -156,7 +156,7 @@ def test_a_kill_during_narration_resumes_without_redoing_finished_voices(tmp_pat
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(60)
     before = voices_done()
-    assert before == {1, 2}
+    assert len(before) == 2
     done = subprocess.run([sys.executable, "-m", "framework", "run", "--resume", *args], env=env,
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
