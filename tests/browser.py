@@ -36,7 +36,7 @@ def missing_browser() -> str | None:
 
 
 @contextlib.contextmanager
-def serving(output_dir: Path, *, fakes: bool = True, timeout: float = 30.0) -> Iterator[tuple[str, subprocess.Popen]]:
+def serving(output_dir: Path, *, fakes: bool = True, timeout: float = 120.0) -> Iterator[tuple[str, subprocess.Popen]]:
     """`reelforge serve --port 0` over ``output_dir``; yields (base URL, process). With
     ``fakes``, the served process has the fake backends of tests/crash_plugin.py and no
     installed plugin; otherwise the installed ones. Stopped with Ctrl-C (SIGINT) at the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 os.environ["REELFORGE_LOAD_PLUGINS"] = ""
 os.environ["REELFORGE_RETRY_BACKOFF"] = "0"
@@ -10,6 +11,12 @@ os.environ.pop("REELFORGE_PLUGINS", None)
 os.environ.pop("REELFORGE_OUTPUT_DIR", None)
 
 import pytest  # noqa: E402
+
+# A suite started in the background by a non-interactive shell (`cmd &` in a script)
+# inherits SIGINT ignored, and so would every `reelforge run` a test starts: the Ctrl-C tests
+# would wait for an exit that never comes. A handled signal is reset to the default at exec.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # The fixtures plugin authors get through the pytest11 entry point; imported here too so
 # the suite also runs from a checkout that is not pip-installed.

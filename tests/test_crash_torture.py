@@ -305,7 +305,7 @@ def test_an_ffmpeg_still_running_after_the_grace_is_a_survivor_and_is_stopped():
     problems = watch.poll(wait=True)
     assert len(problems) == 1 and problems[0][0] == 1
     assert f"ffmpeg {ff} " in problems[0][1] and "still running" in problems[0][1]
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 60  # returns as soon as it is gone
     while not _gone(ff) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert _gone(ff)
@@ -318,9 +318,16 @@ def test_a_writing_ffmpeg_that_outlives_its_runner_is_reported_even_within_the_g
         out = tmp_path / "film.partial.mp4"
         runner, ff = _runner_with_ffmpeg("-re", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=10", "-t", "1",
                                          "-f", "mp4", "-y", str(out))
+        # paused until the watch has seen it: its one second cannot end first on a slow machine
+        os.kill(ff, signal.SIGSTOP)
+        deadline = time.monotonic() + 60
+        while ct._stat(ff)[1] not in ("T", "t"):
+            assert time.monotonic() < deadline, "ffmpeg did not stop"
+            time.sleep(0.01)
         os.kill(runner.pid, signal.SIGKILL)
         runner.wait()
         watch.after_kill(runner.pid, "test kill", kill=2)
+        os.kill(ff, signal.SIGCONT)
         problems = watch.poll(wait=True)
     finally:
         ct.set_child_subreaper(False)

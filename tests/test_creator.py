@@ -154,12 +154,15 @@ def test_the_budget_stops_before_work_the_averages_say_would_exceed_it(out, fake
     first = run_session(out, "idea", backends=fakes.backends)
     meta = SessionStore(out).load(first.session_id).meta
     assert all(s.image.backend_seconds and s.image.backend_seconds >= 0.2 for s in meta.shots)
-    # new seeds for every shot: three images of ~0.2 s each, but a budget of 0.3 s
+    # new seeds for every shot: three images of the recorded average each, and a budget of one
+    # and a half: however long the images took on this machine, one fits and a second does not
+    average = sum(s.image.backend_seconds for s in meta.shots) / len(meta.shots)
+    budget = round(1.5 * average, 3)
     for shot in (1, 2, 3):
         invoke(out, "shots", "edit", first.session_id, str(shot), "--seed", str(100 + shot))
     clear(fakes)
-    stopped = run_session(out, "", backends=fakes.backends, resume=first.session_id, budget=0.3)
-    assert stopped.status == "BUDGET" and "budget of 0.3" in stopped.failed[0]
+    stopped = run_session(out, "", backends=fakes.backends, resume=first.session_id, budget=budget)
+    assert stopped.status == "BUDGET" and f"budget of {budget:g}" in stopped.failed[0]
     assert len(fakes.image.calls) == 1  # one fitted; the averages said a second would not
     assert SessionStore(out).load(first.session_id).meta.status == IN_PROGRESS
     done = run_session(out, "", backends=fakes.backends, resume=first.session_id)

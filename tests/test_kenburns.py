@@ -97,7 +97,7 @@ def test_cancelled_job_stops_ffmpeg(tmp_path, still):
     start = time.monotonic()
     with pytest.raises(FFmpegCancelled):
         renderer.render(shot, still, job_for(shot, tmp_path / "c", cancelled))
-    assert time.monotonic() - start < 10
+    assert time.monotonic() - start < 30  # the clip alone would take minutes to encode
     assert not list((tmp_path / "c").glob("*.mp4")), "no partial clip is left behind"
 
 

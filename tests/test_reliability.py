@@ -140,8 +140,8 @@ def test_ffmpeg_of_a_sigkilled_runner_does_not_survive(tmp_path):
         time.sleep(0.05)
     assert kids, "ffmpeg did not start"
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(10)
-    deadline = time.monotonic() + 5
+    proc.wait(60)
+    deadline = time.monotonic() + 60  # returns as soon as they are gone
     while any(_alive(k) for k in kids) and time.monotonic() < deadline:
         time.sleep(0.05)
     survivors = [k for k in kids if _alive(k)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -147,10 +146,12 @@ def test_videos_start_before_all_images_are_done(out):
     images are still being generated."""
     order = []
     lock = threading.Lock()
+    first_clip = threading.Event()
 
     class SlowImages(FakeImageGenerator):
         def generate(self, shot, job):
-            time.sleep(0.15)
+            if shot.id == 4:  # the last image waits for the first clip (at most a minute, when
+                first_clip.wait(60)  # clips wait for every image: then the order shows it)
             with lock:
                 order.append(("image", shot.id))
             return super().generate(shot, job)
@@ -159,6 +160,8 @@ def test_videos_start_before_all_images_are_done(out):
         def render(self, shot, image, job):
             with lock:
                 order.append(("video", shot.id))
+            if shot.id == 1:
+                first_clip.set()
             return super().render(shot, image, job)
 
     from framework.testing import FakePlugin, Fakes, FakeStoryWriter
@@ -175,12 +178,14 @@ def test_corrupt_step_file_stops_run_and_overwrites_nothing(out, fakes, name):
     result = run_session(out, "idea", backends=fakes.backends)
     shots = result.path / name
     shots.write_text(shots.read_text()[:40])  # truncated
-    time.sleep(1.1)  # so a rewritten meta would differ in its `updated` second
-    before = {p: p.read_bytes() for p in result.path.rglob("*") if p.is_file() and ".lock" not in p.name}
+    def files():  # a rewrite shows in the bytes, the inode (replaced) or the mtime (written)
+        return {p: (p.read_bytes(), p.stat().st_ino, p.stat().st_mtime_ns)
+                for p in result.path.rglob("*") if p.is_file() and ".lock" not in p.name}
+
+    before = files()
     with pytest.raises(SessionCorruptError, match=name):
         run_session(out, "", backends=fakes.backends, resume=result.session_id)
-    after = {p: p.read_bytes() for p in result.path.rglob("*") if p.is_file() and ".lock" not in p.name}
-    assert before == after
+    assert files() == before
 
 
 def test_story_failure_leaves_session_resumable_at_that_stage(out, fakes):

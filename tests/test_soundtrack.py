@@ -341,7 +341,7 @@ def test_short_low_rate_voices_mix_without_hanging_ffmpeg(tmp_path):
                                    for j in range(int(words * 0.1 * 8000))))
         voices.append(st.Voice(path, start))
     stop = threading.Event()
-    timer = threading.Timer(30, stop.set)
+    timer = threading.Timer(240, stop.set)  # a watchdog only: the mix takes a second or two
     timer.start()
     try:
         out = st.build_audio(tmp_path / "mix.wav", 2.1, voices, cancelled=stop)

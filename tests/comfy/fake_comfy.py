@@ -25,6 +25,10 @@ Where it differs from the recorded server (on purpose or for brevity):
   milliseconds); off, those paths answer 404 as on 0.3.64 (the recorded version);
 - ``class_latency`` gives some node classes their own execution time (a video node far slower
   than an image one, as on a real GPU);
+- ``hold(class_type)`` makes nodes of that class wait, once reached, until the test sets the
+  returned event (or the prompt is interrupted): a test that needs a prompt to be running, or
+  another to be pending, at some moment holds it there instead of hoping a latency outlasts
+  its own requests on a loaded machine;
 - ``hostile`` switches answers a hostile or broken server might send (floods, trickles,
   absurd nesting, wrong shapes, a giant websocket frame, the Authorization header echoed
   in an error page), and ``require_auth`` makes it sit behind an authenticating proxy.
@@ -115,6 +119,8 @@ class Item:
             number, prompt_id, prompt, extra, outputs
         self.interrupt = False
         self.current_node: str | None = None
+        self.held = False
+        "Waiting in a held node (see FakeComfy.hold) for the test to let it go."
 
     def as_list(self) -> list:
         return [self.number, self.prompt_id, self.prompt, self.extra, self.outputs]
@@ -131,6 +137,10 @@ class FakeComfy:
         "Seconds each executed node takes."
         self.class_latency: dict[str, float] = {}
         "class_type -> seconds an executed node of that class takes (instead of node_latency)."
+        self.holds: dict[str, threading.Event] = {}
+        "class_type -> an event a node of that class waits for once reached (see hold)."
+        self.connects: list[str] = []
+        "The clientId of every /ws connection, in order (reconnects included)."
         self.jobs_api = False
         "Serve GET /api/jobs and /api/jobs/{id} (ComfyUI since late 2025); off: 404 there."
         self.http_latency = 0.0
@@ -163,8 +173,8 @@ class FakeComfy:
         self.requests: list[tuple[str, str, Any]] = []
         self.gate: threading.Event | None = None
         """While this is an Event not yet set, every node about to execute waits for it (and
-        ``held`` is set): a test holds a render mid-way, e.g. to kill the server then."""
-        self.held = threading.Event()
+        ``gate_reached`` is set): a test holds a render mid-way, e.g. to kill the server then."""
+        self.gate_reached = threading.Event()
         self.executions: list[tuple[str, str, str]] = []
         """(prompt_id, filename prefixes, 'started' | 'success' | 'error') per execution,
         kept across restarts: how often a prompt really ran."""
@@ -201,12 +211,12 @@ class FakeComfy:
 
         self._thread = threading.Thread(target=main, name="fake-comfyui", daemon=True)
         self._thread.start()
-        if not ready.wait(10):
+        if not ready.wait(60):
             raise RuntimeError("fake ComfyUI did not start")
         return self
 
     def _call(self, coro) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
 
     def kill(self) -> None:
         """Stop answering: the port is closed, running work and queue vanish."""
@@ -226,6 +236,7 @@ class FakeComfy:
     def stop(self) -> None:
         if self.loop is None:
             return
+        self.release()  # nothing the test held outlives it
         try:
             self._call(self._down())
         finally:
@@ -237,7 +248,25 @@ class FakeComfy:
         return [b for m, p, b in self.requests if m == "POST" and p == "/prompt"
                 and (prompt_id is None or (isinstance(b, dict) and b.get("prompt_id") == prompt_id))]
 
-    def wait_until(self, cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    def hold(self, class_type: str) -> threading.Event:
+        """Nodes of ``class_type`` wait, once reached, until the returned event is set (or
+        their prompt is interrupted): the test, not a latency, decides when such work ends.
+        Wait for ``held()`` to know a prompt is there."""
+        return self.holds.setdefault(class_type, threading.Event())
+
+    def held(self, prompt_id: str | None = None) -> bool:
+        """A prompt (that one, when given) is running and waiting in a held node."""
+        run = self.running
+        return run is not None and run.held and (prompt_id is None or run.prompt_id == prompt_id)
+
+    def release(self) -> None:
+        """Let every held node go, now and from now on."""
+        for gate in list(self.holds.values()):
+            gate.set()
+
+    def wait_until(self, cond: Callable[[], bool], timeout: float = 60.0) -> None:
+        """Return once ``cond()`` is true; the deadline is generous: on a quiet machine this
+        returns at once, on a loaded one it still does not fail for being slow."""
         end = time.monotonic() + timeout
         while not cond():
             if time.monotonic() > end:
@@ -404,6 +433,7 @@ class FakeComfy:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         sid = request.query.get("clientId") or uuid.uuid4().hex
+        self.connects.append(sid)
         self.sockets[sid] = ws  # a reconnect with the same clientId replaces the old socket
         try:
             await ws.send_str(json.dumps({"type": "status", "data": {
@@ -610,7 +640,7 @@ class FakeComfy:
                                                               "node_id": node_id, "prompt_id": pid}}})
             await event("executing", {"node": node_id, "display_node": node_id})
             while self.gate is not None and not self.gate.is_set():
-                self.held.set()
+                self.gate_reached.set()
                 await asyncio.sleep(0.01)
             if self.noise and sid:
                 await self._send("crystools.monitor", {"cpu_utilization": 3.5}, sid)
@@ -618,6 +648,7 @@ class FakeComfy:
             latency = self.class_latency.get(cls, self.node_latency)
             if latency:
                 await asyncio.sleep(latency)
+            await self._held(item, cls)
             failure = self.fail_nodes.get(cls)
             if failure is None and cls == "SaveVideo" and node["inputs"].get("format") not in ("auto", "mp4"):
                 failure = ("ValueError", f"'{node['inputs'].get('format')}' is not a valid VideoContainer\n")
@@ -652,6 +683,19 @@ class FakeComfy:
         await self._status()
         if sid:
             await self._send("executing", {"node": None, "prompt_id": pid}, sid)
+
+    async def _held(self, item: Item, cls: str) -> None:
+        """Wait while the test holds nodes of this class (ended by an interrupt too, as a
+        real sampler checks for one between steps)."""
+        gate = self.holds.get(cls)
+        if gate is None:
+            return
+        item.held = True
+        try:
+            while not gate.is_set() and not item.interrupt:
+                await asyncio.sleep(0.005)
+        finally:
+            item.held = False
 
     def _order(self, prompt: dict, outputs: list[str]) -> list[str]:
         order: list[str] = []

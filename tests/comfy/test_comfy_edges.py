@@ -3,8 +3,8 @@ outputs, and split image/video servers."""
 
 from __future__ import annotations
 
+import logging
 import threading
-import time
 
 import httpx
 import pytest
@@ -26,7 +26,7 @@ def test_500_after_queueing_is_looked_up_not_resubmitted(comfy, jobs, shot, stil
 
 
 def test_interrupt_by_someone_else_is_retryable_and_the_retry_resubmits(comfy, jobs, shot, still):
-    comfy.node_latency = 0.1
+    repeating = comfy.hold("RepeatImageBatch")  # running when the interrupt comes
     r = renderer(comfy.url)
     box = {}
 
@@ -37,19 +37,21 @@ def test_interrupt_by_someone_else_is_retryable_and_the_retry_resubmits(comfy, j
 
     t = threading.Thread(target=first)
     t.start()
-    comfy.wait_until(lambda: comfy.running is not None)
+    comfy.wait_until(comfy.held)
     httpx.post(f"{comfy.url}/interrupt", trust_env=False)  # someone at the ComfyUI web page
-    t.join(10)
+    t.join(120)
     assert isinstance(box["exc"], RetryableServiceError)
+    repeating.set()
     # the runner retries with attempt + 1: the interrupted prompt is not adopted
     assert renderer(comfy.url).render(shot, still, jobs(shot, attempt=2)).suffix == ".mp4"
     assert len(comfy.posts()) == 2
 
 
 def test_timeout_is_retryable_and_the_retry_waits_for_the_same_prompt(comfy, jobs, shot, still):
-    comfy.node_latency = 0.15
+    repeating = comfy.hold("RepeatImageBatch")  # unfinished until the first render timed out
     with pytest.raises(RetryableServiceError, match="did not finish within timeout_s"):
         renderer(comfy.url, timeout_s=0.2).render(shot, still, jobs(shot))
+    repeating.set()
     path = renderer(comfy.url).render(shot, still, jobs(shot, attempt=2))
     assert path.suffix == ".mp4" and len(comfy.posts()) == 1
 
@@ -63,18 +65,29 @@ def test_reattach_with_output_gone_from_server_resubmits(comfy, jobs, shot, stil
 
 
 def test_reconnect_with_same_client_id_resumes_events(comfy, jobs, shot, still):
-    comfy.node_latency = 0.1
+    repeating = comfy.hold("RepeatImageBatch")  # node 2 runs until the second renderer listens
     r = renderer(comfy.url, on_interrupt="none")
     job = jobs(shot)
     t = threading.Thread(target=lambda: pytest.raises(Exception, r.render, shot, still, job))
     t.start()
-    comfy.wait_until(lambda: comfy.running is not None and comfy.running.current_node == "2")
+    comfy.wait_until(lambda: comfy.held() and comfy.running.current_node == "2")
     job.cancelled.set()
-    t.join(10)
+    t.join(120)
     before = len(jobs.progress)
-    renderer(comfy.url).render(shot, still, jobs(shot, attempt=2))
-    # the reattached socket (same clientId) got the running node, then the remaining events
-    assert any(m.startswith("node ") for _, m in jobs.progress[before:])
+    again = threading.Thread(target=lambda: renderer(comfy.url).render(shot, still, jobs(shot, attempt=2)))
+    sockets = len(comfy.connects)
+    # The next node holds too, so the prompt cannot finish (and be collected from /history
+    # without a single event) before the reattached renderer has heard an event on its socket.
+    creating = comfy.hold("CreateVideo")
+    again.start()
+    comfy.wait_until(lambda: len(comfy.connects) > sockets)  # the second renderer listens
+    repeating.set()
+    # the reattached socket (same clientId) gets the remaining events: the next node's start
+    comfy.wait_until(lambda: any(m.startswith("node ") for _, m in jobs.progress[before:]))
+    creating.set()
+    again.join(120)
+    assert not again.is_alive()
+    assert comfy.connects[sockets] == comfy.connects[0]  # with the same clientId
     assert len(comfy.posts()) == 1
 
 
@@ -103,15 +116,16 @@ def test_server_that_ignores_client_prompt_ids_still_works_and_is_recorded(comfy
     assert len(comfy.posts()) == 1
 
 
-def test_a_server_restarting_when_the_shot_starts_is_waited_for(comfy, jobs, shot, still):
+def test_a_server_restarting_when_the_shot_starts_is_waited_for(comfy, jobs, shot, still, caplog):
     comfy.kill()
     result = {}
-    t = threading.Thread(target=lambda: result.update(path=renderer(comfy.url, server_grace_s=5)
+    t = threading.Thread(target=lambda: result.update(path=renderer(comfy.url, server_grace_s=120)
                                                       .render(shot, still, jobs(shot))))
+    caplog.set_level(logging.WARNING, logger="reelforge.comfyui")
     t.start()
-    time.sleep(0.3)
-    comfy.revive()
-    t.join(15)
+    comfy.wait_until(lambda: any("is down" in rec.getMessage() for rec in list(caplog.records)))
+    comfy.revive()  # once the shot has found the server down, not after a guessed pause
+    t.join(120)
     assert result["path"].suffix == ".mp4" and len(comfy.posts()) == 1
 
 

@@ -11,6 +11,7 @@ import logging
 import socket
 import threading
 import time
+from typing import Callable
 
 import pytest
 from click.testing import CliRunner
@@ -216,22 +217,29 @@ def test_resume_checks_every_backend_with_shots_left_before_any_shot(tmp_path, m
     assert runner.resume(failed.session_id).ok  # the same runner: the refusal left it usable
 
 
+def warned(caplog, words: str) -> Callable[[], bool]:
+    """A condition for wait_until: a warning containing ``words`` was logged."""
+    return lambda: any(words in rec.getMessage() for rec in list(caplog.records)
+                       if rec.levelno >= logging.WARNING)
+
+
 def test_an_outage_is_reported_once_and_its_end_once(comfy, jobs, shot, still, caplog):
-    comfy.node_latency = 0.1
-    r = renderer(comfy.url, server_grace_s=10)
+    repeating = comfy.hold("RepeatImageBatch")  # the prompt is mid-render when the server dies
+    r = renderer(comfy.url, server_grace_s=120)  # ample: the test, not a clock, ends the outage
     result = {}
     t = threading.Thread(target=lambda: result.update(path=r.render(shot, still, jobs(shot))))
     caplog.set_level(logging.INFO, logger="reelforge.comfyui")
     t.start()
-    comfy.wait_until(lambda: comfy.running is not None)
+    comfy.wait_until(comfy.held)
     comfy.kill()
-    time.sleep(1.0)  # many polls and attempts meanwhile
+    comfy.wait_until(warned(caplog, "is down"))  # the client has seen the outage
+    repeating.set()
     comfy.revive()
-    t.join(20)
+    t.join(120)
     assert result["path"].suffix == ".mp4"
     warnings = [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.WARNING]
     assert [w for w in warnings if "is down" in w] == [
-        f"ComfyUI at {comfy.url} is down (refused the connection); waiting up to 10 s for it to come back "
+        f"ComfyUI at {comfy.url} is down (refused the connection); waiting up to 120 s for it to come back "
         f"(server_grace_s)"]
     assert len([w for w in warnings if "is answering again" in w]) == 1
     assert len(warnings) == 2, warnings
@@ -240,12 +248,12 @@ def test_an_outage_is_reported_once_and_its_end_once(comfy, jobs, shot, still, c
 def test_a_refused_server_is_marked_down_at_once_and_its_shot_moves(make_comfy, jobs, shot, still):
     good = make_comfy()
     down = closed_url()
-    r = renderer(down, good.url, server_grace_s=30)
+    r = renderer(down, good.url, server_grace_s=240)
     started = time.monotonic()
     path = r.render(shot, still, jobs(shot))
     assert path.suffix == ".mp4" and jobs.journal[("videos", 1)]["rendered_by"] == good.url
     assert r.backend.pool.was_down(down) and not r.backend.pool.was_down(good.url)
-    assert time.monotonic() - started < 15  # far inside the 30 s grace: nothing waited for it
+    assert time.monotonic() - started < 120  # far inside the 240 s grace: nothing waited for it
 
 
 def test_the_backend_gives_up_once_and_the_runner_does_not_retry_it(tmp_path, comfy, monkeypatch):

@@ -27,13 +27,16 @@ def test_the_fakes_job_api_has_the_servers_shapes(comfy):
     assert get("/api/jobs").status_code == 404  # off: as on 0.3.64
     comfy.jobs_api = True
     comfy.node_latency = 0.05
+    saving = comfy.hold("SaveImage")  # p-1 runs, p-2 waits, until the test has looked
     wf = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
           "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "j"}}}
     httpx.post(f"{comfy.url}/prompt", json={"prompt": wf, "prompt_id": "p-1"}, trust_env=False)
     httpx.post(f"{comfy.url}/prompt", json={"prompt": wf, "prompt_id": "p-2"}, trust_env=False)
+    comfy.wait_until(lambda: comfy.held("p-1"))
     running = get("/api/jobs/p-1").json()
     assert running["status"] == "in_progress" and "outputs" not in running
     assert get("/api/jobs/p-2").json()["status"] == "pending"
+    saving.set()
     comfy.wait_until(lambda: "p-2" in comfy.history)
     job = get("/api/jobs/p-1").json()
     assert job["status"] == "completed" and job["outputs"]["2"]["images"][0]["filename"]
@@ -70,18 +73,25 @@ def test_a_render_uses_the_job_api_when_present_and_history_otherwise(comfy, job
 @BOTH
 def test_reattach_to_a_running_prompt_after_a_crash(comfy, jobs, shot, still, jobs_api):
     comfy.jobs_api = jobs_api
-    comfy.node_latency = 0.1
+    repeating = comfy.hold("RepeatImageBatch")  # still running when the fresh process looks
     r = renderer(comfy.url, on_interrupt="none")
     job = jobs(shot)
     t = threading.Thread(target=lambda: pytest.raises(StageError, r.render, shot, still, job))
     t.start()
-    comfy.wait_until(lambda: comfy.running is not None)
+    comfy.wait_until(comfy.held)
     job.cancelled.set()  # the orchestrator goes away; the prompt keeps running on the server
-    t.join(10)
+    t.join(120)
     pid = jobs.journal[("videos", 1)]["prompt_id"]
-    assert comfy.running is not None and comfy.running.prompt_id == pid
+    assert comfy.held(pid)
     fresh = renderer(comfy.url)  # a new process: nothing in memory but the checkpoint
-    assert fresh.render(shot, still, jobs(shot, attempt=2)).suffix == ".mp4"
+    result = {}
+    again = threading.Thread(target=lambda: result.update(path=fresh.render(shot, still, jobs(shot, attempt=2))))
+    seen = len(comfy.requests)
+    again.start()
+    comfy.wait_until(lambda: any(pid in p for _, p, _ in comfy.requests[seen:]))  # it looked the prompt up
+    repeating.set()
+    again.join(120)
+    assert result["path"].suffix == ".mp4"
     assert len(comfy.posts(pid)) == 1 and len(comfy.posts()) == 1  # looked up, never resubmitted
     assert jobs.journal[("videos", 1)]["rendered_by"] == comfy.url
     assert jobs.journal[("videos", 1)]["rendered_by"] == comfy.url
@@ -112,7 +122,7 @@ def test_failures_read_from_either_source_name_the_node(comfy, jobs, shot, jobs_
 @BOTH
 def test_an_interrupt_read_from_either_source_is_retryable(comfy, jobs, shot, still, jobs_api):
     comfy.jobs_api = jobs_api
-    comfy.node_latency = 0.1
+    comfy.hold("RepeatImageBatch")  # running when the interrupt comes; the interrupt ends it
     box = {}
 
     def work():
@@ -122,9 +132,9 @@ def test_an_interrupt_read_from_either_source_is_retryable(comfy, jobs, shot, st
 
     t = threading.Thread(target=work)
     t.start()
-    comfy.wait_until(lambda: comfy.running is not None)
+    comfy.wait_until(comfy.held)
     httpx.post(f"{comfy.url}/interrupt", trust_env=False)
-    t.join(10)
+    t.join(120)
     assert "interrupted prompt" in str(box["exc"])
 
 

@@ -40,10 +40,12 @@ def test_a_pick_weighs_seconds_not_prompts(make_comfy):
 def test_someone_elses_queue_counts_at_the_mean_estimate(make_comfy):
     import httpx
 
-    a, b = make_comfy(node_latency=0.3), make_comfy()
+    a, b = make_comfy(), make_comfy()
+    a.hold("SaveImage")  # someone else's prompt is still running when the pick looks
     wf = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
           "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "o"}}}
     httpx.post(f"{a.url}/prompt", json={"prompt": wf}, trust_env=False)
+    a.wait_until(a.held)
     gen = image_gen(a.url, b.url)
     ticket = gen.backend.pool.pick(gen.backend.client, key="image:x", units=1, expected=1.0)
     assert ticket.url == normalise_url(b.url)

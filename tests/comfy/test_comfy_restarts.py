@@ -86,7 +86,7 @@ def test_a_restart_during_a_render_is_ridden_through_and_every_prompt_runs_once(
     worker = threading.Thread(target=lambda: box.update(result=runner.start("a lighthouse")))
     worker.start()
     try:
-        assert comfy.held.wait(60), "no render started"
+        assert comfy.gate_reached.wait(60), "no render started"
         cut = comfy.running.prompt_id
         comfy.kill()  # the port closes: refused connections, as after a kill
         wait_for(lambda: any("is down" in w for w in warnings_of(caplog)), "the outage noticed")

@@ -98,11 +98,13 @@ def test_partial_acceptance_and_unvalidated_v3_combo_match_scenario_03(comfy):
 
 def test_history_is_empty_until_done_and_queue_shapes(comfy):
     comfy.node_latency = 0.05
+    saving = comfy.hold("SaveImage")  # mine-1 runs and mine-2 waits until the test has looked
     wf = transcript("01_image_emptyimage_saveimage")["workflow_api"]
     with http(comfy) as c:
         pid = c.post("/prompt", json={"prompt": wf, "prompt_id": "mine-1"}).json()["prompt_id"]
         c.post("/prompt", json={"prompt": wf, "prompt_id": "mine-2"})
         assert pid == "mine-1"
+        comfy.wait_until(lambda: comfy.held("mine-1"))
         assert c.get("/history/mine-1").json() == {}
         q = c.get("/queue").json()
         assert [i[1] for i in q["queue_running"]] == ["mine-1"]
@@ -111,6 +113,7 @@ def test_history_is_empty_until_done_and_queue_shapes(comfy):
         assert c.get("/prompt").json() == {"exec_info": {"queue_remaining": 2}}
         r = c.post("/queue", json={"delete": ["mine-2"]})
         assert r.status_code == 200 and r.content == b""
+        saving.set()
         comfy.wait_until(lambda: "mine-1" in comfy.history)
         assert c.get("/history/mine-2").json() == {}  # deleted while pending: never in history
         assert c.get("/history/does-not-exist").json() == {}

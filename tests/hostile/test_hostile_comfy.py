@@ -139,7 +139,7 @@ def test_a_giant_websocket_frame_drops_the_socket_and_the_render_goes_on(comfy, 
     assert stream.connect()
     with pytest.raises(ConnectionError, match="event socket dropped"):
         for _ in range(5):
-            stream.next(timeout=5)
+            stream.next(timeout=60)
     assert not stream.alive
     # a render falls back to polling /history and still finishes
     path = renderer(comfy.url).render(shot, still, jobs(shot))
@@ -172,8 +172,8 @@ def test_a_flood_of_websocket_frames_is_not_buffered_without_bound(comfy):
     assert not future.done(), "the server could push 2 GB: the client buffered it all"
     started = time.monotonic()
     stream.close()  # and a full queue does not make close() wait
-    assert time.monotonic() - started < 5
-    assert future.result(10) < 2000
+    assert time.monotonic() - started < 30  # ample; a close waiting on a full queue never ends
+    assert future.result(60) < 2000
 
 
 def test_junk_events_on_the_socket_do_not_break_a_render(comfy, jobs, shot, still):
@@ -316,7 +316,7 @@ def test_the_websocket_carries_the_auth_header_too(comfy, monkeypatch):
 
     stream = EventStream(comfy.url, "c3", headers=auth_headers())
     assert stream.connect()
-    assert stream.next(timeout=5)["type"] == "status"
+    assert stream.next(timeout=60)["type"] == "status"
     stream.close()
     assert not EventStream(comfy.url, "c4").connect()  # refused without it
 

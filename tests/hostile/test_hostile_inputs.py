@@ -149,7 +149,7 @@ def test_the_deadline_covers_the_headers_not_only_the_body(slowloris):
         with deadline(1.0) as d:
             fetch(client, "GET", url, limit=None)
     assert d.expired
-    assert time.monotonic() - started < 10  # the whole answer would take 45 s
+    assert time.monotonic() - started < 30  # the whole answer would take 45 s
     assert len(sent) < 100  # still inside the headers
     # outside a deadline block the same client is an ordinary httpx client
     client.close()

@@ -26,13 +26,13 @@ class Canned:
     "A dict (sent as JSON) or a str (sent as is)."
     headers: dict[str, str] = attrs.Factory(dict)
     delay: float = 0.0
+    hold: threading.Event | None = None
+    "The answer waits until this is set (by the test, or by a later request's responder)."
     trickle_s: float = 0.0
     "Hostile: send the body one byte per this many seconds (with its Content-Length)."
     flood_bytes: int = 0
     "Hostile: send this many bytes of chunked junk instead of the body, with no length."
     content_type: str = "application/json"
-    gate: threading.Event | None = None
-    "Hold the answer until this is set (at most 60 s): a model still working, ended by the test."
 
 
 @attrs.define
@@ -126,8 +126,8 @@ class FakeServer:
                                                     "code": None}})
                 if canned.delay:
                     time.sleep(canned.delay)
-                if canned.gate is not None:
-                    canned.gate.wait(60)
+                if canned.hold is not None:
+                    canned.hold.wait(120)
                 payload = canned.body if isinstance(canned.body, str) else json.dumps(canned.body)
                 data = payload.encode()
                 server.sent = 0

@@ -19,7 +19,7 @@ SCENES_REC = structure(SCENES, SceneGraph)
 
 
 def backend(server, **options) -> OllamaStory:
-    options.setdefault("timeout", 5.0)
+    options.setdefault("timeout", 60.0)  # ample: a test that wants a timeout sets its own
     return OllamaStory(OllamaOptions(base_url=server.url, model="llama3.1", **options))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 
 import pytest
 
@@ -18,7 +19,7 @@ from plugins.story_llm.schemas import SCHEMAS
 
 
 def backend(server, **options) -> OpenAIStory:
-    options.setdefault("timeout", 5.0)
+    options.setdefault("timeout", 60.0)  # ample: a test that wants a timeout sets its own
     return OpenAIStory(OpenAIOptions(base_url=f"{server.url}/v1", model="fake-1", **options))
 
 
@@ -186,9 +187,15 @@ def test_connection_refused_is_transient_then_clear(fake_server):
 
 
 def test_timeout_is_retried(fake_server):
-    fake_server.enqueue(Canned(200, {}, delay=1.0))
-    fake_server.responder = openai_film
-    llm = backend(fake_server, timeout=0.3)
+    first_answer = threading.Event()  # the first request hangs until the retry has come
+
+    def retried(seen):
+        first_answer.set()
+        return openai_film(seen)
+
+    fake_server.enqueue(Canned(200, {}, hold=first_answer))
+    fake_server.responder = retried
+    llm = backend(fake_server, timeout=3.0)  # short enough to wait out, long for a local answer
     assert llm.write_story("idea").title == STORY["title"]
     assert len(fake_server.requests) == 2
 
@@ -340,15 +347,16 @@ def test_long_plan_is_asked_in_batches(fake_server):
 
 
 def test_retry_waits_as_long_as_the_server_asks(fake_server, monkeypatch):
-    import time
-
     monkeypatch.setenv("REELFORGE_RETRY_BACKOFF", "5")  # backoff on: the server's wait wins
     fake_server.enqueue(openai_error(429, "Rate limit reached", code="rate_limit_exceeded",
                                      headers={"retry-after-ms": "300", "Retry-After": "1"}))
     fake_server.responder = openai_film
-    started = time.monotonic()
+    import tenacity.nap
+
+    waits: list[float] = []
+    monkeypatch.setattr(tenacity.nap, "time", type("Clock", (), {"sleep": staticmethod(waits.append)}))
     backend(fake_server).write_story("idea")
-    assert 0.3 <= time.monotonic() - started < 2.0
+    assert waits == [0.3]  # the server's retry-after-ms, not the 5 s backoff nor its Retry-After
     assert len(fake_server.requests) == 2
 
 

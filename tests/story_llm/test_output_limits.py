@@ -148,7 +148,7 @@ def test_the_writer_reports_the_seconds_it_has_waited(fake_server, monkeypatch):
     llm.clock = _ticking_clock()
     job = Job(enough=3)
     # The model answers only once three reports were heard while it was "working".
-    fake_server.enqueue(Canned(200, chat_completion(STORY).body, gate=job.heard))
+    fake_server.enqueue(Canned(200, chat_completion(STORY).body, hold=job.heard))
     story = llm.write_story("a cat relights a lighthouse", job=job)
     assert story.title == STORY["title"] and job.heard.is_set()
     assert job.messages[:3] == ["waiting 5s for fake-1", "waiting 10s for fake-1", "waiting 15s for fake-1"]
@@ -180,7 +180,7 @@ def test_a_run_shows_the_story_step_waiting(tmp_path, fake_server, fakes, monkey
     def answer(seen):
         if first[0]:  # the story: held until the run has shown the wait twice
             first[0] = False
-            return Canned(200, openai_film(seen).body, gate=recorder.heard)
+            return Canned(200, openai_film(seen).body, hold=recorder.heard)
         return openai_film(seen)
 
     fake_server.responder = answer
