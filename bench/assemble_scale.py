@@ -1,4 +1,4 @@
-"""Assembly at scale: `framework.ffmpeg.assemble(clips)` against the bare ffmpeg concat it
+"""Assembly at scale: `reelforge.media.ffmpeg.assemble(clips)` against the bare ffmpeg concat it
 runs, side by side on the same N clips (a few small H.264 clips of one format, copied
 N times), rounds interleaved.
 
@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from framework.ffmpeg import _concat_line, assemble, ffmpeg_exe  # noqa: E402
+from reelforge.media.ffmpeg import _concat_line, assemble, ffmpeg_exe  # noqa: E402
 
 #: Variants of one format (size, fps, pixel format, codec): colours and lengths differ.
 VARIANTS = [("red", 0.4), ("green", 0.5), ("blue", 0.3), ("white", 0.6)]

@@ -13,8 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from PIL import Image  # noqa: E402
 
-from framework.records import Shot, ShotPlan  # noqa: E402
-from framework.session import SessionStore  # noqa: E402
+from reelforge.records import Shot, ShotPlan  # noqa: E402
+from reelforge.store.session import SessionStore  # noqa: E402
 
 
 def measure(n_shots: int, tmp: Path) -> tuple[float, float, int]:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from framework.protocols import ShotJob  # noqa: E402
-from framework.records import Shot  # noqa: E402
+from reelforge.protocols import ShotJob  # noqa: E402
+from reelforge.records import Shot  # noqa: E402
 from tests.comfy.fake_comfy import FakeComfy  # noqa: E402
 
 
@@ -30,8 +30,8 @@ def main() -> None:
 
     from PIL import Image
 
-    from plugins.comfy_render import ComfyRenderer, VideoOptions
-    from plugins.image_gen.comfyui import ComfyImageGenerator, ImageOptions
+    from reelforge.plugins.comfy_render import ComfyRenderer, VideoOptions
+    from reelforge.plugins.image_gen.comfyui import ComfyImageGenerator, ImageOptions
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -13,7 +13,7 @@ Each measurement runs in a fresh process.
     python bench/comfy_makespan.py [--shots 8,24] [--servers 1,2,4] [--image-s 0.1] [--video-s 0.6]
                                    [--rounds 3] [--baseline DIR]
 
-``--baseline DIR`` measures another reelforge tree side by side (its framework and plugins,
+``--baseline DIR`` measures another reelforge tree side by side (its reelforge and plugins,
 this tree's fake server), e.g. the code before the shared pool:
 
     mkdir /tmp/before && git archive 07d1050 | tar -x -C /tmp/before
@@ -77,8 +77,8 @@ def _executions(fake) -> list[float]:
 
 
 def run_once(n: int, k: int, image_s: float, video_s: float, root: Path) -> tuple[float, float]:
-    from framework import hookimpl
-    from framework.runner import Runner
+    from reelforge import hookimpl
+    from reelforge.engine.runner import Runner
 
     FakeComfy = _fake_class()
     fakes = []
@@ -113,7 +113,7 @@ def run_once(n: int, k: int, image_s: float, video_s: float, root: Path) -> tupl
 
 
 def _measure(tree: Path, n: int, k: int, args) -> float:
-    """makespan / ideal of one run, in a fresh process using ``tree``'s framework and plugins."""
+    """makespan / ideal of one run, in a fresh process using ``tree``'s reelforge and plugins."""
     import json
     import subprocess
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 def frame_at(film: Path, t: float, out: Path):
     from PIL import Image
 
-    from framework.ffmpeg import run_ffmpeg
+    from reelforge.media.ffmpeg import run_ffmpeg
 
     run_ffmpeg(["-ss", f"{max(0.0, t):.3f}", "-i", str(film), "-frames:v", "1", "-y", str(out)],
                what=f"frame at {t:.2f} s")
@@ -36,9 +36,9 @@ def contact_sheet(film: Path, durations: list[float], out: Path, *, moments: int
     """Write the grid for ``film`` whose clips last ``durations`` (joined with ``crossfade_s``)."""
     from PIL import Image, ImageDraw
 
-    from framework.ffmpeg import probe
-    from framework.fonts import font
-    from framework.soundtrack import clip_starts
+    from reelforge.media.ffmpeg import probe
+    from reelforge.media.fonts import font
+    from reelforge.media.soundtrack import clip_starts
 
     info = probe(film)
     fps = info["fps"] or 25
@@ -76,8 +76,8 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep the session in this output folder")
     args = parser.parse_args()
 
-    from framework.ffmpeg import probe
-    from framework.runner import Runner
+    from reelforge.media.ffmpeg import probe
+    from reelforge.engine.runner import Runner
 
     with tempfile.TemporaryDirectory() as tmp:
         output = args.keep or Path(tmp)

@@ -76,7 +76,7 @@ STAGES = ("startup", "create", "story", "scene_graph", "shots", "images", "narra
           "finished")
 #: What a kill can be aimed at.
 TARGETS = ("create", "story", "scene_graph", "shots", "images", "narration", "videos", "assemble")
-#: The runner's progress line that starts each stage (framework/progress.py).
+#: The runner's progress line that starts each stage (reelforge/progress.py).
 MARKERS = {"story": "→ Story", "scene_graph": "→ Scenes", "shots": "→ Shots",
            "images": "→ Images", "narration": "→ Voice", "videos": "→ Videos", "assemble": "→ Film"}
 #: Checks, in the order the table prints them.
@@ -129,7 +129,7 @@ def ffmpeg_exe() -> str:
 # -- files --------------------------------------------------------------------------------
 
 def sha256_file(path: Path) -> str:
-    from framework.safefs import sha256_file as digest  # never through a link
+    from reelforge.store.safefs import sha256_file as digest  # never through a link
 
     return digest(path)
 
@@ -194,7 +194,7 @@ def _cli(args: list[str]) -> tuple[int, str]:
     """Run a reelforge command in this process (click's test runner): (exit code, output)."""
     from click.testing import CliRunner
 
-    from framework.cli import cli
+    from reelforge.cli.core import cli
 
     result = CliRunner().invoke(cli, args, catch_exceptions=True)
     text = result.output
@@ -209,7 +209,7 @@ def _tail(text: str, lines: int = 3) -> str:
 
 def check_session(out: Path, sid: str, cli: Callable[[list[str]], tuple[int, str]] = _cli) -> tuple[list[str], Any]:
     """Check 1. Returns (problems, the loaded Session or None)."""
-    from framework.session import SessionStore
+    from reelforge.store.session import SessionStore
 
     store = SessionStore(out)
     path = store.path_for(sid)
@@ -260,7 +260,7 @@ def check_session(out: Path, sid: str, cli: Callable[[list[str]], tuple[int, str
 
 def done_artifacts(session) -> dict[str, Any]:
     """'shot 3 image' / 'shot 3 video' / 'film' -> ArtifactState, for those marked done."""
-    from framework.session import DONE
+    from reelforge.store.session import DONE
 
     found = {}
     for shot in session.meta.shots:
@@ -282,7 +282,7 @@ def _artifact_file(session, art) -> Path | None:
 
 def _pending_file(session, art) -> Path | None:
     """The scratch file of a commit a kill cut short: the done record is journalled before
-    the rename (framework/session.py), and the next run finishes the rename."""
+    the rename (reelforge/session.py), and the next run finishes the rename."""
     pending = getattr(art, "pending", None)
     if not pending:
         return None
@@ -501,7 +501,7 @@ def film_problems(path: Path) -> str | None:
 
 def stage_at(out: Path, sid: str | None) -> str:
     """The step a killed runner was working on, from the session it left."""
-    from framework.session import COMPLETE, DONE, SessionStore
+    from reelforge.store.session import COMPLETE, DONE, SessionStore
 
     if sid is None:
         return "startup"
@@ -941,7 +941,7 @@ class Torture:
         return pairs, opts, rng.random() < 0.5
 
     def _cmd(self, args: list[str]) -> list[str]:
-        return [sys.executable, "-m", "framework", *args]
+        return [sys.executable, "-m", "reelforge", *args]
 
     def calibrate(self) -> None:
         """One uninterrupted run per transition: how long each stage takes on this machine,
@@ -1279,7 +1279,7 @@ class Torture:
     def _tamper(self, out: Path, sid: str) -> None:
         """Test hook (--tamper): damage one done artifact in place, keeping its size, so the
         checks must report it."""
-        from framework.session import SessionStore
+        from reelforge.store.session import SessionStore
 
         try:
             session = SessionStore(out).load(sid)

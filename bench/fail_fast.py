@@ -54,7 +54,7 @@ def closed_port() -> int:
 
 def measure(url: str, timeout: float, tree: Path = ROOT) -> tuple[float, int, int | None, str]:
     """(seconds, output lines, exit code or None on timeout, last line)."""
-    cmd = [sys.executable, "-m", "framework", "run", "x", "--new", "--image-gen", "comfyui",
+    cmd = [sys.executable, "-m", "reelforge", "run", "x", "--new", "--image-gen", "comfyui",
            "--comfy-url", url]
     env = {k: v for k, v in os.environ.items() if not k.startswith("REELFORGE_")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(tree), os.environ.get("PYTHONPATH", "")] if p)

@@ -1,5 +1,5 @@
 """Peak memory and time of one storyboard frame and one 1-second Ken Burns clip at several
-sizes, up to the cap in framework/limits.py (each size in a fresh process, so peaks do not
+sizes, up to the cap in reelforge/limits.py (each size in a fresh process, so peaks do not
 mix).
 
     python bench/frame_size_memory.py [WxH ...]     # default: 1280x720 3840x2160 8192x4352
@@ -21,10 +21,10 @@ sys.path.insert(0, str(ROOT))
 
 
 def measure_one(width: int, height: int, what: str, folder: Path) -> dict:
-    from framework.protocols import ShotJob
-    from framework.records import Shot
-    from plugins.image_gen.storyboard import StoryboardGenerator, StoryboardOptions
-    from plugins.kenburns import KenBurnsOptions, KenBurnsRenderer
+    from reelforge.protocols import ShotJob
+    from reelforge.records import Shot
+    from reelforge.plugins.image_gen.storyboard import StoryboardGenerator, StoryboardOptions
+    from reelforge.plugins.kenburns import KenBurnsOptions, KenBurnsRenderer
 
     shot = Shot(id=1, scene_id="s1", description="bench", image_prompt="a harbour city at dusk",
                 motion_prompt="slow push in", duration_s=1.0, seed=1)
@@ -47,7 +47,7 @@ def main() -> None:
         w, h, what, folder = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], Path(sys.argv[5])
         print(json.dumps(measure_one(w, h, what, folder)))
         return
-    from framework.limits import MAX_PIXELS, MAX_SIDE
+    from reelforge.limits import MAX_PIXELS, MAX_SIDE
 
     sizes = sys.argv[1:] or ["1280x720", "3840x2160", f"{MAX_SIDE}x{MAX_PIXELS // MAX_SIDE}"]
     print(f"cap: {MAX_SIDE} a side, {MAX_PIXELS:,} pixels")

@@ -27,14 +27,14 @@ PAD_S = 0.6  # silence after the line before the next shot
 
 
 def job(shot, stage, work: Path):
-    from framework.protocols import ShotJob
+    from reelforge.protocols import ShotJob
 
     return ShotJob(session_id="bench", stage=stage, shot=shot, attempt=1, work_dir=work / stage / f"{shot.id:03d}",
                    checkpoint={}, cancelled=threading.Event(), save=lambda d: None)
 
 
 def speed(narrator, shots, work: Path, label: str) -> None:
-    from framework.soundtrack import wav_duration
+    from reelforge.media.soundtrack import wav_duration
 
     narrator.narrate(shots[0], job(shots[0], f"warm-{label}", work))  # load the voice once
     t0 = time.perf_counter()
@@ -58,12 +58,12 @@ def main() -> None:
     t_start = time.perf_counter()
     import attrs
 
-    from framework import soundtrack as st
-    from framework.ffmpeg import assemble
-    from plugins.image_gen.storyboard import StoryboardGenerator
-    from plugins.kenburns import KenBurnsOptions, KenBurnsRenderer
-    from plugins.narration import EspeakNarrator, PiperNarrator, PiperOptions
-    from plugins.story_llm.offline import OfflinePlanner
+    from reelforge.media import soundtrack as st
+    from reelforge.media.ffmpeg import assemble
+    from reelforge.plugins.image_gen.storyboard import StoryboardGenerator
+    from reelforge.plugins.kenburns import KenBurnsOptions, KenBurnsRenderer
+    from reelforge.plugins.narration import EspeakNarrator, PiperNarrator, PiperOptions
+    from reelforge.plugins.story_llm.offline import OfflinePlanner
 
     timings: dict[str, float] = {}
 
@@ -117,7 +117,7 @@ def main() -> None:
         cues = st.narration_cues([(v.start, d, s.narration) for v, d, s in zip(voices, speech, shots)])
         srt = timed("soundtrack", lambda: st.write_srt(cues, work / "film.srt"))
         timed("soundtrack", lambda: st.write_vtt(cues, work / "film.vtt"))
-        from plugins.image_gen.storyboard import CAPTION_BAND
+        from reelforge.plugins.image_gen.storyboard import CAPTION_BAND
 
         final = timed("finish", lambda: st.finish_film(film, audio, work / "film.mp4", subtitles=args.subtitles,
                                                       bottom_margin=CAPTION_BAND + 0.03,

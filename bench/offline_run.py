@@ -25,7 +25,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as out:
             t0 = time.perf_counter()
             proc = subprocess.run(
-                [sys.executable, "-m", "framework", "run", "The rise and fall of an ancient trading city",
+                [sys.executable, "-m", "reelforge", "run", "The rise and fall of an ancient trading city",
                  "--new", "--output-dir", out], env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
             elapsed = time.perf_counter() - t0
             if proc.returncode:

@@ -17,11 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from framework.protocols import ShotJob  # noqa: E402
-from plugins.image_gen.storyboard import StoryboardGenerator  # noqa: E402
-from plugins.kenburns import KenBurnsRenderer  # noqa: E402
-from framework.ffmpeg import assemble, probe  # noqa: E402
-from plugins.story_llm.offline import OfflinePlanner, OfflinePlannerOptions  # noqa: E402
+from reelforge.protocols import ShotJob  # noqa: E402
+from reelforge.plugins.image_gen.storyboard import StoryboardGenerator  # noqa: E402
+from reelforge.plugins.kenburns import KenBurnsRenderer  # noqa: E402
+from reelforge.media.ffmpeg import assemble, probe  # noqa: E402
+from reelforge.plugins.story_llm.offline import OfflinePlanner, OfflinePlannerOptions  # noqa: E402
 
 
 def main() -> None:

@@ -22,13 +22,13 @@ sys.path.insert(0, str(ROOT))
 
 from PIL import Image  # noqa: E402
 
-from framework import hookimpl  # noqa: E402
-from framework.errors import StageError  # noqa: E402
-from framework.protocols import NoOptions  # noqa: E402
-from framework.records import Scene, SceneGraph, Shot, ShotPlan, Story  # noqa: E402
-from framework.runner import Runner  # noqa: E402
-from framework.session import SessionStore  # noqa: E402
-from framework.testing import registered  # noqa: E402
+from reelforge import hookimpl  # noqa: E402
+from reelforge.errors import StageError  # noqa: E402
+from reelforge.protocols import NoOptions  # noqa: E402
+from reelforge.records import Scene, SceneGraph, Shot, ShotPlan, Story  # noqa: E402
+from reelforge.engine.runner import Runner  # noqa: E402
+from reelforge.store.session import SessionStore  # noqa: E402
+from reelforge.testing import registered  # noqa: E402
 
 
 class BenchStory:
@@ -134,7 +134,7 @@ def first_shot_seconds(out: Path, sid: str) -> float:
     env = dict(os.environ, REELFORGE_PLUGINS="resume_scale", REELFORGE_LOAD_PLUGINS="",
                BENCH_FIRST=str(stamp),
                PYTHONPATH=os.pathsep.join([str(ROOT / "bench"), str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    cmd = [sys.executable, "-m", "framework", "resume", sid, "--output-dir", str(out),
+    cmd = [sys.executable, "-m", "reelforge", "resume", sid, "--output-dir", str(out),
            "--story-llm", "bench", "--image-gen", "bench", "--renderer", "bench"]
     t0 = time.time()
     subprocess.run(cmd, env=env, capture_output=True, cwd=ROOT, timeout=300)
@@ -158,7 +158,7 @@ def list_seconds(out: Path, n_sessions: int) -> float:
     for i in range(n_sessions):
         s = store.create(f"listed {i}")
         s.close()
-    env_cmd = [sys.executable, "-m", "framework", "sessions", "list", "--output-dir", str(out)]
+    env_cmd = [sys.executable, "-m", "reelforge", "sessions", "list", "--output-dir", str(out)]
     t0 = time.perf_counter()
     subprocess.run(env_cmd, check=True, capture_output=True, cwd=ROOT)
     return time.perf_counter() - t0

@@ -34,7 +34,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "output"
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "framework", "run", "A lighthouse keeper befriends a storm",
+        proc = subprocess.run([sys.executable, "-m", "reelforge", "run", "A lighthouse keeper befriends a storm",
                                "--new", "-o", "shots=4", "--output-dir", str(out)], env=env,
                               capture_output=True, text=True, stdin=subprocess.DEVNULL)
         if proc.returncode:
@@ -60,7 +60,7 @@ def main() -> None:
             page.locator("#shot-2 details").nth(1).evaluate("d => d.open = true")
             page.screenshot(path=str(dest / "serve.png"), full_page=True)
             page.close()
-        subprocess.run([sys.executable, "-m", "framework", "report", sid, "--output-dir", str(out)], env=env,
+        subprocess.run([sys.executable, "-m", "reelforge", "report", sid, "--output-dir", str(out)], env=env,
                        check=True, capture_output=True)
         with chromium() as browser:
             page = browser.new_page(viewport={"width": 1280, "height": 1400})

@@ -20,9 +20,9 @@ warnings.simplefilter("ignore")  # starlette's test client on httpx
 
 from starlette.testclient import TestClient  # noqa: E402
 
-from framework.records import Shot, ShotPlan  # noqa: E402
-from framework.session import DONE, SessionStore  # noqa: E402
-from framework.web.app import create_app  # noqa: E402
+from reelforge.records import Shot, ShotPlan  # noqa: E402
+from reelforge.store.session import DONE, SessionStore  # noqa: E402
+from reelforge.web.app import create_app  # noqa: E402
 
 
 def main() -> None:

@@ -32,9 +32,9 @@ def _time(cmd: list[str], env: dict[str, str], cwd: str) -> float:
 
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 15
-    # The console script does exactly `from framework.cli import main; main()`; running it
+    # The console script does exactly `from reelforge.cli.core import main; main()`; running it
     # through `python -c` avoids depending on where the script was installed.
-    reelforge = [sys.executable, "-c", "import sys; from framework.cli import main; sys.argv[0] = 'reelforge'; main()"]
+    reelforge = [sys.executable, "-c", "import sys; from reelforge.cli.core import main; sys.argv[0] = 'reelforge'; main()"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("REELFORGE_")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(ROOT), os.environ.get("PYTHONPATH", "")] if p)
     with tempfile.TemporaryDirectory() as empty:

@@ -2,7 +2,7 @@
 
 This package is the public API plugin authors import::
 
-    from framework import hookimpl, Shot, ShotJob, RetryableServiceError
+    from reelforge import hookimpl, Shot, ShotJob, RetryableServiceError
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import (
+from reelforge.errors import (
     ConfigError,
     ReelforgeError,
     RetryableServiceError,
@@ -26,8 +26,8 @@ from .errors import (
 if TYPE_CHECKING:
     from pluggy import HookimplMarker
 
-    from .protocols import ImageGenerator, Narrator, NoOptions, Renderer, ShotJob, StageJob, StoryWriter
-    from .records import Character, Scene, SceneGraph, Shot, ShotPlan, Story
+    from reelforge.protocols import ImageGenerator, Narrator, NoOptions, Renderer, ShotJob, StageJob, StoryWriter
+    from reelforge.records import Character, Scene, SceneGraph, Shot, ShotPlan, Story
 
     hookimpl: HookimplMarker
 

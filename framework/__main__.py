@@ -1,6 +1,6 @@
-"""`python -m framework` is the `reelforge` command."""
+"""`python -m reelforge` is the `reelforge` command."""
 
-from .cli import main
+from reelforge.cli.core import main
 
 if __name__ == "__main__":
     main()

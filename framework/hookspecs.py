@@ -2,7 +2,7 @@
 hooks let observers follow a run (progress bars, ledgers, notifications).
 
 Hooks register or observe; they never do slow work. Lifecycle hooks get the live
-:class:`framework.session.Session`; the runner never calls two of them at once.
+:class:`reelforge.store.session.Session`; the runner never calls two of them at once.
 ``shot_started`` and ``shot_progress`` are called from the worker thread that runs the
 shot, the others from the thread that called the Runner. An exception in an observer is reported as a warning and
 does not stop the run.
@@ -22,25 +22,25 @@ def register_story_llms(register):
     """Register story writers: call ``register(BackendClass)`` for each.
 
     A story writer turns an idea into a Story, a Story into a SceneGraph and both into a
-    ShotPlan (see :class:`framework.protocols.StoryWriter`)."""
+    ShotPlan (see :class:`reelforge.protocols.StoryWriter`)."""
 
 
 @hookspec
 def register_image_generators(register):
     """Register image generators: call ``register(BackendClass)`` for each
-    (see :class:`framework.protocols.ImageGenerator`)."""
+    (see :class:`reelforge.protocols.ImageGenerator`)."""
 
 
 @hookspec
 def register_renderers(register):
     """Register video renderers: call ``register(BackendClass)`` for each
-    (see :class:`framework.protocols.Renderer`)."""
+    (see :class:`reelforge.protocols.Renderer`)."""
 
 
 @hookspec
 def register_narrators(register):
     """Register narrators (text to speech): call ``register(BackendClass)`` for each
-    (see :class:`framework.protocols.Narrator`)."""
+    (see :class:`reelforge.protocols.Narrator`)."""
 
 
 @hookspec
@@ -95,7 +95,7 @@ def shot_progress(session, stage, shot, fraction, message):
 
 @hookspec
 def shot_completed(session, stage, shot, artifact):
-    """``shot``'s ``artifact`` (a :class:`framework.session.ArtifactState`) is on disk and
+    """``shot``'s ``artifact`` (a :class:`reelforge.store.session.ArtifactState`) is on disk and
     marked done."""
 
 

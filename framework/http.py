@@ -138,7 +138,7 @@ def bounded_client(**kwargs: Any) -> httpx.Client:
         if pool is None or not hasattr(pool, "_network_backend"):
             client.close()
             raise RuntimeError(f"httpx {httpx.__version__}: cannot bound requests of "
-                               f"{type(transport).__name__}; pin httpx<0.29 or update framework/http.py")
+                               f"{type(transport).__name__}; pin httpx<0.29 or update reelforge/http.py")
         pool._network_backend = _wrap_backend(pool._network_backend)
     return client
 

@@ -19,9 +19,9 @@ from typing import Any, Iterable
 
 import attrs
 
-from .errors import ConfigError
-from .records import converter, describe_errors
-from .redact import redact
+from reelforge.errors import ConfigError
+from reelforge.records import converter, describe_errors
+from reelforge.redact import redact
 
 
 def parse_pairs(pairs: Iterable[str]) -> list[tuple[str | None, str, str]]:
@@ -133,7 +133,7 @@ def allowed_values(field: attrs.Attribute) -> str:
     words = []
     for v in _validators(field.validator):
         name = type(v).__name__
-        own = getattr(v, "allowed", None)  # a validator that says what it accepts (framework.limits.between)
+        own = getattr(v, "allowed", None)  # a validator that says what it accepts (reelforge.limits.between)
         if isinstance(own, str) and own:
             words.append(own)
         elif name == "_InValidator":

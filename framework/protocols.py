@@ -9,7 +9,7 @@ from typing import Any, Callable, ClassVar, Mapping, Protocol, runtime_checkable
 
 import attrs
 
-from .records import SceneGraph, Shot, ShotPlan, Story
+from reelforge.records import SceneGraph, Shot, ShotPlan, Story
 
 
 @attrs.frozen

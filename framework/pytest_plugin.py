@@ -3,7 +3,7 @@ point, so they are available in any project that has reelforge installed:
 
 - ``reelforge_output``: a fresh output folder (``tmp_path / "output"``);
 - ``reelforge_fakes``: a fake story writer, image generator and renderer named ``fake``,
-  registered for the test and removed after it (see :mod:`framework.testing`);
+  registered for the test and removed after it (see :mod:`reelforge.testing`);
 - ``reelforge_run``: a function that runs a session in ``reelforge_output`` with no retry
   backoff and returns the RunResult.
 """
@@ -20,7 +20,7 @@ def reelforge_output(tmp_path):
 
 @pytest.fixture
 def reelforge_fakes():
-    from .testing import fake_backends
+    from reelforge.testing import fake_backends
 
     with fake_backends(shots=3) as fakes:
         yield fakes
@@ -28,7 +28,7 @@ def reelforge_fakes():
 
 @pytest.fixture
 def reelforge_run(reelforge_output):
-    from .testing import run_session
+    from reelforge.testing import run_session
 
     def run(idea: str = "A test idea", **kwargs):
         return run_session(reelforge_output, idea, **kwargs)

@@ -1,7 +1,7 @@
 """Test helpers for reelforge and for plugin authors: fake backends that record what they
 were asked, a context manager that registers them, and a helper that runs a session.
 
-    from framework.testing import FakeStoryWriter, FakeImageGenerator, FakeRenderer, fake_backends
+    from reelforge.testing import FakeStoryWriter, FakeImageGenerator, FakeRenderer, fake_backends
 
     def test_my_observer(tmp_path):
         with fake_backends() as fakes:
@@ -27,9 +27,9 @@ from typing import Any, Iterator
 
 import attrs
 
-from . import hookimpl
-from .errors import StageError
-from .records import Character, Scene, SceneGraph, Shot, ShotPlan, Story
+from reelforge import hookimpl
+from reelforge.errors import StageError
+from reelforge.records import Character, Scene, SceneGraph, Shot, ShotPlan, Story
 
 
 def _log_call(kind: str, detail: str) -> None:
@@ -263,7 +263,7 @@ class FakePlugin:
 def fake_backends(shots: int = 3, name: str = "fake") -> Iterator[Fakes]:
     """Register a fake story writer, image generator and renderer (all named ``name``) for
     the duration of the block; unregister them afterwards even on failure."""
-    from .plugins import load_plugins
+    from reelforge.engine.plugins import load_plugins
 
     pm = load_plugins()
     fakes = Fakes(FakeStoryWriter(name, shots=shots), FakeImageGenerator(name), FakeRenderer(name),
@@ -279,7 +279,7 @@ def fake_backends(shots: int = 3, name: str = "fake") -> Iterator[Fakes]:
 @contextlib.contextmanager
 def registered(*plugins: Any) -> Iterator[None]:
     """Register plugin objects or modules for the duration of the block."""
-    from .plugins import load_plugins
+    from reelforge.engine.plugins import load_plugins
 
     pm = load_plugins()
     added = [p for p in plugins if not pm.is_registered(p)]  # an installed plugin is already in
@@ -296,8 +296,8 @@ def run_session(output_dir: str | os.PathLike, idea: str, *, backends: dict[str,
                 options: Any = (), plugins: tuple[Any, ...] = (), resume: str | None = None, **kw: Any):
     """Run (or, with ``resume=ID``, resume) a session in ``output_dir`` with no retry
     backoff; returns the RunResult. Extra ``plugins`` are registered for the run."""
-    from .retry import RetryPolicy
-    from .runner import Runner
+    from reelforge.engine.retry import RetryPolicy
+    from reelforge.engine.runner import Runner
 
     with registered(*plugins):
         runner = Runner(output_dir, backends=backends, options=options,

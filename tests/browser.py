@@ -49,7 +49,7 @@ def serving(output_dir: Path, *, fakes: bool = True, timeout: float = 120.0) -> 
         env.pop("REELFORGE_LOAD_PLUGINS", None)
         env.pop("REELFORGE_PLUGINS", None)
     env.pop("REELFORGE_FAKE_LOG", None)
-    proc = subprocess.Popen([sys.executable, "-m", "framework", "serve", "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "reelforge", "serve", "--port", "0",
                              "--output-dir", str(output_dir)], env=env, cwd=output_dir.parent,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     try:

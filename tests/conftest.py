@@ -20,7 +20,7 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 
 # The fixtures plugin authors get through the pytest11 entry point; imported here too so
 # the suite also runs from a checkout that is not pip-installed.
-from framework.pytest_plugin import reelforge_fakes, reelforge_output, reelforge_run  # noqa: E402,F401
+from reelforge.pytest_plugin import reelforge_fakes, reelforge_output, reelforge_run  # noqa: E402,F401
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ import collections
 import os
 import threading
 
-from framework import hookimpl
-from framework.testing import FakeImageGenerator, FakeNarrator, FakeRenderer, FakeStoryWriter
+from reelforge import hookimpl
+from reelforge.testing import FakeImageGenerator, FakeNarrator, FakeRenderer, FakeStoryWriter
 
 HOLD_ENV = "REELFORGE_CRASH_HOLD"
 HOLD_LIMIT_S = 600.0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from framework import hookimpl
+from reelforge import hookimpl
 
 
 class Recorder:

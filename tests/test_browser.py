@@ -9,9 +9,9 @@ import os
 
 import pytest
 
-from framework.records import Shot, ShotPlan
-from framework.session import SessionStore
-from framework.testing import fake_backends, run_session
+from reelforge.records import Shot, ShotPlan
+from reelforge.store.session import SessionStore
+from reelforge.testing import fake_backends, run_session
 
 from browser import FAKE, chromium, missing_browser, serving
 
@@ -84,7 +84,7 @@ def test_the_page_shows_the_shots_and_a_redo_click_changes_the_shot(browser, tmp
 
 
 def test_the_report_opens_from_its_file_with_every_picture_and_the_subtitles(browser, tmp_path):
-    from framework.report import write_report
+    from reelforge.web.report import write_report
 
     out = tmp_path / "output"
     with fake_backends(shots=3, name=FAKE) as fakes:

@@ -6,9 +6,9 @@ import json
 
 from click.testing import CliRunner
 
-from framework.cli import cli
-from framework.errors import StageError
-from framework.session import SessionStore
+from reelforge.cli.core import cli
+from reelforge.errors import StageError
+from reelforge.store.session import SessionStore
 
 FAKE = ["--story-llm", "fake", "--image-gen", "fake", "--renderer", "fake"]
 

@@ -11,11 +11,11 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from framework.cli import cli
-from framework.cli_support import resolve_session_id, session_sort_key
-from framework.errors import SessionError, SessionNotFoundError, StageError
-from framework.records import Shot, ShotPlan
-from framework.session import ABANDONED, DONE, FAILED, IN_PROGRESS, SessionStore
+from reelforge.cli.core import cli
+from reelforge.cli.support import resolve_session_id, session_sort_key
+from reelforge.errors import SessionError, SessionNotFoundError, StageError
+from reelforge.records import Shot, ShotPlan
+from reelforge.store.session import ABANDONED, DONE, FAILED, IN_PROGRESS, SessionStore
 
 FAKE = ["--story-llm", "fake", "--image-gen", "fake", "--renderer", "fake"]
 

@@ -14,16 +14,16 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from framework import hookimpl
-from framework.cli import cli
-from framework.testing import FakeRenderer, registered
+from reelforge import hookimpl
+from reelforge.cli.core import cli
+from reelforge.testing import FakeRenderer, registered
 
 ROOT = Path(__file__).resolve().parents[1]
 
 # Printed by the child after the command ran: the modules it imported.
 _RUN_AND_REPORT = """if True:
     import json, sys
-    from framework.cli import main
+    from reelforge.cli.core import main
     sys.argv = ["reelforge", *json.loads(sys.argv[1])]
     try:
         main()
@@ -36,7 +36,7 @@ _RUN_AND_REPORT = """if True:
 """
 
 HEAVY = ("plugins", "httpx", "PIL", "rich", "imageio_ffmpeg", "attrs", "attr", "cattrs", "pluggy",
-         "importlib.metadata", "framework.records", "framework.session", "framework.runner")
+         "importlib.metadata", "reelforge.records", "reelforge.store.session", "reelforge.engine.runner")
 
 
 def reelforge(*args: str, cwd: Path, env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, set[str]]:
@@ -82,7 +82,7 @@ def test_a_disabled_plugin_in_the_config_is_no_warning_where_plugins_do_not_load
 def test_disable_before_loading_blocks_and_warns_about_unknown_names_when_loaded(tmp_path):
     code = """if True:
         import warnings
-        from framework import plugins
+        from reelforge.engine import plugins
         plugins.disable(["image_storyboard", "no_such_plugin"])
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -104,7 +104,7 @@ def test_run_help_lists_the_backend_flags_in_a_fresh_process(tmp_path):
     for flag in ("--story-llm", "--image-gen", "--renderer", "--option", "--transition", "--comfy-url",
                  "--output-dir", "--config", "--new", "--resume"):
         assert flag in proc.stdout
-    assert "plugins.comfy_render" in modules  # the flags come from the loaded plugins
+    assert "reelforge.plugins.comfy_render" in modules  # the flags come from the loaded plugins
     proc, _ = reelforge("resume", "--help", cwd=tmp_path)
     assert "--comfy-url" in proc.stdout and "--renderer" in proc.stdout
 

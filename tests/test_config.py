@@ -7,8 +7,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from framework.cli import cli
-from framework.session import SessionStore
+from reelforge.cli.core import cli
+from reelforge.store.session import SessionStore
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def test_bad_config_names_file_table_and_key(workdir, text, message):
 
 
 def test_config_disables_a_plugin(workdir):
-    from framework.plugins import load_plugins
+    from reelforge.engine.plugins import load_plugins
 
     (workdir / "reelforge.toml").write_text('[plugins]\ndisable = ["image_storyboard"]\n')
     pm = load_plugins()
@@ -80,7 +80,7 @@ def test_config_disables_a_plugin(workdir):
         r = _run("run", "x", "--new")
         assert r.exit_code == 2 and "unknown image generator 'storyboard'" in r.output
     finally:
-        import plugins.image_gen.storyboard as mod
+        import reelforge.plugins.image_gen.storyboard as mod
 
         pm.unblock("image_storyboard")
         pm.register(mod, name="image_storyboard")

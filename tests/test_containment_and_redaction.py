@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from framework import film
-from framework.cli import cli
-from framework.errors import SessionCorruptError
-from framework.ffmpeg import ffmpeg_exe
-from framework.records import Shot, ShotPlan
-from framework.redact import forget_secrets
-from framework.session import SessionStore, sha256_file
-from framework.testing import run_session
+from reelforge.media import film
+from reelforge.cli.core import cli
+from reelforge.errors import SessionCorruptError
+from reelforge.media.ffmpeg import ffmpeg_exe
+from reelforge.records import Shot, ShotPlan
+from reelforge.redact import forget_secrets
+from reelforge.store.session import SessionStore, sha256_file
+from reelforge.testing import run_session
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "story_llm"))  # the LLM fakes are imported as `fake_llm`
@@ -146,7 +146,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _reelforge(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "framework", *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "reelforge", *args], capture_output=True, text=True,
                           env=_env(), cwd=cwd, timeout=300, stdin=subprocess.DEVNULL)
     return proc
 
@@ -239,7 +239,7 @@ def test_a_key_an_older_version_saved_is_not_published_by_report_or_export(older
 def test_the_served_pages_and_state_show_no_key_an_older_version_saved(older, monkeypatch):
     from starlette.testclient import TestClient
 
-    from framework.web.app import create_app
+    from reelforge.web.app import create_app
 
     out, copy = older
     forget_secrets()  # this process learns the key only as `reelforge serve` would: from the environment
@@ -300,7 +300,7 @@ def test_csv_cells_a_spreadsheet_would_run_are_quoted(out):
 def test_the_web_form_takes_only_ascii_digits_for_a_shot(out, fakes, shot):
     from starlette.testclient import TestClient
 
-    from framework.web.app import create_app
+    from reelforge.web.app import create_app
 
     result = run_session(out, "A harbour", backends=fakes.backends)
     started = []
@@ -339,7 +339,7 @@ def test_a_complete_last_journal_line_that_fails_validation_is_warned_about(out,
 
 
 def test_a_query_key_in_any_text_is_masked_and_redacted_json_stays_json():
-    from framework.redact import redact
+    from reelforge.redact import redact
 
     text = json.dumps({"a": 'GET http://h/v1?api_key=sk-q-123456&m=1 said "no"', "b": 'x?token=abc"def',
                        "c": "y?access_token=t0k\\nz"})

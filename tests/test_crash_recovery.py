@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 
-from framework.session import DONE, SessionStore
+from reelforge.store.session import DONE, SessionStore
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ["--story-llm", "crashtest", "--image-gen", "crashtest", "--renderer", "crashtest"]
@@ -27,7 +27,7 @@ def _env(log: Path) -> dict[str, str]:
 
 
 def _reelforge(out: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "framework", "run", *args, *BACKENDS, "--output-dir", str(out)]
+    return [sys.executable, "-m", "reelforge", "run", *args, *BACKENDS, "--output-dir", str(out)]
 
 
 def _calls(log: Path) -> collections.Counter:
@@ -170,7 +170,7 @@ def test_ctrl_c_stops_cleanly_and_saves_everything(tmp_path):
     assert len(done_before) >= 2
 
     result = subprocess.run(
-        [sys.executable, "-m", "framework", "resume", sid, "--output-dir", str(out)],
+        [sys.executable, "-m", "reelforge", "resume", sid, "--output-dir", str(out)],
         env=_env(log), capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr
     calls = _calls(log)

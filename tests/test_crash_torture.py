@@ -65,7 +65,7 @@ def test_the_harness_fails_and_keeps_evidence_when_a_done_artifact_is_damaged(tm
 def finished_template(tmp_path_factory):
     """One real, uninterrupted offline run (a few shots, small frames)."""
     out = tmp_path_factory.mktemp("template") / "output"
-    proc = subprocess.run([sys.executable, "-m", "framework", "run", ct.IDEA, "--new", "--output-dir",
+    proc = subprocess.run([sys.executable, "-m", "reelforge", "run", ct.IDEA, "--new", "--output-dir",
                            str(out), *SMALL], env=ct.runner_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out
@@ -80,7 +80,7 @@ def finished(finished_template, tmp_path):
 
 
 def _load(out: Path, sid: str):
-    from framework.session import SessionStore
+    from reelforge.store.session import SessionStore
 
     return SessionStore(out).load(sid)
 
@@ -116,7 +116,7 @@ def test_a_clip_damaged_in_place_with_the_same_size_is_a_digest_mismatch(finishe
 
 
 def test_a_commit_cut_short_between_journal_and_rename_is_neither_missing_nor_redone(finished):
-    """framework/session.py journals a done record (with its scratch name) before the rename;
+    """reelforge/session.py journals a done record (with its scratch name) before the rename;
     a kill in between leaves the bytes in .work/, and the next run finishes the rename."""
     out, sid = finished
     folder = out / "sessions" / sid
@@ -283,7 +283,7 @@ time.sleep(60)
 
 def _runner_with_ffmpeg(*ffmpeg_args: str) -> tuple[subprocess.Popen, int]:
     """A stand-in runner that starts ffmpeg in its own process session, as today's
-    framework/ffmpeg.py does; returns (runner, ffmpeg pid)."""
+    reelforge/ffmpeg.py does; returns (runner, ffmpeg pid)."""
     runner = subprocess.Popen([sys.executable, "-c", _RUNNER, ct.ffmpeg_exe(), "-nostdin", *ffmpeg_args],
                               stdout=subprocess.PIPE, text=True)
     return runner, int(runner.stdout.readline())

@@ -8,12 +8,12 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from framework.cli import cli
-from framework.errors import ConfigError, SessionLockedError
-from framework.runner import Runner
-from framework.retry import RetryPolicy
-from framework.session import AWAITING_REVIEW, COMPLETE, IN_PROGRESS, SessionStore, sha256_file
-from framework.testing import run_session
+from reelforge.cli.core import cli
+from reelforge.errors import ConfigError, SessionLockedError
+from reelforge.engine.runner import Runner
+from reelforge.engine.retry import RetryPolicy
+from reelforge.store.session import AWAITING_REVIEW, COMPLETE, IN_PROGRESS, SessionStore, sha256_file
+from reelforge.testing import run_session
 
 FAKE = ["--story-llm", "fake", "--image-gen", "fake", "--renderer", "fake", "--narrator", "none"]
 

@@ -59,7 +59,7 @@ def test_the_tutorial_has_its_files():
 
 
 def test_reelforge_plugins_loads_it_without_installing(plugin_dir):
-    proc = run(["-m", "framework", "plugins", "--json"], cwd=plugin_dir,
+    proc = run(["-m", "reelforge", "plugins", "--json"], cwd=plugin_dir,
                env=env_for(plugin_dir, "reelforge_titlecard"))
     assert proc.returncode == 0, proc.stderr
     info = {p["name"]: p for p in json.loads(proc.stdout)}
@@ -74,12 +74,12 @@ def test_its_tests_pass(plugin_dir):
 
 def test_the_secret_option_example(plugin_dir):
     env = env_for(plugin_dir, "reelforge_pixelcloud")
-    proc = run(["-m", "framework", "run", "A storm", "--new", "--image-gen", "pixelcloud",
+    proc = run(["-m", "reelforge", "run", "A storm", "--new", "--image-gen", "pixelcloud",
                 "--output-dir", str(plugin_dir / "output")], cwd=plugin_dir, env=env)
     assert proc.returncode == 2
     assert "pixelcloud needs an API key: set PIXELCLOUD_API_KEY" in proc.stderr
     check = """if True:
-        from framework.options import public_options
+        from reelforge.options import public_options
         from reelforge_pixelcloud import PixelCloudGenerator, PixelCloudOptions
         backend = PixelCloudGenerator(PixelCloudOptions())
         assert backend.options.api_key == "sk-test"
@@ -88,7 +88,7 @@ def test_the_secret_option_example(plugin_dir):
     """
     proc = run(["-c", check], cwd=plugin_dir, env={**env, "PIXELCLOUD_API_KEY": "sk-test"})
     assert proc.returncode == 0, proc.stderr
-    proc = run(["-m", "framework", "run", "--help"], cwd=plugin_dir, env=env)
+    proc = run(["-m", "reelforge", "run", "--help"], cwd=plugin_dir, env=env)
     assert "--pixelcloud-url" in proc.stdout
 
 
@@ -102,10 +102,10 @@ def _documented_output(after: str) -> str:
 
 def test_the_documented_option_listing_and_error_are_what_reelforge_prints(plugin_dir):
     env = {**env_for(plugin_dir, "reelforge_titlecard"), "COLUMNS": "100"}
-    proc = run(["-m", "framework", "backends", "titlecard"], cwd=plugin_dir, env=env)
+    proc = run(["-m", "reelforge", "backends", "titlecard"], cwd=plugin_dir, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == _documented_output("reelforge backends titlecard\n")
-    proc = run(["-m", "framework", "run", "A storm", "--new", "--image-gen", "titlecard",
+    proc = run(["-m", "reelforge", "run", "A storm", "--new", "--image-gen", "titlecard",
                 "-o", "titlecard.background=blurple", "--output-dir", str(plugin_dir / "output")],
                cwd=plugin_dir, env=env)
     assert proc.returncode == 2

@@ -51,7 +51,7 @@ def cli_env(example_site) -> dict[str, str]:
 
 
 def test_reelforge_plugins_lists_it(cli_env):
-    out = _run([sys.executable, "-m", "framework", "plugins", "--json"], env=cli_env).stdout
+    out = _run([sys.executable, "-m", "reelforge", "plugins", "--json"], env=cli_env).stdout
     plugins = {p["name"]: p for p in json.loads(out)}
     for name in ENTRY_POINTS:
         assert plugins[name]["distribution"] == DIST
@@ -59,14 +59,14 @@ def test_reelforge_plugins_lists_it(cli_env):
     assert plugins["vignette"]["backends"] == {"image": ["vignette"]}
     assert {"shot_completed", "shot_failed", "shot_skipped"} <= set(plugins["ledger"]["hooks"])
 
-    text = _run([sys.executable, "-m", "framework", "plugins"], env=cli_env).stdout
+    text = _run([sys.executable, "-m", "reelforge", "plugins"], env=cli_env).stdout
     assert f"vignette ({DIST} 0.1.0): reelforge_ledger.vignette" in text
 
 
 def test_a_run_uses_it_end_to_end(cli_env, tmp_path):
     shots = 3
     out = tmp_path / "out"
-    _run([sys.executable, "-m", "framework", "run", "A lighthouse keeper befriends a storm",
+    _run([sys.executable, "-m", "reelforge", "run", "A lighthouse keeper befriends a storm",
           "--new", "--image-gen", "vignette", "--output-dir", str(out), "-o", f"shots={shots}",
           # small frames keep this test quick
           "-o", "vignette.base_options=width=320,height=180",

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from framework.cli import cli
-from framework.records import Shot, ShotPlan
-from framework.session import SessionStore, sha256_file
-from framework.testing import run_session
+from reelforge.cli.core import cli
+from reelforge.records import Shot, ShotPlan
+from reelforge.store.session import SessionStore, sha256_file
+from reelforge.testing import run_session
 
 
 def invoke(out, *args):
@@ -197,7 +197,7 @@ def test_a_link_in_the_session_is_never_followed_into_the_bundle(out, session, t
 
 
 def test_an_unfinished_session_bundles_what_there_is_and_lists_the_rest(out, fakes, tmp_path):
-    from framework.errors import StageError
+    from reelforge.errors import StageError
 
     fakes.video.fail(2, *[StageError("no clip")] * 5)
     result = run_session(out, "Half done", backends=fakes.backends)

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from framework import soundtrack
-from framework.errors import StageError
-from framework.ffmpeg import clip_facts, ffmpeg_exe
-from framework.session import DONE, SessionStore, sha256_file
-from framework.testing import run_session
+from reelforge.media import soundtrack
+from reelforge.errors import StageError
+from reelforge.media.ffmpeg import clip_facts, ffmpeg_exe
+from reelforge.store.session import DONE, SessionStore, sha256_file
+from reelforge.testing import run_session
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,7 +81,7 @@ def test_a_changed_line_redoes_only_that_voice_its_clip_and_the_film(out, fakes)
 
 
 def test_a_silent_shot_needs_no_narrator_and_shows_no_cue(out, fakes):
-    from framework.records import Scene, SceneGraph, Shot, ShotPlan, Story
+    from reelforge.records import Scene, SceneGraph, Shot, ShotPlan, Story
 
     fakes.story.enqueue(Story(title="T", logline="l", synopsis="s"),
                         SceneGraph((Scene(id="s1", order=1, summary="x"),)),
@@ -136,7 +136,7 @@ def test_a_kill_during_narration_resumes_without_redoing_finished_voices(tmp_pat
     args = ["--story-llm", "crashtest", "--image-gen", "crashtest", "--renderer", "crashtest",
             "--narrator", "crashtest", "--output-dir", str(out)]
     # two voices get spoken, the others wait for the kill (tests/crash_plugin.py)
-    proc = subprocess.Popen([sys.executable, "-m", "framework", "run", "A city", "--new", *args],
+    proc = subprocess.Popen([sys.executable, "-m", "reelforge", "run", "A city", "--new", *args],
                             env={**env, "REELFORGE_CRASH_HOLD": "narration:2"},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -157,7 +157,7 @@ def test_a_kill_during_narration_resumes_without_redoing_finished_voices(tmp_pat
     proc.wait(60)
     before = voices_done()
     assert len(before) == 2
-    done = subprocess.run([sys.executable, "-m", "framework", "run", "--resume", *args], env=env,
+    done = subprocess.run([sys.executable, "-m", "reelforge", "run", "--resume", *args], env=env,
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
     calls = [line.split() for line in log.read_text().splitlines() if line.startswith("narration ")]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from framework import hookspecs
-from framework.errors import StageError
-from framework.testing import run_session
+from reelforge import hookspecs
+from reelforge.errors import StageError
+from reelforge.testing import run_session
 from support import Recorder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +34,7 @@ def test_every_lifecycle_hook_fires_with_its_arguments(out, fakes):
 
 
 def test_every_registration_hook_is_called(fakes):
-    from framework.plugins import backends, pm
+    from reelforge.engine.plugins import backends, pm
 
     for kind in ("story", "image", "video"):
         assert "fake" in backends(kind)

@@ -8,11 +8,11 @@ import time
 import pytest
 from PIL import Image
 
-from framework.errors import StageError
-from framework.protocols import ShotJob
-from framework.records import Shot
-from plugins.kenburns import FFmpegCancelled, KenBurnsOptions, KenBurnsRenderer, camera_move
-from framework.ffmpeg import assemble, probe, run_ffmpeg
+from reelforge.errors import StageError
+from reelforge.protocols import ShotJob
+from reelforge.records import Shot
+from reelforge.plugins.kenburns import FFmpegCancelled, KenBurnsOptions, KenBurnsRenderer, camera_move
+from reelforge.media.ffmpeg import assemble, probe, run_ffmpeg
 
 SMALL = KenBurnsOptions(width=320, height=180, fps=25)
 
@@ -167,7 +167,7 @@ def test_assemble_rejects_bad_requests(tmp_path, clips):
 
 from PIL import ImageChops, ImageFilter  # noqa: E402
 
-from plugins.image_gen.storyboard import StoryboardGenerator, StoryboardOptions, card_overlay  # noqa: E402
+from reelforge.plugins.image_gen.storyboard import StoryboardGenerator, StoryboardOptions, card_overlay  # noqa: E402
 
 CARD_SIZE = (640, 360)
 

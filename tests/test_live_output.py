@@ -14,14 +14,14 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from framework.cli import cli
-from framework.errors import StageError, TransientError
-from framework.ffmpeg import FFmpegProgress, run_ffmpeg
-from framework.progress import RichProgress, shot_ranges
-from framework.protocols import ShotJob
-from framework.records import Shot
-from framework.session import ArtifactState, Meta, ShotState
-from plugins.kenburns import KenBurnsOptions, KenBurnsRenderer
+from reelforge.cli.core import cli
+from reelforge.errors import StageError, TransientError
+from reelforge.media.ffmpeg import FFmpegProgress, run_ffmpeg
+from reelforge.cli.progress import RichProgress, shot_ranges
+from reelforge.protocols import ShotJob
+from reelforge.records import Shot
+from reelforge.store.session import ArtifactState, Meta, ShotState
+from reelforge.plugins.kenburns import KenBurnsOptions, KenBurnsRenderer
 
 FAKE = ["--story-llm", "fake", "--image-gen", "fake", "--renderer", "fake"]
 

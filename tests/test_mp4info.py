@@ -1,4 +1,4 @@
-"""framework.mp4info reads clips' stream facts in-process; they must agree with ffmpeg's
+"""reelforge.media.mp4info reads clips' stream facts in-process; they must agree with ffmpeg's
 probe() on real clips (kenburns, the fake ComfyUI, libx264/libx265 in several formats), and
 assemble() must use them instead of an ffmpeg process per clip."""
 
@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from framework import ffmpeg, mp4info
-from framework.errors import StageError
-from framework.ffmpeg import assemble, clip_facts, probe, run_ffmpeg
-from framework.protocols import ShotJob
-from framework.records import Shot
-from plugins.kenburns import KenBurnsOptions, KenBurnsRenderer
+from reelforge.media import ffmpeg
+
+from reelforge.media import mp4info
+from reelforge.errors import StageError
+from reelforge.media.ffmpeg import assemble, clip_facts, probe, run_ffmpeg
+from reelforge.protocols import ShotJob
+from reelforge.records import Shot
+from reelforge.plugins.kenburns import KenBurnsOptions, KenBurnsRenderer
 
 from comfy.fake_comfy import media  # tests/ is on sys.path; tests/comfy is a package
 

@@ -12,12 +12,12 @@ import wave
 import pluggy
 import pytest
 
-from framework import hookspecs
-from framework.errors import ConfigError, StageError
-from framework.protocols import Narrator, ShotJob
-from framework.records import Shot
-from plugins.narration import EspeakNarrator, EspeakOptions, PiperNarrator, PiperOptions
-from plugins.narration import text as T
+from reelforge import hookspecs
+from reelforge.errors import ConfigError, StageError
+from reelforge.protocols import Narrator, ShotJob
+from reelforge.records import Shot
+from reelforge.plugins.narration import EspeakNarrator, EspeakOptions, PiperNarrator, PiperOptions
+from reelforge.plugins.narration import text as T
 
 LINE = "The lighthouse keeper climbs the spiral stairs as the storm rolls in from the sea."
 
@@ -44,13 +44,13 @@ def loud(data) -> float:
 # -- registration -------------------------------------------------------------------
 
 def test_narrators_register_through_their_hook():
-    import plugins
-    import plugins.narration
+    import reelforge.plugins
+    import reelforge.plugins.narration
 
-    assert plugins.BUILTIN["narration"] == "plugins.narration"
+    assert plugins.BUILTIN["narration"] == "reelforge.plugins.narration"
     manager = pluggy.PluginManager("reelforge")
     manager.add_hookspecs(hookspecs)
-    manager.register(plugins.narration, name="narration")
+    manager.register(reelforge.plugins.narration, name="narration")
     found = []
     manager.hook.register_narrators(register=found.append)
     assert {cls.name for cls in found} == {"espeak", "piper"}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from framework.records import ShotPlan, Story, SceneGraph, structure, unstructure
-from plugins.kenburns import MOVES
-from plugins.story_llm.offline import OfflinePlanner, OfflinePlannerOptions, _subject
+from reelforge.records import ShotPlan, Story, SceneGraph, structure, unstructure
+from reelforge.plugins.kenburns import MOVES
+from reelforge.plugins.story_llm.offline import OfflinePlanner, OfflinePlannerOptions, _subject
 
 IDEA = "The rise and fall of an ancient trading city"
 
@@ -94,7 +94,7 @@ def test_subject_reads_well():
 
 
 def test_registered_under_its_name():
-    import plugins.story_llm.offline as module
+    import reelforge.plugins.story_llm.offline as module
 
     seen = []
     module.register_story_llms(seen.append)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from framework.cli import cli
-from framework.session import FAILED, SessionStore
+from reelforge.cli.core import cli
+from reelforge.store.session import FAILED, SessionStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "story_llm"))
 
@@ -96,7 +96,7 @@ def _no_clip_marked_failed(out: Path, sid: str) -> None:
 
 
 def test_ffmpeg_reporting_a_full_disk_stops_the_run_with_one_line(tmp_path, monkeypatch):
-    import framework.ffmpeg as ffmpeg
+    import reelforge.media.ffmpeg as ffmpeg
 
     out = tmp_path / "output"
     sid, session_dir = _awaiting_review(out)
@@ -182,8 +182,8 @@ def test_a_really_full_disk_while_clips_render_is_one_line_and_resume_finishes(t
 
 @pytest.mark.parametrize("number", [errno.EACCES, errno.EROFS])
 def test_a_read_only_session_folder_is_one_plain_line_naming_the_folder(out, fakes, monkeypatch, number):
-    from framework.errors import StageError
-    from framework.testing import run_session
+    from reelforge.errors import StageError
+    from reelforge.testing import run_session
 
     fakes.video.fail(3, StageError("boom"))
     first = run_session(out, "idea", backends=fakes.backends)

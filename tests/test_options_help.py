@@ -10,15 +10,15 @@ import attrs
 import pytest
 from click.testing import CliRunner
 
-from framework import hookimpl
-from framework.cli import cli
-from framework.errors import ConfigError
-from framework.options import describe_options, field_docs, structure_options
-from framework.plugins import KINDS, backends, load_plugins
-from framework.testing import FakeRenderer, registered
-from plugins.comfy_render.options import VideoOptions
-from plugins.kenburns import KenBurnsOptions
-from plugins.story_llm.openai_compat import OpenAIOptions
+from reelforge import hookimpl
+from reelforge.cli.core import cli
+from reelforge.errors import ConfigError
+from reelforge.options import describe_options, field_docs, structure_options
+from reelforge.engine.plugins import KINDS, backends, load_plugins
+from reelforge.testing import FakeRenderer, registered
+from reelforge.plugins.comfy_render.options import VideoOptions
+from reelforge.plugins.kenburns import KenBurnsOptions
+from reelforge.plugins.story_llm.openai_compat import OpenAIOptions
 
 CATTRS_WORDING = ("@ options", "@ $", "range(", "invalid value for type", "must be in (", "must be <=",
                   "must be >=", "ClassValidationError")
@@ -144,7 +144,7 @@ def _keys(cls) -> list[str]:
     ("nope=1", "no selected backend takes option 'nope' (valid: offline: "),
 ])
 def test_an_unknown_key_lists_the_valid_ones_with_their_types(out, option, start):
-    from plugins.image_gen.storyboard import StoryboardOptions
+    from reelforge.plugins.image_gen.storyboard import StoryboardOptions
 
     r = CliRunner().invoke(cli, ["run", "idea", "--new", "-o", option, "--output-dir", str(out)])
     assert r.exit_code == 2

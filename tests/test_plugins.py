@@ -11,10 +11,10 @@ import pluggy
 import pytest
 from click.testing import CliRunner
 
-from framework import hookimpl
-from framework.errors import ConfigError
-from framework.plugins import backends, load_plugins, new_plugin_manager, plugin_info
-from framework.testing import FakeImageGenerator, registered
+from reelforge import hookimpl
+from reelforge.errors import ConfigError
+from reelforge.engine.plugins import backends, load_plugins, new_plugin_manager, plugin_info
+from reelforge.testing import FakeImageGenerator, registered
 
 
 @pytest.fixture
@@ -35,8 +35,8 @@ def installed(tmp_path, monkeypatch):
 
 
 GOOD = """
-    from framework import hookimpl
-    from framework.testing import FakeImageGenerator
+    from reelforge import hookimpl
+    from reelforge.testing import FakeImageGenerator
 
     @hookimpl
     def register_image_generators(register):
@@ -76,7 +76,7 @@ def test_broken_plugin_is_skipped_with_a_warning(installed, monkeypatch):
 
 def test_misspelled_hookimpl_fails_loudly(installed, monkeypatch):
     installed("rfx-typo", {"typo": "rfx_typo"}, {"rfx_typo": """
-        from framework import hookimpl
+        from reelforge import hookimpl
 
         @hookimpl
         def register_image_generator(register):
@@ -107,7 +107,7 @@ def test_two_plugins_same_backend_name_is_an_error():
 
 
 def test_register_commands_hook_adds_a_command():
-    from framework.cli import cli
+    from reelforge.cli.core import cli
 
     class Commands:
         @hookimpl
@@ -127,9 +127,9 @@ def test_register_commands_hook_adds_a_command():
 
 def test_a_backend_built_by_a_runner_sees_that_runners_plugins(tmp_path):
     """A backend that wraps another looks it up in the Runner's own plugin manager."""
-    from framework.plugins import get_backend_class
-    from framework.runner import Runner
-    from framework.testing import FakePlugin, Fakes, FakeRenderer, FakeStoryWriter
+    from reelforge.engine.plugins import get_backend_class
+    from reelforge.engine.runner import Runner
+    from reelforge.testing import FakePlugin, Fakes, FakeRenderer, FakeStoryWriter
 
     seen = {}
 

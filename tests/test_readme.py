@@ -29,7 +29,7 @@ def test_ci_runs_exactly_the_readme_test_command():
 
 
 def test_builtin_plugins_match_entry_points():
-    import plugins
+    import reelforge.plugins
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert project["project"]["entry-points"]["reelforge"] == plugins.BUILTIN

@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from framework.cli import cli
-from framework.errors import SessionCorruptError, SessionError, StageError
-from framework.records import ShotPlan, structure
-from framework.redact import forget_secrets, register_secret
-from framework.runner import Runner
-from framework.session import COMPLETE, DONE, FAILED, SessionStore, sha256_file
-from framework.testing import run_session
+from reelforge.cli.core import cli
+from reelforge.errors import SessionCorruptError, SessionError, StageError
+from reelforge.records import ShotPlan, structure
+from reelforge.redact import forget_secrets, register_secret
+from reelforge.engine.runner import Runner
+from reelforge.store.session import COMPLETE, DONE, FAILED, SessionStore, sha256_file
+from reelforge.testing import run_session
 
 FAKE = ["--story-llm", "fake", "--image-gen", "fake", "--renderer", "fake"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,7 +125,7 @@ def test_ffmpeg_of_a_sigkilled_runner_does_not_survive(tmp_path):
     script = textwrap.dedent(f"""
         import sys, threading
         sys.path.insert(0, {str(ROOT)!r})
-        from framework.ffmpeg import run_ffmpeg
+        from reelforge.media.ffmpeg import run_ffmpeg
         # from a worker thread, as the runner's pools do
         t = threading.Thread(target=run_ffmpeg, args=(["-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25",
              "-t", "120", "-c:v", "libx264", "-preset", "ultrafast", "-y", {str(tmp_path / 'x.mp4')!r}],),
@@ -173,7 +173,7 @@ def test_a_stale_partial_film_is_never_promoted(out, fakes):
 
 
 def test_an_assembled_film_that_does_not_verify_is_not_marked_done(out, fakes, monkeypatch):
-    import framework.soundtrack as soundtrack
+    import reelforge.media.soundtrack as soundtrack
 
     def broken(video, audio, out_path, **kw):  # a last pass that wrote less than asked
         Path(out_path).write_bytes(b"\x00\x00\x00\x18ftypisom" + b"\x00" * 100)  # no moov, no mdat
@@ -379,7 +379,7 @@ def test_a_linked_journal_or_lock_file_is_refused(out, fakes, tmp_path, name):
     assert target.read_text() == "precious\n"
 
 
-# -- 9. secrets never reach a file or the terminal (framework side) ---------------------------
+# -- 9. secrets never reach a file or the terminal (reelforge side) ---------------------------
 
 def test_a_secret_in_a_backend_error_is_redacted_everywhere(out, fakes):
     secret = "sk-test-0123456789abcdef"
@@ -459,7 +459,7 @@ def test_output_dir_dev_null_is_one_clear_line(fakes):
 def test_disk_full_mid_run_is_one_line_keeps_work_and_leaves_no_tmp(out, fakes, monkeypatch):
     import errno
 
-    import framework.safefs as safefs
+    import reelforge.store.safefs as safefs
 
     fakes.video.fail(3, StageError("boom"))  # shot 3 stays to do
     first = run_session(out, "idea", backends=fakes.backends)
@@ -526,8 +526,8 @@ def test_an_overlong_idea_is_refused(out, fakes):
 def test_ctrl_c_during_a_journal_write_loses_nothing(out, fakes, monkeypatch):
     """SIGINT arriving while a done record is being journalled (after the line is written,
     before it is applied in memory) must not lose it when the journal is folded in."""
-    import framework.session as session_mod
-    from framework.runner import Interrupted
+    import reelforge.store.session as session_mod
+    from reelforge.engine.runner import Interrupted
 
     real_fsync = os.fsync
     fired = []

@@ -13,12 +13,12 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from framework.cli import cli
-from framework.creator import grand_total, ledger_lines, stage_totals
-from framework.errors import TransientError
-from framework.records import Character, Scene, SceneGraph, Shot, ShotPlan, Story
-from framework.session import Session, SessionStore
-from framework.testing import run_session
+from reelforge.cli.core import cli
+from reelforge.web.creator import grand_total, ledger_lines, stage_totals
+from reelforge.errors import TransientError
+from reelforge.records import Character, Scene, SceneGraph, Shot, ShotPlan, Story
+from reelforge.store.session import Session, SessionStore
+from reelforge.testing import run_session
 
 HOSTILE = '"><script>alert("idea")</script><img src=x onerror=alert(1)>'
 
@@ -146,7 +146,7 @@ def test_the_report_replaces_a_link_and_touches_nothing_else(out, hostile, tmp_p
 
 
 def test_the_report_of_a_failed_shot_shows_its_error_and_attempts(out, fakes):
-    from framework.errors import StageError
+    from reelforge.errors import StageError
 
     fakes.image.fail(2, *[StageError("the <GPU> fell over")] * 5)
     result = run_session(out, "A storm", backends=fakes.backends)

@@ -6,10 +6,10 @@ import threading
 
 import pytest
 
-from framework.errors import ConfigError, SessionCorruptError, StageError, TransientError
-from framework.runner import Runner
-from framework.session import FAILED, SessionStore
-from framework.testing import FakeImageGenerator, FakeRenderer, run_session
+from reelforge.errors import ConfigError, SessionCorruptError, StageError, TransientError
+from reelforge.engine.runner import Runner
+from reelforge.store.session import FAILED, SessionStore
+from reelforge.testing import FakeImageGenerator, FakeRenderer, run_session
 from support import Recorder
 
 
@@ -89,7 +89,7 @@ def test_a_commit_cut_short_between_journal_and_rename_is_finished(out, fakes, m
     import os
     import shutil
 
-    import framework.session as session_mod
+    import reelforge.store.session as session_mod
 
     result = run_session(out, "idea", backends=fakes.backends)
     store = SessionStore(out)
@@ -164,7 +164,7 @@ def test_videos_start_before_all_images_are_done(out):
                 first_clip.set()
             return super().render(shot, image, job)
 
-    from framework.testing import FakePlugin, Fakes, FakeStoryWriter
+    from reelforge.testing import FakePlugin, Fakes, FakeStoryWriter
 
     fakes = Fakes(FakeStoryWriter("p", shots=4), SlowImages("p"), LoggingRenderer("p"))
     result = run_session(out, "idea", backends=fakes.backends, plugins=(FakePlugin(fakes),))
@@ -228,7 +228,7 @@ def test_pytest_fixtures_for_plugin_authors(reelforge_fakes, reelforge_run):
 
 
 def test_crossfade_transition(out, fakes):
-    from framework.ffmpeg import probe
+    from reelforge.media.ffmpeg import probe
 
     cut = run_session(out, "idea", backends=fakes.backends)
     fade = run_session(out, "idea", backends=fakes.backends, transition="crossfade")
@@ -238,7 +238,7 @@ def test_crossfade_transition(out, fakes):
 
 
 def test_a_broken_observer_warns_but_does_not_stop_the_run(out, fakes):
-    from framework import hookimpl
+    from reelforge import hookimpl
 
     class Broken:
         @hookimpl

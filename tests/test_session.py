@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from framework.errors import SessionCorruptError, SessionError, SessionLockedError
-from framework.records import Shot, ShotPlan, Story
-from framework.session import DONE, IN_PROGRESS, NEW, SessionStore
+from reelforge.errors import SessionCorruptError, SessionError, SessionLockedError
+from reelforge.records import Shot, ShotPlan, Story
+from reelforge.store.session import DONE, IN_PROGRESS, NEW, SessionStore
 
 
 def _plan(n: int) -> ShotPlan:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from framework import cli as cli_module
-from framework.runner import Runner
-from framework.session import SessionStore
-from framework.testing import run_session
+from reelforge.cli import core as cli_module
+from reelforge.engine.runner import Runner
+from reelforge.store.session import SessionStore
+from reelforge.testing import run_session
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,22 +34,22 @@ def test_runner_takes_scoped_and_unscoped_options_mixed(out, fakes):
 
 
 def test_runner_dict_options_are_still_checked(out, fakes):
-    from framework.errors import ConfigError
+    from reelforge.errors import ConfigError
 
     with pytest.raises(ConfigError, match="no selected backend takes option 'shotz'"):
         Runner(out, backends=fakes.backends, options={"shotz": 3}).validate()
 
 
 def _reelforge(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "framework", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "reelforge", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT), **env})
 
 
 def test_reelforge_plugins_naming_a_loaded_plugin_warns_and_every_command_works(tmp_path):
-    env = {"REELFORGE_PLUGINS": "plugins.kenburns"}
+    env = {"REELFORGE_PLUGINS": "reelforge.plugins.kenburns"}
     proc = _reelforge("plugins", cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "REELFORGE_PLUGINS names 'plugins.kenburns', which is already loaded as plugin 'kenburns'" in proc.stderr
+    assert "REELFORGE_PLUGINS names 'reelforge.plugins.kenburns', which is already loaded as plugin 'kenburns'" in proc.stderr
     assert "renderer: kenburns" in proc.stdout and "Traceback" not in proc.stderr
     proc = _reelforge("run", "--help", cwd=tmp_path, env=env)
     assert proc.returncode == 0 and "--renderer" in proc.stdout

@@ -1,4 +1,4 @@
-"""framework.soundtrack against the real bundled ffmpeg: every output is decoded and checked."""
+"""reelforge.media.soundtrack against the real bundled ffmpeg: every output is decoded and checked."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import wave
 import pytest
 from PIL import Image, ImageChops
 
-from framework import soundtrack as st
-from framework.errors import StageError
-from framework.ffmpeg import FFmpegCancelled, assemble, ffmpeg_exe, probe, run_ffmpeg
+from reelforge.media import soundtrack as st
+from reelforge.errors import StageError
+from reelforge.media.ffmpeg import FFmpegCancelled, assemble, ffmpeg_exe, probe, run_ffmpeg
 
 SIZE = (320, 180)
 
@@ -199,9 +199,9 @@ def test_cancelled_mix_stops(tmp_path):
 # -- cards ---------------------------------------------------------------------------------
 
 def test_cards_are_clips_that_join_the_film_by_stream_copy(tmp_path):
-    from plugins.kenburns import KenBurnsOptions, KenBurnsRenderer
-    from framework.protocols import ShotJob
-    from framework.records import Shot
+    from reelforge.plugins.kenburns import KenBurnsOptions, KenBurnsRenderer
+    from reelforge.protocols import ShotJob
+    from reelforge.records import Shot
 
     still = tmp_path / "still.png"
     Image.linear_gradient("L").resize((640, 360)).convert("RGB").save(still)

@@ -9,9 +9,9 @@ import time
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from framework.protocols import ShotJob
-from framework.records import Shot
-from plugins.image_gen.storyboard import StoryboardGenerator, StoryboardOptions, font
+from reelforge.protocols import ShotJob
+from reelforge.records import Shot
+from reelforge.plugins.image_gen.storyboard import StoryboardGenerator, StoryboardOptions, font
 
 
 def make_shot(**kw) -> Shot:
@@ -87,9 +87,9 @@ def test_fast_enough(tmp_path):
 
 # -- the offline look --------------------------------------------------------------------
 
-from plugins.image_gen.storyboard import (PLATE_KEY, _Painter, card_overlay, is_plate, palette_for, setting,  # noqa: E402
+from reelforge.plugins.image_gen.storyboard import (PLATE_KEY, _Painter, card_overlay, is_plate, palette_for, setting,  # noqa: E402
                                           shot_type)
-from plugins.story_llm.offline import OfflinePlanner  # noqa: E402
+from reelforge.plugins.story_llm.offline import OfflinePlanner  # noqa: E402
 
 
 def film(idea: str):

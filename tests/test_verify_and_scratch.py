@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from framework.session import DONE, SessionStore
+from reelforge.store.session import DONE, SessionStore
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
@@ -37,7 +37,7 @@ def _env(tmp_path: Path, tmpdir: Path, **extra: str) -> dict[str, str]:
 
 
 def _reelforge(*args: str) -> list[str]:
-    return [sys.executable, "-m", "framework", *args]
+    return [sys.executable, "-m", "reelforge", *args]
 
 
 def _wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 120) -> None:
@@ -148,7 +148,7 @@ def _tone(path: Path, seconds: float) -> None:
 def _invoke(out: Path, *args: str):
     from click.testing import CliRunner
 
-    from framework.cli import cli
+    from reelforge.cli.core import cli
 
     return CliRunner().invoke(cli, [*args, "--output-dir", str(out)], catch_exceptions=False)
 
@@ -194,7 +194,7 @@ def _zero_4k_keeping_mtime(path: Path) -> None:
 
 
 def test_damage_that_keeps_size_and_mtime_is_found_by_verify_and_repair_remakes_exactly_it(out, fakes):
-    from framework.testing import run_session
+    from reelforge.testing import run_session
 
     _clips_that_differ_by_attempt(fakes.video)
     sid = run_session(out, "A lighthouse", backends=fakes.backends).session_id
@@ -237,7 +237,7 @@ def test_damage_that_keeps_size_and_mtime_is_found_by_verify_and_repair_remakes_
 
 
 def test_verify_names_each_missing_or_damaged_file_and_a_bad_story_file(out, fakes):
-    from framework.testing import run_session
+    from reelforge.testing import run_session
 
     sid = run_session(out, "A lighthouse", backends=fakes.backends).session_id
     session = out / "sessions" / sid
@@ -256,7 +256,7 @@ def test_verify_names_each_missing_or_damaged_file_and_a_bad_story_file(out, fak
 
 
 def test_verify_is_refused_while_a_run_holds_the_session(out, fakes):
-    from framework.testing import run_session
+    from reelforge.testing import run_session
 
     sid = run_session(out, "A lighthouse", backends=fakes.backends).session_id
     held = SessionStore(out).open(sid)
@@ -270,8 +270,8 @@ def test_verify_is_refused_while_a_run_holds_the_session(out, fakes):
 
 
 def test_the_report_shows_the_last_verify_or_how_to_run_it(out, fakes):
-    from framework.report import write_report
-    from framework.testing import run_session
+    from reelforge.web.report import write_report
+    from reelforge.testing import run_session
 
     _clips_that_differ_by_attempt(fakes.video)
     sid = run_session(out, "A lighthouse", backends=fakes.backends).session_id
@@ -287,9 +287,9 @@ def test_the_report_shows_the_last_verify_or_how_to_run_it(out, fakes):
 def test_serve_has_a_verify_button_that_runs_verify_and_shows_the_result(out, fakes):
     from starlette.testclient import TestClient
 
-    from framework.runner import Runner
-    from framework.testing import run_session
-    from framework.web.app import create_app
+    from reelforge.engine.runner import Runner
+    from reelforge.testing import run_session
+    from reelforge.web.app import create_app
 
     _clips_that_differ_by_attempt(fakes.video)
     sid = run_session(out, "A lighthouse", backends=fakes.backends).session_id
@@ -316,7 +316,7 @@ def test_serve_has_a_verify_button_that_runs_verify_and_shows_the_result(out, fa
 def test_a_repaired_image_made_again_with_the_same_bytes_leaves_its_clip_and_the_film(out, fakes):
     """The fingerprints decide what follows a repair: the fake image generator draws the same
     picture again, so the clip's inputs (the image's digest) are unchanged and so is the film."""
-    from framework.testing import run_session
+    from reelforge.testing import run_session
 
     sid = run_session(out, "A lighthouse", backends=fakes.backends).session_id
     session = out / "sessions" / sid

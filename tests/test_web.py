@@ -11,10 +11,10 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from framework.cli import cli
-from framework.errors import SessionLockedError
-from framework.session import COMPLETE, DONE, Session, SessionStore
-from framework.testing import run_session
+from reelforge.cli.core import cli
+from reelforge.errors import SessionLockedError
+from reelforge.store.session import COMPLETE, DONE, Session, SessionStore
+from reelforge.testing import run_session
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
@@ -24,7 +24,7 @@ TOKEN = "test-token-0123456789"
 def client(out, **kw):
     from starlette.testclient import TestClient
 
-    from framework.web.app import create_app
+    from reelforge.web.app import create_app
 
     return TestClient(create_app(out, csrf_token=TOKEN, **kw), base_url="http://127.0.0.1:8765")
 
@@ -51,7 +51,7 @@ class FakeRunner:
         self.release.wait(120)  # the test releases it; the limit only ends a forgotten one
         if isinstance(self.outcome, BaseException):
             raise self.outcome
-        from framework.runner import RunResult
+        from reelforge.engine.runner import RunResult
 
         return RunResult(call[1], self.outcome or COMPLETE, None)
 
@@ -158,7 +158,7 @@ def test_media_come_only_from_inside_the_session(out, done, tmp_path):
 
 
 def test_a_file_swapped_for_a_link_after_the_check_is_not_followed(out, done, tmp_path):
-    from framework.web.app import file_response, media_file
+    from reelforge.web.app import file_response, media_file
 
     secret = tmp_path / "secret.txt"
     secret.write_text("private")
@@ -264,7 +264,7 @@ def test_a_session_locked_by_another_process_is_reported(out, done):
 def test_redo_through_the_app_runs_the_real_runner(out, done, fakes):
     """The button calls Runner.redo: the old image becomes take 1, a new one is made, and
     the session is brought up to date."""
-    from framework.runner import Runner
+    from reelforge.engine.runner import Runner
 
     c = client(out, runner_factory=lambda: Runner(out))
     before = fakes.image.calls[:]
@@ -294,14 +294,14 @@ def test_serve_refuses_a_reachable_host_without_allow_remote(out):
 
 
 def test_loopback_names_are_local():
-    from framework.web.server import is_loopback
+    from reelforge.web.server import is_loopback
 
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1") and is_loopback("127.5.0.1")
     assert not is_loopback("0.0.0.0") and not is_loopback("::") and not is_loopback("example.com")
 
 
 def test_an_action_still_running_when_the_server_stops_is_cancelled(out, done):
-    from framework.web.app import Actions
+    from reelforge.web.app import Actions
 
     started = threading.Event()
 
@@ -312,7 +312,7 @@ def test_an_action_still_running_when_the_server_stops_is_cancelled(out, done):
         def redo(self, sid, shot_id, stage="image"):
             started.set()
             self.cancel.wait(120)
-            from framework.runner import Interrupted
+            from reelforge.engine.runner import Interrupted
 
             raise Interrupted(sid)
 
@@ -398,8 +398,8 @@ def test_a_port_in_use_says_so(out):
 
 
 def test_approve_and_use_take_through_the_app_run_the_real_runner(out, fakes):
-    from framework.runner import Runner
-    from framework.session import AWAITING_REVIEW
+    from reelforge.engine.runner import Runner
+    from reelforge.store.session import AWAITING_REVIEW
 
     held = run_session(out, "Wait for me", backends=fakes.backends, review="images")
     assert held.status == AWAITING_REVIEW
@@ -444,8 +444,8 @@ def test_a_file_not_in_place_gets_no_url_until_it_is(out, done):
 
 
 def test_a_registered_secret_never_reaches_a_page(out, fakes):
-    from framework.errors import StageError
-    from framework.redact import forget_secrets, register_secret
+    from reelforge.errors import StageError
+    from reelforge.redact import forget_secrets, register_secret
 
     fakes.image.fail(1, StageError("server said: token sk-live-0123456789 is not valid"))
     result = run_session(out, "Secrets", backends=fakes.backends)

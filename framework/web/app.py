@@ -32,12 +32,12 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Redire
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..creator import session_data
-from ..errors import ReelforgeError, SessionCorruptError, SessionError, SessionLockedError
-from ..redact import redact
-from ..report import render, relative_url
-from ..safefs import O_BINARY, O_NOFOLLOW, contained
-from ..session import AWAITING_REVIEW, COMPLETE, IN_PROGRESS, Session, SessionStore, VerifyReport
+from reelforge.web.creator import session_data
+from reelforge.errors import ReelforgeError, SessionCorruptError, SessionError, SessionLockedError
+from reelforge.redact import redact
+from reelforge.web.report import render, relative_url
+from reelforge.store.safefs import O_BINARY, O_NOFOLLOW, contained
+from reelforge.store.session import AWAITING_REVIEW, COMPLETE, IN_PROGRESS, Session, SessionStore, VerifyReport
 
 log = logging.getLogger("reelforge.web")
 
@@ -189,7 +189,7 @@ MAX_SUBTITLES = 8 << 20
 def subtitle_response(session: Session, path: Path) -> Response:
     """A subtitle file, read without following a link, with the keys the environment holds
     for the backends masked (the lines are the narration an LLM wrote)."""
-    from ..plugins import learn_secrets
+    from reelforge.engine.plugins import learn_secrets
 
     learn_secrets(session.meta)
     try:
@@ -241,7 +241,7 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[[], An
     store = SessionStore(output_dir)
     if runner_factory is None:
         def runner_factory():
-            from ..runner import Runner
+            from reelforge.engine.runner import Runner
 
             return Runner(output_dir)
     actions = Actions(runner_factory)
@@ -257,7 +257,7 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[[], An
         return urls
 
     def load(sid_text: str) -> Session:
-        from ..cli_support import resolve_session_id
+        from reelforge.cli.support import resolve_session_id
 
         try:
             sid = resolve_session_id(store, sid_text)
@@ -292,7 +292,7 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[[], An
 
     # -- pages
     def index(request: Request) -> Response:
-        from .. import cli_support as cs
+        from reelforge.cli import support as cs
 
         found = sorted(store.sessions(), key=lambda e: cs.session_sort_key(cs.entry_id(e)), reverse=True)
         rows = []
@@ -306,7 +306,7 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[[], An
         return html("index.html", sessions=rows, root=str(store.root))
 
     def sessions_json(request: Request) -> Response:
-        from .. import cli_support as cs
+        from reelforge.cli import support as cs
 
         found = sorted(store.sessions(), key=lambda e: cs.session_sort_key(cs.entry_id(e)), reverse=True)
         return JSONResponse([cs.session_summary(e) for e in found], headers={"cache-control": "no-store"})

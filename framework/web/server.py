@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import click
 
-from ..redact import for_terminal
+from reelforge.redact import for_terminal
 
 
 def is_loopback(host: str) -> bool:
@@ -47,7 +47,7 @@ def serve(output_dir: Path, *, host: str, port: int, allow_remote: bool,
           runner_factory: Callable[[], Any] | None = None) -> None:
     import uvicorn
 
-    from .app import LOCAL_HOSTS, create_app
+    from reelforge.web.app import LOCAL_HOSTS, create_app
 
     remote = not is_loopback(host)
     if remote and not allow_remote:

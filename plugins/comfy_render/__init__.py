@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from framework import Shot, ShotJob, hookimpl
+from reelforge import Shot, ShotJob, hookimpl
 
-from .options import ImageOptions, VideoOptions
+from reelforge.plugins.comfy_render.options import ImageOptions, VideoOptions
 
 
 class ComfyRenderer:
@@ -18,7 +18,7 @@ class ComfyRenderer:
     Options: ClassVar[type] = VideoOptions
 
     def __init__(self, options: VideoOptions | None = None):
-        from .backend import ComfyBackend  # httpx and friends only when actually used
+        from reelforge.plugins.comfy_render.backend import ComfyBackend  # httpx and friends only when actually used
 
         self.options = options if options is not None else VideoOptions()
         self.backend = ComfyBackend(self.options, kind="video")
@@ -43,7 +43,7 @@ def register_renderers(register):
 
 @hookimpl
 def register_commands(cli):
-    from .commands import add_commands
+    from reelforge.plugins.comfy_render.commands import add_commands
 
     add_commands(cli)
 

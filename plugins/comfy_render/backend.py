@@ -16,13 +16,13 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from framework.errors import ConfigError, RetryableServiceError, ServiceError, StageError
-from framework.redact import redact
-from framework.protocols import ShotJob
-from framework.records import Shot
-from framework.retry import backoff_from_env, deadline_retrying
+from reelforge.errors import ConfigError, RetryableServiceError, ServiceError, StageError
+from reelforge.redact import redact
+from reelforge.protocols import ShotJob
+from reelforge.records import Shot
+from reelforge.engine.retry import backoff_from_env, deadline_retrying
 
-from .client import (
+from reelforge.plugins.comfy_render.client import (
     Cancelled,
     ComfyClient,
     ComfyError,
@@ -47,8 +47,8 @@ from .client import (
     history_outputs,
     safe_output_name,
 )
-from .pool import ServerPool, Ticket, normalise_url, shared_pool
-from .workflow import Template, load_template
+from reelforge.plugins.comfy_render.pool import ServerPool, Ticket, normalise_url, shared_pool
+from reelforge.plugins.comfy_render.workflow import Template, load_template
 
 log = logging.getLogger("reelforge.comfyui")
 
@@ -105,9 +105,9 @@ def _safe_component(text: str) -> str:
 def check_urls(urls: tuple[str, ...]) -> None:
     """Refuse a URL that is not http(s), or that carries credentials: the URLs are saved in
     the session's meta (a resume reuses them), so a password there would be written to disk."""
-    from framework.redact import mask_url_credentials, url_credentials
+    from reelforge.redact import mask_url_credentials, url_credentials
 
-    from .options import AUTH_ENV
+    from reelforge.plugins.comfy_render.options import AUTH_ENV
 
     if not urls:
         raise ConfigError("comfyui: no server URL given; pass --comfy-url http://HOST:8188")

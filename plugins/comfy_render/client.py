@@ -7,7 +7,7 @@ the job API (``GET /api/jobs/{id}``, ComfyUI since late 2025) one call tells whe
 is, with its outputs and execution times; see docs/comfyui.md for the fields relied on.
 
 The client makes each call once: retrying is the backend's (one policy with a deadline,
-framework.retry.deadline_retrying). Its errors say what happened: ServerDown (no answer at
+reelforge.engine.retry.deadline_retrying). Its errors say what happened: ServerDown (no answer at
 all), RetryableServiceError (a transient status, a timeout), NotComfyUI (something answers,
 but not ComfyUI's API: permanent), ComfyError (a refusal or failure for good).
 """
@@ -28,10 +28,10 @@ from typing import Any, Callable, Iterable, Mapping
 import attrs
 import httpx
 
-from framework.errors import RetryableServiceError, ServiceError
-from framework.http import MIB, BodyTooLarge, bounded_client, deadline, fetch
-from framework.redact import redact
-from framework.retry import parse_retry_after
+from reelforge.errors import RetryableServiceError, ServiceError
+from reelforge.http import MIB, BodyTooLarge, bounded_client, deadline, fetch
+from reelforge.redact import redact
+from reelforge.engine.retry import parse_retry_after
 
 #: What a prompt id the server hands back may look like (ComfyUI uses uuid4 strings).
 _PROMPT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
@@ -168,7 +168,7 @@ def auth_headers(env: str = "REELFORGE_COMFY_AUTH") -> dict[str, str]:
     as a secret, so it is masked wherever reelforge prints or writes text."""
     import base64
 
-    from framework.redact import register_secret
+    from reelforge.redact import register_secret
 
     raw = os.environ.get(env, "").strip()
     if not raw:

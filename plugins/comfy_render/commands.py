@@ -20,12 +20,12 @@ def add_commands(cli: click.Group) -> None:
     def check(urls: tuple[str, ...], image_template: str, video_template: str) -> None:
         """Check templates, then each server: reachable, queue depth, node classes present.
         Exits 1 if any server cannot run the templates."""
-        from framework.errors import RetryableServiceError, ServiceError
+        from reelforge.errors import RetryableServiceError, ServiceError
 
-        from .backend import check_urls
-        from .client import ComfyClient, auth_headers
-        from .options import default_urls
-        from .workflow import load_template
+        from reelforge.plugins.comfy_render.backend import check_urls
+        from reelforge.plugins.comfy_render.client import ComfyClient, auth_headers
+        from reelforge.plugins.comfy_render.options import default_urls
+        from reelforge.plugins.comfy_render.workflow import load_template
 
         templates = [load_template(image_template, kind="image"),
                      load_template(video_template, kind="video")]

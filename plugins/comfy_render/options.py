@@ -6,7 +6,7 @@ import os
 
 import attrs
 
-from framework.limits import MAX_FPS, MAX_SIDE, between, check_frame_size
+from reelforge.limits import MAX_FPS, MAX_SIDE, between, check_frame_size
 
 DEFAULT_URL = "http://127.0.0.1:8188"
 URL_ENV = "REELFORGE_COMFY_URL"

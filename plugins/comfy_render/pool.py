@@ -27,9 +27,9 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from framework.errors import RetryableServiceError
+from reelforge.errors import RetryableServiceError
 
-from .client import ComfyClient, ServerDown, ServerUnavailable
+from reelforge.plugins.comfy_render.client import ComfyClient, ServerDown, ServerUnavailable
 
 log = logging.getLogger("reelforge.comfyui")
 

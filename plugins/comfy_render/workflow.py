@@ -24,7 +24,7 @@ from typing import Any, Mapping
 
 import attrs
 
-from framework.errors import ConfigError
+from reelforge.errors import ConfigError
 
 #: What reelforge can inject, and the input names tried (in order) when a node is picked by
 #: its title without naming an input.
@@ -121,7 +121,7 @@ def _coerce(current: Any, value: Any) -> Any:
 
 
 def builtin_path(name: str) -> Path:
-    return Path(str(resources.files("plugins.comfy_render") / "templates" / BUILTIN_TEMPLATES[name]))
+    return Path(str(resources.files("reelforge.plugins.comfy_render") / "templates" / BUILTIN_TEMPLATES[name]))
 
 
 def _read_json(path: Path, what: str) -> Any:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from framework import Shot, ShotJob, hookimpl
-from plugins.comfy_render.options import ImageOptions
+from reelforge import Shot, ShotJob, hookimpl
+from reelforge.plugins.comfy_render.options import ImageOptions
 
 
 class ComfyImageGenerator:
@@ -17,7 +17,7 @@ class ComfyImageGenerator:
     Options: ClassVar[type] = ImageOptions
 
     def __init__(self, options: ImageOptions | None = None):
-        from plugins.comfy_render.backend import ComfyBackend
+        from reelforge.plugins.comfy_render.backend import ComfyBackend
 
         self.options = options if options is not None else ImageOptions()
         self.backend = ComfyBackend(self.options, kind="image")

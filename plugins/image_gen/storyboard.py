@@ -26,11 +26,11 @@ from typing import ClassVar, NamedTuple
 
 import attrs
 
-from framework import hookimpl
-from framework.errors import StageError
-from framework.limits import MAX_SIDE, between, check_frame_size
-from framework.protocols import ShotJob
-from framework.records import Shot
+from reelforge import hookimpl
+from reelforge.errors import StageError
+from reelforge.limits import MAX_SIDE, between, check_frame_size
+from reelforge.protocols import ShotJob
+from reelforge.records import Shot
 
 #: PNG text chunk that marks a storyboard plate (a renderer may draw the card over it).
 PLATE_KEY = "reelforge-plate"
@@ -44,7 +44,7 @@ def font(size: int):
     """The shipped DejaVu Sans at ``size`` (Pillow's embedded font if it cannot be read)."""
     from PIL import ImageFont
 
-    from framework.fonts import font as shipped
+    from reelforge.media.fonts import font as shipped
 
     try:
         return shipped(size)
@@ -230,7 +230,7 @@ def setting(shot: Shot) -> frozenset[str]:
 # -- helpers ---------------------------------------------------------------------------------
 
 def _wrap(draw, text: str, fnt, width: int, max_lines: int) -> list[str]:
-    from framework.soundtrack import wrap_text
+    from reelforge.media.soundtrack import wrap_text
 
     return wrap_text(draw, " ".join(text.split()), fnt, width, max_lines) if text.split() else []
 
@@ -252,7 +252,7 @@ class CardLayout(NamedTuple):
 
 
 #: The share of the frame's height the card's caption band covers at the bottom: burnt
-#: subtitles go above it (``framework.soundtrack.finish_film(bottom_margin=...)``).
+#: subtitles go above it (``reelforge.media.soundtrack.finish_film(bottom_margin=...)``).
 CAPTION_BAND = 150 / 720
 
 

@@ -8,7 +8,7 @@ shrinks with the zoom (at zoom 1.15 a pan sweeps 13 % of the width off each side
 zoom 2 or more no area of the still stays in view for the whole pan), and it would be
 magnified along with the picture.
 
-The ffmpeg helpers (run_ffmpeg, probe, assemble) live in :mod:`framework.ffmpeg`.
+The ffmpeg helpers (run_ffmpeg, probe, assemble) live in :mod:`reelforge.media.ffmpeg`.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from typing import ClassVar
 
 import attrs
 
-from framework import hookimpl
-from framework.errors import StageError
-from framework.limits import MAX_FPS, MAX_SIDE, between, check_frame_size
-from framework.protocols import ShotJob
-from framework.records import Shot
+from reelforge import hookimpl
+from reelforge.errors import StageError
+from reelforge.limits import MAX_FPS, MAX_SIDE, between, check_frame_size
+from reelforge.protocols import ShotJob
+from reelforge.records import Shot
 
-from framework.ffmpeg import FFmpegCancelled, FFmpegProgress, run_ffmpeg
+from reelforge.media.ffmpeg import FFmpegCancelled, FFmpegProgress, run_ffmpeg
 
 __all__ = ["KenBurnsRenderer", "KenBurnsOptions", "FFmpegCancelled", "camera_move", "MOVES"]
 
@@ -103,7 +103,7 @@ class KenBurnsRenderer:
     def draws_card(self, image: Path) -> bool:
         """Whether this clip gets the storyboard card drawn over it."""
         if self.options.captions == "auto":
-            from plugins.image_gen.storyboard import is_plate
+            from reelforge.plugins.image_gen.storyboard import is_plate
 
             return is_plate(image)
         return self.options.captions == "on"
@@ -149,7 +149,7 @@ class KenBurnsRenderer:
         if card:
             # The card goes on after the zoom: bands and text as two still overlays (a
             # single-frame input repeats its frame), the text timed when a gap is asked for.
-            from plugins.image_gen.storyboard import card_overlay
+            from reelforge.plugins.image_gen.storyboard import card_overlay
 
             size = (_even(o.width), _even(o.height))
             seconds = frames / o.fps

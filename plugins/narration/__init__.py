@@ -3,15 +3,15 @@
 ``espeak`` (the default: eSpeak NG bundled in a wheel, offline, no model) and ``piper``
 (a neural voice from a local model file). A narrator is a class with ``name``, an attrs
 ``Options``, ``concurrency`` and ``narrate(shot, job) -> Path`` (see
-:class:`framework.protocols.Narrator`).
+:class:`reelforge.protocols.Narrator`).
 """
 
 from __future__ import annotations
 
-from framework import hookimpl
+from reelforge import hookimpl
 
-from .espeak import EspeakNarrator, EspeakOptions
-from .piper import PiperNarrator, PiperOptions
+from reelforge.plugins.narration.espeak import EspeakNarrator, EspeakOptions
+from reelforge.plugins.narration.piper import PiperNarrator, PiperOptions
 
 __all__ = ["EspeakNarrator", "EspeakOptions", "PiperNarrator", "PiperOptions"]
 

@@ -16,11 +16,11 @@ from typing import ClassVar
 
 import attrs
 
-from framework.errors import ConfigError, StageError
-from framework.protocols import ShotJob
-from framework.records import Shot
+from reelforge.errors import ConfigError, StageError
+from reelforge.protocols import ShotJob
+from reelforge.records import Shot
 
-from . import text as T
+from reelforge.plugins.narration import text as T
 
 GET_VOICES = ("download a voice (an .onnx file and its .onnx.json) from the Piper voices collection "
               "(huggingface.co/rhasspy/piper-voices), e.g. en/en_US/lessac/medium, and point "

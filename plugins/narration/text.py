@@ -11,8 +11,8 @@ import unicodedata
 import wave
 from pathlib import Path
 
-from framework.errors import StageError
-from framework.records import Shot
+from reelforge.errors import StageError
+from reelforge.records import Shot
 
 #: Language code (ISO 639-1/-3, as espeak-ng and piper name voices) -> the script it is
 #: written in. A voice whose language is not here is not script-checked.

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar
 
 import attrs
 
-from framework.errors import ConfigError, StageError
-from framework.records import SceneGraph, ShotPlan, Story, converter, structure
-from framework.redact import mask_url_credentials, url_credentials
+from reelforge.errors import ConfigError, StageError
+from reelforge.records import SceneGraph, ShotPlan, Story, converter, structure
+from reelforge.redact import mask_url_credentials, url_credentials
 
-from . import prompts
-from .prompts import ShotBatch
-from .schemas import (
+from reelforge.plugins.story_llm import prompts
+from reelforge.plugins.story_llm.prompts import ShotBatch
+from reelforge.plugins.story_llm.schemas import (
     InvalidReply,
     ShotDraft,
     check_scene_graph,
@@ -30,7 +30,7 @@ from .schemas import (
 )
 
 if TYPE_CHECKING:  # httpx is imported on first use, so `reelforge --help` stays fast
-    from .transport import JSONClient
+    from reelforge.plugins.story_llm.transport import JSONClient
 
 log = logging.getLogger("reelforge.story_llm")
 
@@ -188,7 +188,7 @@ class ChatStoryWriter:
                     or not math.isfinite(value) or not low <= value <= high:
                 raise ConfigError(f"{self.name}.{field} must be from {low:g} to {high:g}, "
                                   f"got {value!r}")
-        from framework.records import MAX_DURATION_S
+        from reelforge.records import MAX_DURATION_S
 
         if self.options.target_seconds > self.options.shots * MAX_DURATION_S:
             raise ConfigError(f"{self.name}.target_seconds: {self.options.target_seconds:g}s for "
@@ -217,7 +217,7 @@ class ChatStoryWriter:
         requests retry it. Off with the check_server option."""
         if not getattr(self.options, "check_server", True):
             return
-        from framework.errors import ServiceError
+        from reelforge.errors import ServiceError
 
         http = self._http()
         where = f"{self.label} at {self.options.base_url}"
@@ -280,7 +280,7 @@ class ChatStoryWriter:
     def _http(self) -> JSONClient:
         """The HTTP client, made on first use (httpx is imported lazily)."""
         if self._client is None:
-            from .transport import JSONClient
+            from reelforge.plugins.story_llm.transport import JSONClient
 
             self._client = JSONClient(self.options.base_url, label=self.label,
                                       timeout=self.options.timeout, headers=self._headers(),
@@ -296,7 +296,7 @@ class ChatStoryWriter:
     # -- the three stages ------------------------------------------------------------
 
     def write_story(self, idea: str, job: Any = None) -> Story:
-        """``job`` (a framework.StageJob), when given, hears how long the model is taking."""
+        """``job`` (a reelforge.StageJob), when given, hears how long the model is taking."""
         messages = prompts.story_messages(idea, shots=self.options.shots,
                                           target_seconds=self.options.target_seconds)
         return self._ask_whole(messages, "story", check_story, cap=self.output_cap("story"), job=job)
@@ -312,7 +312,7 @@ class ChatStoryWriter:
 
     def plan_shots(self, story: Story, scenes: SceneGraph, job: Any = None) -> ShotPlan:
         """Plan the shots, in parts when the plan is long. With a ``job`` (a
-        framework.StageJob), each part is checkpointed as it arrives, so after a failure a
+        reelforge.StageJob), each part is checkpointed as it arrives, so after a failure a
         resumed run asks only for the parts still missing."""
         if not scenes.scenes:
             raise StageError("the scene graph has no scenes; rerun the scene_graph stage")

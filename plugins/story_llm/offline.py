@@ -14,8 +14,8 @@ from typing import ClassVar
 
 import attrs
 
-from framework import hookimpl
-from framework.records import Character, Scene, SceneGraph, Shot, ShotPlan, Story
+from reelforge import hookimpl
+from reelforge.records import Character, Scene, SceneGraph, Shot, ShotPlan, Story
 
 # -- vocabulary ----------------------------------------------------------------------
 
@@ -171,7 +171,7 @@ _SHOT_TYPES: tuple[tuple[str, str], ...] = (
     ("Detail insert:", "macro detail shot"),
 )
 
-#: Camera moves the kenburns renderer understands (see plugins.kenburns).
+#: Camera moves the kenburns renderer understands (see reelforge.plugins.kenburns).
 CAMERA_MOVES: tuple[str, ...] = (
     "slow push in", "pull out", "pan left", "pan right", "tilt up", "tilt down",
 )

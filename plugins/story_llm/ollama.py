@@ -9,12 +9,12 @@ from typing import Any, ClassVar
 
 import attrs
 
-from framework import hookimpl
-from framework.errors import ServiceError
-from framework.redact import register_secret
+from reelforge import hookimpl
+from reelforge.errors import ServiceError
+from reelforge.redact import register_secret
 
-from .chat import ChatStoryWriter, PlanOptions, Reply
-from .schemas import SCHEMAS
+from reelforge.plugins.story_llm.chat import ChatStoryWriter, PlanOptions, Reply
+from reelforge.plugins.story_llm.schemas import SCHEMAS
 
 log = logging.getLogger("reelforge.story_llm")
 
@@ -104,7 +104,7 @@ class OllamaStory(ChatStoryWriter):
         }
 
     def _chat(self, messages: list[dict[str, str]], stage: str, cap: int | None = None) -> Reply:
-        from .transport import BadRequest, preview
+        from reelforge.plugins.story_llm.transport import BadRequest, preview
 
         while True:
             try:

@@ -10,12 +10,12 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from framework import hookimpl
-from framework.errors import ConfigError, ServiceError
-from framework.redact import register_secret
+from reelforge import hookimpl
+from reelforge.errors import ConfigError, ServiceError
+from reelforge.redact import register_secret
 
-from .chat import ChatStoryWriter, PlanOptions, Reply
-from .schemas import SCHEMAS
+from reelforge.plugins.story_llm.chat import ChatStoryWriter, PlanOptions, Reply
+from reelforge.plugins.story_llm.schemas import SCHEMAS
 
 log = logging.getLogger("reelforge.story_llm")
 
@@ -122,7 +122,7 @@ class OpenAIStory(ChatStoryWriter):
         return payload
 
     def _chat(self, messages: list[dict[str, str]], stage: str, cap: int | None = None) -> Reply:
-        from .transport import BadRequest
+        from reelforge.plugins.story_llm.transport import BadRequest
 
         while True:
             try:
@@ -140,7 +140,7 @@ class OpenAIStory(ChatStoryWriter):
         return self._reply(data)
 
     def _reply(self, data: dict[str, Any]) -> Reply:
-        from .transport import preview
+        from reelforge.plugins.story_llm.transport import preview
 
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):

@@ -9,9 +9,9 @@ import json
 
 import attrs
 
-from framework.records import SceneGraph, Story, unstructure
+from reelforge.records import SceneGraph, Story, unstructure
 
-from .schemas import SCHEMAS, schema_text
+from reelforge.plugins.story_llm.schemas import SCHEMAS, schema_text
 
 SYSTEM = (
     "You are a screenwriter and director planning a short film that will be made shot by shot: "

@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from framework.records import (
+from reelforge.records import (
     MAX_DURATION_S,
     MAX_PROMPT,
     MIN_DURATION_S,
@@ -368,7 +368,7 @@ def fit_durations(durations: list[float], target_seconds: float) -> list[float]:
     if target_seconds <= 0 or total <= 0:
         return durations
     factor = target_seconds / total
-    # within what a Shot takes (framework.records), whatever pacing the model chose
+    # within what a Shot takes (reelforge.records), whatever pacing the model chose
     return [min(MAX_DURATION_S, max(1.0, MIN_DURATION_S, round(d * factor, 1))) for d in durations]
 
 

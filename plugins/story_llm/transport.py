@@ -1,7 +1,7 @@
 """JSON over HTTP for the LLM backends: explicit timeouts, typed errors, per-request retries.
 
 Transient failures (connection errors, timeouts, 408, 429, 5xx) are retried here, per
-request, with the framework's RetryPolicy; once the policy gives up the error is re-raised
+request, with the reelforge's RetryPolicy; once the policy gives up the error is re-raised
 as a plain (non-retryable) ServiceError, so the runner does not retry the whole stage on top
 of it. A shot plan asked for in batches therefore never redoes the batches that succeeded.
 """
@@ -14,10 +14,10 @@ from typing import Any, Callable, Mapping
 
 import httpx
 
-from framework.errors import RetryableServiceError, ServiceError
-from framework.http import MIB, BodyTooLarge, bounded_client, deadline, fetch
-from framework.redact import redact, redact_data
-from framework.retry import RetryPolicy, parse_retry_after  # noqa: F401  (re-exported)
+from reelforge.errors import RetryableServiceError, ServiceError
+from reelforge.http import MIB, BodyTooLarge, bounded_client, deadline, fetch
+from reelforge.redact import redact, redact_data
+from reelforge.engine.retry import RetryPolicy, parse_retry_after  # noqa: F401  (re-exported)
 
 log = logging.getLogger("reelforge.story_llm")
 

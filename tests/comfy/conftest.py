@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from framework.protocols import ShotJob
-from framework.records import Shot
+from reelforge.protocols import ShotJob
+from reelforge.records import Shot
 
 from .fake_comfy import FakeComfy
 
@@ -25,7 +25,7 @@ def make_comfy(tmp_path_factory):
     """Start fake ComfyUI servers on 127.0.0.1; all are stopped after the test. What the
     process knows of servers (down, backlog, averages) is forgotten before and after: ports
     are reused from one test to the next."""
-    from plugins.comfy_render.pool import reset_shared_state
+    from reelforge.plugins.comfy_render.pool import reset_shared_state
 
     reset_shared_state()
     servers: list[FakeComfy] = []

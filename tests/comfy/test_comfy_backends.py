@@ -7,13 +7,13 @@ import threading
 
 import pytest
 
-from framework.errors import RetryableServiceError, ServiceError, StageError
-from plugins.comfy_render import ComfyRenderer, VideoOptions
-from plugins.comfy_render.client import (
+from reelforge.errors import RetryableServiceError, ServiceError, StageError
+from reelforge.plugins.comfy_render import ComfyRenderer, VideoOptions
+from reelforge.plugins.comfy_render.client import (
     ComfyValidationError,
     PromptExecutionError,
 )
-from plugins.image_gen.comfyui import ComfyImageGenerator, ImageOptions
+from reelforge.plugins.image_gen.comfyui import ComfyImageGenerator, ImageOptions
 
 
 # server_grace_s: a test that wants a deadline to pass sets a short one itself; by default it is
@@ -75,7 +75,7 @@ def test_renderer_uploads_still_and_downloads_mp4(comfy, jobs, shot, still):
 
 def test_validation_error_is_permanent_and_names_node_and_input(comfy, jobs, shot, tmp_path):
     # a template value the server refuses (sizes from options are bounded before they are sent)
-    tpl = json.loads((__import__("plugins.comfy_render.workflow", fromlist=["x"])
+    tpl = json.loads((__import__("reelforge.plugins.comfy_render.workflow", fromlist=["x"])
                       .builtin_path("image-basic")).read_text())
     tpl["workflow"]["1"]["inputs"]["batch_size"] = 99999
     path = tmp_path / "big_batch.json"
@@ -91,7 +91,7 @@ def test_validation_error_is_permanent_and_names_node_and_input(comfy, jobs, sho
 
 
 def test_partial_acceptance_fails_only_when_our_output_is_refused(comfy, jobs, shot, tmp_path):
-    tpl = json.loads((__import__("plugins.comfy_render.workflow", fromlist=["x"])
+    tpl = json.loads((__import__("reelforge.plugins.comfy_render.workflow", fromlist=["x"])
                       .builtin_path("image-basic")).read_text())
     tpl["workflow"]["3"] = {"class_type": "SaveImage", "inputs": {"images": ["42", 0], "filename_prefix": "x"}}
     ok = tmp_path / "ok.json"
@@ -161,7 +161,7 @@ def test_server_restart_mid_render_resubmits_once(comfy, jobs, shot, still):
 
 
 def test_two_servers_one_dies_and_its_shots_move(make_comfy, jobs, still):
-    from framework.records import Shot
+    from reelforge.records import Shot
 
     a, b = make_comfy(), make_comfy()
     a.hold("RepeatImageBatch")  # nothing finishes on a before it dies
@@ -209,7 +209,7 @@ def test_hostile_output_names_are_refused(comfy, jobs, shot, still, tmp_path):
 def test_only_hostile_outputs_is_an_error(comfy, jobs, shot, still, tmp_path):
     comfy.hostile_outputs = [{"filename": "../x.mp4", "subfolder": "", "type": "output"}]
     tpl = tmp_path / "t.json"
-    data = json.loads((__import__("plugins.comfy_render.workflow", fromlist=["x"])
+    data = json.loads((__import__("reelforge.plugins.comfy_render.workflow", fromlist=["x"])
                        .builtin_path("video-basic")).read_text())
     data["workflow"]["4"]["class_type"] = "SaveAnimatedWEBP"  # a webp is not a clip
     data["workflow"]["4"]["inputs"] = {"images": ["2", 0], "filename_prefix": "a", "fps": 12.0,
@@ -314,7 +314,7 @@ def test_least_busy_server_is_picked(make_comfy, jobs, shot, still):
 
 
 def test_cancel_by_default_deletes_pending_prompts_but_keeps_running_ones(comfy, jobs, still):
-    from framework.records import Shot
+    from reelforge.records import Shot
 
     repeating = comfy.hold("RepeatImageBatch")  # one running, one pending when the cancel comes
     r = renderer(comfy.url, per_server=2)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from framework.cli import cli
-from framework.session import DONE, SessionStore
+from reelforge.cli.core import cli
+from reelforge.store.session import DONE, SessionStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,7 +60,7 @@ def test_cli_images_and_videos_end_to_end(tmp_path, comfy):
 def test_cli_validation_error_fails_the_shot_with_the_servers_words(tmp_path, comfy):
     out = tmp_path / "output"
     # a template value the server refuses (sizes given as options are bounded before sending)
-    from plugins.comfy_render.workflow import builtin_path
+    from reelforge.plugins.comfy_render.workflow import builtin_path
 
     tpl = json.loads(builtin_path("image-basic").read_text())
     tpl["workflow"]["1"]["inputs"]["batch_size"] = 99999
@@ -97,7 +97,7 @@ def test_sigkill_mid_render_then_resume_does_not_resubmit(tmp_path, comfy, jobs_
     out = tmp_path / "output"
     repeating = comfy.hold("RepeatImageBatch")  # a clip is mid-render when the run is killed
     proc = subprocess.Popen(
-        [sys.executable, "-m", "framework", "run", "A glassblower's last commission", "--new",
+        [sys.executable, "-m", "reelforge", "run", "A glassblower's last commission", "--new",
          *comfy_args(comfy.url), "-o", "per_server=1", "--output-dir", str(out)],
         env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
 
@@ -112,7 +112,7 @@ def test_sigkill_mid_render_then_resume_does_not_resubmit(tmp_path, comfy, jobs_
     assert comfy.held(killed_pid)  # still rendering
     repeating.set()
 
-    resumed = subprocess.run([sys.executable, "-m", "framework", "resume", "--output-dir", str(out)],
+    resumed = subprocess.run([sys.executable, "-m", "reelforge", "resume", "--output-dir", str(out)],
                              env=_env(), capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert len(comfy.posts(killed_pid)) == 1
@@ -146,7 +146,7 @@ def test_ctrl_c_keeps_the_running_render_and_resume_adopts_it(tmp_path, comfy):
     out = tmp_path / "output"
     saving = comfy.hold("SaveImage")  # one still running, others queued, when Ctrl-C comes
     proc = subprocess.Popen(
-        [sys.executable, "-m", "framework", "run", "A clockmaker's apprentice", "--new",
+        [sys.executable, "-m", "reelforge", "run", "A clockmaker's apprentice", "--new",
          *comfy_args(comfy.url), "--output-dir", str(out)],
         env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
 
@@ -168,7 +168,7 @@ def test_ctrl_c_keeps_the_running_render_and_resume_adopts_it(tmp_path, comfy):
     comfy.wait_until(lambda: running in comfy.history)
     assert comfy.history[running]["status"]["status_str"] == "success"
 
-    resumed = subprocess.run([sys.executable, "-m", "framework", "resume", "--output-dir", str(out)],
+    resumed = subprocess.run([sys.executable, "-m", "reelforge", "resume", "--output-dir", str(out)],
                              env=_env(), capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert len(comfy.posts(running)) == 1  # adopted from /history, not rendered again

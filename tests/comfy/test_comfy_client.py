@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from plugins.comfy_render.client import (
+from reelforge.plugins.comfy_render.client import (
     UnsafeOutputError,
     describe_node_errors,
     history_error,

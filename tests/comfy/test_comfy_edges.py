@@ -10,10 +10,10 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from framework.cli import cli
-from framework.errors import RetryableServiceError
-from framework.session import SessionStore
-from plugins.comfy_render.client import PromptInterrupted
+from reelforge.cli.core import cli
+from reelforge.errors import RetryableServiceError
+from reelforge.store.session import SessionStore
+from reelforge.plugins.comfy_render.client import PromptInterrupted
 
 from .test_comfy_backends import renderer
 

@@ -16,11 +16,11 @@ from typing import Callable
 import pytest
 from click.testing import CliRunner
 
-from framework.cli import cli
-from framework.errors import RetryableServiceError, ServiceError
-from framework.runner import Runner
-from framework.session import SessionStore
-from plugins.comfy_render.client import ServerGone
+from reelforge.cli.core import cli
+from reelforge.errors import RetryableServiceError, ServiceError
+from reelforge.engine.runner import Runner
+from reelforge.store.session import SessionStore
+from reelforge.plugins.comfy_render.client import ServerGone
 
 from .test_comfy_backends import image_gen, renderer
 
@@ -99,7 +99,7 @@ def test_run_refuses_a_missing_or_wrong_server_before_a_session_exists(tmp_path,
 
 def test_missing_node_classes_stop_the_run_before_a_session_exists(tmp_path, comfy):
     tpl = tmp_path / "custom.json"
-    data = json.loads((__import__("plugins.comfy_render.workflow", fromlist=["x"])
+    data = json.loads((__import__("reelforge.plugins.comfy_render.workflow", fromlist=["x"])
                        .builtin_path("video-basic")).read_text())
     data["workflow"]["2"]["class_type"] = "VHS_RepeatFrames"  # a custom node nobody installed
     tpl.write_text(json.dumps(data))
@@ -156,7 +156,7 @@ class _KillAtStart:
         self.fakes = fakes
         self.started: list[tuple[str, int]] = []
 
-    from framework import hookimpl
+    from reelforge import hookimpl
 
     @hookimpl
     def session_started(self, session):

@@ -10,8 +10,8 @@ import attrs
 import httpx
 import pytest
 
-from framework.errors import StageError
-from plugins.comfy_render.client import ComfyClient, PromptExecutionError, PromptInterrupted
+from reelforge.errors import StageError
+from reelforge.plugins.comfy_render.client import ComfyClient, PromptExecutionError, PromptInterrupted
 
 from .test_comfy_backends import image_gen, renderer
 

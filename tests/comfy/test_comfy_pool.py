@@ -8,7 +8,7 @@ import logging
 import attrs
 import pytest
 
-from plugins.comfy_render.pool import ServerPool, normalise_url, shared_pool
+from reelforge.plugins.comfy_render.pool import ServerPool, normalise_url, shared_pool
 
 from .test_comfy_backends import image_gen, renderer
 
@@ -87,7 +87,7 @@ def test_averages_are_learned_from_the_servers_own_times(comfy, jobs, shot):
 def test_a_reattached_finished_prompt_seeds_the_average(comfy, jobs, shot):
     """After a crash, the prompts that finished meanwhile are adopted: their times are the
     first figures the new process has."""
-    from plugins.comfy_render.pool import reset_shared_state
+    from reelforge.plugins.comfy_render.pool import reset_shared_state
 
     gen = image_gen(comfy.url)
     gen.generate(shot, jobs(shot, stage="images"))

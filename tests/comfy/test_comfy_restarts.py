@@ -17,14 +17,14 @@ import attrs
 import pytest
 from click.testing import CliRunner
 
-from framework import hookimpl
-from framework.cli import cli
-from framework.errors import RetryableServiceError, ServiceError, StageError
-from framework.runner import Runner
-from framework.session import SessionStore
-from plugins.comfy_render import ComfyRenderer, VideoOptions
-from plugins.comfy_render.client import ServerGone
-from plugins.image_gen.comfyui import ImageOptions
+from reelforge import hookimpl
+from reelforge.cli.core import cli
+from reelforge.errors import RetryableServiceError, ServiceError, StageError
+from reelforge.engine.runner import Runner
+from reelforge.store.session import SessionStore
+from reelforge.plugins.comfy_render import ComfyRenderer, VideoOptions
+from reelforge.plugins.comfy_render.client import ServerGone
+from reelforge.plugins.image_gen.comfyui import ImageOptions
 
 from .test_comfy_backends import renderer
 
@@ -46,7 +46,7 @@ def warnings_of(caplog) -> list[str]:
 @contextlib.contextmanager
 def observing(observer):
     """Register a hook observer on the process-wide plugin manager (the CLI's) for a block."""
-    from framework.plugins import load_plugins, pm
+    from reelforge.engine.plugins import load_plugins, pm
 
     load_plugins()
     pm.register(observer)
@@ -236,7 +236,7 @@ def test_one_dead_server_is_one_problem_line_and_one_failed_line(tmp_path, comfy
 
 
 def test_failures_are_grouped_by_cause_and_a_lone_one_keeps_its_line():
-    from framework.progress import group_failures
+    from reelforge.cli.progress import group_failures
 
     down = "ComfyUI at http://gpu1:8188 down since 12:03:04 (refused the connection)"
     lines = group_failures([

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from framework.errors import ConfigError
-from plugins.comfy_render import ComfyRenderer, VideoOptions
-from plugins.comfy_render.workflow import BUILTIN_TEMPLATES, builtin_path, load_template
-from plugins.image_gen.comfyui import ComfyImageGenerator, ImageOptions
+from reelforge.errors import ConfigError
+from reelforge.plugins.comfy_render import ComfyRenderer, VideoOptions
+from reelforge.plugins.comfy_render.workflow import BUILTIN_TEMPLATES, builtin_path, load_template
+from reelforge.plugins.image_gen.comfyui import ComfyImageGenerator, ImageOptions
 
 from .fake_comfy import object_info
 

@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from plugins.comfy_render.client import EventStream
+from reelforge.plugins.comfy_render.client import EventStream
 
 from .fake_comfy import TRANSCRIPTS
 

@@ -14,10 +14,10 @@ from click.testing import CliRunner
 
 from comfy.test_comfy_backends import renderer
 from comfy.test_comfy_cli import comfy_args, only_session
-from framework.cli import cli
-from framework.errors import ConfigError, RetryableServiceError, ServiceError, StageError
-from framework.session import SessionStore
-from plugins.comfy_render.client import ComfyClient, ComfyError, EventStream, Limits, Timeouts
+from reelforge.cli.core import cli
+from reelforge.errors import ConfigError, RetryableServiceError, ServiceError, StageError
+from reelforge.store.session import SessionStore
+from reelforge.plugins.comfy_render.client import ComfyClient, ComfyError, EventStream, Limits, Timeouts
 
 from .conftest import files_holding
 
@@ -312,7 +312,7 @@ def test_auth_from_the_environment_is_never_saved_and_a_resume_finds_it_again(tm
 def test_the_websocket_carries_the_auth_header_too(comfy, monkeypatch):
     monkeypatch.setenv("REELFORGE_COMFY_AUTH", "a-bearer-token-123")
     comfy.require_auth = "Bearer a-bearer-token-123"
-    from plugins.comfy_render.client import auth_headers
+    from reelforge.plugins.comfy_render.client import auth_headers
 
     stream = EventStream(comfy.url, "c3", headers=auth_headers())
     assert stream.connect()
@@ -364,8 +364,8 @@ def test_a_clip_needing_too_many_frames_fails_naming_the_shot(comfy, jobs, shot,
     ("http://127.0.0.1:8188/?token=s3cr3t-token-value", "carries a key in its query (token=)"),
 ])
 def test_a_comfy_url_carrying_a_secret_is_refused_saying_which(url, said):
-    from framework.errors import ConfigError
-    from plugins.comfy_render.backend import check_urls
+    from reelforge.errors import ConfigError
+    from reelforge.plugins.comfy_render.backend import check_urls
 
     with pytest.raises(ConfigError) as info:
         check_urls((url,))

@@ -12,10 +12,10 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from framework.cli import cli
-from framework.errors import ConfigError
-from framework.http import BodyTooLarge, bounded_client, deadline, fetch
-from framework.retry import RetryPolicy
+from reelforge.cli.core import cli
+from reelforge.errors import ConfigError
+from reelforge.http import BodyTooLarge, bounded_client, deadline, fetch
+from reelforge.engine.retry import RetryPolicy
 
 CATTRS_WORDS = ("@ options", "cattrs", "ClassValidationError", "Structuring", "invalid value for type")
 
@@ -94,8 +94,8 @@ def test_offline_sizes_are_bounded_with_plain_words(tmp_path, opts, words):
 
 
 def test_the_largest_allowed_frame_is_accepted():
-    from plugins.image_gen.storyboard import StoryboardOptions
-    from plugins.kenburns import KenBurnsOptions
+    from reelforge.plugins.image_gen.storyboard import StoryboardOptions
+    from reelforge.plugins.kenburns import KenBurnsOptions
 
     assert StoryboardOptions(width=8192, height=4352).width == 8192
     assert KenBurnsOptions(width=4352, height=8192).height == 8192

@@ -14,10 +14,10 @@ from click.testing import CliRunner
 
 import fake_llm
 from fake_llm import Canned, chat_completion, film_content
-from framework.cli import cli
-from framework.errors import ConfigError, ServiceError, StageError
-from plugins.story_llm.ollama import OllamaOptions, OllamaStory
-from plugins.story_llm.openai_compat import OpenAIOptions, OpenAIStory
+from reelforge.cli.core import cli
+from reelforge.errors import ConfigError, ServiceError, StageError
+from reelforge.plugins.story_llm.ollama import OllamaOptions, OllamaStory
+from reelforge.plugins.story_llm.openai_compat import OpenAIOptions, OpenAIStory
 
 from .conftest import files_holding
 
@@ -41,7 +41,7 @@ def test_an_echoed_api_key_is_in_no_output_and_no_file(llm, tmp_path, echo):
     env = {**os.environ, "OPENAI_API_KEY": KEY, "REELFORGE_RETRY_ATTEMPTS": "2",
            "REELFORGE_RETRY_BACKOFF": "0", "REELFORGE_LOAD_PLUGINS": "", "NO_PROXY": "127.0.0.1",
            "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "framework", "run", "A lighthouse keeper", "--new",
+    cmd = [sys.executable, "-m", "reelforge", "run", "A lighthouse keeper", "--new",
            "--story-llm", "openai", "-o", f"openai.base_url={llm.url}/v1", "-o", "shots=3",
            "--output-dir", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
@@ -165,7 +165,7 @@ def test_story_field_bounds(llm, field, value, words):
 
 
 def test_shot_field_bounds(llm):
-    from framework.records import SceneGraph, Story, structure
+    from reelforge.records import SceneGraph, Story, structure
 
     story = structure(fake_llm.STORY, Story)
     graph = structure(fake_llm.SCENES, SceneGraph)
@@ -224,13 +224,13 @@ def test_answers_of_the_wrong_shape_are_service_errors(llm, body):
     ({"retry-after": "2"}, 2.0), ({"retry-after-ms": "1500"}, 1.5),
 ])
 def test_retry_after_values_that_are_not_finite_are_ignored(headers, expected):
-    from plugins.story_llm.transport import parse_retry_after
+    from reelforge.plugins.story_llm.transport import parse_retry_after
 
     assert parse_retry_after(headers) == expected
 
 
 def test_a_bible_that_would_overflow_a_prompt_is_cut_to_fit(llm):
-    from framework.records import MAX_PROMPT, SceneGraph, Story, structure
+    from reelforge.records import MAX_PROMPT, SceneGraph, Story, structure
 
     cast = [{"name": f"Person {i}", "description": f"look {i} " + "d" * 1_900} for i in range(40)]
     story = structure(dict(fake_llm.STORY, characters=cast, style="s" * 1_999), Story)

@@ -1,4 +1,4 @@
-"""framework.retry: one Retry-After parser for every client, and the deadline policy a
+"""reelforge.engine.retry: one Retry-After parser for every client, and the deadline policy a
 backend keeps inside itself (whatever a server asks, the waits stay bounded)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import time
 import httpx
 import pytest
 
-from framework.errors import RetryableServiceError, ServiceError
-from framework.retry import MAX_RETRY_AFTER, deadline_retrying, parse_retry_after
+from reelforge.errors import RetryableServiceError, ServiceError
+from reelforge.engine.retry import MAX_RETRY_AFTER, deadline_retrying, parse_retry_after
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -43,8 +43,8 @@ def test_retry_after_from_headers_any_case():
 
 
 def test_the_comfy_client_and_the_llm_transport_read_it_alike(comfy):
-    from plugins.comfy_render.client import ComfyClient
-    from plugins.story_llm import transport
+    from reelforge.plugins.comfy_render.client import ComfyClient
+    from reelforge.plugins.story_llm import transport
 
     assert transport.parse_retry_after is parse_retry_after
     comfy.hostile["prompt"] = "nan_retry"
@@ -73,10 +73,10 @@ class Clock:
 def clock(monkeypatch) -> Clock:
     import tenacity
 
-    import framework.retry
+    import reelforge.engine.retry
 
     fake = Clock()
-    monkeypatch.setattr(framework.retry, "time", fake)
+    monkeypatch.setattr(reelforge.engine.retry, "time", fake)
     monkeypatch.setattr(tenacity, "time", fake)  # its start_time, for a deadline from the first attempt
     return fake
 

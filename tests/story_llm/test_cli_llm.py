@@ -9,8 +9,8 @@ import logging
 from click.testing import CliRunner
 
 from fake_llm import API_KEY, STORY, ollama_film, openai_error, openai_film
-from framework.cli import cli
-from framework.session import SessionStore
+from reelforge.cli.core import cli
+from reelforge.store.session import SessionStore
 
 
 #: Small, short clips keep the offline image and video stages fast.

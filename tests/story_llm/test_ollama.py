@@ -9,10 +9,10 @@ import pytest
 from fake_llm import (
     SCENES, STORY, Canned, ollama_chat, ollama_error, ollama_film, parts_asked, shots_for,
 )
-from framework.errors import RetryableServiceError, ServiceError, StageError
-from framework.records import SceneGraph, Story, structure
-from plugins.story_llm.ollama import OllamaOptions, OllamaStory
-from plugins.story_llm.schemas import SCHEMAS
+from reelforge.errors import RetryableServiceError, ServiceError, StageError
+from reelforge.records import SceneGraph, Story, structure
+from reelforge.plugins.story_llm.ollama import OllamaOptions, OllamaStory
+from reelforge.plugins.story_llm.schemas import SCHEMAS
 
 STORY_REC = structure(STORY, Story)
 SCENES_REC = structure(SCENES, SceneGraph)

@@ -12,10 +12,10 @@ from fake_llm import (
     API_KEY, SCENES, STORY, Canned, chat_completion, openai_error, openai_film, parts_asked,
     shot, shots_for,
 )
-from framework.errors import ConfigError, RetryableServiceError, ServiceError, StageError
-from framework.records import SceneGraph, Story, structure
-from plugins.story_llm.openai_compat import OpenAIOptions, OpenAIStory
-from plugins.story_llm.schemas import SCHEMAS
+from reelforge.errors import ConfigError, RetryableServiceError, ServiceError, StageError
+from reelforge.records import SceneGraph, Story, structure
+from reelforge.plugins.story_llm.openai_compat import OpenAIOptions, OpenAIStory
+from reelforge.plugins.story_llm.schemas import SCHEMAS
 
 
 def backend(server, **options) -> OpenAIStory:
@@ -370,7 +370,7 @@ def test_fewer_shots_than_scenes_says_which_scenes_get_none(fake_server, caplog)
 def test_parts_of_a_long_plan_survive_a_failure(fake_server):
     import threading
 
-    from framework.protocols import StageJob
+    from reelforge.protocols import StageJob
 
     saved: dict = {}
     progress: list = []

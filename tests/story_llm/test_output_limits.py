@@ -15,14 +15,14 @@ from click.testing import CliRunner
 
 from fake_llm import (STORY, Canned, chat_completion, film_content, ollama_chat, ollama_film,
                       openai_film, stage_of)
-from framework import hookimpl
-from framework.cli import cli
-from framework.errors import ConfigError, StageError
-from framework.progress import RichProgress
-from framework.testing import run_session
-from plugins.story_llm.chat import DEFAULT_CAPS, ChatStoryWriter
-from plugins.story_llm.ollama import OllamaOptions, OllamaStory
-from plugins.story_llm.openai_compat import OpenAIOptions, OpenAIStory
+from reelforge import hookimpl
+from reelforge.cli.core import cli
+from reelforge.errors import ConfigError, StageError
+from reelforge.cli.progress import RichProgress
+from reelforge.testing import run_session
+from reelforge.plugins.story_llm.chat import DEFAULT_CAPS, ChatStoryWriter
+from reelforge.plugins.story_llm.ollama import OllamaOptions, OllamaStory
+from reelforge.plugins.story_llm.openai_compat import OpenAIOptions, OpenAIStory
 
 
 def openai(server, **kw) -> OpenAIStory:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from fake_llm import SCENES, STORY
-from framework.errors import ConfigError
-from framework.options import structure_options
-from framework.records import SceneGraph, Story, structure
-from plugins.story_llm import ollama, openai_compat
-from plugins.story_llm.chat import allocate, make_batches
-from plugins.story_llm.prompts import ShotBatch
-from plugins.story_llm.schemas import (
+from reelforge.errors import ConfigError
+from reelforge.options import structure_options
+from reelforge.records import SceneGraph, Story, structure
+from reelforge.plugins.story_llm import ollama, openai_compat
+from reelforge.plugins.story_llm.chat import allocate, make_batches
+from reelforge.plugins.story_llm.prompts import ShotBatch
+from reelforge.plugins.story_llm.schemas import (
     SCHEMAS, InvalidReply, ShotDraft, check_scene_graph, derive_seed, finish_plan, fit_durations,
     parse_json_object, with_bible,
 )
@@ -120,14 +120,14 @@ def test_both_backends_register():
     ollama.register_story_llms(found.append)
     assert [(c.name, c.Options.__name__) for c in found] == [("openai", "OpenAIOptions"),
                                                              ("ollama", "OllamaOptions")]
-    assert {"story_openai": "plugins.story_llm.openai_compat",
-            "story_ollama": "plugins.story_llm.ollama"}.items() <= __import__("plugins").BUILTIN.items()
+    assert {"story_openai": "reelforge.plugins.story_llm.openai_compat",
+            "story_ollama": "reelforge.plugins.story_llm.ollama"}.items() <= __import__("plugins").BUILTIN.items()
 
 
 def test_modules_are_valid_plugins():
     import pluggy
 
-    from framework import StoryWriter, hookspecs
+    from reelforge import StoryWriter, hookspecs
 
     pm = pluggy.PluginManager("reelforge")
     pm.add_hookspecs(hookspecs)
@@ -143,7 +143,7 @@ def test_modules_are_valid_plugins():
 def test_error_bodies_of_each_server_family():
     import httpx
 
-    from plugins.story_llm.transport import error_message
+    from reelforge.plugins.story_llm.transport import error_message
 
     def msg(status, body):
         return error_message(httpx.Response(status, **({"json": body} if not isinstance(body, str)
@@ -164,7 +164,7 @@ def test_retry_after_forms():
     import email.utils
     import time
 
-    from plugins.story_llm.transport import parse_retry_after
+    from reelforge.plugins.story_llm.transport import parse_retry_after
 
     assert parse_retry_after({"retry-after": "7"}) == 7.0
     assert parse_retry_after({"retry-after-ms": "1500", "retry-after": "7"}) == 1.5
@@ -178,8 +178,8 @@ def test_http_is_imported_lazily():
     import sys
     from pathlib import Path
 
-    code = ("import sys, plugins.story_llm.openai_compat, plugins.story_llm.ollama; "
-            "print('plugins.story_llm.transport' in sys.modules)")
+    code = ("import sys, reelforge.plugins.story_llm.openai_compat, reelforge.plugins.story_llm.ollama; "
+            "print('reelforge.plugins.story_llm.transport' in sys.modules)")
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=root)

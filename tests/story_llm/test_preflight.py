@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from fake_llm import API_KEY, Canned, ollama_film, openai_error, openai_film
-from framework.cli import cli
-from framework.errors import ServiceError
-from framework.session import SessionStore
-from plugins.story_llm.ollama import OllamaOptions, OllamaStory
-from plugins.story_llm.openai_compat import OpenAIOptions, OpenAIStory
+from reelforge.cli.core import cli
+from reelforge.errors import ServiceError
+from reelforge.store.session import SessionStore
+from reelforge.plugins.story_llm.ollama import OllamaOptions, OllamaStory
+from reelforge.plugins.story_llm.openai_compat import OpenAIOptions, OpenAIStory
 
 
 def openai(server, **kw) -> OpenAIStory:

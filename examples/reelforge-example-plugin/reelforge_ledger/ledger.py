@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from framework import hookimpl
+from reelforge import hookimpl
 
 FILENAME = "ledger.csv"
 COLUMNS = ("run_started", "stage", "shot", "outcome", "attempts", "seconds", "backend", "error")

@@ -9,9 +9,9 @@ from typing import ClassVar
 
 import attrs
 
-from framework import ConfigError, Shot, ShotJob, hookimpl
-from framework.options import parse_pairs, structure_options
-from framework.plugins import get_backend_class
+from reelforge import ConfigError, Shot, ShotJob, hookimpl
+from reelforge.options import parse_pairs, structure_options
+from reelforge.engine.plugins import get_backend_class
 
 
 @attrs.frozen

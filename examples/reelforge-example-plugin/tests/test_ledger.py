@@ -1,7 +1,7 @@
 """The ledger, through whole sessions run with reelforge's fake backends (the
 reelforge_fakes and reelforge_run fixtures come with reelforge, through pytest11)."""
 
-from framework import StageError
+from reelforge import StageError
 
 from reelforge_ledger import ledger
 

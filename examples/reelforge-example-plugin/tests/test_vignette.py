@@ -3,8 +3,8 @@
 import pytest
 from PIL import Image
 
-from framework import ConfigError
-from framework.testing import run_session
+from reelforge import ConfigError
+from reelforge.testing import run_session
 
 from reelforge_ledger import vignette
 

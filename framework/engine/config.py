@@ -28,9 +28,9 @@ from typing import Any
 
 import attrs
 
-from .errors import ConfigError
-from .options import structure_options
-from .plugins import KINDS, backends
+from reelforge.errors import ConfigError
+from reelforge.options import structure_options
+from reelforge.engine.plugins import KINDS, backends
 
 CONFIG_NAME = "reelforge.toml"
 #: Top-level keys naming the default backend of each kind.

@@ -18,7 +18,7 @@ in images/ or videos/ that no done record vouches for is never trusted: it is mo
 aside and the shot is made again.
 
 Everything read from a session folder is untrusted: stored paths must stay inside the
-folder, and nothing is written through a symbolic link (see :mod:`framework.safefs`).
+folder, and nothing is written through a symbolic link (see :mod:`reelforge.store.safefs`).
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ from typing import Any, Iterator
 
 import attrs
 
-from .errors import SessionCorruptError, SessionError, SessionLockedError, SessionNotFoundError
-from .records import SceneGraph, ShotPlan, Story, lenient_converter, structure, to_json
-from .redact import redact
-from .safefs import (atomic_write_bytes, atomic_write_text, contained, ensure_dir, fsync_dir,
+from reelforge.errors import SessionCorruptError, SessionError, SessionLockedError, SessionNotFoundError
+from reelforge.records import SceneGraph, ShotPlan, Story, lenient_converter, structure, to_json
+from reelforge.redact import redact
+from reelforge.store.safefs import (atomic_write_bytes, atomic_write_text, contained, ensure_dir, fsync_dir,
                      fsync_file, move_aside, open_nofollow, refuse_link, sha256_file,
                      uninterruptible)
 
@@ -201,7 +201,7 @@ class Meta:
     approved: bool = False
     "Set by `reelforge approve`: the review gate is open."
     film_settings: dict[str, Any] = attrs.Factory(dict)
-    "How the film is put together (framework.film.FilmSettings), so a resume makes the same film."
+    "How the film is put together (reelforge.media.film.FilmSettings), so a resume makes the same film."
     step_usage: dict[str, dict[str, Any]] = attrs.Factory(dict)
     "Cost ledger of the story steps: seconds, attempts, prompt/completion tokens per step."
     journal_seq: int = 0
@@ -817,7 +817,7 @@ class Session:
         self._check_artifact(m.film, None, "film", where, paths=False)
         music = m.film_settings.get("music")
         if music is not None:  # mixed into the film: music.<ext> at the session root, nothing else
-            from .film import music_file
+            from reelforge.media.film import music_file
 
             music_file(self.path, music, where)
 

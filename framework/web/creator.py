@@ -13,9 +13,9 @@ import json
 import os
 from typing import Any, Callable
 
-from .errors import SessionCorruptError
-from .redact import redact_data
-from .session import DONE, SHOT_STAGES, Meta, Session, verify_summary
+from reelforge.errors import SessionCorruptError
+from reelforge.redact import redact_data
+from reelforge.store.session import DONE, SHOT_STAGES, Meta, Session, verify_summary
 
 #: Per-stage ledger rows, in pipeline order: (key, label).
 LEDGER_STAGES = (("story", "Story"), ("scene_graph", "Scenes"), ("shots", "Shots"),
@@ -142,7 +142,7 @@ def session_data(session: Session, media: Callable[[str, str | None], str | None
     and the digest of the file it holds now into the URL a page uses for it (a relative
     path in the report, a server route in the web app; the digest lets a page that
     follows the session see a redone picture under the same name)."""
-    from .plugins import learn_secrets
+    from reelforge.engine.plugins import learn_secrets
 
     m = session.meta
     learn_secrets(m)  # a page may show a key an older version saved: mask it by what the environment holds

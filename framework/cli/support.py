@@ -1,5 +1,5 @@
 """Helpers of the ``reelforge`` commands, imported when a command runs rather than with
-:mod:`framework.cli`, so that `reelforge --help` loads (and, without a bytecode cache,
+:mod:`reelforge.cli.core`, so that `reelforge --help` loads (and, without a bytecode cache,
 compiles) less: session ids and prefixes, the prompts, session summaries, and the option
 listings of `reelforge backends` and `reelforge plugins --options`."""
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from .errors import SessionCorruptError
+from reelforge.errors import SessionCorruptError
 
 
 #: What `sessions list` shows for folders that are not readable sessions.
@@ -20,7 +20,7 @@ EMPTY, UNREADABLE = "EMPTY", "UNREADABLE"
 
 def flag_help(targets: list[tuple[str, str, bool, type]]) -> str:
     """A backend flag's help: the docstring of the option it sets, and whose option it is."""
-    from .options import field_docs
+    from reelforge.options import field_docs
 
     doc = next((d for _, field, _, cls in targets if (d := field_docs(cls).get(field))), "")
     owners = ", ".join(sorted({f"{name} option {field}" for name, field, _, _ in targets}))
@@ -50,7 +50,7 @@ def read_line(prompt: str, no_input: str) -> str:
         click.echo()
         raise click.UsageError(no_input)
     line = line.strip()
-    from .redact import for_terminal
+    from reelforge.redact import for_terminal
 
     click.echo(for_terminal(line, newlines=False))
     return line
@@ -94,12 +94,12 @@ def session_sort_key(session_id: str) -> tuple[str, int]:
 def resolve_session_id(store, text: str) -> str:
     """The session id ``text`` names: an id, a unique start of one (with or without the
     ``session_`` prefix), or ``latest`` (the newest created). The result is a valid session
-    id (framework.session.is_session_id); an unknown or ambiguous name is a SessionError."""
+    id (reelforge.store.session.is_session_id); an unknown or ambiguous name is a SessionError."""
     import re
 
-    from .errors import SessionError, SessionNotFoundError
-    from .redact import for_terminal
-    from .session import is_session_id
+    from reelforge.errors import SessionError, SessionNotFoundError
+    from reelforge.redact import for_terminal
+    from reelforge.store.session import is_session_id
 
     text = text.strip()
     if is_session_id(text):
@@ -130,7 +130,7 @@ def describe_session(store, session_id: str) -> str:
     """``session_... (STATUS) idea`` for a line of a listing."""
     import textwrap
 
-    from .redact import for_terminal
+    from reelforge.redact import for_terminal
 
     try:
         meta = store.load(session_id).meta
@@ -154,7 +154,7 @@ def entry_id(entry) -> str:
 
 
 def entry_status(entry) -> str:
-    from .session import AbandonedSession
+    from reelforge.store.session import AbandonedSession
 
     if isinstance(entry, AbandonedSession):
         return EMPTY
@@ -164,7 +164,7 @@ def entry_status(entry) -> str:
 
 
 def status_choices() -> tuple[str, ...]:
-    from .session import STATUSES
+    from reelforge.store.session import STATUSES
 
     return (*STATUSES, EMPTY, UNREADABLE)
 
@@ -184,7 +184,7 @@ def parse_statuses(ctx: click.Context, param: click.Parameter, values: tuple[str
 def step_counts(meta) -> dict[str, dict[str, int]]:
     """Done and total for every step: 0 or 1 of 1 for story, scene_graph, shots and
     assemble, shots for images and videos."""
-    from .session import DONE, SHOT_STAGES, STEPS
+    from reelforge.store.session import DONE, SHOT_STAGES, STEPS
 
     counts = {}
     for step in STEPS:
@@ -197,7 +197,7 @@ def step_counts(meta) -> dict[str, dict[str, int]]:
 
 
 def session_summary(s) -> dict[str, Any]:
-    from .session import AbandonedSession
+    from reelforge.store.session import AbandonedSession
 
     if isinstance(s, AbandonedSession):
         return {"id": s.id, "status": EMPTY, "error": s.reason}
@@ -240,13 +240,13 @@ def backend_description(reg) -> str:
     if not isinstance(text, str) or not text:
         cls = reg.cls if isinstance(reg.cls, type) else type(reg.cls)
         text = (inspect.getdoc(cls) or "").split("\n\n")[0]
-    from .redact import for_terminal
+    from reelforge.redact import for_terminal
 
     return for_terminal(" ".join(text.split()), newlines=False)
 
 
 def option_infos(reg):
-    from .options import describe_options
+    from reelforge.options import describe_options
 
     return describe_options(getattr(reg.cls, "Options", None))
 
@@ -268,7 +268,7 @@ def option_lines(reg, *, indent: int, width: int) -> list[str]:
     """Each option as ``KEY (TYPE; default X; ALLOWED; flag --F)`` and its docstring under it."""
     import textwrap
 
-    from .redact import for_terminal
+    from reelforge.redact import for_terminal
 
     lines = []
     for o in option_infos(reg):
@@ -294,8 +294,8 @@ def remove_session(store, session_id: str, *, yes: bool) -> None:
     import shutil
     import stat
 
-    from .errors import SessionError, SessionNotFoundError
-    from .session import Session
+    from reelforge.errors import SessionError, SessionNotFoundError
+    from reelforge.store.session import Session
 
     sid = resolve_session_id(store, session_id)
     path = store.path_for(sid)
@@ -329,7 +329,7 @@ def show_backends(name: str | None, *, as_json: bool, width: int, flags: dict[st
     """`reelforge backends [NAME]`: every backend, or NAME's options in full."""
     import json
 
-    from .plugins import KINDS, backends, load_plugins
+    from reelforge.engine.plugins import KINDS, backends, load_plugins
 
     load_plugins()
     found = [(kind, reg) for kind in KINDS for reg in backends(kind).values()]

@@ -21,17 +21,19 @@ from typing import Any, Callable, Iterable
 import attrs
 import pluggy
 
-from . import film, media
-from .errors import (ConfigError, ReelforgeError, SessionCorruptError, SessionError, StageError,
+from reelforge.media import film
+
+from reelforge.media import checks as media
+from reelforge.errors import (ConfigError, ReelforgeError, SessionCorruptError, SessionError, StageError,
                      StorageError, describe_os_error, storage_cause, storage_message)
-from .options import parse_pairs, public_options, structure_options, valid_keys_of
-from .plugins import KINDS, active_manager, get_backend_class, load_plugins
-from .protocols import ShotJob, StageJob
-from .records import SceneGraph, Shot, ShotPlan, Story
-from .retry import RetryPolicy
-from .redact import redact, register_secret
-from .safefs import fsync_dir, fsync_file
-from .session import (AWAITING_REVIEW, COMPLETE, DONE, FAILED, IN_PROGRESS, STEP_FILES, TODO,
+from reelforge.options import parse_pairs, public_options, structure_options, valid_keys_of
+from reelforge.engine.plugins import KINDS, active_manager, get_backend_class, load_plugins
+from reelforge.protocols import ShotJob, StageJob
+from reelforge.records import SceneGraph, Shot, ShotPlan, Story
+from reelforge.engine.retry import RetryPolicy
+from reelforge.redact import redact, register_secret
+from reelforge.store.safefs import fsync_dir, fsync_file
+from reelforge.store.session import (AWAITING_REVIEW, COMPLETE, DONE, FAILED, IN_PROGRESS, STEP_FILES, TODO,
                       BackendChoice, Session, SessionStore)
 
 log = logging.getLogger("reelforge.runner")
@@ -74,7 +76,7 @@ STAGE_KIND = {spec.name: spec.kind for spec in SHOT_PIPELINE}
 class _ShotsOutcome:
     failures: list[str] = attrs.Factory(list)
     causes: list[tuple[str, int, str, str]] = attrs.Factory(list)
-    "(stage, shot id, cause, failure line) per failure: what framework.progress.group_failures groups."
+    "(stage, shot id, cause, failure line) per failure: what reelforge.cli.progress.group_failures groups."
     held: set[str] = attrs.Factory(set)
     "Stages held back for review."
     over_budget: set[tuple[str, int]] = attrs.Factory(set)
@@ -118,7 +120,7 @@ def edit_shot(session: Session, plan: ShotPlan, shot_id: int, changes: dict[str,
     """Change one shot in shots.json (validated, written atomically). The runner then redoes
     only what the change reaches: a new image prompt its image, clip and the film; a new
     narration line its voice, clip timing and the film; a new motion prompt its clip."""
-    from .records import structure, unstructure
+    from reelforge.records import structure, unstructure
 
     unknown = set(changes) - EDITABLE
     if unknown:
@@ -184,7 +186,7 @@ class RunResult:
 
 
 def _group_failures(causes):
-    from .progress import group_failures
+    from reelforge.cli.progress import group_failures
 
     return group_failures(causes)
 

@@ -1,5 +1,5 @@
 """Stream facts of an MP4 clip read in-process (no ffmpeg): codec, size, frame rate, pixel
-format, duration and whether it has audio, as :func:`framework.ffmpeg.probe` reports them.
+format, duration and whether it has audio, as :func:`reelforge.media.ffmpeg.probe` reports them.
 
 Only what this module can be sure of is answered: H.264 (avc1/avc3) and HEVC (hvc1/hev1)
 video in a plain (not fragmented) ISO-BMFF file, its first video track, one sample
@@ -38,7 +38,7 @@ class Unsupported(Exception):
 
 def read_facts(path: str | os.PathLike) -> dict[str, Any]:
     """``{"duration", "width", "height", "fps", "codec", "pix_fmt", "has_audio"}`` of the MP4
-    at ``path``, as :func:`framework.ffmpeg.probe` gives them. Raises :class:`Unsupported`
+    at ``path``, as :func:`reelforge.media.ffmpeg.probe` gives them. Raises :class:`Unsupported`
     when unsure, OSError when the file cannot be read."""
     try:
         return _read_facts(path)

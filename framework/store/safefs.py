@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from .errors import SessionCorruptError
+from reelforge.errors import SessionCorruptError
 
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 O_BINARY = getattr(os, "O_BINARY", 0)

@@ -6,9 +6,9 @@ import textwrap
 from pathlib import Path
 from typing import Iterable
 
-from .errors import SessionCorruptError
-from .redact import for_terminal
-from .session import COMPLETE, DONE, FAILED_STATE, AbandonedSession, Session
+from reelforge.errors import SessionCorruptError
+from reelforge.redact import for_terminal
+from reelforge.store.session import COMPLETE, DONE, FAILED_STATE, AbandonedSession, Session
 
 BAR_WIDTH = 20
 ICONS = {"done": "✓", "running": "⏳", "todo": "⬜", "failed": "✗"}
@@ -77,7 +77,7 @@ def shot_lines(session: Session, width: int = 100) -> list[str]:
 
 
 def render_session(session: Session, width: int = 100) -> str:
-    from .plugins import learn_secrets
+    from reelforge.engine.plugins import learn_secrets
 
     m = session.meta
     learn_secrets(m)  # a key an older version saved in a prompt is masked by for_terminal
@@ -100,7 +100,7 @@ def render_session(session: Session, width: int = 100) -> str:
     elif m.status == "AWAITING_REVIEW":
         out += ["", f"The images wait for review: redo any with `reelforge redo {m.id} --shot N`, "
                     f"then make the clips with `reelforge approve {m.id}`."]
-    from .creator import ledger_lines
+    from reelforge.web.creator import ledger_lines
 
     ledger = ledger_lines(m)
     if ledger:

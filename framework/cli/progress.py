@@ -15,8 +15,8 @@ from __future__ import annotations
 import sys
 import time
 
-from . import hookimpl
-from .redact import for_terminal
+from reelforge import hookimpl
+from reelforge.redact import for_terminal
 
 _LABELS = {"story": "Story", "scene_graph": "Scenes", "shots": "Shots", "images": "Images",
            "narration": "Voice", "videos": "Videos", "assemble": "Film"}

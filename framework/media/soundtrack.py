@@ -4,7 +4,7 @@ and end cards, and the last pass that puts audio, subtitles and fades on the fil
 
 Every function takes explicit paths, writes exactly the output path it is given (in the
 format it documents, whatever the suffix, so a caller may pass a temporary name and rename
-it) and takes a ``cancelled`` event that stops ffmpeg, as :func:`framework.ffmpeg.run_ffmpeg`.
+it) and takes a ``cancelled`` event that stops ffmpeg, as :func:`reelforge.media.ffmpeg.run_ffmpeg`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Sequence
 
 import attrs
 
-from framework.errors import StageError
-from framework.ffmpeg import clip_facts, run_ffmpeg
+from reelforge.errors import StageError
+from reelforge.media.ffmpeg import clip_facts, run_ffmpeg
 
 #: Subtitle modes of the finished film.
 SUBTITLE_MODES = ("none", "soft", "burn")
@@ -56,7 +56,7 @@ class Voice:
 # -- timing ---------------------------------------------------------------------------
 
 def effective_crossfade(durations: Sequence[float], crossfade_s: float) -> float:
-    """The crossfade :func:`framework.ffmpeg.assemble` really uses for clips of these
+    """The crossfade :func:`reelforge.media.ffmpeg.assemble` really uses for clips of these
     lengths: never more than half the shortest clip."""
     if len(durations) < 2 or crossfade_s <= 0:
         return 0.0
@@ -373,7 +373,7 @@ def draw_card(size: tuple[int, int], title: str, body: str = "", *,
     stay inside a 10 % margin (the text shrinks until it fits)."""
     from PIL import Image, ImageDraw
 
-    from framework.fonts import font
+    from reelforge.media.fonts import font
 
     w, h = size
     img = Image.new("RGB", (w, h), background)
@@ -487,7 +487,7 @@ def subtitle_overlay(size: tuple[int, int], text: str, *, bottom_margin: float =
     from the frame's bottom edge, and always inside the frame (long lines shrink)."""
     from PIL import Image, ImageDraw
 
-    from framework.fonts import font
+    from reelforge.media.fonts import font
 
     w, h = size
     img = Image.new("RGBA", (w, h), (0, 0, 0, 0))

@@ -1,7 +1,7 @@
 """Retrying, in one place (tenacity underneath).
 
 - :class:`RetryPolicy` is what the runner applies to a backend call: only
-  :class:`~framework.errors.RetryableServiceError` (and its subclass TransientError) is
+  :class:`~reelforge.errors.RetryableServiceError` (and its subclass TransientError) is
   retried, with exponential backoff and jitter, a cap on attempts and on total time, and a
   server's ``Retry-After`` honoured when the error carries one.
 - :func:`deadline_retrying` is the one retry layer a backend keeps inside itself (ComfyUI):
@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 import attrs
 import tenacity
 
-from .errors import ConfigError, RetryableServiceError
+from reelforge.errors import ConfigError, RetryableServiceError
 
 ATTEMPTS_ENV = "REELFORGE_RETRY_ATTEMPTS"
 BACKOFF_ENV = "REELFORGE_RETRY_BACKOFF"

@@ -16,13 +16,13 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from .creator import session_data
-from .safefs import atomic_write_text, refuse_link
-from .session import Session, now
+from reelforge.web.creator import session_data
+from reelforge.store.safefs import atomic_write_text, refuse_link
+from reelforge.store.session import Session, now
 
-TEMPLATES = Path(__file__).parent / "web" / "templates"
+TEMPLATES = Path(__file__).parent / "templates"
 #: The page's style sheet: inlined in the report, served by the web app.
-STATIC = Path(__file__).parent / "web" / "static"
+STATIC = Path(__file__).parent / "static"
 REPORT_NAME = "index.html"
 
 
@@ -52,7 +52,7 @@ def _embedded_vtt(session: Session) -> str | None:
     another file (each file: URL is its own origin), so the report carries the cues itself."""
     import base64
 
-    from .safefs import O_BINARY, O_NOFOLLOW
+    from reelforge.store.safefs import O_BINARY, O_NOFOLLOW
 
     try:
         fd = os.open(session.path / "film.vtt", os.O_RDONLY | O_NOFOLLOW | O_BINARY)
@@ -64,7 +64,7 @@ def _embedded_vtt(session: Session) -> str | None:
         data = fh.read(MAX_EMBEDDED_VTT + 1)
     if len(data) > MAX_EMBEDDED_VTT:
         return None
-    from .redact import redact
+    from reelforge.redact import redact
 
     try:  # the lines are the narration: a key an older version saved in one is masked
         data = redact(data.decode("utf-8")).encode("utf-8")

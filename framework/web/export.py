@@ -24,11 +24,11 @@ from typing import Any, Callable
 
 import attrs
 
-from .errors import ReelforgeError, SessionCorruptError
-from .film import music_file
-from .redact import for_terminal, redact, redact_data
-from .safefs import O_BINARY, O_NOFOLLOW, atomic_write_text, contained, fsync_dir
-from .session import DONE, FILM_NAME, Session
+from reelforge.errors import ReelforgeError, SessionCorruptError
+from reelforge.media.film import music_file
+from reelforge.redact import for_terminal, redact, redact_data
+from reelforge.store.safefs import O_BINARY, O_NOFOLLOW, atomic_write_text, contained, fsync_dir
+from reelforge.store.session import DONE, FILM_NAME, Session
 
 #: The columns of a prompts export, in order.
 PROMPT_FIELDS = ("shot", "scene", "description", "image_prompt", "motion_prompt", "negative_prompt",
@@ -57,7 +57,7 @@ def _plan(session: Session):
 
 def _publishing(session: Session) -> None:
     """Before anything of ``session`` leaves it: learn the keys to mask (see plugins.learn_secrets)."""
-    from .plugins import learn_secrets
+    from reelforge.engine.plugins import learn_secrets
 
     learn_secrets(session.meta)
 
@@ -350,7 +350,7 @@ def write_bundle(session: Session, dest: Path, *, timeline: bool = True) -> Bund
 
 
 def _now() -> str:
-    from .session import now
+    from reelforge.store.session import now
 
     return now()
 
@@ -365,7 +365,7 @@ def build_timeline(session: Session, url_for: Callable[[str], str | None]):
     each media file's target URL (None: the file is not available)."""
     import opentimelineio as otio
 
-    from .film import NARRATION_PAD_S
+    from reelforge.media.film import NARRATION_PAD_S
 
     m = session.meta
     plan = _plan(session)
@@ -476,8 +476,8 @@ def run_export_command(output_dir: Path, session_id: str, *, prompts: bool, fmt:
 
     import click
 
-    from . import cli_support as cs
-    from .session import SessionStore
+    from reelforge.cli import support as cs
+    from reelforge.store.session import SessionStore
 
     chosen = [name for name, on in (("--prompts", prompts), ("--bundle", bundle_dir is not None),
                                     ("--timeline", timeline_file is not None)) if on]

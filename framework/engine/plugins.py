@@ -11,10 +11,10 @@ from typing import Any
 import attrs
 import pluggy
 
-import plugins as _builtin
+import reelforge.plugins as _builtin
 
-from . import hookspecs
-from .errors import ConfigError
+from reelforge import hookspecs
+from reelforge.errors import ConfigError
 
 #: Built-in plugins (entry-point name -> module), registered through the same path as
 #: third-party ones. Kept in plugins/__init__.py so a new built-in needs no edit here.
@@ -291,7 +291,7 @@ def learn_secrets(meta: Any = None) -> None:
     so what shows a session without running it (report, serve, export) masks a key an
     older reelforge saved in it. A session records each backend's options in full, so
     ``api_key_env`` is there even at its default: report and export load no plugin for it."""
-    from .redact import register_env_secrets
+    from reelforge.redact import register_env_secrets
 
     # No plugin is loaded for this (report and export stay fast): the recorded options say it.
     register_env_secrets(sorted(key_env_vars(getattr(meta, "backends", None))))

@@ -21,9 +21,9 @@ from typing import Any
 
 import attrs
 
-from .errors import ConfigError, SessionCorruptError, StageError
-from .records import ShotPlan, Story
-from .safefs import contained, open_nofollow, sha256_file
+from reelforge.errors import ConfigError, SessionCorruptError, StageError
+from reelforge.records import ShotPlan, Story
+from reelforge.store.safefs import contained, open_nofollow, sha256_file
 
 TRANSITIONS = ("cut", "crossfade")
 SUBTITLES = ("auto", "none", "soft", "burn")
@@ -66,7 +66,7 @@ class FilmSettings:
 def settings_from(recorded: dict[str, Any] | None, requested: dict[str, Any]) -> FilmSettings:
     """The film settings of a run: the defaults, then what the session recorded, then what
     this run asks for. A bad value is a ConfigError naming it."""
-    from .options import structure_options
+    from reelforge.options import structure_options
 
     data = {k: v for k, v in (recorded or {}).items() if k in attrs.fields_dict(FilmSettings)}
     data.update({k: v for k, v in requested.items() if v is not None})
@@ -88,7 +88,7 @@ def adopt_music(session_path: Path, source: str | os.PathLike) -> str:
                           f"{MAX_MUSIC_BYTES // 2**20} MiB accepted")
     suffix = "".join(c for c in src.suffix.lower()[1:8] if c.isascii() and c.isalnum()) or "audio"
     name = f"{MUSIC_NAME}.{suffix}"
-    from .safefs import atomic_write_bytes
+    from reelforge.store.safefs import atomic_write_bytes
 
     atomic_write_bytes(session_path / name, src.read_bytes())
     return name
@@ -162,9 +162,9 @@ class FilmInputs:
 
 
 def gather(session, plan: ShotPlan, settings: FilmSettings, story: Story | None, narrated: bool) -> FilmInputs:
-    from .runner import fingerprint
+    from reelforge.engine.runner import fingerprint
 
-    from .ffmpeg import FACT_KEYS, clip_facts
+    from reelforge.media.ffmpeg import FACT_KEYS, clip_facts
 
     clips, facts, voices = [], [], []
     parts: list[Any] = []
@@ -180,7 +180,7 @@ def gather(session, plan: ShotPlan, settings: FilmSettings, story: Story | None,
             seconds = st.narration.info.get("duration")
             wav = session.path / st.narration.path
             if not isinstance(seconds, (int, float)):
-                from .soundtrack import wav_duration
+                from reelforge.media.soundtrack import wav_duration
 
                 seconds = wav_duration(wav)
             voice = (wav, float(seconds), shot.narration)
@@ -202,8 +202,8 @@ def make(inputs: FilmInputs, out: Path, work: Path, *, cancelled: threading.Even
     """Make the film at ``out`` (and its subtitle files in ``work``), verified. Returns the
     files made: ``{"film": out, "srt": ..., "vtt": ...}`` (subtitle files only when there
     is narration)."""
-    from . import ffmpeg
-    from . import soundtrack as st
+    from reelforge.media import ffmpeg
+    from reelforge.media import soundtrack as st
 
     s = inputs.settings
     work.mkdir(parents=True, exist_ok=True)
@@ -273,7 +273,7 @@ def make(inputs: FilmInputs, out: Path, work: Path, *, cancelled: threading.Even
 def hold_last_frame(clip: Path, out: Path, seconds: float, *, cancelled: threading.Event | None = None) -> Path:
     """``clip`` lengthened to ``seconds`` by holding its last frame (H.264, same size and
     frame rate, so it still joins its neighbours by stream copy when they are H.264 too)."""
-    from .ffmpeg import clip_facts, run_ffmpeg
+    from reelforge.media.ffmpeg import clip_facts, run_ffmpeg
 
     info = clip_facts(clip)
     extra = max(0.0, seconds - (info["duration"] or 0.0))
@@ -288,8 +288,8 @@ def hold_last_frame(clip: Path, out: Path, seconds: float, *, cancelled: threadi
 def verify(path: Path, expected_s: float) -> None:
     """The finished film: a readable MP4 with a video and an audio stream, about as long
     as its parts add up to. Checked before it may replace film.mp4 and be marked done."""
-    from . import media
-    from .ffmpeg import clip_facts
+    from reelforge.media import checks as media
+    from reelforge.media.ffmpeg import clip_facts
 
     if not media.looks_valid("videos", path):
         raise StageError(f"the finished film {path.name} is not a complete MP4 file")

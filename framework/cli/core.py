@@ -16,7 +16,7 @@ import click
 if TYPE_CHECKING:  # imported where used: `reelforge --help` stays light
     import logging
 
-from .errors import ConfigError, ReelforgeError
+from reelforge.errors import ConfigError, ReelforgeError
 
 #: The flag that picks each kind's backend.
 _BACKEND_FLAGS = {"story": "--story-llm", "image": "--image-gen", "video": "--renderer",
@@ -38,8 +38,8 @@ def _output_dir_option(f):
 
 
 def _load_config(config_path: Path | None):
-    from .config import load_config
-    from .plugins import disable
+    from reelforge.engine.config import load_config
+    from reelforge.engine.plugins import disable
 
     config = load_config(config_path)
     if config.disable:
@@ -54,8 +54,8 @@ def _resolve_output_dir(output_dir: Path | None, config) -> Path:
 def _backend_flags() -> dict[str, list[tuple[str, str, bool, type]]]:
     """Extra flags backends ask for (Options field metadata 'cli'):
     flag -> [(backend name, field, multiple, Options class)]."""
-    from .options import cli_flags
-    from .plugins import KINDS, backends
+    from reelforge.options import cli_flags
+    from reelforge.engine.plugins import KINDS, backends
 
     flags: dict[str, list[tuple[str, str, bool, type]]] = {}
     for kind in KINDS:
@@ -78,8 +78,8 @@ def _run_params() -> list[click.Parameter]:
     plugins (loading them first). Rebuilt when the registered plugins change, e.g. a test
     registering a backend; otherwise the same objects, as click's parsing expects."""
     global _run_params_cache
-    from . import cli_support as cs
-    from .plugins import KINDS, load_plugins
+    from reelforge.cli import support as cs
+    from reelforge.engine.plugins import KINDS, load_plugins
 
     manager = load_plugins()
     key = tuple((name, id(plugin)) for name, plugin in manager.list_name_plugin())
@@ -129,10 +129,10 @@ class _RunCommand(click.Command):
 
 def _make_runner(output_dir: Path, config, kwargs: dict[str, Any]):
     """Build a Runner from the command line over reelforge.toml (the command line wins)."""
-    from .config import check_backend_tables
-    from .options import parse_pairs
-    from .plugins import KINDS
-    from .runner import DEFAULT_BACKENDS, Runner
+    from reelforge.engine.config import check_backend_tables
+    from reelforge.options import parse_pairs
+    from reelforge.engine.plugins import KINDS
+    from reelforge.engine.runner import DEFAULT_BACKENDS, Runner
 
     chosen = dict(config.backends)
     for kind in KINDS:
@@ -185,7 +185,7 @@ class _Group(click.Group):
         if self._plugin_commands_added:
             return
         self._plugin_commands_added = True
-        from .plugins import load_plugins
+        from reelforge.engine.plugins import load_plugins
 
         load_plugins().hook.register_commands(cli=self)
 
@@ -202,8 +202,8 @@ class _Group(click.Group):
         return super().list_commands(ctx)
 
     def invoke(self, ctx):
-        from .errors import describe_os_error
-        from .redact import for_terminal
+        from reelforge.errors import describe_os_error
+        from reelforge.redact import for_terminal
 
         try:
             return super().invoke(ctx)
@@ -249,10 +249,10 @@ def run(idea: str | None, answer: str | None, output_dir: Path | None, config_pa
       reelforge run "The rise and fall of an ancient trading city" --new
       reelforge run --resume
     """
-    from . import cli_support as cs
-    from .redact import for_terminal
-    from .session import SessionStore
-    from .views import render_session
+    from reelforge.cli import support as cs
+    from reelforge.redact import for_terminal
+    from reelforge.store.session import SessionStore
+    from reelforge.cli.views import render_session
 
     config = _load_config(config_path)
     output_dir = _resolve_output_dir(output_dir, config)
@@ -308,8 +308,8 @@ def resume(session_id: str | None, output_dir: Path | None, config_path: Path | 
 
     SESSION_ID may be a unique start of an id (20261201_1530) or `latest`. An ABANDONED
     session continues too (and is IN PROGRESS again)."""
-    from . import cli_support as cs
-    from .session import SessionStore
+    from reelforge.cli import support as cs
+    from reelforge.store.session import SessionStore
 
     config = _load_config(config_path)
     output_dir = _resolve_output_dir(output_dir, config)
@@ -322,8 +322,8 @@ def resume(session_id: str | None, output_dir: Path | None, config_path: Path | 
 # -- the creator's loop: redo, edit, takes, use, approve ---------------------------------
 
 def _session_runner(session_id: str, output_dir: Path | None, config_path: Path | None, kwargs: dict):
-    from . import cli_support as cs
-    from .session import SessionStore
+    from reelforge.cli import support as cs
+    from reelforge.store.session import SessionStore
 
     config = _load_config(config_path)
     output_dir = _resolve_output_dir(output_dir, config)
@@ -383,10 +383,10 @@ def shots_edit(session_id: str, shot_id: int, use_editor: bool, output_dir: Path
     the film; a new line: its voice, clip timing and the film)."""
     import json as _json
 
-    from . import cli_support as cs
-    from .runner import EDITABLE, _plan_shot, _saved_plan, edit_shot
-    from .records import unstructure
-    from .session import SessionStore
+    from reelforge.cli import support as cs
+    from reelforge.engine.runner import EDITABLE, _plan_shot, _saved_plan, edit_shot
+    from reelforge.records import unstructure
+    from reelforge.store.session import SessionStore
 
     config = _load_config(config_path)
     store = SessionStore(_resolve_output_dir(output_dir, config))
@@ -430,9 +430,9 @@ def takes_cmd(session_id: str, shot_id: int, as_json: bool, prune: bool, yes: bo
     """List the takes (earlier versions) of shot SHOT_ID's image, voice and clip."""
     import json as _json
 
-    from . import cli_support as cs
-    from .redact import for_terminal
-    from .session import SHOT_STAGES, SessionStore
+    from reelforge.cli import support as cs
+    from reelforge.redact import for_terminal
+    from reelforge.store.session import SHOT_STAGES, SessionStore
 
     store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
     sid = cs.resolve_session_id(store, session_id)
@@ -531,7 +531,7 @@ def _show_warnings(console) -> logging.Handler:
 
     from rich.logging import RichHandler
 
-    from .redact import RedactingFilter
+    from reelforge.redact import RedactingFilter
 
     if console.is_terminal:
         handler: logging.Handler = RichHandler(console=console, show_time=False, show_path=False,
@@ -549,9 +549,9 @@ def _show_warnings(console) -> logging.Handler:
 def _execute(runner, action) -> None:
     import logging
 
-    from .progress import RichProgress
-    from .redact import for_terminal
-    from .runner import Interrupted
+    from reelforge.cli.progress import RichProgress
+    from reelforge.redact import for_terminal
+    from reelforge.engine.runner import Interrupted
 
     observer = RichProgress()
     runner.pm.register(observer, name="_reelforge_progress")
@@ -597,7 +597,7 @@ def _execute(runner, action) -> None:
 # -- sessions -----------------------------------------------------------------------
 
 def _parse_statuses(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> set[str]:
-    from . import cli_support as cs
+    from reelforge.cli import support as cs
 
     return cs.parse_statuses(ctx, param, values)
 
@@ -640,9 +640,9 @@ def sessions_list(output_dir: Path | None, config_path: Path | None, limit: int 
     """
     import json
 
-    from . import cli_support as cs
-    from .session import Session, SessionStore
-    from .views import sessions_table
+    from reelforge.cli import support as cs
+    from reelforge.store.session import Session, SessionStore
+    from reelforge.cli.views import sessions_table
 
     store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
     found = sorted(store.sessions(), key=lambda e: cs.session_sort_key(cs.entry_id(e)), reverse=True)
@@ -679,20 +679,20 @@ def sessions_view(session_id: str, output_dir: Path | None, config_path: Path | 
     ID is a session id, a unique start of one (20261201_1530, session_20261201) or `latest`."""
     import json
 
-    from . import cli_support as cs
-    from .session import SessionStore
+    from reelforge.cli import support as cs
+    from reelforge.store.session import SessionStore
 
     store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
     session = store.load(cs.resolve_session_id(store, session_id))
     if as_json:
-        from .records import lenient_converter
+        from reelforge.records import lenient_converter
 
         data = lenient_converter.unstructure(session.meta)
         data["counts"] = cs.step_counts(session.meta)
         data["path"] = str(session.path)
         click.echo(json.dumps(data, indent=2))
         return
-    from .views import render_session
+    from reelforge.cli.views import render_session
 
     click.echo(render_session(session, width=_width()))
 
@@ -708,9 +708,9 @@ def sessions_verify(session_id: str, repair: bool, output_dir: Path | None, conf
     story files must parse) against its recorded sha256. `resume` only compares size and
     modification time, so damage that keeps both is found here. Exits 1 naming each bad
     file; refused while a run is using the session."""
-    from . import cli_support as cs
-    from .redact import for_terminal
-    from .session import SessionStore
+    from reelforge.cli import support as cs
+    from reelforge.redact import for_terminal
+    from reelforge.store.session import SessionStore
 
     store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
     report = store.verify(cs.resolve_session_id(store, session_id), repair=repair)
@@ -727,8 +727,8 @@ def sessions_abandon(session_id: str, output_dir: Path | None, config_path: Path
 
     Its files are kept; `reelforge resume ID` still continues it (it is then IN PROGRESS
     again) and `reelforge sessions rm ID` removes it."""
-    from . import cli_support as cs
-    from .session import ABANDONED, COMPLETE, Session, SessionStore
+    from reelforge.cli import support as cs
+    from reelforge.store.session import ABANDONED, COMPLETE, Session, SessionStore
 
     store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
     sid = cs.resolve_session_id(store, session_id)
@@ -757,8 +757,8 @@ def sessions_rm(session_id: str, yes: bool, output_dir: Path | None, config_path
 
     A session a run is using is refused. A session folder that is a symbolic link is
     refused, and links inside a session are removed, never followed."""
-    from . import cli_support as cs
-    from .session import SessionStore
+    from reelforge.cli import support as cs
+    from reelforge.store.session import SessionStore
 
     store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
     cs.remove_session(store, session_id, yes=yes)
@@ -785,8 +785,8 @@ def plugins_cmd(show_options: bool, as_json: bool, config_path: Path | None) -> 
     are left out."""
     import json
 
-    from . import cli_support as cs
-    from .plugins import KINDS, backends, load_plugins, plugin_info
+    from reelforge.cli import support as cs
+    from reelforge.engine.plugins import KINDS, backends, load_plugins, plugin_info
 
     _load_config(config_path)
     info = plugin_info(load_plugins())
@@ -826,13 +826,13 @@ def backends_cmd(name: str | None, as_json: bool, config_path: Path | None) -> N
 
     Each option is shown with its type, default and what it does; set it with
     `-o NAME.KEY=VALUE` on `reelforge run`, or in reelforge.toml under [backends.NAME]."""
-    from . import cli_support as cs
+    from reelforge.cli import support as cs
 
     _load_config(config_path)
     cs.show_backends(name, as_json=as_json, width=_width(), flags=_BACKEND_FLAGS)
 
 
-# -- looking at a session: export, report, serve (framework/export.py, report.py, web/) ---
+# -- looking at a session: export, report, serve (reelforge/export.py, report.py, web/) ---
 
 @cli.command("export")
 @click.argument("session_id", metavar="ID")
@@ -857,7 +857,7 @@ def export_cmd(session_id: str, prompts: bool, fmt: str, output_file: Path | Non
       reelforge export 20261201_1530 --bundle ~/edit/lighthouse
       reelforge export latest --timeline lighthouse.otio
     Nothing is written inside a session; files are copied, never moved."""
-    from .export import run_export_command
+    from reelforge.web.export import run_export_command
 
     run_export_command(_resolve_output_dir(output_dir, _load_config(config_path)), session_id, prompts=prompts,
                        fmt=fmt, output_file=output_file, bundle_dir=bundle_dir, timeline_file=timeline_file)
@@ -869,9 +869,9 @@ def export_cmd(session_id: str, prompts: bool, fmt: str, output_file: Path | Non
 def report_cmd(session_id: str, output_dir: Path | None, config_path: Path | None) -> None:
     """Write index.html in a session's folder: story, characters, every shot with its
     picture, prompts, state, seed, backend, time, takes and clip, the film, the ledger."""
-    from . import cli_support as cs
-    from .report import write_report
-    from .session import SessionStore
+    from reelforge.cli import support as cs
+    from reelforge.web.report import write_report
+    from reelforge.store.session import SessionStore
 
     store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
     path = write_report(store.load(cs.resolve_session_id(store, session_id)))
@@ -890,7 +890,7 @@ def report_cmd(session_id: str, output_dir: Path | None, config_path: Path | Non
 def serve_cmd(host: str, port: int, allow_remote: bool, output_dir: Path | None, config_path: Path | None) -> None:
     """A local web app: the sessions, live progress of a running one, and buttons to redo a
     shot, use a take and approve, which run here as `reelforge redo/use/approve` would."""
-    from .web.server import serve
+    from reelforge.web.server import serve
 
     config = _load_config(config_path)
     output_dir = _resolve_output_dir(output_dir, config)

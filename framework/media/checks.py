@@ -1,5 +1,5 @@
 """Media helpers the core needs: cheap validity checks of artifacts and setting a replaced
-file aside. Joining clips into the film is framework.ffmpeg.assemble."""
+file aside. Joining clips into the film is reelforge.media.ffmpeg.assemble."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def set_aside(path: Path) -> Path:
     """Move a file that is about to be replaced into ``.replaced/`` next to it: nothing is
     deleted, and it is never mistaken for a finished artifact. A link is moved, never
     followed."""
-    from .safefs import move_aside
+    from reelforge.store.safefs import move_aside
 
     return move_aside(path)
 
@@ -90,7 +90,7 @@ def facts(stage: str, path: Path) -> dict:
     subtitles follow it), an image's size."""
     try:
         if stage == "videos":
-            from .ffmpeg import clip_facts
+            from reelforge.media.ffmpeg import clip_facts
 
             return dict(clip_facts(path))
         if stage == "narration":

@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
-from framework.errors import StageError, StorageError, TransientError, storage_errno_in
+from reelforge.errors import StageError, StorageError, TransientError, storage_errno_in
 
 #: How much of ffmpeg's stderr an error message carries.
 STDERR_TAIL_CHARS = 1500
@@ -273,10 +273,10 @@ FACT_KEYS = frozenset({"duration", "width", "height", "fps", "codec", "pix_fmt",
 
 def clip_facts(path: str | os.PathLike) -> dict:
     """What :func:`probe` says about a clip, read in-process when it is an MP4 that
-    :mod:`framework.mp4info` understands (H.264/HEVC: microseconds, no ffmpeg process), else
+    :mod:`reelforge.media.mp4info` understands (H.264/HEVC: microseconds, no ffmpeg process), else
     from :func:`probe`. Same keys, values comparable with probe()'s (``duration`` is exact
     here, to the hundredth from probe). Raises StageError as probe() does."""
-    from . import mp4info
+    from reelforge.media import mp4info
 
     try:
         return mp4info.read_facts(path)
