@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from PIL import Image  # noqa: E402
 
 from reelforge.records import Shot, ShotPlan  # noqa: E402
-from reelforge.store.session import SessionStore  # noqa: E402
+from reelforge.store.sessions import SessionStore  # noqa: E402
 
 
 def measure(n_shots: int, tmp: Path) -> tuple[float, float, int]:

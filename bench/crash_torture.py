@@ -209,7 +209,7 @@ def _tail(text: str, lines: int = 3) -> str:
 
 def check_session(out: Path, sid: str, cli: Callable[[list[str]], tuple[int, str]] = _cli) -> tuple[list[str], Any]:
     """Check 1. Returns (problems, the loaded Session or None)."""
-    from reelforge.store.session import SessionStore
+    from reelforge.store.sessions import SessionStore
 
     store = SessionStore(out)
     path = store.path_for(sid)
@@ -260,7 +260,7 @@ def check_session(out: Path, sid: str, cli: Callable[[list[str]], tuple[int, str
 
 def done_artifacts(session) -> dict[str, Any]:
     """'shot 3 image' / 'shot 3 video' / 'film' -> ArtifactState, for those marked done."""
-    from reelforge.store.session import DONE
+    from reelforge.store.meta import DONE
 
     found = {}
     for shot in session.meta.shots:
@@ -501,7 +501,8 @@ def film_problems(path: Path) -> str | None:
 
 def stage_at(out: Path, sid: str | None) -> str:
     """The step a killed runner was working on, from the session it left."""
-    from reelforge.store.session import COMPLETE, DONE, SessionStore
+    from reelforge.store.meta import COMPLETE, DONE
+    from reelforge.store.sessions import SessionStore
 
     if sid is None:
         return "startup"
@@ -1279,7 +1280,7 @@ class Torture:
     def _tamper(self, out: Path, sid: str) -> None:
         """Test hook (--tamper): damage one done artifact in place, keeping its size, so the
         checks must report it."""
-        from reelforge.store.session import SessionStore
+        from reelforge.store.sessions import SessionStore
 
         try:
             session = SessionStore(out).load(sid)

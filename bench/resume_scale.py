@@ -26,8 +26,9 @@ from reelforge import hookimpl  # noqa: E402
 from reelforge.errors import StageError  # noqa: E402
 from reelforge.protocols import NoOptions  # noqa: E402
 from reelforge.records import Scene, SceneGraph, Shot, ShotPlan, Story  # noqa: E402
+from reelforge.engine.fingerprints import of_inputs  # noqa: E402
 from reelforge.engine.runner import Runner  # noqa: E402
-from reelforge.store.session import SessionStore  # noqa: E402
+from reelforge.store.sessions import SessionStore  # noqa: E402
 from reelforge.testing import registered  # noqa: E402
 
 
@@ -149,7 +150,7 @@ def fingerprint_fn(out: Path):
         backends = runner._resolve_backends(None)
 
     def fp(stage, shot, sha):
-        return runner._fingerprint(stage, shot, backends["image" if stage == "images" else "video"], sha)
+        return of_inputs(stage, shot, backends["image" if stage == "images" else "video"], sha)
     return fp
 
 

@@ -21,7 +21,8 @@ warnings.simplefilter("ignore")  # starlette's test client on httpx
 from starlette.testclient import TestClient  # noqa: E402
 
 from reelforge.records import Shot, ShotPlan  # noqa: E402
-from reelforge.store.session import DONE, SessionStore  # noqa: E402
+from reelforge.store.meta import DONE  # noqa: E402
+from reelforge.store.sessions import SessionStore  # noqa: E402
 from reelforge.web.app import create_app  # noqa: E402
 
 

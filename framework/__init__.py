@@ -1,8 +1,17 @@
 """reelforge: idea -> story -> scene graph -> shot plan -> images -> clips -> film.
 
-This package is the public API plugin authors import::
+This package is the public API plugin authors and scripts import::
 
-    from reelforge import hookimpl, Shot, ShotJob, RetryableServiceError
+    import reelforge
+
+    @reelforge.hookimpl
+    def register_image_generators(register): ...
+
+    result = reelforge.Runner("output").start("A lighthouse keeper befriends a storm")
+
+Its parts: ``reelforge.store`` (the session store), ``reelforge.engine`` (the Runner, the
+units of work, engines), ``reelforge.media`` (ffmpeg, soundtrack, film), ``reelforge.cli``
+and ``reelforge.web``; the built-in plugins are ``reelforge.plugins``.
 """
 
 from __future__ import annotations
@@ -28,6 +37,9 @@ if TYPE_CHECKING:
 
     from reelforge.protocols import ImageGenerator, Narrator, NoOptions, Renderer, ShotJob, StageJob, StoryWriter
     from reelforge.records import Character, Scene, SceneGraph, Shot, ShotPlan, Story
+    from reelforge.engine.base import Engine, ShotWork, Unit
+    from reelforge.engine.runner import Interrupted, RunResult, Runner
+    from reelforge import testing
 
     hookimpl: HookimplMarker
 
@@ -39,14 +51,18 @@ _LAZY = {
     **dict.fromkeys(("ImageGenerator", "Narrator", "NoOptions", "Renderer", "ShotJob", "StageJob", "StoryWriter"),
                     ".protocols"),
     **dict.fromkeys(("Character", "Scene", "SceneGraph", "Shot", "ShotPlan", "Story"), ".records"),
+    **dict.fromkeys(("Engine", "ShotWork", "Unit"), ".engine.base"),
+    **dict.fromkeys(("Interrupted", "RunResult", "Runner"), ".engine.runner"),
 }
 
 
 def __getattr__(name: str) -> Any:
-    if name == "hookimpl":
+    if name == "testing":
+        value: Any = importlib.import_module(".testing", __name__)
+    elif name == "hookimpl":
         from pluggy import HookimplMarker
 
-        value: Any = HookimplMarker("reelforge")
+        value = HookimplMarker("reelforge")
     elif name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name], __name__), name)
     else:
@@ -60,7 +76,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "hookimpl", "Character", "Scene", "SceneGraph", "Shot", "ShotPlan", "Story",
+    "hookimpl", "Runner", "RunResult", "Interrupted", "Engine", "ShotWork", "Unit", "testing", "Character", "Scene", "SceneGraph", "Shot", "ShotPlan", "Story",
     "ImageGenerator", "Narrator", "NoOptions", "Renderer", "ShotJob", "StageJob", "StoryWriter",
     "ConfigError", "ReelforgeError", "RetryableServiceError", "ServiceError",
     "SessionCorruptError", "SessionError", "SessionLockedError", "SessionNotFoundError",

@@ -44,6 +44,13 @@ def register_narrators(register):
 
 
 @hookspec
+def register_engines(register):
+    """Register engines: call ``register(EngineClass)`` for each. An engine schedules a
+    run's per-shot units of work (see :class:`reelforge.engine.base.Engine`); users pick one
+    with ``--engine NAME``, ``REELFORGE_ENGINE`` or ``engine = "NAME"`` in reelforge.toml."""
+
+
+@hookspec
 def register_commands(cli):
     """Add click commands to the ``reelforge`` command group ``cli``."""
 
@@ -95,7 +102,7 @@ def shot_progress(session, stage, shot, fraction, message):
 
 @hookspec
 def shot_completed(session, stage, shot, artifact):
-    """``shot``'s ``artifact`` (a :class:`reelforge.store.session.ArtifactState`) is on disk and
+    """``shot``'s ``artifact`` (a :class:`reelforge.store.meta.ArtifactState`) is on disk and
     marked done."""
 
 

@@ -10,7 +10,7 @@ import os
 import pytest
 
 from reelforge.records import Shot, ShotPlan
-from reelforge.store.session import SessionStore
+from reelforge.store.sessions import SessionStore
 from reelforge.testing import fake_backends, run_session
 
 from browser import FAKE, chromium, missing_browser, serving

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from reelforge.cli.core import cli
 from reelforge.errors import StageError
-from reelforge.store.session import SessionStore
+from reelforge.store.sessions import SessionStore
 
 FAKE = ["--story-llm", "fake", "--image-gen", "fake", "--renderer", "fake"]
 

@@ -15,7 +15,8 @@ from reelforge.cli.core import cli
 from reelforge.cli.support import resolve_session_id, session_sort_key
 from reelforge.errors import SessionError, SessionNotFoundError, StageError
 from reelforge.records import Shot, ShotPlan
-from reelforge.store.session import ABANDONED, DONE, FAILED, IN_PROGRESS, SessionStore
+from reelforge.store.meta import ABANDONED, DONE, FAILED, IN_PROGRESS
+from reelforge.store.sessions import SessionStore
 
 FAKE = ["--story-llm", "fake", "--image-gen", "fake", "--renderer", "fake"]
 

@@ -35,7 +35,7 @@ _RUN_AND_REPORT = """if True:
     sys.exit(code)
 """
 
-HEAVY = ("plugins", "httpx", "PIL", "rich", "imageio_ffmpeg", "attrs", "attr", "cattrs", "pluggy",
+HEAVY = ("reelforge.plugins", "httpx", "PIL", "rich", "imageio_ffmpeg", "attrs", "attr", "cattrs", "pluggy",
          "importlib.metadata", "reelforge.records", "reelforge.store.session", "reelforge.engine.runner")
 
 
@@ -68,7 +68,7 @@ def test_sessions_list_on_an_empty_folder_loads_no_plugin(tmp_path):
     proc, modules = reelforge("sessions", "list", "--output-dir", str(tmp_path / "out"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "No sessions in" in proc.stdout
-    assert not [m for m in modules if m.startswith("plugins.")]  # `plugins` itself is the list of built-ins
+    assert not [m for m in modules if m.startswith("reelforge.plugins.")]  # no built-in plugin is imported
     assert not {"httpx", "PIL", "rich", "imageio_ffmpeg"} & modules
 
 

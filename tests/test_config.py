@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from reelforge.cli.core import cli
-from reelforge.store.session import SessionStore
+from reelforge.store.sessions import SessionStore
 
 
 @pytest.fixture

@@ -22,7 +22,8 @@ from reelforge.errors import SessionCorruptError
 from reelforge.media.ffmpeg import ffmpeg_exe
 from reelforge.records import Shot, ShotPlan
 from reelforge.redact import forget_secrets
-from reelforge.store.session import SessionStore, sha256_file
+from reelforge.store.safefs import sha256_file
+from reelforge.store.sessions import SessionStore
 from reelforge.testing import run_session
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,10 @@ import time
 from pathlib import Path
 
 
-from reelforge.store.session import DONE, SessionStore
+from reelforge.store.meta import DONE
+
+
+from reelforge.store.sessions import SessionStore
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ["--story-llm", "crashtest", "--image-gen", "crashtest", "--renderer", "crashtest"]

@@ -80,7 +80,7 @@ def finished(finished_template, tmp_path):
 
 
 def _load(out: Path, sid: str):
-    from reelforge.store.session import SessionStore
+    from reelforge.store.sessions import SessionStore
 
     return SessionStore(out).load(sid)
 

@@ -12,7 +12,9 @@ from reelforge.cli.core import cli
 from reelforge.errors import ConfigError, SessionLockedError
 from reelforge.engine.runner import Runner
 from reelforge.engine.retry import RetryPolicy
-from reelforge.store.session import AWAITING_REVIEW, COMPLETE, IN_PROGRESS, SessionStore, sha256_file
+from reelforge.store.meta import AWAITING_REVIEW, COMPLETE, IN_PROGRESS
+from reelforge.store.safefs import sha256_file
+from reelforge.store.sessions import SessionStore
 from reelforge.testing import run_session
 
 FAKE = ["--story-llm", "fake", "--image-gen", "fake", "--renderer", "fake", "--narrator", "none"]

@@ -15,7 +15,8 @@ from click.testing import CliRunner
 
 from reelforge.cli.core import cli
 from reelforge.records import Shot, ShotPlan
-from reelforge.store.session import SessionStore, sha256_file
+from reelforge.store.safefs import sha256_file
+from reelforge.store.sessions import SessionStore
 from reelforge.testing import run_session
 
 

@@ -16,7 +16,9 @@ import pytest
 from reelforge.media import soundtrack
 from reelforge.errors import StageError
 from reelforge.media.ffmpeg import clip_facts, ffmpeg_exe
-from reelforge.store.session import DONE, SessionStore, sha256_file
+from reelforge.store.meta import DONE
+from reelforge.store.safefs import sha256_file
+from reelforge.store.sessions import SessionStore
 from reelforge.testing import run_session
 
 ROOT = Path(__file__).resolve().parent.parent

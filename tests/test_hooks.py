@@ -15,12 +15,12 @@ from support import Recorder
 ROOT = Path(__file__).resolve().parent.parent
 HOOKS = sorted(name for name in dir(hookspecs) if hasattr(getattr(hookspecs, name), "reelforge_spec"))
 REGISTRATION = {"register_story_llms", "register_image_generators", "register_renderers",
-                "register_narrators", "register_commands"}
+                "register_narrators", "register_engines", "register_commands"}
 
 
 def test_hookspecs_are_what_we_think():
     assert REGISTRATION <= set(HOOKS)
-    assert len(HOOKS) == 5 + 11
+    assert len(HOOKS) == 6 + 11
 
 
 def test_every_lifecycle_hook_fires_with_its_arguments(out, fakes):
@@ -43,6 +43,13 @@ def test_every_registration_hook_is_called(fakes):
     # register_commands: the cli group calls it for a command it does not know; test_plugins
     # and test_cli_startup exercise a plugin adding a command
     assert pm.hook.register_commands.spec is not None
+    # register_engines: the built-in local engine registers through it; tests/test_engines.py
+    # registers a toy engine and runs sessions on it
+    from reelforge.engine.plugins import engines
+
+    assert engines()["local"].cls.name == "local"
+
+
 @pytest.mark.parametrize("hook", HOOKS)
 def test_every_hook_is_documented(hook):
     doc = ROOT / "docs" / "plugin_hooks.md"

@@ -20,7 +20,7 @@ from reelforge.media.ffmpeg import FFmpegProgress, run_ffmpeg
 from reelforge.cli.progress import RichProgress, shot_ranges
 from reelforge.protocols import ShotJob
 from reelforge.records import Shot
-from reelforge.store.session import ArtifactState, Meta, ShotState
+from reelforge.store.meta import ArtifactState, Meta, ShotState
 from reelforge.plugins.kenburns import KenBurnsOptions, KenBurnsRenderer
 
 FAKE = ["--story-llm", "fake", "--image-gen", "fake", "--renderer", "fake"]

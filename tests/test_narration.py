@@ -44,13 +44,15 @@ def loud(data) -> float:
 # -- registration -------------------------------------------------------------------
 
 def test_narrators_register_through_their_hook():
-    import reelforge.plugins
-    import reelforge.plugins.narration
+    import importlib.metadata
 
-    assert plugins.BUILTIN["narration"] == "reelforge.plugins.narration"
+    import reelforge.plugins.narration as narration_plugin
+
+    installed = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="reelforge")}
+    assert installed["narration"] == "reelforge.plugins.narration"
     manager = pluggy.PluginManager("reelforge")
     manager.add_hookspecs(hookspecs)
-    manager.register(reelforge.plugins.narration, name="narration")
+    manager.register(narration_plugin, name="narration")
     found = []
     manager.hook.register_narrators(register=found.append)
     assert {cls.name for cls in found} == {"espeak", "piper"}

@@ -14,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from reelforge.cli.core import cli
-from reelforge.store.session import FAILED, SessionStore
+from reelforge.store.meta import FAILED
+from reelforge.store.sessions import SessionStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "story_llm"))
 

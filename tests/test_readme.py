@@ -28,8 +28,11 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert test_cmd in [line.strip() for line in ci]
 
 
-def test_builtin_plugins_match_entry_points():
-    import reelforge.plugins
+def test_builtin_plugins_are_the_installed_entry_points():
+    import importlib.metadata
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert project["project"]["entry-points"]["reelforge"] == plugins.BUILTIN
+    installed = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="reelforge")
+                 if ep.dist is not None and ep.dist.metadata["Name"] == "reelforge"}
+    assert project["project"]["entry-points"]["reelforge"] == installed
+    assert all(value.startswith("reelforge.plugins.") for value in installed.values())

@@ -24,7 +24,9 @@ from reelforge.errors import SessionCorruptError, SessionError, StageError
 from reelforge.records import ShotPlan, structure
 from reelforge.redact import forget_secrets, register_secret
 from reelforge.engine.runner import Runner
-from reelforge.store.session import COMPLETE, DONE, FAILED, SessionStore, sha256_file
+from reelforge.store.meta import COMPLETE, DONE, FAILED
+from reelforge.store.safefs import sha256_file
+from reelforge.store.sessions import SessionStore
 from reelforge.testing import run_session
 
 FAKE = ["--story-llm", "fake", "--image-gen", "fake", "--renderer", "fake"]
@@ -526,7 +528,7 @@ def test_an_overlong_idea_is_refused(out, fakes):
 def test_ctrl_c_during_a_journal_write_loses_nothing(out, fakes, monkeypatch):
     """SIGINT arriving while a done record is being journalled (after the line is written,
     before it is applied in memory) must not lose it when the journal is folded in."""
-    import reelforge.store.session as session_mod
+    import os as session_os  # patched process-wide, as the store calls it
     from reelforge.engine.runner import Interrupted
 
     real_fsync = os.fsync
@@ -538,7 +540,7 @@ def test_ctrl_c_during_a_journal_write_loses_nothing(out, fakes, monkeypatch):
             fired.append(fd)
             os.kill(os.getpid(), signal.SIGINT)  # delivered now, in the middle of _log
 
-    monkeypatch.setattr(session_mod.os, "fsync", fsync)
+    monkeypatch.setattr(session_os, "fsync", fsync)
     with pytest.raises(Interrupted):
         run_session(out, "idea", backends=fakes.backends)
     monkeypatch.undo()

@@ -17,7 +17,8 @@ from reelforge.cli.core import cli
 from reelforge.web.creator import grand_total, ledger_lines, stage_totals
 from reelforge.errors import TransientError
 from reelforge.records import Character, Scene, SceneGraph, Shot, ShotPlan, Story
-from reelforge.store.session import Session, SessionStore
+from reelforge.store.session import Session
+from reelforge.store.sessions import SessionStore
 from reelforge.testing import run_session
 
 HOSTILE = '"><script>alert("idea")</script><img src=x onerror=alert(1)>'
@@ -225,6 +226,6 @@ def test_report_and_export_load_no_plugin_and_no_web_server(out, fakes, tmp_path
     for args in (["report", "latest"], ["export", "latest", "--prompts"]):
         proc, modules = reelforge(*args, "--output-dir", str(out), cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
-        assert not [m for m in modules if m.startswith("plugins.")], args
+        assert not [m for m in modules if m.startswith("reelforge.plugins.")], args
         assert not {"starlette", "uvicorn", "opentimelineio", "playwright"} & modules, args
     assert (result.path / "index.html").is_file()

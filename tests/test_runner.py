@@ -8,7 +8,8 @@ import pytest
 
 from reelforge.errors import ConfigError, SessionCorruptError, StageError, TransientError
 from reelforge.engine.runner import Runner
-from reelforge.store.session import FAILED, SessionStore
+from reelforge.store.meta import FAILED
+from reelforge.store.sessions import SessionStore
 from reelforge.testing import FakeImageGenerator, FakeRenderer, run_session
 from support import Recorder
 
@@ -89,7 +90,7 @@ def test_a_commit_cut_short_between_journal_and_rename_is_finished(out, fakes, m
     import os
     import shutil
 
-    import reelforge.store.session as session_mod
+    import os as session_os  # patched process-wide, as the store calls it
 
     result = run_session(out, "idea", backends=fakes.backends)
     store = SessionStore(out)
@@ -106,7 +107,7 @@ def test_a_commit_cut_short_between_journal_and_rename_is_finished(out, fakes, m
     def crash(src, dst):
         raise Crash
 
-    monkeypatch.setattr(session_mod.os, "replace", crash)
+    monkeypatch.setattr(session_os, "replace", crash)
     with pytest.raises(Crash):
         s.mark_shot_done("videos", 3, produced, backend="fake", seed=0, seconds=1.0,
                          fingerprint=s.shot_state(3).video.fingerprint or "x")

@@ -11,7 +11,8 @@ from PIL import Image
 
 from reelforge.errors import SessionCorruptError, SessionError, SessionLockedError
 from reelforge.records import Shot, ShotPlan, Story
-from reelforge.store.session import DONE, IN_PROGRESS, NEW, SessionStore
+from reelforge.store.meta import DONE, IN_PROGRESS, NEW
+from reelforge.store.sessions import SessionStore
 
 
 def _plan(n: int) -> ShotPlan:

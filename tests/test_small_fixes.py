@@ -13,7 +13,7 @@ import pytest
 
 from reelforge.cli import core as cli_module
 from reelforge.engine.runner import Runner
-from reelforge.store.session import SessionStore
+from reelforge.store.sessions import SessionStore
 from reelforge.testing import run_session
 
 ROOT = Path(__file__).resolve().parents[1]

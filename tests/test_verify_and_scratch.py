@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from reelforge.store.session import DONE, SessionStore
+from reelforge.store.meta import DONE
+
+from reelforge.store.sessions import SessionStore
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 

@@ -13,7 +13,9 @@ from click.testing import CliRunner
 
 from reelforge.cli.core import cli
 from reelforge.errors import SessionLockedError
-from reelforge.store.session import COMPLETE, DONE, Session, SessionStore
+from reelforge.store.meta import COMPLETE, DONE
+from reelforge.store.session import Session
+from reelforge.store.sessions import SessionStore
 from reelforge.testing import run_session
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
@@ -399,7 +401,7 @@ def test_a_port_in_use_says_so(out):
 
 def test_approve_and_use_take_through_the_app_run_the_real_runner(out, fakes):
     from reelforge.engine.runner import Runner
-    from reelforge.store.session import AWAITING_REVIEW
+    from reelforge.store.meta import AWAITING_REVIEW
 
     held = run_session(out, "Wait for me", backends=fakes.backends, review="images")
     assert held.status == AWAITING_REVIEW

@@ -16,13 +16,13 @@ import sys
 import time
 
 from reelforge import hookimpl
+from reelforge.engine.failures import NOUNS as _NOUNS
+from reelforge.engine.failures import group_failures, shot_ranges  # noqa: F401 (the live lines use both)
 from reelforge.redact import for_terminal
 
 _LABELS = {"story": "Story", "scene_graph": "Scenes", "shots": "Shots", "images": "Images",
            "narration": "Voice", "videos": "Videos", "assemble": "Film"}
 _SHOT_STAGES = ("images", "narration", "videos")
-#: What one shot's output is called, per stage: (singular, plural).
-_NOUNS = {"images": ("image", "images"), "narration": ("narration", "narrations"), "videos": ("clip", "clips")}
 #: A finished shot's tag and what it made, per stage (padded so the columns line up).
 _DONE_LINE = {"images": ("[IMG]", "image"), "narration": ("[VOICE]", "voice"), "videos": ("[DONE]", "clip ")}
 
@@ -39,38 +39,6 @@ def _markup_safe(text: str) -> str:
     from rich.markup import escape
 
     return escape(_short(text, 40))
-
-
-def shot_ranges(ids, limit: int = 8) -> str:
-    """``[1, 2, 3, 5, 7, 8]`` -> ``'1-3, 5, 7-8'`` (at most ``limit`` ranges, then how many more)."""
-    ranges: list[tuple[int, int]] = []
-    for i in sorted(set(ids)):
-        if ranges and i == ranges[-1][1] + 1:
-            ranges[-1] = (ranges[-1][0], i)
-        else:
-            ranges.append((i, i))
-    parts = [f"{a}" if a == b else f"{a}-{b}" for a, b in ranges[:limit]]
-    if len(ranges) > limit:
-        rest = sum(b - a + 1 for a, b in ranges[limit:])
-        parts.append(f"and {rest:,} more")
-    return ", ".join(parts)
-
-
-def group_failures(failures) -> list[str]:
-    """One line per cause, in the order first seen, from (stage, shot id, cause, line) per
-    failed shot: a cause alone keeps its own line (``shot 3 (videos): ...``); several shots
-    of one stage failed by the same cause become ``4 clips failed (shots 1-4): CAUSE``."""
-    groups: dict[tuple[str, str], list[tuple[int, str]]] = {}
-    for stage, shot_id, cause, line in failures:
-        groups.setdefault((stage, cause), []).append((shot_id, line))
-    lines = []
-    for (stage, cause), shots in groups.items():
-        if len(shots) == 1:
-            lines.append(shots[0][1])
-            continue
-        noun = _NOUNS.get(stage, (stage, stage))[1]
-        lines.append(f"{len(shots):,} {noun} failed (shots {shot_ranges(s for s, _ in shots)}): {cause}")
-    return lines
 
 
 class RichProgress:

@@ -8,7 +8,9 @@ from typing import Iterable
 
 from reelforge.errors import SessionCorruptError
 from reelforge.redact import for_terminal
-from reelforge.store.session import COMPLETE, DONE, FAILED_STATE, AbandonedSession, Session
+from reelforge.store.meta import COMPLETE, DONE, FAILED_STATE
+from reelforge.store.session import Session
+from reelforge.store.sessions import AbandonedSession
 
 BAR_WIDTH = 20
 ICONS = {"done": "✓", "running": "⏳", "todo": "⬜", "failed": "✗"}

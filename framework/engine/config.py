@@ -5,6 +5,7 @@
     image_gen = "storyboard"
     renderer = "comfyui"
     transition = "cut"
+    engine = "local"              # what schedules the shots (reelforge engines)
 
     [backends.comfyui]            # options of every backend named comfyui
     urls = ["http://gpu1:8188", "http://gpu2:8188"]
@@ -28,14 +29,14 @@ from typing import Any
 
 import attrs
 
+from reelforge.engine.plugins import KINDS, backends
 from reelforge.errors import ConfigError
 from reelforge.options import structure_options
-from reelforge.engine.plugins import KINDS, backends
 
 CONFIG_NAME = "reelforge.toml"
 #: Top-level keys naming the default backend of each kind.
 BACKEND_KEYS = {"story_llm": "story", "image_gen": "image", "renderer": "video", "narrator": "narration"}
-_TOP_KEYS = {"output_dir", "transition", "backends", "plugins", *BACKEND_KEYS}
+_TOP_KEYS = {"output_dir", "transition", "engine", "backends", "plugins", *BACKEND_KEYS}
 
 
 @attrs.frozen
@@ -48,6 +49,8 @@ class Config:
     "Default backend per kind (story, image, video)."
     transition: str | None = None
     "How clips are joined."
+    engine: str | None = None
+    "The engine that schedules the shots."
     options: dict[str, dict[str, Any]] = attrs.Factory(dict)
     "[backends.NAME] tables: scope (backend name or kind) -> options."
     disable: tuple[str, ...] = ()
@@ -103,7 +106,8 @@ def load_config(explicit: str | os.PathLike | None = None) -> Config:
         raise ConfigError(f"{path}: [backends] must hold one table per backend, e.g. [backends.comfyui]")
     return Config(path=path, output_dir=string("output_dir", data, ""),
                   backends={k: v for k, v in chosen.items() if v},
-                  transition=string("transition", data, ""), options=tables, disable=tuple(disable))
+                  transition=string("transition", data, ""),
+                  engine=string("engine", data, ""), options=tables, disable=tuple(disable))
 
 
 def check_backend_tables(config: Config) -> None:

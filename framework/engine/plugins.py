@@ -11,14 +11,14 @@ from typing import Any
 import attrs
 import pluggy
 
-import reelforge.plugins as _builtin
-
 from reelforge import hookspecs
 from reelforge.errors import ConfigError
 
-#: Built-in plugins (entry-point name -> module), registered through the same path as
-#: third-party ones. Kept in plugins/__init__.py so a new built-in needs no edit here.
-DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = tuple(_builtin.BUILTIN.items())
+#: The distribution whose entry points are the built-in plugins: they always load, found
+#: through the same entry points as third-party plugins (the core imports none of them).
+BUILTIN_DISTRIBUTION = "reelforge"
+#: Parts of the core that are plugins themselves (name -> module): the built-in engines.
+CORE_PLUGINS: dict[str, str] = {"_reelforge_engines": "reelforge.engine.local"}
 
 #: The three backend kinds: stage key -> (registration hook, what the user calls it)
 KINDS: dict[str, tuple[str, str]] = {
@@ -91,17 +91,20 @@ def load_plugins(into: pluggy.PluginManager | None = None) -> pluggy.PluginManag
     manager = into or pm
     for name in _env_list("REELFORGE_DISABLE_PLUGINS"):
         manager.set_blocked(name)
-    for name, module_name in DEFAULT_PLUGINS:
-        if manager.get_plugin(name) is None and not manager.is_blocked(name):
+    for name, module_name in CORE_PLUGINS.items():
+        if manager.get_plugin(name) is None:
             manager.register(importlib.import_module(module_name), name=name)
     allowed = os.environ.get("REELFORGE_LOAD_PLUGINS")
     allow = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
-    builtin_names = {n for n, _ in DEFAULT_PLUGINS}
     entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    builtin_names = {ep.name for ep in entry_points if _is_builtin(ep)}
     for ep in entry_points:
-        if ep.name in builtin_names or manager.get_plugin(ep.name) is not None or manager.is_blocked(ep.name):
+        if manager.get_plugin(ep.name) is not None or manager.is_blocked(ep.name):
             continue
-        if allow is not None and ep.name not in allow:
+        if allow is not None and ep.name not in allow and ep.name not in builtin_names:
+            continue
+        if ep.name in builtin_names:  # ours: a failure to import is a broken install, said loudly
+            manager.register(ep.load(), name=ep.name)
             continue
         try:
             plugin = ep.load()
@@ -135,6 +138,11 @@ def load_plugins(into: pluggy.PluginManager | None = None) -> pluggy.PluginManag
     return manager
 
 
+def _is_builtin(ep) -> bool:
+    dist = getattr(ep, "dist", None)
+    return dist is not None and (dist.metadata["Name"] or "").lower() == BUILTIN_DISTRIBUTION
+
+
 def disable(names) -> None:
     """Unregister and block plugins by name (``[plugins] disable`` in reelforge.toml, or
     ``REELFORGE_DISABLE_PLUGINS``). Unknown names are warned about, not fatal (when the
@@ -161,6 +169,10 @@ def backends(kind: str, manager: pluggy.PluginManager | None = None) -> dict[str
     """All backends of ``kind`` ('story', 'image' or 'video'), by name. Two plugins
     registering one name is a ConfigError naming both."""
     hook_name, label = KINDS[kind]
+    return _registered(hook_name, label, manager)
+
+
+def _registered(hook_name: str, label: str, manager: pluggy.PluginManager | None) -> dict[str, Registered]:
     found: dict[str, Registered] = {}
     hook = getattr((manager or current_manager()).hook, hook_name)
     for impl in hook.get_hookimpls():
@@ -177,6 +189,19 @@ def backends(kind: str, manager: pluggy.PluginManager | None = None) -> dict[str
 
         impl.function(register=register)
     return found
+
+
+def engines(manager: pluggy.PluginManager | None = None) -> dict[str, Registered]:
+    """All engines, by name (the ``register_engines`` hook)."""
+    return _registered("register_engines", "engine", manager)
+
+
+def get_engine_class(name: str, manager: pluggy.PluginManager | None = None) -> Registered:
+    """Look up an engine by name; an unknown name lists what is installed."""
+    available = engines(manager)
+    if name not in available:
+        raise ConfigError(f"unknown engine {name!r}; installed: {', '.join(sorted(available)) or 'none'}")
+    return available[name]
 
 
 def get_backend_class(kind: str, name: str, manager: pluggy.PluginManager | None = None) -> Registered:

@@ -11,7 +11,6 @@ or music file rebuilds it and nothing else.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import stat
 import threading
@@ -22,16 +21,15 @@ from typing import Any
 import attrs
 
 from reelforge.errors import ConfigError, SessionCorruptError, StageError
-from reelforge.records import ShotPlan, Story
-from reelforge.store.safefs import contained, open_nofollow, sha256_file
+from reelforge.records import Story
+from reelforge.store.meta import MUSIC_FILE, music_file  # noqa: F401 (film's callers use both)
+from reelforge.store.safefs import open_nofollow
 
 TRANSITIONS = ("cut", "crossfade")
 SUBTITLES = ("auto", "none", "soft", "burn")
 #: A music file bigger than this is refused (it is copied into the session).
 MAX_MUSIC_BYTES = 200 * 1024 * 1024
 MUSIC_NAME = "music"
-#: The only names a music bed has in a session: ``music.<ext>`` at its root (adopt_music's names).
-MUSIC_FILE = re.compile(r"music\.[a-z0-9]{1,7}", re.ASCII)
 #: Seconds of picture after a shot's narration ends (the runner asks renderers for this too).
 NARRATION_PAD_S = 0.5
 
@@ -94,24 +92,7 @@ def adopt_music(session_path: Path, source: str | os.PathLike) -> str:
     return name
 
 
-def music_file(root: Path, name: Any, source: Path) -> Path:
-    """The music bed ``name`` (as a session's film settings record it) inside ``root``.
-
-    A meta may come from anywhere (copied, shared, edited), and its music is mixed into the
-    film: it must be ``music.<ext>`` at the session root, as :func:`adopt_music` names it,
-    and it goes through the one containment check every stored path gets. Anything else is
-    a SessionCorruptError naming ``source`` (the meta), so nothing outside is ever read."""
-    try:
-        path = contained(root, name, source=source)
-    except SessionCorruptError as exc:
-        raise SessionCorruptError(source, f"film_settings.music: {exc.reason}") from None
-    if not MUSIC_FILE.fullmatch(name):
-        raise SessionCorruptError(source, f"film_settings.music {name!r} is not a music file of the "
-                                          f"session (music.<ext> at its root); run again with --music FILE")
-    return path
-
-
-def _check_music(path: Path) -> None:
+def check_music(path: Path) -> None:
     """The music bed is a regular file, not a link (a link is never followed)."""
     try:
         st = os.lstat(path)
@@ -159,42 +140,6 @@ class FilmInputs:
     fingerprint: str
     music_sha256: str | None = None
     "The music bed's digest, as it went into the fingerprint (its copy is checked against it)."
-
-
-def gather(session, plan: ShotPlan, settings: FilmSettings, story: Story | None, narrated: bool) -> FilmInputs:
-    from reelforge.engine.runner import fingerprint
-
-    from reelforge.media.ffmpeg import FACT_KEYS, clip_facts
-
-    clips, facts, voices = [], [], []
-    parts: list[Any] = []
-    for shot in plan.shots:
-        st = session.shot_state(shot.id)
-        clip = session.path / st.video.path
-        clips.append(clip)
-        info = st.video.info
-        recorded = FACT_KEYS <= set(info) and isinstance(info["duration"], (int, float)) and info["duration"] > 0
-        facts.append(dict(info) if recorded else clip_facts(clip))
-        voice = None
-        if narrated and st.narration.path and shot.narration.strip():
-            seconds = st.narration.info.get("duration")
-            wav = session.path / st.narration.path
-            if not isinstance(seconds, (int, float)):
-                from reelforge.media.soundtrack import wav_duration
-
-                seconds = wav_duration(wav)
-            voice = (wav, float(seconds), shot.narration)
-        voices.append(voice)
-        parts.append([st.video.sha256, st.narration.sha256 if voice else None,
-                      " ".join(shot.narration.split()) if voice else None])
-    music = music_file(session.path, settings.music, session.meta_path) if settings.music else None
-    if music is not None:
-        _check_music(music)
-    music_sha = sha256_file(music) if music else None  # opened without following a link
-    cards = [story.title, story.logline] if settings.cards and story is not None else None
-    fp = fingerprint(stage="film", shots=parts, settings=attrs.asdict(settings), cards=cards,
-                     music=music_sha, version=2)
-    return FilmInputs(tuple(clips), tuple(facts), tuple(voices), settings, story, music, fp, music_sha)
 
 
 def make(inputs: FilmInputs, out: Path, work: Path, *, cancelled: threading.Event,

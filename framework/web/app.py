@@ -37,7 +37,10 @@ from reelforge.errors import ReelforgeError, SessionCorruptError, SessionError, 
 from reelforge.redact import redact
 from reelforge.web.report import render, relative_url
 from reelforge.store.safefs import O_BINARY, O_NOFOLLOW, contained
-from reelforge.store.session import AWAITING_REVIEW, COMPLETE, IN_PROGRESS, Session, SessionStore, VerifyReport
+from reelforge.store.meta import AWAITING_REVIEW, COMPLETE, IN_PROGRESS
+from reelforge.store.session import Session
+from reelforge.store.sessions import SessionStore
+from reelforge.store.verify import VerifyReport
 
 log = logging.getLogger("reelforge.web")
 
@@ -257,7 +260,7 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[[], An
         return urls
 
     def load(sid_text: str) -> Session:
-        from reelforge.cli.support import resolve_session_id
+        from reelforge.store.listing import resolve_session_id
 
         try:
             sid = resolve_session_id(store, sid_text)
@@ -292,7 +295,7 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[[], An
 
     # -- pages
     def index(request: Request) -> Response:
-        from reelforge.cli import support as cs
+        from reelforge.store import listing as cs
 
         found = sorted(store.sessions(), key=lambda e: cs.session_sort_key(cs.entry_id(e)), reverse=True)
         rows = []
@@ -306,7 +309,7 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[[], An
         return html("index.html", sessions=rows, root=str(store.root))
 
     def sessions_json(request: Request) -> Response:
-        from reelforge.cli import support as cs
+        from reelforge.store import listing as cs
 
         found = sorted(store.sessions(), key=lambda e: cs.session_sort_key(cs.entry_id(e)), reverse=True)
         return JSONResponse([cs.session_summary(e) for e in found], headers={"cache-control": "no-store"})

@@ -15,7 +15,9 @@ from typing import Any, Callable
 
 from reelforge.errors import SessionCorruptError
 from reelforge.redact import redact_data
-from reelforge.store.session import DONE, SHOT_STAGES, Meta, Session, verify_summary
+from reelforge.store.meta import DONE, SHOT_STAGES, Meta
+from reelforge.store.session import Session
+from reelforge.store.verify import verify_summary
 
 #: Per-stage ledger rows, in pipeline order: (key, label).
 LEDGER_STAGES = (("story", "Story"), ("scene_graph", "Scenes"), ("shots", "Shots"),

@@ -28,7 +28,8 @@ from reelforge.errors import ReelforgeError, SessionCorruptError
 from reelforge.media.film import music_file
 from reelforge.redact import for_terminal, redact, redact_data
 from reelforge.store.safefs import O_BINARY, O_NOFOLLOW, atomic_write_text, contained, fsync_dir
-from reelforge.store.session import DONE, FILM_NAME, Session
+from reelforge.store.meta import DONE, FILM_NAME
+from reelforge.store.session import Session
 
 #: The columns of a prompts export, in order.
 PROMPT_FIELDS = ("shot", "scene", "description", "image_prompt", "motion_prompt", "negative_prompt",
@@ -350,7 +351,7 @@ def write_bundle(session: Session, dest: Path, *, timeline: bool = True) -> Bund
 
 
 def _now() -> str:
-    from reelforge.store.session import now
+    from reelforge.store.meta import now
 
     return now()
 
@@ -465,42 +466,3 @@ def write_timeline(session: Session, target: Path) -> Path:
 
     atomic_write_text(Path(target), timeline_json(session, url_for))
     return Path(target)
-
-
-# -- the command ----------------------------------------------------------------------
-
-def run_export_command(output_dir: Path, session_id: str, *, prompts: bool, fmt: str,
-                       output_file: Path | None, bundle_dir: Path | None, timeline_file: Path | None) -> None:
-    """`reelforge export`: exactly one of --prompts, --bundle DIR, --timeline FILE."""
-    import sys
-
-    import click
-
-    from reelforge.cli import support as cs
-    from reelforge.store.session import SessionStore
-
-    chosen = [name for name, on in (("--prompts", prompts), ("--bundle", bundle_dir is not None),
-                                    ("--timeline", timeline_file is not None)) if on]
-    if len(chosen) != 1:
-        raise click.UsageError("give one of --prompts, --bundle DIR or --timeline FILE"
-                               + (f" (not {' and '.join(chosen)})" if chosen else ""))
-    if output_file is not None and not prompts:
-        raise click.UsageError("-o/--output goes with --prompts (--bundle and --timeline name their own target)")
-    store = SessionStore(output_dir)
-    session = store.load(cs.resolve_session_id(store, session_id))
-    if prompts:
-        if output_file is None:
-            click.echo(format_prompts(session, fmt, terminal=sys.stdout.isatty()), nl=False)
-            return
-        write_text_file(session, output_file, format_prompts(session, fmt))
-        click.echo(f"Wrote the prompts of {len(session.meta.shots)} shot(s) to {output_file}", err=True)
-        return
-    if timeline_file is not None:
-        write_timeline(session, timeline_file)
-        click.echo(f"Timeline: {timeline_file}")
-        return
-    result = write_bundle(session, bundle_dir)
-    click.echo(f"Bundle: {result.path} ({cs.plural(result.files, 'file')}, {cs.human_size(result.bytes)}; "
-               f"manifest.json lists them with their digests)")
-    for item in result.missing:
-        click.echo(f"  not in the bundle: {item}", err=True)

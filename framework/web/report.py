@@ -18,7 +18,8 @@ from typing import Any
 
 from reelforge.web.creator import session_data
 from reelforge.store.safefs import atomic_write_text, refuse_link
-from reelforge.store.session import Session, now
+from reelforge.store.meta import now
+from reelforge.store.session import Session
 
 TEMPLATES = Path(__file__).parent / "templates"
 #: The page's style sheet: inlined in the report, served by the web app.

@@ -14,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from reelforge.cli.core import cli
-from reelforge.store.session import DONE, SessionStore
+from reelforge.store.meta import DONE
+from reelforge.store.sessions import SessionStore
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from reelforge.cli.core import cli
 from reelforge.errors import RetryableServiceError
-from reelforge.store.session import SessionStore
+from reelforge.store.sessions import SessionStore
 from reelforge.plugins.comfy_render.client import PromptInterrupted
 
 from .test_comfy_backends import renderer

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from reelforge.cli.core import cli
 from reelforge.errors import RetryableServiceError, ServiceError
 from reelforge.engine.runner import Runner
-from reelforge.store.session import SessionStore
+from reelforge.store.sessions import SessionStore
 from reelforge.plugins.comfy_render.client import ServerGone
 
 from .test_comfy_backends import image_gen, renderer
@@ -265,7 +265,7 @@ def test_the_backend_gives_up_once_and_the_runner_does_not_retry_it(tmp_path, co
                     options={"comfyui": {"urls": (comfy.url,), "server_grace_s": 0.5,
                                          "poll_interval_s": 0.05}, "offline": {"shots": 2}})
     calls = []
-    original = type(runner)._with_retries
+    original = type(runner).with_retries
 
     def counting(self, fn):
         def once():
@@ -273,7 +273,7 @@ def test_the_backend_gives_up_once_and_the_runner_does_not_retry_it(tmp_path, co
             return fn()
         return original(self, once)
 
-    monkeypatch.setattr(type(runner), "_with_retries", counting)
+    monkeypatch.setattr(type(runner), "with_retries", counting)
     started = time.monotonic()
     with watching(runner, _KillAtStart(comfy)):  # gone after the pre-flight check, before any shot
         result = runner.start("an idea")

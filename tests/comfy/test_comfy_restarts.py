@@ -21,7 +21,7 @@ from reelforge import hookimpl
 from reelforge.cli.core import cli
 from reelforge.errors import RetryableServiceError, ServiceError, StageError
 from reelforge.engine.runner import Runner
-from reelforge.store.session import SessionStore
+from reelforge.store.sessions import SessionStore
 from reelforge.plugins.comfy_render import ComfyRenderer, VideoOptions
 from reelforge.plugins.comfy_render.client import ServerGone
 from reelforge.plugins.image_gen.comfyui import ImageOptions

@@ -16,7 +16,7 @@ from comfy.test_comfy_backends import renderer
 from comfy.test_comfy_cli import comfy_args, only_session
 from reelforge.cli.core import cli
 from reelforge.errors import ConfigError, RetryableServiceError, ServiceError, StageError
-from reelforge.store.session import SessionStore
+from reelforge.store.sessions import SessionStore
 from reelforge.plugins.comfy_render.client import ComfyClient, ComfyError, EventStream, Limits, Timeouts
 
 from .conftest import files_holding

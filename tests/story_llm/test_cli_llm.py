@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from fake_llm import API_KEY, STORY, ollama_film, openai_error, openai_film
 from reelforge.cli.core import cli
-from reelforge.store.session import SessionStore
+from reelforge.store.sessions import SessionStore
 
 
 #: Small, short clips keep the offline image and video stages fast.

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from fake_llm import API_KEY, Canned, ollama_film, openai_error, openai_film
 from reelforge.cli.core import cli
 from reelforge.errors import ServiceError
-from reelforge.store.session import SessionStore
+from reelforge.store.sessions import SessionStore
 from reelforge.plugins.story_llm.ollama import OllamaOptions, OllamaStory
 from reelforge.plugins.story_llm.openai_compat import OpenAIOptions, OpenAIStory
 
