@@ -1,4 +1,4 @@
-"""A lifecycle observer for tests that records every hook call."""
+"""Helpers for the tests: a lifecycle observer that records every hook call, and a wait on a running reelforge."""
 
 from __future__ import annotations
 
@@ -54,3 +54,19 @@ class Recorder:
     @hookimpl
     def stage_progress(self, session, stage, fraction, message):
         self.events.append(("stage_progress", stage, fraction, message))
+
+
+def wait_for_run(condition, proc, what: str, timeout: float = 120) -> None:
+    """Poll ``condition`` (an event in a running reelforge ``proc``, not a time margin) with a
+    generous deadline; the run ending first, or the deadline passing, fails the test."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended before {what}: {proc.stdout.read()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait(10)
+            raise AssertionError(f"{what} did not happen within {timeout:.0f} s")
+        time.sleep(0.02)

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from reelforge.cli.core import cli
-from reelforge.cli.support import resolve_session_id, session_sort_key
+from reelforge.store.listing import resolve_session_id, session_sort_key
 from reelforge.errors import SessionError, SessionNotFoundError, StageError
 from reelforge.records import Shot, ShotPlan
 from reelforge.store.meta import ABANDONED, DONE, FAILED, IN_PROGRESS

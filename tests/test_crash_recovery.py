@@ -16,6 +16,7 @@ from reelforge.store.meta import DONE
 
 
 from reelforge.store.sessions import SessionStore
+from support import wait_for_run
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ["--story-llm", "crashtest", "--image-gen", "crashtest", "--renderer", "crashtest"]
@@ -52,14 +53,7 @@ def _done(out: Path, stage: str) -> set[int]:
 
 
 def _kill_when(proc: subprocess.Popen, condition, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc.poll() is not None:
-            raise AssertionError(f"run ended before the crash point: {proc.stdout.read()}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError("crash point not reached in time")
-        time.sleep(0.02)
+    wait_for_run(condition, proc, "the crash point", timeout)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(60)
 

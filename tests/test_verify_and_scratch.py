@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import stat
 import subprocess
 import sys
 import time
@@ -16,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from reelforge.store.meta import DONE
 
 from reelforge.store.sessions import SessionStore
+from support import wait_for_run
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
@@ -40,19 +39,6 @@ def _env(tmp_path: Path, tmpdir: Path, **extra: str) -> dict[str, str]:
 
 def _reelforge(*args: str) -> list[str]:
     return [sys.executable, "-m", "reelforge", *args]
-
-
-def _wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 120) -> None:
-    """Poll ``condition`` (an event in the run, not a time margin) with a generous deadline."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc.poll() is not None:
-            raise AssertionError(f"the run ended before {what}: {proc.stdout.read()}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            proc.wait(10)
-            raise AssertionError(f"{what} did not happen within {timeout:.0f} s")
-        time.sleep(0.02)
 
 
 def _watching_ffmpeg(tmp_path: Path, *, hold_at_mix: bool) -> tuple[Path, Path, Path]:
@@ -88,7 +74,7 @@ def test_a_kill_during_the_mix_leaves_nothing_under_tmpdir(tmp_path):
                             env=_env(tmp_path, tmpdir, IMAGEIO_FFMPEG_EXE=str(fake_ffmpeg)),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        _wait_for(marker.exists, proc, "the film's mix")
+        wait_for_run(marker.exists, proc, "the film's mix")
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)
     finally:

@@ -314,14 +314,14 @@ def resume(session_id: str | None, output_dir: Path | None, config_path: Path | 
 
     SESSION_ID may be a unique start of an id (20261201_1530) or `latest`. An ABANDONED
     session continues too (and is IN PROGRESS again)."""
-    from reelforge.cli import support as cs
+    from reelforge.store import listing
     from reelforge.store.sessions import SessionStore
 
     config = _load_config(config_path)
     output_dir = _resolve_output_dir(output_dir, config)
     runner = _make_runner(output_dir, config, kwargs)
     if session_id is not None:
-        session_id = cs.resolve_session_id(SessionStore(output_dir), session_id)
+        session_id = listing.resolve_session_id(SessionStore(output_dir), session_id)
     _execute(runner, lambda: runner.resume(session_id))
 
 

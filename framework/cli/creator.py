@@ -23,13 +23,13 @@ from reelforge.cli.core import (
 
 
 def _session_runner(session_id: str, output_dir: Path | None, config_path: Path | None, kwargs: dict):
-    from reelforge.cli import support as cs
+    from reelforge.store import listing
     from reelforge.store.sessions import SessionStore
 
     config = _load_config(config_path)
     output_dir = _resolve_output_dir(output_dir, config)
     runner = _make_runner(output_dir, config, kwargs)
-    return runner, cs.resolve_session_id(SessionStore(output_dir), session_id)
+    return runner, listing.resolve_session_id(SessionStore(output_dir), session_id)
 
 
 @cli.command(cls=_RunCommand)
@@ -81,18 +81,18 @@ def shots_edit(session_id: str, shot_id: int, use_editor: bool, output_dir: Path
     the film; a new line: its voice, clip timing and the film)."""
     import json as _json
 
-    from reelforge.cli import support as cs
-    from reelforge.engine.edits import EDITABLE, edit_shot, plan_shot as _plan_shot, saved_plan as _saved_plan
+    from reelforge.engine.edits import EDITABLE, edit_shot, plan_shot, saved_plan
     from reelforge.records import unstructure
+    from reelforge.store import listing
     from reelforge.store.sessions import SessionStore
 
     config = _load_config(config_path)
     store = SessionStore(_resolve_output_dir(output_dir, config))
-    sid = cs.resolve_session_id(store, session_id)
+    sid = listing.resolve_session_id(store, session_id)
     changes = {k: v for k, v in changes.items() if v is not None}
     with store.open(sid) as session:  # the lock: a running session is refused
-        plan = _saved_plan(session)
-        current = unstructure(_plan_shot(plan, shot_id))
+        plan = saved_plan(session)
+        current = unstructure(plan_shot(plan, shot_id))
         if use_editor:
             if changes:
                 raise click.UsageError("give field options or --editor, not both")
@@ -128,13 +128,13 @@ def takes_cmd(session_id: str, shot_id: int, as_json: bool, prune: bool, yes: bo
     """List the takes (earlier versions) of shot SHOT_ID's image, voice and clip."""
     import json as _json
 
-    from reelforge.cli import support as cs
     from reelforge.redact import for_terminal
+    from reelforge.store import listing
     from reelforge.store.meta import SHOT_STAGES
     from reelforge.store.sessions import SessionStore
 
     store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
-    sid = cs.resolve_session_id(store, session_id)
+    sid = listing.resolve_session_id(store, session_id)
     if prune:
         with store.open(sid) as opened:  # the lock: a running session is refused
             try:

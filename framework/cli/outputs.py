@@ -115,12 +115,12 @@ def export_cmd(session_id: str, prompts: bool, fmt: str, output_file: Path | Non
 def report_cmd(session_id: str, output_dir: Path | None, config_path: Path | None) -> None:
     """Write index.html in a session's folder: story, characters, every shot with its
     picture, prompts, state, seed, backend, time, takes and clip, the film, the ledger."""
-    from reelforge.cli import support as cs
+    from reelforge.store import listing
     from reelforge.store.sessions import SessionStore
     from reelforge.web.report import write_report
 
     store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
-    path = write_report(store.load(cs.resolve_session_id(store, session_id)))
+    path = write_report(store.load(listing.resolve_session_id(store, session_id)))
     click.echo(f"Report: {path}")
 
 
@@ -150,6 +150,7 @@ def run_export_command(output_dir: Path, session_id: str, *, prompts: bool, fmt:
     import click
 
     from reelforge.cli import support as cs
+    from reelforge.store import listing
     from reelforge.store.sessions import SessionStore
     from reelforge.web.export import format_prompts, write_bundle, write_text_file, write_timeline
 
@@ -161,7 +162,7 @@ def run_export_command(output_dir: Path, session_id: str, *, prompts: bool, fmt:
     if output_file is not None and not prompts:
         raise click.UsageError("-o/--output goes with --prompts (--bundle and --timeline name their own target)")
     store = SessionStore(output_dir)
-    session = store.load(cs.resolve_session_id(store, session_id))
+    session = store.load(listing.resolve_session_id(store, session_id))
     if prompts:
         if output_file is None:
             click.echo(format_prompts(session, fmt, terminal=sys.stdout.isatty()), nl=False)

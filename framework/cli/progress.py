@@ -17,7 +17,7 @@ import time
 
 from reelforge import hookimpl
 from reelforge.engine.failures import NOUNS as _NOUNS
-from reelforge.engine.failures import group_failures, shot_ranges  # noqa: F401 (the live lines use both)
+from reelforge.engine.failures import shot_ranges
 from reelforge.redact import for_terminal
 
 _LABELS = {"story": "Story", "scene_graph": "Scenes", "shots": "Shots", "images": "Images",

@@ -59,14 +59,15 @@ def sessions_list(output_dir: Path | None, config_path: Path | None, limit: int 
 
     from reelforge.cli import support as cs
     from reelforge.cli.views import sessions_table
+    from reelforge.store import listing
     from reelforge.store.session import Session
     from reelforge.store.sessions import SessionStore
 
     store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
-    found = sorted(store.sessions(), key=lambda e: cs.session_sort_key(cs.entry_id(e)), reverse=True)
+    found = listing.newest_first(store)
     total = len(found)
     if statuses:
-        found = [e for e in found if cs.entry_status(e) in statuses]
+        found = [e for e in found if listing.entry_status(e) in statuses]
     if search is not None:
         wanted = " ".join(search.split()).casefold()
         found = [e for e in found if isinstance(e, Session) and wanted in " ".join(e.meta.idea.split()).casefold()]
@@ -74,7 +75,7 @@ def sessions_list(output_dir: Path | None, config_path: Path | None, limit: int 
     if limit is not None:
         found = found[:limit]
     if as_json:
-        click.echo(json.dumps([cs.session_summary(s) for s in found], indent=2))
+        click.echo(json.dumps([listing.session_summary(s) for s in found], indent=2))
         return
     if not found:
         if total:
@@ -97,16 +98,16 @@ def sessions_view(session_id: str, output_dir: Path | None, config_path: Path | 
     ID is a session id, a unique start of one (20261201_1530, session_20261201) or `latest`."""
     import json
 
-    from reelforge.cli import support as cs
+    from reelforge.store import listing
     from reelforge.store.sessions import SessionStore
 
     store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
-    session = store.load(cs.resolve_session_id(store, session_id))
+    session = store.load(listing.resolve_session_id(store, session_id))
     if as_json:
         from reelforge.records import lenient_converter
 
         data = lenient_converter.unstructure(session.meta)
-        data["counts"] = cs.step_counts(session.meta)
+        data["counts"] = listing.step_counts(session.meta)
         data["path"] = str(session.path)
         click.echo(json.dumps(data, indent=2))
         return
@@ -126,12 +127,12 @@ def sessions_verify(session_id: str, repair: bool, output_dir: Path | None, conf
     story files must parse) against its recorded sha256. `resume` only compares size and
     modification time, so damage that keeps both is found here. Exits 1 naming each bad
     file; refused while a run is using the session."""
-    from reelforge.cli import support as cs
     from reelforge.redact import for_terminal
+    from reelforge.store import listing
     from reelforge.store.sessions import SessionStore
 
     store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
-    report = store.verify(cs.resolve_session_id(store, session_id), repair=repair)
+    report = store.verify(listing.resolve_session_id(store, session_id), repair=repair)
     click.echo(for_terminal("\n".join(report.lines())))
     if not report.ok:
         raise SystemExit(1)
@@ -145,13 +146,13 @@ def sessions_abandon(session_id: str, output_dir: Path | None, config_path: Path
 
     Its files are kept; `reelforge resume ID` still continues it (it is then IN PROGRESS
     again) and `reelforge sessions rm ID` removes it."""
-    from reelforge.cli import support as cs
+    from reelforge.store import listing
     from reelforge.store.meta import ABANDONED, COMPLETE
     from reelforge.store.session import Session
     from reelforge.store.sessions import SessionStore
 
     store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
-    sid = cs.resolve_session_id(store, session_id)
+    sid = listing.resolve_session_id(store, session_id)
     status = store.load(sid).meta.status  # exists, is no link, and is readable
     if status == COMPLETE:
         raise click.ClickException(f"session {sid} is COMPLETE: there is nothing to abandon "

@@ -10,21 +10,7 @@ from typing import Any
 
 import click
 
-# Listing helpers live with the store; the commands reach them through this module too.
-from reelforge.store.listing import (  # noqa: F401
-    EMPTY,
-    UNREADABLE,
-    describe_session,
-    entry_id,
-    entry_status,
-    folder_size,
-    resolve_session_id,
-    session_sort_key,
-    session_summary,
-    step_counts,
-)
-
-#: What `sessions list` shows for folders that are not readable sessions.
+from reelforge.store.listing import EMPTY, UNREADABLE, describe_session, folder_size, resolve_session_id
 
 
 def flag_help(targets: list[tuple[str, str, bool, type]]) -> str:

@@ -29,7 +29,7 @@ from reelforge.engine.base import Engine
 from reelforge.engine.failures import group_failures
 from reelforge.engine.plugins import KINDS, get_engine_class, load_plugins
 from reelforge.engine.retry import RetryPolicy
-from reelforge.engine.shots import SHOT_PIPELINE, STAGE_KIND, ShotRun, ShotsOutcome
+from reelforge.engine.shots import SHOT_PIPELINE, STAGE_KIND, ShotRun, ShotsOutcome, gated_stages
 from reelforge.errors import (
     ConfigError,
     ReelforgeError,
@@ -294,7 +294,7 @@ class Runner:
         checked lazily, before their first piece of work (a done file found damaged)."""
         plan = saved.get("shots")
         states = {st.id: st for st in session.meta.shots}
-        gated = {"videos"} if session.meta.review == "images" and not session.meta.approved else set()
+        gated = gated_stages(session.meta)
         kinds = {"story"} if any(value is None for value in saved.values()) else set()
         for spec in SHOT_PIPELINE:
             if spec.kind not in backends or spec.name in gated:

@@ -54,6 +54,11 @@ PROMPT_FIELD = {"images": "image_prompt", "narration": "narration", "videos": "m
 _METHOD = {"images": "generate", "narration": "narrate", "videos": "render"}
 
 
+def gated_stages(meta) -> set[str]:
+    """The stages held back for review: the clips, while a ``--review images`` session is not approved."""
+    return {"videos"} if meta.review == "images" and not meta.approved else set()
+
+
 def prompt_of(stage: str, shot: Shot) -> str:
     return getattr(shot, PROMPT_FIELD[stage])
 
@@ -158,7 +163,7 @@ class ShotRun:
         self.active = set(self.backend_of)
         self.specs = [spec for spec in SHOT_PIPELINE if spec.name in self.active]
         self.needs = {spec.name: tuple(d for d in spec.needs if d in self.active) for spec in self.specs}
-        self.gated = {"videos"} if session.meta.review == "images" and not session.meta.approved else set()
+        self.gated = gated_stages(session.meta)
         self._ready: list[Unit] = []
         self._handed: set[Unit] = set()
         self._settled: set[Unit] = set()

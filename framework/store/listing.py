@@ -131,3 +131,8 @@ def folder_size(path: Path) -> tuple[int, int]:
                 continue
             files += 1
     return files, size
+
+
+def newest_first(store) -> list:
+    """Every entry of ``store.sessions()`` (sessions, damaged or abandoned folders), newest first."""
+    return sorted(store.sessions(), key=lambda e: session_sort_key(entry_id(e)), reverse=True)

@@ -32,15 +32,15 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Redire
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from reelforge.web.creator import session_data
 from reelforge.errors import ReelforgeError, SessionCorruptError, SessionError, SessionLockedError
 from reelforge.redact import redact
-from reelforge.web.report import render, relative_url
-from reelforge.store.safefs import O_BINARY, O_NOFOLLOW, contained
 from reelforge.store.meta import AWAITING_REVIEW, COMPLETE, IN_PROGRESS
+from reelforge.store.safefs import O_BINARY, O_NOFOLLOW, contained
 from reelforge.store.session import Session
 from reelforge.store.sessions import SessionStore
 from reelforge.store.verify import VerifyReport
+from reelforge.web.creator import session_data
+from reelforge.web.report import relative_url, render
 
 log = logging.getLogger("reelforge.web")
 
@@ -295,12 +295,12 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[[], An
 
     # -- pages
     def index(request: Request) -> Response:
-        from reelforge.store import listing as cs
+        from reelforge.store import listing
 
-        found = sorted(store.sessions(), key=lambda e: cs.session_sort_key(cs.entry_id(e)), reverse=True)
+        found = listing.newest_first(store)
         rows = []
         for entry in found:
-            row = cs.session_summary(entry)
+            row = listing.session_summary(entry)
             if "error" not in row:
                 row["url"] = urls_for(row["id"])["page"]
             else:
@@ -309,10 +309,10 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[[], An
         return html("index.html", sessions=rows, root=str(store.root))
 
     def sessions_json(request: Request) -> Response:
-        from reelforge.store import listing as cs
+        from reelforge.store import listing
 
-        found = sorted(store.sessions(), key=lambda e: cs.session_sort_key(cs.entry_id(e)), reverse=True)
-        return JSONResponse([cs.session_summary(e) for e in found], headers={"cache-control": "no-store"})
+        found = listing.newest_first(store)
+        return JSONResponse([listing.session_summary(e) for e in found], headers={"cache-control": "no-store"})
 
     def session_page(request: Request) -> Response:
         session = load(request.path_params["sid"])

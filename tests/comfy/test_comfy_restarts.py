@@ -236,7 +236,7 @@ def test_one_dead_server_is_one_problem_line_and_one_failed_line(tmp_path, comfy
 
 
 def test_failures_are_grouped_by_cause_and_a_lone_one_keeps_its_line():
-    from reelforge.cli.progress import group_failures
+    from reelforge.engine.failures import group_failures
 
     down = "ComfyUI at http://gpu1:8188 down since 12:03:04 (refused the connection)"
     lines = group_failures([
