@@ -113,6 +113,12 @@ def _run_params() -> list[click.Parameter]:
     params.append(click.Option(["--engine"], metavar="NAME", default=None,
                                help="The engine that schedules the shots (default: local; also "
                                     "REELFORGE_ENGINE or engine = \"NAME\" in reelforge.toml)."))
+    params.append(click.Option(["--db"], metavar="URL", default=None,
+                               help="The database of an engine with workers (dbos: postgresql://...; "
+                                    "also REELFORGE_DB)."))
+    params.append(click.Option(["--detach"], is_flag=True, default=False,
+                               help="With an engine that has workers: hand the session over, print its "
+                                    "id and return without following it."))
     for flag, targets in sorted(_backend_flags().items()):
         multiple = any(m for _, _, m, _ in targets)
         params.append(click.Option([flag, "extra__" + flag.lstrip("-").replace("-", "_")],
@@ -164,7 +170,9 @@ def _make_runner(output_dir: Path, config, kwargs: dict[str, Any]):
                   transition=kwargs.get("transition") or config.transition,
                   subtitles=kwargs.get("subtitles"), music=kwargs.get("music"), cards=kwargs.get("cards"),
                   review=kwargs.get("review"), budget=kwargs.get("budget"),
-                  engine=kwargs.get("engine") or os.environ.get("REELFORGE_ENGINE") or config.engine)
+                  engine=kwargs.get("engine") or os.environ.get("REELFORGE_ENGINE") or config.engine,
+                  engine_options={"db": kwargs["db"]} if kwargs.get("db") else None,
+                  detach=bool(kwargs.get("detach")))
 
 
 # -- group --------------------------------------------------------------------------
@@ -325,6 +333,36 @@ def resume(session_id: str | None, output_dir: Path | None, config_path: Path | 
     _execute(runner, lambda: runner.resume(session_id))
 
 
+@cli.command()
+@click.option("--engine", metavar="NAME", default=None,
+              help="The engine whose worker this is (also REELFORGE_ENGINE), e.g. dbos.")
+@click.option("--db", metavar="URL", default=None, help="The engine's database (also REELFORGE_DB).")
+@click.option("--id", "worker_id", metavar="ID", default=None,
+              help="This worker's stable id (default HOST-PID; give each worker its own, kept across restarts).")
+@click.option("--slots", type=click.IntRange(min=1), default=None,
+              help="Backend calls (renders) at once across all workers: the sum of your ComfyUI "
+                   "servers' slots (default 4; also REELFORGE_SLOTS).")
+@click.option("--films", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Films this worker runs at once.")
+@click.option("--lease", type=click.FloatRange(min=1), default=15.0, show_default=True,
+              help="Seconds a silent worker is trusted; then another recovers its work.")
+@_output_dir_option
+def worker(engine: str | None, db: str | None, worker_id: str | None, slots: int | None, films: int,
+           lease: float, output_dir: Path | None, config_path: Path | None) -> None:
+    """Run one worker of an engine that has them: films handed over by `reelforge run
+    --engine NAME` run here. Start as many as you like, on any hosts that share the
+    sessions folder (at the same path) and the database. See docs/dbos.md."""
+    from reelforge.engine.plugins import get_engine_class, load_plugins
+
+    config = _load_config(config_path)
+    output_dir = _resolve_output_dir(output_dir, config)
+    name = engine or os.environ.get("REELFORGE_ENGINE") or config.engine or "local"
+    instance = get_engine_class(name, load_plugins()).cls(**({"db": db} if db else {}))
+    slots = slots or int(os.environ.get("REELFORGE_SLOTS") or 4)
+    sys.exit(instance.work(Path(output_dir).resolve(), worker_id=worker_id, slots=slots, films=films,
+                           lease=lease))
+
+
 # -- the creator's loop: redo, edit, takes, use, approve ---------------------------------
 
 
@@ -404,6 +442,10 @@ def _execute(runner, action) -> None:
     if result.ok:
         click.echo(f"Session {result.session_id} COMPLETE")
         click.echo(f"Film: {result.film}")
+        return
+    if result.status == "HANDED_OFF":
+        click.echo(f"Session {result.session_id} is with the workers; see how it goes with:\n"
+                   f"  reelforge sessions view {result.session_id}")
         return
     if result.status == "AWAITING_REVIEW":
         click.echo(f"Session {result.session_id} AWAITING REVIEW: the images are ready in {result.path / 'images'}")

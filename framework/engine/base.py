@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import abc
 import threading
-from typing import Any, Callable, ClassVar, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol
 
 import attrs
+
+if TYPE_CHECKING:
+    from reelforge.engine.calls import BackendCall
+    from reelforge.protocols import ShotJob
 
 
 @attrs.frozen(order=True)
@@ -56,10 +61,44 @@ class ShotWork(Protocol):
         """After an interruption: keep what a task finished (commit only, nothing new starts)."""
 
 
+@attrs.frozen
+class Attempt:
+    """One attempt at one unit, at the moment its backend is to be called: the engine
+    decides where the call runs (:meth:`Engine.perform`)."""
+
+    call: BackendCall
+    "The call as plain data: what another process needs to make it (reelforge.engine.calls)."
+    job: ShotJob
+    "The job handed to the backend here; its ``save_checkpoint`` records in this run's session."
+    here: Callable[[], Path]
+    "Makes the call in this process, with the run's own backend; returns the file produced."
+
+
+@attrs.frozen
+class FilmOrder:
+    """A film handed to an engine that runs films elsewhere (its workers): everything a
+    worker needs to run the session on, as plain data. Backends and their options are in
+    the session's meta already."""
+
+    output_dir: str
+    "The sessions folder (the same path on every worker: shared storage)."
+    session_id: str
+    runner: dict[str, Any] = attrs.Factory(dict)
+    "The Runner's settings for this run (film settings, review, budget): keyword arguments."
+
+
 class Engine(abc.ABC):
-    """Schedules a run's shot work. Subclasses set ``name`` and implement :meth:`run_shots`."""
+    """Schedules a run's shot work. Subclasses set ``name`` and implement :meth:`run_shots`;
+    an engine with workers elsewhere also overrides :meth:`perform` (where a backend call
+    runs) and :meth:`hands_off` / :meth:`hand_off` (where a whole film runs).
+
+    ``options`` are the engine's own settings (``--db`` and the like), from the Runner's
+    ``engine_options``; an engine that takes none ignores them."""
 
     name: ClassVar[str]
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
 
     @abc.abstractmethod
     def run_shots(self, work: ShotWork) -> None:
@@ -68,6 +107,33 @@ class Engine(abc.ABC):
         ``work.cancel``, ``salvage`` the tasks that still finish with a result, and re-raise;
         on any other exception escaping ``finish`` (the session cannot be written), set
         ``work.cancel`` and re-raise."""
+
+    def perform(self, attempt: Attempt) -> Path:
+        """Make one attempt's backend call and return the file it produced. The default
+        calls it here, in the task's thread; an engine with workers may send
+        ``attempt.call`` to one and wait for it, recording what it must through
+        ``attempt.job.save_checkpoint`` so a re-run after a crash finds the same call."""
+        return attempt.here()
+
+    def hands_off(self) -> bool:
+        """True when this engine runs whole films in its workers, not in this process: the
+        Runner then creates or prepares the session and calls :meth:`hand_off`."""
+        return False
+
+    def hand_off(self, order: FilmOrder, *, follow: bool = True) -> str:
+        """Give ``order`` to the workers; with ``follow``, wait until its run ends. Returns
+        the session id. Only engines whose :meth:`hands_off` is true implement it."""
+        raise NotImplementedError(f"the {self.name} engine runs films in this process")
+
+    def work(self, output_dir: Path, *, worker_id: str | None = None, slots: int = 4, films: int = 4,
+             lease: float = 15.0) -> int:
+        """Serve as one of the engine's workers (``reelforge worker``) until stopped.
+        ``slots`` is how many backend calls run at once across all workers, ``films`` how
+        many films this worker runs at once, ``lease`` how long a silent worker is trusted."""
+        from reelforge.errors import ConfigError
+
+        raise ConfigError(f"the {self.name} engine runs everything in the reelforge process itself: "
+                          f"it has no workers (pick one that does, e.g. --engine dbos)")
 
     def close(self) -> None:
         """Release what the engine holds (connections, pools). Called once per run."""

@@ -25,7 +25,7 @@ from reelforge.engine.backends import (
     close_backends,
     collect_options,
 )
-from reelforge.engine.base import Engine
+from reelforge.engine.base import Engine, FilmOrder
 from reelforge.engine.failures import group_failures
 from reelforge.engine.plugins import KINDS, get_engine_class, load_plugins
 from reelforge.engine.retry import RetryPolicy
@@ -51,6 +51,8 @@ log = logging.getLogger("reelforge.runner")
 
 #: RunResult status when a run stopped at its --budget (the session stays IN_PROGRESS).
 BUDGET = "BUDGET"
+#: RunResult status of a run handed to an engine's workers and not followed (``detach``).
+HANDED_OFF = "HANDED_OFF"
 #: The engine used when neither the caller, REELFORGE_ENGINE nor reelforge.toml names one.
 DEFAULT_ENGINE = "local"
 
@@ -104,6 +106,8 @@ class Runner:
                  review: str | None = None,
                  budget: float | None = None,
                  engine: str | None = None,
+                 engine_options: dict[str, Any] | None = None,
+                 detach: bool = False,
                  pm: pluggy.PluginManager | None = None):
         """``backends`` maps kind ('story', 'image', 'video') to a backend name; kinds not
         given use the session's recorded choice on resume, else DEFAULT_BACKENDS.
@@ -114,7 +118,9 @@ class Runner:
         session after its images (AWAITING_REVIEW) until :meth:`approve`. ``budget`` caps the
         backend seconds a run may start (judged from the session's recorded averages).
         ``engine`` names the engine that schedules the shots (default: REELFORGE_ENGINE,
-        else ``local``)."""
+        else ``local``); ``engine_options`` are its own settings (e.g. ``{"db": URL}``). An
+        engine that runs films in its workers gets the session once it is created or
+        prepared here; ``detach`` returns at once instead of following the run."""
         self.store = SessionStore(output_dir)
         self.pm = pm or load_plugins()
         self.requested = dict(backends or {})
@@ -136,6 +142,8 @@ class Runner:
         self.budget = budget
         self.engine_name = engine or os.environ.get("REELFORGE_ENGINE") or DEFAULT_ENGINE
         self.engine_class: type[Engine] = get_engine_class(self.engine_name, self.pm).cls
+        self.engine_options = dict(engine_options or {})
+        self.detach = detach
         self.cancel = threading.Event()
         self.preflight = Preflight()
         self._hook_lock = threading.RLock()
@@ -249,9 +257,46 @@ class Runner:
 
     def _run_locked(self, session: Session, backends: dict[str, Backend]) -> RunResult:
         try:
+            engine = self.engine_class(**self.engine_options)
+            if engine.hands_off():
+                return self._hand_off(engine, session, backends)
             return self._run_opened(session, backends)
         finally:
             close_backends(backends)
+
+    def _hand_off(self, engine: Engine, session: Session, backends: dict[str, Backend]) -> RunResult:
+        """Give the session to the engine's workers: its backends and film settings are
+        recorded here first (a worker reads them from the meta), then the session is
+        released for the worker to open, and the run is followed unless detached."""
+        try:
+            session.set_backends(choices(backends))
+            film_unit.settings(self, session)
+            if session.meta.status == FAILED:
+                session.set_status(IN_PROGRESS)
+        finally:
+            session.close()
+        order = FilmOrder(str(self.store.output_dir.resolve()), session.id, {"budget": self.budget})
+        try:
+            engine.hand_off(order, follow=not self.detach)
+        finally:
+            engine.close()
+        if self.detach:
+            return RunResult(session.id, HANDED_OFF, session.path)
+        return self.outcome(session.id)
+
+    def outcome(self, session_id: str) -> RunResult:
+        """The RunResult a session's files say now (for a run made elsewhere)."""
+        meta = self.store.load(session_id).meta
+        path = self.store.path_for(session_id)
+        if meta.status == COMPLETE:
+            return RunResult(session_id, COMPLETE, path, film=path / "film.mp4")
+        failed = tuple(f"shot {st.id} ({stage}): {st.artifact(stage).last_error}"
+                       for st in meta.shots for stage in ("images", "narration", "videos")
+                       if st.artifact(stage).state == "failed" and st.artifact(stage).last_error)
+        if meta.status == FAILED:
+            said = failed or (meta.last_error or "failed",)
+            return RunResult(session_id, FAILED, path, said, problems=said)
+        return RunResult(session_id, meta.status, path)
 
     def _run_opened(self, session: Session, backends: dict[str, Backend]) -> RunResult:
         try:
@@ -330,9 +375,13 @@ class Runner:
     def _shots(self, session: Session, plan, backends: dict[str, Backend]) -> ShotsOutcome:
         """Every per-shot stage, scheduled by the engine. Returns the failures, and what was
         held back (review gate, budget)."""
-        work = ShotRun(self, session, plan, backends)
-        work.preflight()  # before the engine sets anything up: a refusal leaves the runner usable
-        engine = self.engine_class()
+        engine = self.engine_class(**self.engine_options)
+        work = ShotRun(self, session, plan, backends, engine)
+        try:
+            work.preflight()  # before the engine runs anything: a refusal leaves the runner usable
+        except BaseException:
+            engine.close()
+            raise
         try:
             engine.run_shots(work)
             work.settle_stages()

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from reelforge.engine import fingerprints
-from reelforge.engine.base import Task, Unit
+from reelforge.engine.base import Attempt, Engine, Task, Unit
+from reelforge.engine.calls import call_for, run_backend
 from reelforge.errors import ReelforgeError, SessionError, StageError, storage_cause
 from reelforge.media import checks as media
 from reelforge.protocols import ShotJob
@@ -25,9 +26,6 @@ from reelforge.store.session import Session
 
 if TYPE_CHECKING:
     from reelforge.engine.runner import Runner
-
-#: Length of the silence recorded for a shot with no narration line.
-SILENT_SHOT_S = 0.1
 
 
 @attrs.frozen
@@ -51,7 +49,6 @@ SHOT_PIPELINE = (
 STAGE_KIND = {spec.name: spec.kind for spec in SHOT_PIPELINE}
 #: The field of a shot that says what each per-shot stage makes (kept with each take).
 PROMPT_FIELD = {"images": "image_prompt", "narration": "narration", "videos": "motion_prompt"}
-_METHOD = {"images": "generate", "narration": "narrate", "videos": "render"}
 
 
 def gated_stages(meta) -> set[str]:
@@ -154,8 +151,11 @@ class ShotRun:
     a stage starts for a shot as soon as the stages it needs are settled *in this run* for
     that shot (images and narration at once; a clip when both are settled)."""
 
-    def __init__(self, runner: Runner, session: Session, plan: ShotPlan, backends: dict[str, Any]):
+    def __init__(self, runner: Runner, session: Session, plan: ShotPlan, backends: dict[str, Any],
+                 engine: Engine | None = None):
         self.runner, self.session = runner, session
+        self.engine = engine
+        "Where each backend call runs (Engine.perform); None: here."
         self.cancel: threading.Event = runner.cancel
         self.outcome = ShotsOutcome()
         self.shots = {shot.id: shot for shot in plan.shots}
@@ -297,11 +297,14 @@ class ShotRun:
             self.runner.hook("shot_started", session=session, stage=stage, shot=shot, attempt=n)
             t0 = time.monotonic()
             try:
-                if stage == "narration" and not shot.narration.strip():
-                    produced = media.write_silence(work_dir / "silence.wav", SILENT_SHOT_S)  # a silent shot
+                def here() -> Path:
+                    return run_backend(stage, backend.instance, shot, image, job)
+
+                if self.engine is None:
+                    produced = here()
                 else:
-                    args = (shot, image, job) if stage == "videos" else (shot, job)
-                    produced = getattr(backend.instance, _METHOD[stage])(*args)
+                    call = call_for(session, stage, STAGE_KIND[stage], backend, shot, n, image)
+                    produced = self.engine.perform(Attempt(call, job, here))
             finally:
                 self.spent[key] = self.spent.get(key, 0.0) + time.monotonic() - t0
             if self.cancel.is_set():

@@ -38,6 +38,7 @@ from reelforge.store.safefs import (
     atomic_write_text,
     contained,
     fsync_dir,
+    may_write,
     open_nofollow,
     refuse_link,
     uninterruptible,
@@ -267,6 +268,7 @@ class SessionJournal:
         crash of reelforge, not necessarily a power cut)."""
         if not self.locked:
             raise SessionError(f"session {self.id} is open read-only")
+        may_write()
         event = {"seq": self.meta.journal_seq + 1, "t": now(), **event}
         line = redact(json.dumps(event, separators=(",", ":"))).encode() + b"\n"
         if self._journal is None:

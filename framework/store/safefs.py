@@ -18,6 +18,7 @@ import stat
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from reelforge.errors import SessionCorruptError
 
@@ -159,10 +160,23 @@ def contained(root: Path, rel: str | None, *, under: tuple[str, ...] | None = No
     return root / rel
 
 
+#: Checks run before every write to a session's records (meta, journal, step files): an
+#: engine whose right to write can lapse (a worker's lease) installs one that stops the
+#: process before a write it may no longer make. Each is called with no arguments.
+WRITE_GUARDS: list[Callable[[], None]] = []
+
+
+def may_write() -> None:
+    """Run the write guards (nothing is installed for a run in one process)."""
+    for guard in WRITE_GUARDS:
+        guard()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a crash leaves either the old or the new file.
     The temporary file is created exclusively and never through a link; it is removed if
     anything fails. ``path`` itself, if it is a link, is replaced, never followed."""
+    may_write()
     tmp = path.with_name(f".{path.name}.{_unique_suffix()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_NOFOLLOW | O_BINARY, 0o644)
     try:

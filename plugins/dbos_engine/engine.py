@@ -1,0 +1,118 @@
+"""The dbos engine as the Runner sees it. In a ``reelforge run`` / ``resume`` / redo
+process it hands the prepared session to the workers (and follows it); inside a worker it
+schedules the shots like ``local`` but sends each backend call to the render queue."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from reelforge.engine.base import Attempt, FilmOrder
+from reelforge.engine.local import LocalEngine
+from reelforge.errors import ConfigError, ReelforgeError
+
+#: Set by ``reelforge worker``: runs in this process are the workers' own.
+IN_WORKER = False
+#: The application version every worker and client shares (DBOS runs a workflow only on
+#: workers of the version that enqueued it).
+APP_VERSION = "reelforge-dbos-1"
+
+
+def database_url(options: dict[str, Any]) -> str:
+    db = options.get("db") or os.environ.get("REELFORGE_DB")
+    if not db:
+        raise ConfigError("the dbos engine needs its Postgres database: --db postgresql://USER@HOST/DB "
+                          "(or REELFORGE_DB)")
+    if not str(db).startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        raise ConfigError(f"--db must be a postgresql:// URL, got {db.split('@')[-1]!r}")
+    return str(db)
+
+
+def _require_dbos() -> None:
+    try:
+        import dbos  # noqa: F401
+    except ImportError:
+        raise ConfigError("the dbos engine needs DBOS: pip install 'reelforge[dbos]'") from None
+
+
+class DBOSEngine(LocalEngine):
+    """Films on DBOS workflows; renders on one queue shared by every worker."""
+
+    name = "dbos"
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.db = database_url(options)
+        _require_dbos()
+
+    def hands_off(self) -> bool:
+        return not IN_WORKER
+
+    def perform(self, attempt: Attempt) -> Path:
+        from reelforge.plugins.dbos_engine import workflows
+
+        return workflows.perform(attempt)
+
+    def work(self, output_dir: Path, *, worker_id: str | None = None, slots: int = 4, films: int = 4,
+             lease: float = 15.0) -> int:
+        from reelforge.plugins.dbos_engine.worker import serve
+
+        return serve(self.db, output_dir, worker_id=worker_id, render_slots=slots, films=films, lease_s=lease)
+
+    def hand_off(self, order: FilmOrder, *, follow: bool = True) -> str:
+        from dbos import DBOSClient
+
+        from reelforge.plugins.dbos_engine.workflows_names import FILM_QUEUE, FILM_WORKFLOW
+
+        try:
+            client = DBOSClient(system_database_url=self.db)
+        except Exception as exc:
+            raise ReelforgeError(f"cannot reach the workers' database ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else ''}); start one with "
+                                 f"`reelforge worker --engine dbos --db URL` first") from None
+        try:
+            workflow_id = f"film/{order.session_id}/{uuid.uuid4().hex[:12]}"
+            handle = client.enqueue({"queue_name": FILM_QUEUE, "workflow_name": FILM_WORKFLOW,
+                                     "workflow_id": workflow_id, "app_version": APP_VERSION},
+                                    attrs.asdict(order))
+            print(f"Session {order.session_id} handed to the workers (workflow {workflow_id})", file=sys.stderr)
+            if follow:
+                _follow(client, handle, Path(order.output_dir), order.session_id)
+        finally:
+            client.destroy()
+        return order.session_id
+
+
+def _follow(client, handle, output_dir: Path, session_id: str) -> None:
+    """Print each stage's progress as the session's files show it, until the film's
+    workflow ends; its error, if it failed, is raised here."""
+    from reelforge.store.sessions import SessionStore
+
+    store = SessionStore(output_dir)
+    said = None
+    while True:
+        status = handle.get_status().status
+        try:
+            meta = store.load(session_id).meta
+            counts = {stage: meta.counts(stage) for stage in ("images", "narration", "videos")}
+            line = ", ".join(f"{stage} {done}/{total}" for stage, (done, total) in counts.items() if total)
+            if line and line != said:
+                print(f"  {line}", file=sys.stderr)
+                said = line
+        except ReelforgeError:
+            pass  # being written at this moment: read it next time
+        if status not in ("PENDING", "ENQUEUED", "DELAYED"):
+            break
+        time.sleep(0.5)
+    if status != "SUCCESS":
+        try:
+            handle.get_result()
+        except Exception as exc:
+            raise ReelforgeError(f"the workers could not run session {session_id}: {exc}") from None
+        raise ReelforgeError(f"the workers could not run session {session_id} (workflow {status})")

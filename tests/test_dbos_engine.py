@@ -1,0 +1,294 @@
+"""The dbos engine on a real Postgres, with real `reelforge worker` processes: a film handed
+over by `reelforge run --engine dbos` is made by the workers with the same session files as
+the local engine; a worker SIGKILLed mid-render has its film finished by another with no
+prompt run twice; a worker stopped past its lease writes nothing when it wakes."""
+
+from __future__ import annotations
+
+import collections
+import inspect
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from reelforge.store.meta import COMPLETE
+from reelforge.store.sessions import SessionStore
+
+from postgres import Postgres
+
+pytest.importorskip("dbos")
+
+IDEA = "A glassblower's last commission"
+OFFLINE = ["--story-llm", "offline", "--image-gen", "storyboard", "--renderer", "kenburns",
+           "--narrator", "none", "-o", "shots=3"]
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    pg = Postgres()
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture
+def db(postgres) -> str:
+    return postgres.database()
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "REELFORGE_RETRY_BACKOFF": "0", "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost", "PYTHONUNBUFFERED": "1"}
+
+
+class Worker:
+    """A `reelforge worker --engine dbos` subprocess; its stderr is collected in a thread."""
+
+    def __init__(self, db: str, out: Path, worker_id: str, *, lease: float = 3.0, slots: int = 4):
+        self.id = worker_id
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "reelforge", "worker", "--engine", "dbos", "--db", db, "--id", worker_id,
+             "--lease", str(lease), "--slots", str(slots), "--output-dir", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self.ready.wait(120):
+            self.stop()
+            raise AssertionError(f"worker {worker_id} did not start: {''.join(self.lines)}")
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            if " ready:" in line:
+                self.ready.set()
+
+    def said(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(60)
+
+
+@pytest.fixture
+def workers():
+    started: list[Worker] = []
+
+    def start(*args, **kw) -> Worker:
+        w = Worker(*args, **kw)
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.stop()
+
+
+def wait_for(cond, timeout: float = 120.0, what: str = "condition") -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def reelforge(*args: str, db: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "reelforge", *args, "--db", db], capture_output=True,
+                          text=True, env=_env(), timeout=timeout)
+
+
+def made(out: Path, sid: str):
+    """What a session is made of: its files (by name), step files, artifacts' digests, film."""
+    session = SessionStore(out).load(sid)
+    shots = {s.id: (s.image.sha256, s.video.sha256) for s in session.meta.shots}
+    files = sorted(p.relative_to(session.path).as_posix().replace(sid, "ID") for p in session.path.rglob("*")
+                   if p.is_file() and p.name != ".lock")
+    steps = {name: (session.path / name).read_bytes() for name in ("story.json", "shots.json")}
+    return shots, files, steps, session.meta.film.sha256, session.meta.status
+
+
+def only_session(out: Path) -> str:
+    [sid] = SessionStore(out).ids()
+    return sid
+
+
+def status_of(out: Path, sid: str) -> str | None:
+    try:
+        return SessionStore(out).load(sid).meta.status
+    except Exception:
+        return None  # being written this instant
+
+
+def test_the_dbos_internals_used_are_those_of_the_pinned_dbos():
+    """internals.py is the one place that reaches into DBOS: if an upgrade moves it, this fails."""
+    from dbos import DBOS
+
+    from reelforge.plugins.dbos_engine import internals
+
+    method = getattr(DBOS, "_recover_pending_workflows", None)
+    assert method is not None, "DBOS._recover_pending_workflows is gone: rework plugins/dbos_engine/internals.py"
+    assert list(inspect.signature(method).parameters) == ["executor_ids"]
+    assert "DBOS._recover_pending_workflows([executor_id])" in inspect.getsource(internals)
+
+
+def test_a_film_made_by_the_workers_has_the_same_files_as_one_made_locally(tmp_path, db, workers):
+    local = subprocess.run([sys.executable, "-m", "reelforge", "run", IDEA, "--new", *OFFLINE,
+                            "--output-dir", str(tmp_path / "local")], capture_output=True, text=True, env=_env())
+    assert local.returncode == 0, local.stderr
+    workers(db, tmp_path / "dbos", "w1")
+    r = reelforge("run", IDEA, "--new", *OFFLINE, "--engine", "dbos", "--output-dir", str(tmp_path / "dbos"),
+                  db=db)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "COMPLETE" in r.stdout and "handed to the workers" in r.stderr
+    sid = only_session(tmp_path / "dbos")
+    theirs, ours = made(tmp_path / "dbos", sid), made(tmp_path / "local", only_session(tmp_path / "local"))
+    assert theirs[4] == COMPLETE
+    assert theirs == ours  # files, story and shots, every artifact's digest and the film, byte for byte
+    # sessions made by the workers are ordinary sessions: the local commands read them
+    r = subprocess.run([sys.executable, "-m", "reelforge", "sessions", "list", "--output-dir",
+                        str(tmp_path / "dbos")], capture_output=True, text=True, env=_env())
+    assert r.returncode == 0 and sid in r.stdout and "COMPLETE" in r.stdout
+
+
+def test_detach_returns_at_once_and_the_workers_finish_the_film(tmp_path, db, workers):
+    workers(db, tmp_path, "w1")
+    r = reelforge("run", IDEA, "--new", *OFFLINE, "--engine", "dbos", "--detach", "--output-dir", str(tmp_path),
+                  db=db)
+    assert r.returncode == 0, r.stderr
+    sid = only_session(tmp_path)
+    assert sid in r.stdout + r.stderr
+    wait_for(lambda: status_of(tmp_path, sid) == COMPLETE, what="the detached film")
+
+
+def test_without_a_database_the_engine_says_what_it_needs(tmp_path):
+    env = {k: v for k, v in _env().items() if k != "REELFORGE_DB"}
+    r = subprocess.run([sys.executable, "-m", "reelforge", "worker", "--engine", "dbos", "--output-dir",
+                        str(tmp_path)], capture_output=True, text=True, env=env)
+    assert r.returncode != 0 and "needs its Postgres database: --db postgresql://" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "reelforge", "worker", "--output-dir", str(tmp_path)],
+                       capture_output=True, text=True, env={**env, "REELFORGE_ENGINE": "local"})
+    assert r.returncode != 0 and "has no workers" in r.stderr
+
+
+def _comfy_run(comfy_url: str, out: Path, db: str) -> subprocess.CompletedProcess:
+    return reelforge("run", IDEA, "--new", "--story-llm", "offline", "--image-gen", "storyboard",
+                     "--renderer", "comfyui", "--comfy-url", comfy_url, "--narrator", "none",
+                     "-o", "shots=3", "-o", "comfyui.poll_interval_s=0.05", "-o", "comfyui.server_grace_s=120",
+                     "--engine", "dbos", "--detach", "--output-dir", str(out), db=db)
+
+
+def _successes(comfy) -> collections.Counter:
+    return collections.Counter(pid for pid, _, state in comfy.executions if state == "success")
+
+
+@pytest.fixture
+def comfy(tmp_path_factory):
+    from comfy.fake_comfy import FakeComfy
+
+    server = FakeComfy(tmp_path_factory.mktemp("comfyui")).start()
+    yield server
+    server.stop()
+
+
+def test_a_worker_killed_mid_render_has_its_film_finished_by_another(tmp_path, db, workers, comfy):
+    gate = comfy.hold("RepeatImageBatch")  # every clip waits on the server until the test lets it go
+    a = workers(db, tmp_path, "wa", lease=3)
+    r = _comfy_run(comfy.url, tmp_path, db)
+    assert r.returncode == 0, r.stderr
+    sid = only_session(tmp_path)
+    wait_for(lambda: comfy.held(), what="a clip rendering on the server")
+    cut = comfy.running.prompt_id
+    a.proc.send_signal(signal.SIGKILL)  # the worker running the film and its renders dies
+    a.proc.wait(60)
+    b = workers(db, tmp_path, "wb", lease=3)
+    wait_for(lambda: b.said("recovered the work of wa"), what="worker wb to recover wa's work")
+    gate.set()
+    comfy.release()
+    wait_for(lambda: status_of(tmp_path, sid) == COMPLETE, timeout=180, what="the film to complete")
+    successes = _successes(comfy)
+    assert len(successes) == 3 and set(successes.values()) == {1}, comfy.executions  # each clip made once
+    assert len(comfy.posts(cut)) == 1  # the render in flight was waited on again, never resubmitted
+    session = SessionStore(tmp_path).load(sid)
+    assert all(s.video.checkpoint.get("rendered_by") == comfy.url for s in session.meta.shots)
+
+
+def _records(session_path: Path) -> dict[str, tuple[int, int]]:
+    """The session's records and artifacts (scratch aside): name -> (size, mtime)."""
+    found = {}
+    for p in session_path.rglob("*"):
+        rel = p.relative_to(session_path).as_posix()
+        if p.is_file() and not rel.startswith(".work/") and p.name != ".lock":
+            st = p.stat()
+            found[rel] = (st.st_size, st.st_mtime_ns)
+    return found
+
+
+def test_a_worker_stopped_past_its_lease_exits_without_writing_when_it_wakes(tmp_path, db, workers, comfy):
+    import psycopg
+
+    gate = comfy.hold("RepeatImageBatch")
+    a = workers(db, tmp_path, "wa", lease=2)
+    r = _comfy_run(comfy.url, tmp_path, db)
+    assert r.returncode == 0, r.stderr
+    sid = only_session(tmp_path)
+    wait_for(lambda: comfy.held(), what="a clip rendering on the server")
+    a.proc.send_signal(signal.SIGSTOP)
+
+    def lapsed() -> bool:
+        with psycopg.connect(db) as conn:
+            return bool(conn.execute("select lease_until < now() from reelforge_workers where id = 'wa'")
+                        .fetchone()[0])
+
+    wait_for(lapsed, what="wa's lease to lapse")
+    gate.set()
+    comfy.release()  # the clip finishes while wa sleeps: waking, it would have a clip to commit
+    wait_for(lambda: len(_successes(comfy)) >= 1, what="the held clip to finish on the server")
+    before = _records(SessionStore(tmp_path).path_for(sid))
+    a.proc.send_signal(signal.SIGCONT)
+    assert a.proc.wait(60) == 75  # LEASE_LOST
+    assert _records(SessionStore(tmp_path).path_for(sid)) == before  # no record written after waking
+    assert "exiting without writing" in "".join(a.lines)
+    workers(db, tmp_path, "wb", lease=2)
+    wait_for(lambda: status_of(tmp_path, sid) == COMPLETE, timeout=180, what="wb to finish the film")
+    assert set(_successes(comfy).values()) == {1}, comfy.executions
+
+
+def test_a_write_past_the_lease_is_refused_before_it_is_made(tmp_path, db):
+    """The fence itself, in process: whichever thread of a woken worker moves first, a session
+    write checks the lease's local deadline (monotonic: it counts while a process is stopped)."""
+    from reelforge.plugins.dbos_engine.leases import WorkerLease, ensure_schema
+    from reelforge.store import safefs
+
+    class LeaseLost(Exception):
+        pass
+
+    def lost(message: str) -> None:
+        raise LeaseLost(message)
+
+    ensure_schema(db)
+    lease = WorkerLease(db, "w1", 60, on_lost=lost)
+    lease.acquire()
+    with pytest.raises(RuntimeError, match="held by a live worker"):
+        WorkerLease(db, "w1", 60).acquire()  # one live worker per id
+    session = SessionStore(tmp_path).create("A storm")
+    safefs.WRITE_GUARDS.append(lease.check)
+    try:
+        session.set_status("IN_PROGRESS", "going")  # within the lease: written
+        files = {p.name: p.read_bytes() for p in session.path.iterdir() if p.is_file()}
+        lease.valid_until = time.monotonic() - 0.001  # as after a SIGSTOP longer than the lease
+        with pytest.raises(LeaseLost, match="lease expired"):
+            session.set_status("FAILED", "should not be written")
+        with pytest.raises(LeaseLost):
+            safefs.atomic_write_text(session.path / "story.json", "{}")
+        assert {p.name: p.read_bytes() for p in session.path.iterdir() if p.is_file()} == files
+    finally:
+        safefs.WRITE_GUARDS.remove(lease.check)
+        lease._stop.set()
+        session.close()
