@@ -1,45 +1,30 @@
-"""The story writer both chat backends share: the three stages, the repair loop and shot
-planning in batches. A backend only says how to send one chat request (``_chat``)."""
+"""The story writer both chat backends share: its options and their checks, the check of the
+server before a run, and the three stages. A backend only says how to send one chat request
+(``_chat``). Asking for a usable answer (the repair loop, cut-off replies) is in ``asking``,
+planning the shots in batches in ``shot_batches``."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
-import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
-from reelforge.errors import ConfigError, StageError
-from reelforge.records import SceneGraph, ShotPlan, Story, converter, structure
+from reelforge.errors import ConfigError
+from reelforge.plugins.story_llm import prompts, shot_batches
+from reelforge.plugins.story_llm.asking import ask_whole
+from reelforge.plugins.story_llm.schemas import check_scene_graph, check_story
+from reelforge.plugins.story_llm.shot_batches import allocate, make_batches  # noqa: F401  (for tests)
+from reelforge.records import SceneGraph, ShotPlan, Story
 from reelforge.redact import mask_url_credentials, url_credentials
-
-from reelforge.plugins.story_llm import prompts
-from reelforge.plugins.story_llm.prompts import ShotBatch
-from reelforge.plugins.story_llm.schemas import (
-    InvalidReply,
-    ShotDraft,
-    check_scene_graph,
-    check_shot_batch,
-    check_story,
-    finish_plan,
-    parse_json_object,
-)
 
 if TYPE_CHECKING:  # httpx is imported on first use, so `reelforge --help` stays fast
     from reelforge.plugins.story_llm.transport import JSONClient
 
 log = logging.getLogger("reelforge.story_llm")
-
-T = TypeVar("T")
-
-#: How many times a bad reply is sent back to the model with the error before giving up.
-MAX_REPAIRS = 2
-#: A bad reply longer than this is sent back for repair cut to this many characters.
-MAX_ECHO = 32_000
 
 #: The output cap each stage's answer gets by default, in tokens: (fixed part, per item),
 #: the items being the scenes of a scene graph and the shots of a shot-plan request. Room
@@ -107,38 +92,6 @@ class Reply:
         return self.finish_reason == "length"
 
 
-class Truncated(Exception):
-    """The model hit its output limit: the reply is cut off and cannot be repaired as is."""
-
-
-def allocate(graph: SceneGraph, shots: int) -> list[tuple[str, int]]:
-    """Spread ``shots`` evenly over the scenes in order (earlier scenes get the remainder)."""
-    base, extra = divmod(shots, len(graph.scenes))
-    parts = [(scene.id, base + (1 if i < extra else 0)) for i, scene in enumerate(graph.scenes)]
-    return [(sid, n) for sid, n in parts if n]
-
-
-def make_batches(parts: list[tuple[str, int]], size: int) -> list[ShotBatch]:
-    """Cut the per-scene allocation into requests of at most ``size`` shots, in film order."""
-    batches: list[ShotBatch] = []
-    current: list[tuple[str, int]] = []
-    filled = 0
-    first_id = 1
-    for scene_id, n in parts:
-        while n:
-            take = min(n, size - filled)
-            current.append((scene_id, take))
-            filled += take
-            n -= take
-            if filled == size:
-                batches.append(ShotBatch(first_id, tuple(current)))
-                first_id += filled
-                current, filled = [], 0
-    if current:
-        batches.append(ShotBatch(first_id, tuple(current)))
-    return batches
-
-
 class ChatStoryWriter:
     """Base class of the chat-completion story writers (see the module docstring)."""
 
@@ -166,7 +119,7 @@ class ChatStoryWriter:
         usage, self._usage = self._usage, {}
         return usage
 
-    def _count(self, reply: "Reply") -> None:
+    def _count(self, reply: Reply) -> None:
         for key in ("prompt_tokens", "completion_tokens"):
             value = getattr(reply, key)
             if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9:
@@ -299,155 +252,29 @@ class ChatStoryWriter:
         """``job`` (a reelforge.StageJob), when given, hears how long the model is taking."""
         messages = prompts.story_messages(idea, shots=self.options.shots,
                                           target_seconds=self.options.target_seconds)
-        return self._ask_whole(messages, "story", check_story, cap=self.output_cap("story"), job=job)
+        return ask_whole(self, messages, "story", check_story, cap=self.output_cap("story"), job=job)
 
     def build_scene_graph(self, story: Story, job: Any = None) -> SceneGraph:
         shots = self.options.shots
         scenes = self.options.scenes or max(1, min(shots, round(shots / 3)))
         scenes = min(scenes, shots)
         messages = prompts.scene_graph_messages(story, scenes=scenes, shots=shots)
-        return self._ask_whole(messages, "scene_graph",
-                               lambda data: check_scene_graph(data, max_scenes=shots, story=story),
-                               cap=self.output_cap("scene_graph", scenes), job=job)
+        return ask_whole(self, messages, "scene_graph",
+                         lambda data: check_scene_graph(data, max_scenes=shots, story=story),
+                         cap=self.output_cap("scene_graph", scenes), job=job)
 
     def plan_shots(self, story: Story, scenes: SceneGraph, job: Any = None) -> ShotPlan:
         """Plan the shots, in parts when the plan is long. With a ``job`` (a
         reelforge.StageJob), each part is checkpointed as it arrives, so after a failure a
-        resumed run asks only for the parts still missing."""
-        if not scenes.scenes:
-            raise StageError("the scene graph has no scenes; rerun the scene_graph stage")
-        total = self.options.shots
-        parts = allocate(scenes, total)
-        if len(parts) < len(scenes.scenes):
-            log.warning("%d shots for %d scenes: scene(s) %s get no shot", total, len(scenes.scenes),
-                        ", ".join(s.id for s in scenes.scenes[len(parts):]))
-        size = self.options.batch_shots
-        batches = [ShotBatch(1, tuple(parts))] if total <= size else make_batches(parts, size)
-        if len(batches) > 1:
-            log.info("asking for %d shots in %d parts", total, len(batches))
-        # Saved parts count only for the same story, scenes and options.
-        plan_key = hashlib.sha256(json.dumps(
-            [converter.unstructure(story), converter.unstructure(scenes),
-             converter.unstructure(self.options)], sort_keys=True, default=str).encode()).hexdigest()[:16]
-        saved: dict[str, Any] = {}
-        if job is not None and job.checkpoint.get("plan_key") == plan_key:
-            saved = dict(job.checkpoint.get("parts") or {})
-        drafts: list[ShotDraft] = []
-        for n, batch in enumerate(batches, start=1):
-            key = str(batch.first_id)
-            if key in saved:
-                part = [structure(d, ShotDraft, f"checkpoint part {key}") for d in saved[key]]
-                log.info("shots %d-%d: reusing the part saved by an earlier run", batch.first_id, batch.last_id)
-            else:
-                part = self._plan_batch(story, scenes, batch, total, drafts,
-                                        job=job, fraction=(n - 1) / len(batches))
-                if job is not None:
-                    saved[key] = converter.unstructure(part)
-                    job.save_checkpoint(plan_key=plan_key, parts=saved)
-            drafts += part
-            if job is not None:
-                job.progress(n / len(batches), f"shots {batch.first_id}-{batch.last_id} of {total}")
-        if len(drafts) != total:  # guards the batching arithmetic, never the model
-            raise StageError(f"planned {len(drafts)} shots instead of {total}")
-        return finish_plan(drafts, story, base_seed=self.options.seed,
-                           target_seconds=self.options.target_seconds)
+        resumed run asks only for the parts still missing (see ``shot_batches``)."""
+        return shot_batches.plan_shots(self, story, scenes, job)
 
     # -- helpers ---------------------------------------------------------------------
-
-    def _plan_batch(self, story: Story, graph: SceneGraph, batch: ShotBatch, total: int,
-                    before: list[ShotDraft], *, job: Any = None, fraction: float = 0.0) -> list[ShotDraft]:
-        previous = [f"{n}. [{d.scene_id}] {d.description}" for n, d in enumerate(before, 1)][-3:]
-        messages = prompts.shot_messages(story, graph, batch, total_shots=total,
-                                         target_seconds=self.options.target_seconds,
-                                         previous=previous)
-        cap = self.output_cap("shot_plan", batch.count)
-        try:
-            return self._ask(messages, "shot_plan", lambda data: check_shot_batch(
-                data, count=batch.count, scene_ids=batch.scene_ids), cap=cap, job=job, fraction=fraction)
-        except Truncated:
-            if batch.count == 1:
-                raise StageError(
-                    f"{self._who()} cut off its answer for shot {batch.first_id} at its output "
-                    f"limit{self._cap_words(cap)}; {self._raise_hint()}") from None
-            # Never keep a cut-off list: ask for the two halves separately instead.
-            first, second = batch.halves()
-            log.info("the answer for shots %d-%d was cut off at the output limit; asking for "
-                     "%d-%d and %d-%d separately", batch.first_id, batch.last_id,
-                     first.first_id, first.last_id, second.first_id, second.last_id)
-            head = self._plan_batch(story, graph, first, total, before, job=job, fraction=fraction)
-            return head + self._plan_batch(story, graph, second, total, before + head,
-                                           job=job, fraction=fraction)
-
-    def _ask_whole(self, messages: list[dict[str, str]], stage: str,
-                   check: Callable[[dict[str, Any]], T], *, cap: int | None = None, job: Any = None) -> T:
-        try:
-            return self._ask(messages, stage, check, cap=cap, job=job)
-        except Truncated:
-            raise StageError(f"{self._who()} cut off its {stage.replace('_', ' ')} at its output "
-                             f"limit{self._cap_words(cap)}; {self._raise_hint()}") from None
-
-    @staticmethod
-    def _cap_words(cap: int | None) -> str:
-        return f" of {cap:,} tokens" if cap else ""
 
     def _raise_hint(self) -> str:
         """What to do about an answer cut off at the output limit: the cap option, by name."""
         return (f"raise it with -o {self.name}.{self.cap_option}=N (0: no cap) or raise "
                 f"{self.limit_hint}, then `reelforge resume`")
-
-    def _chat_waiting(self, messages: list[dict[str, str]], stage: str, cap: int | None,
-                      job: Any, fraction: float) -> Reply:
-        """``_chat``, telling ``job`` every ``wait_tick_s`` how long the model has been
-        working, so a slow or runaway model is seen at work rather than as silence."""
-        if job is None:
-            return self._chat(messages, stage, cap)
-        answered = threading.Event()
-        started = self.clock()
-        model = getattr(self.options, "model", "") or self.name
-
-        def report() -> None:
-            while not answered.wait(self.wait_tick_s):
-                try:
-                    job.progress(fraction, f"waiting {self.clock() - started:.0f}s for {model}")
-                except Exception as exc:  # an observer's bug must not cost the answer
-                    log.debug("progress report failed: %s", exc)
-                    return
-
-        ticker = threading.Thread(target=report, name="reelforge-llm-wait", daemon=True)
-        ticker.start()
-        try:
-            return self._chat(messages, stage, cap)
-        finally:
-            answered.set()
-            ticker.join()
-
-    def _ask(self, messages: list[dict[str, str]], stage: str,
-             check: Callable[[dict[str, Any]], T], *, cap: int | None = None, job: Any = None,
-             fraction: float = 0.0) -> T:
-        """Ask, check the answer, and send errors back for repair up to MAX_REPAIRS times.
-        An answer cut off at the output limit is never sent again as it was (Truncated)."""
-        messages = list(messages)
-        error = ""
-        for attempt in range(MAX_REPAIRS + 1):
-            reply = self._chat_waiting(messages, stage, cap, job, fraction)
-            self._count(reply)
-            if reply.truncated:
-                raise Truncated()
-            try:
-                return check(parse_json_object(reply.content))
-            except InvalidReply as exc:
-                error = str(exc)
-            if attempt < MAX_REPAIRS:
-                log.warning("%s gave an unusable %s (%s); asking it to repair it (%d of %d)",
-                            self._who(), stage.replace("_", " "), error, attempt + 1, MAX_REPAIRS)
-                echo = reply.content if len(reply.content) <= MAX_ECHO else \
-                    reply.content[:MAX_ECHO] + "\n[... cut: the reply was too long]"
-                messages += [{"role": "assistant", "content": echo},
-                             prompts.repair_message(error)]
-        raise StageError(
-            f"{self._who()} gave no usable {stage.replace('_', ' ')} after {MAX_REPAIRS} repair "
-            f"attempts: {error}. Try another model or a lower temperature, then "
-            f"`reelforge resume`.")
 
     def _who(self) -> str:
         model = getattr(self.options, "model", "")
