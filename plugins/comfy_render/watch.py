@@ -94,7 +94,7 @@ def wait(run: ShotRun, client: ComfyClient, pid: str, stream: EventStream | None
     backend, job = run.backend, run.job
     o = backend.options
     tracker = Progress(pid, total_nodes, job, on_start=ticket.started,
-                        on_success=lambda entry: run.finished.setdefault(pid, entry))
+                       on_success=lambda entry: run.finished.setdefault(pid, entry))
     begun = run.wait_started.setdefault(pid, time.monotonic())
     try:
         return client.wait(pid, stream=stream, cancelled=job.cancelled, on_event=tracker,
