@@ -21,10 +21,10 @@ def add_commands(cli: click.Group) -> None:
         """Check templates, then each server: reachable, queue depth, node classes present.
         Exits 1 if any server cannot run the templates."""
         from reelforge.errors import RetryableServiceError, ServiceError
-
-        from reelforge.plugins.comfy_render.backend import check_urls
-        from reelforge.plugins.comfy_render.client import ComfyClient, auth_headers
+        from reelforge.plugins.comfy_render.client import ComfyClient
         from reelforge.plugins.comfy_render.options import default_urls
+        from reelforge.plugins.comfy_render.preflight import check_urls
+        from reelforge.plugins.comfy_render.transport import auth_headers
         from reelforge.plugins.comfy_render.workflow import load_template
 
         templates = [load_template(image_template, kind="image"),

@@ -22,14 +22,16 @@ import logging
 import threading
 import time
 import weakref
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 from urllib.parse import urlsplit
 
 import attrs
 
 from reelforge.errors import RetryableServiceError
+from reelforge.plugins.comfy_render.errors import ServerDown, ServerUnavailable
 
-from reelforge.plugins.comfy_render.client import ComfyClient, ServerDown, ServerUnavailable
+if TYPE_CHECKING:
+    from reelforge.plugins.comfy_render.client import ComfyClient
 
 log = logging.getLogger("reelforge.comfyui")
 
