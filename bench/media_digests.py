@@ -97,14 +97,15 @@ def soundtrack(out: dict, work: Path) -> None:
     a, b = tone(work / "a.wav", 1.2, 440), tone(work / "b.wav", 0.8, 660, rate=16000, channels=2)
     music = tone(work / "m.wav", 1.5, 220, rate=44100)
     voices = [st.Voice(a, 0.3), st.Voice(b, 2.5)]
-    mixes = {"both": dict(voices=voices, music=music), "noduck": dict(voices=voices, music=music, duck=False),
-             "voices": dict(voices=voices), "music": dict(music=music), "silence": {},
-             "raw": dict(voices=voices, music=music, loudness=None)}
+    mixes = {"both": {"voices": voices, "music": music}, "noduck": {"voices": voices, "music": music, "duck": False},
+             "voices": {"voices": voices}, "music": {"music": music}, "silence": {},
+             "raw": {"voices": voices, "music": music, "loudness": None}}
     for name, kw in mixes.items():
         out[f"wav/{name}"] = digest(st.build_audio(work / f"audio_{name}.wav", 4.0, **kw).read_bytes())
     out["loudness"] = repr(st.measure_loudness(work / "audio_both.wav"))
-    lines = [(0.3, 1.2, "The keeper climbs the stair. The storm comes in from the sea, loud and grey, and the "
-                        "lamp must stay lit whatever happens tonight."), (2.5, 0.8, "Morning.")]
+    speech = ("The keeper climbs the stair. The storm comes in from the sea, loud and grey, and the lamp must "
+              "stay lit whatever happens tonight.")
+    lines = [(0.3, 1.2, speech), (2.5, 0.8, "Morning.")]
     cues = st.narration_cues(lines)
     out["cues"] = digest(repr(cues).encode())
     out["srt"] = digest(st.write_srt(cues, work / "film.srt").read_bytes())
