@@ -1,0 +1,147 @@
+"""Subtitles: narration lines cut into cues timed by their share of the speech, and the cues
+written to and read back from SubRip (.srt) and WebVTT (.vtt) files."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import attrs
+
+from reelforge.errors import StageError
+
+
+@attrs.frozen
+class Cue:
+    """One subtitle: ``text`` shown from ``start`` to ``end`` seconds of the film."""
+
+    start: float
+    "When the text appears, in seconds from the film's start."
+    end: float
+    "When it goes, in seconds (after ``start``)."
+    text: str
+    "What is shown; may hold a line break."
+
+
+
+def _split_text(text: str, max_chars: int) -> list[str]:
+    """Split ``text`` into pieces of at most about ``max_chars``, at sentence ends first,
+    then at commas, then between words."""
+    text = " ".join(text.split())
+    if len(text) <= max_chars:
+        return [text] if text else []
+    pieces: list[str] = []
+    for sentence in re.split(r"(?<=[.!?;:])\s+", text):
+        for clause in (re.split(r"(?<=,)\s+", sentence) if len(sentence) > max_chars else [sentence]):
+            words, current = clause.split(), ""
+            for word in words:
+                trial = f"{current} {word}".strip()
+                if len(trial) > max_chars and current:
+                    pieces.append(current)
+                    current = word
+                else:
+                    current = trial
+            if current:
+                pieces.append(current)
+    # Merge short neighbours back together when they fit.
+    merged: list[str] = []
+    for piece in pieces:
+        if merged and len(merged[-1]) + 1 + len(piece) <= max_chars:
+            merged[-1] = f"{merged[-1]} {piece}"
+        else:
+            merged.append(piece)
+    return merged
+
+
+def _two_lines(text: str, width: int) -> str:
+    """Break a cue's text into at most two lines of about ``width`` characters, balanced."""
+    if len(text) <= width:
+        return text
+    words = text.split()
+    best, best_score = text, None
+    for i in range(1, len(words)):
+        a, b = " ".join(words[:i]), " ".join(words[i:])
+        score = max(len(a), len(b))
+        if best_score is None or score < best_score:
+            best, best_score = f"{a}\n{b}", score
+    return best
+
+
+def narration_cues(lines: Sequence[tuple[float, float, str]], *, max_chars: int = 90,
+                   line_width: int = 45) -> list[Cue]:
+    """Subtitle cues for narration: ``lines`` is (start, seconds of speech, text) per shot.
+    A line longer than ``max_chars`` becomes several cues, its speech time shared in
+    proportion to their length; each cue is at most two lines of ``line_width``."""
+    cues: list[Cue] = []
+    for start, length, text in lines:
+        pieces = _split_text(text, max_chars)
+        if not pieces or length <= 0:
+            continue
+        total = sum(len(p) for p in pieces)
+        t = start
+        for piece in pieces:
+            d = length * len(piece) / total
+            cues.append(Cue(round(t, 3), round(t + d, 3), _two_lines(piece, line_width)))
+            t += d
+    return cues
+
+
+
+def _stamp(seconds: float, sep: str) -> str:
+    ms = max(0, int(round(seconds * 1000)))
+    h, rest = divmod(ms, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    s, ms = divmod(rest, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def _check_cues(cues: Sequence[Cue]) -> None:
+    for i, cue in enumerate(cues, start=1):
+        if not cue.end > cue.start or cue.start < 0:
+            raise StageError(f"subtitle cue {i} ({cue.text[:30]!r}) has start {cue.start} and end "
+                             f"{cue.end}: the end must come after the start")
+
+
+def _write_text(out: str | os.PathLike, text: str) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    return out
+
+
+def write_srt(cues: Sequence[Cue], out: str | os.PathLike) -> Path:
+    """Write ``cues`` as a SubRip (.srt) file at ``out`` (UTF-8) and return ``out``."""
+    _check_cues(cues)
+    blocks = [f"{i}\n{_stamp(c.start, ',')} --> {_stamp(c.end, ',')}\n{c.text.strip()}\n"
+              for i, c in enumerate(cues, start=1)]
+    return _write_text(out, "\n".join(blocks))
+
+
+def write_vtt(cues: Sequence[Cue], out: str | os.PathLike) -> Path:
+    """Write ``cues`` as a WebVTT (.vtt) file at ``out`` (UTF-8) and return ``out``."""
+    _check_cues(cues)
+    blocks = [f"{_stamp(c.start, '.')} --> {_stamp(c.end, '.')}\n{c.text.strip()}\n" for c in cues]
+    return _write_text(out, "WEBVTT\n\n" + "\n".join(blocks))
+
+
+_CUE_TIME = re.compile(r"(\d+):(\d\d):(\d\d)[,.](\d{3})\s*-->\s*(\d+):(\d\d):(\d\d)[,.](\d{3})")
+
+
+def read_cues(path: str | os.PathLike) -> list[Cue]:
+    """Read an .srt or .vtt file written by :func:`write_srt` / :func:`write_vtt`."""
+    text = Path(path).read_text(encoding="utf-8")
+    cues = []
+    for block in re.split(r"\n\s*\n", text):
+        lines = block.strip().splitlines()
+        for i, line in enumerate(lines):
+            m = _CUE_TIME.search(line)
+            if m:
+                g = [int(x) for x in m.groups()]
+                start = g[0] * 3600 + g[1] * 60 + g[2] + g[3] / 1000
+                end = g[4] * 3600 + g[5] * 60 + g[6] + g[7] / 1000
+                cues.append(Cue(start, end, "\n".join(lines[i + 1:])))
+                break
+    return cues
+

@@ -1,0 +1,118 @@
+"""The ``storyboard`` image generator: draws a storyboard frame per shot with Pillow.
+
+The picture follows the shot: one palette per film, read from the style bible every prompt
+carries ("deep navy and lantern-gold palette"); a background built from the setting's words
+(sea, city, forest, storm, night, desert, mountain, interior, ...); framing from the shot
+type (aerial, wide, medium, close-up, low angle, silhouette, detail). Deterministic: the
+same shot always gives the same pixels. No model, GPU or network.
+
+The image written is a text-free *plate*, marked as such in a PNG text chunk. The card's
+text (shot number, caption, camera note) is drawn by :func:`card_overlay`, which the
+``kenburns`` renderer puts on top of each frame *after* its zoom and pan, so no camera move
+ever crops a caption. :meth:`StoryboardGenerator.draw` gives plate and card together.
+
+This module is the backend (options, the generator, the plate marker, the hook); its parts:
+:mod:`.palette` (colours from the style bible), :mod:`.scene` (setting and shot type from the
+shot's words), :mod:`.look` (one shot's choices and colours), :mod:`.backdrop` (sky, ground,
+landmarks, interiors, rain), :mod:`.figures` (people and objects), :mod:`.painter` (the
+plate, painted in order) and :mod:`.card` (the card's bands and text).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import ClassVar
+
+import attrs
+
+from reelforge import hookimpl
+from reelforge.errors import StageError
+from reelforge.limits import MAX_SIDE, between, check_frame_size
+from reelforge.plugins.image_gen.storyboard.card import CAPTION_BAND, card_overlay, font
+from reelforge.plugins.image_gen.storyboard.painter import _Painter
+from reelforge.plugins.image_gen.storyboard.palette import palette_for
+from reelforge.plugins.image_gen.storyboard.scene import setting, shot_type
+from reelforge.protocols import ShotJob
+from reelforge.records import Shot
+
+#: PNG text chunk that marks a storyboard plate (a renderer may draw the card over it).
+PLATE_KEY = "reelforge-plate"
+PLATE_VALUE = "storyboard"
+
+
+@attrs.frozen
+class StoryboardOptions:
+    width: int = attrs.field(default=1280, validator=between(64, MAX_SIDE))
+    "Frame width in pixels (64 to 8192)."
+    height: int = attrs.field(default=720, validator=between(64, MAX_SIDE))
+    "Frame height in pixels (64 to 8192; width x height at most 35.6 megapixels)."
+
+    def __attrs_post_init__(self) -> None:
+        check_frame_size(self.width, self.height, what="storyboard size")
+
+
+class StoryboardGenerator:
+    """Storyboard frames drawn with Pillow: the film's palette, a background from the
+    setting, framing from the shot type. Writes the text-free plate; the card's text is
+    drawn over the moving picture by the renderer (see :func:`card_overlay`). Offline and
+    deterministic."""
+
+    name: ClassVar[str] = "storyboard"
+    Options: ClassVar[type] = StoryboardOptions
+    description: ClassVar[str] = "Storyboard frames drawn with Pillow (offline, deterministic)"
+    concurrency: int = 2
+    #: Burnt subtitles keep above the card's caption band (fraction of the frame height).
+    subtitle_margin: float = CAPTION_BAND + 0.03
+    #: The card shows the description and the shot's characters: a changed one redraws it.
+    fingerprint_fields: ClassVar[tuple[str, ...]] = ("description", "characters", "scene_id", "duration_s")
+
+    def __init__(self, options: StoryboardOptions | None = None):
+        self.options = options if options is not None else StoryboardOptions()
+
+    def generate(self, shot: Shot, job: ShotJob) -> Path:
+        from PIL.PngImagePlugin import PngInfo
+
+        out = Path(job.work_dir) / f"shot_{shot.id:03d}.png"
+        tmp = out.with_name(out.stem + ".partial.png")
+        info = PngInfo()
+        info.add_text(PLATE_KEY, PLATE_VALUE)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            self.draw_plate(shot).save(tmp, format="PNG", compress_level=1, pnginfo=info)
+            os.replace(tmp, out)
+        except OSError as exc:
+            raise StageError(f"could not write the storyboard frame {out}: {exc}") from exc
+        return out
+
+    def draw_plate(self, shot: Shot):
+        """The picture for ``shot`` without any text, as a PIL RGB image."""
+        return _Painter(shot, (self.options.width, self.options.height)).paint()
+
+    def draw(self, shot: Shot):
+        """The whole storyboard card (plate and text) as a PIL RGB image."""
+        plate = self.draw_plate(shot).convert("RGBA")
+        plate.alpha_composite(card_overlay(shot, plate.size))
+        return plate.convert("RGB")
+
+
+def is_plate(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a storyboard plate (a PNG this generator wrote)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return getattr(im, "text", {}).get(PLATE_KEY) == PLATE_VALUE
+    except Exception:
+        return False
+
+
+@hookimpl
+def register_image_generators(register):
+    register(StoryboardGenerator)
+
+
+__all__ = [
+    "CAPTION_BAND", "PLATE_KEY", "PLATE_VALUE", "StoryboardGenerator", "StoryboardOptions", "_Painter",
+    "card_overlay", "font", "is_plate", "palette_for", "register_image_generators", "setting", "shot_type",
+]

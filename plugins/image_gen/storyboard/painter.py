@@ -1,0 +1,54 @@
+"""The plate: one shot's picture without any text, painted in order (sky, far and near
+layers, landmarks, figures) with the depth of field and vignette of its framing."""
+
+from __future__ import annotations
+
+from reelforge.plugins.image_gen.storyboard import backdrop, figures
+from reelforge.plugins.image_gen.storyboard.look import Look
+from reelforge.plugins.image_gen.storyboard.palette import RGB
+from reelforge.records import Shot
+
+
+class _Painter:
+    """Draws one plate: sky, far and near layers, landmarks and figures."""
+
+    def __init__(self, shot: Shot, size: tuple[int, int]):
+        self.look = Look(shot, size)
+
+    def figure_colour(self) -> RGB:
+        return self.look.figure_colour()
+
+    def paint(self):
+        from PIL import Image, ImageDraw, ImageFilter
+
+        look = self.look
+        w, h = look.w, look.h
+        top, bottom = look.colours()
+        img = Image.composite(Image.new("RGB", (w, h), bottom), Image.new("RGB", (w, h), top),
+                              Image.linear_gradient("L").resize((w, h)))
+        draw = ImageDraw.Draw(img)
+        horizon = look.horizon()
+        if "interior" in look.where and "space" not in look.where:
+            backdrop.interior(look, draw, horizon)
+        else:
+            backdrop.sky(look, draw, horizon)
+            backdrop.landscape(look, draw, horizon)
+        if look.kind in ("closeup", "detail", "medium"):
+            # Shallow depth of field: the background goes soft behind the subject.
+            img = img.filter(ImageFilter.GaussianBlur(radius={"closeup": 9, "detail": 12, "medium": 3}[look.kind] * h / 720))
+            draw = ImageDraw.Draw(img)
+        if look.storm and "interior" not in look.where:
+            backdrop.rain(look, draw)
+        figures.subject(look, img, draw, horizon)
+        if look.kind in ("closeup", "detail", "silhouette", "low"):
+            vignette(img)
+        return img
+
+
+def vignette(img) -> None:
+    """Darken the corners of ``img`` in place, as a lens does."""
+    from PIL import Image
+
+    w, h = img.size
+    mask = Image.radial_gradient("L").resize((w, h)).point(lambda d: int(min(255, max(0, (d - 140) * 1.6))))
+    img.paste(Image.composite(Image.new("RGB", (w, h), (0, 0, 0)), img, mask))
