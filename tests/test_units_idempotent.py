@@ -24,6 +24,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+from support import Recorder
 
 import reelforge
 from reelforge.engine import film_unit, steps
@@ -138,6 +139,11 @@ class Env:
     "Per step: saves that completed, and adoptions that changed the meta."
     films_made: list = attrs.Factory(list)
     films_recorded: list = attrs.Factory(list)
+    hooks: Recorder = attrs.Factory(Recorder)
+    "The lifecycle hooks called."
+
+    def said(self, *event) -> int:
+        return self.hooks.events.count(event)
 
     def done_records(self, stage: str, shot_id: int) -> int:
         return sum(1 for e in self.events if e.get("op") == "shot" and e["stage"] == stage
@@ -223,11 +229,12 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setattr(Session, "adopt_step_output", spy_adopt)
     monkeypatch.setattr(Session, "mark_film_done", spy_film_done)
     monkeypatch.setattr(film, "make", spy_make)
-    with registered(CountingPlugin()):
+    hooks = Recorder()
+    with registered(CountingPlugin(), hooks):
         runner = Runner(tmp_path / "out", backends=COUNTED, options=OPTIONS, retry=RetryPolicy(initial=0))
         backends = build_backends(runner.pm, runner.requested, runner.raw_options, None)
         session = runner.store.create(IDEA, backends=choices(backends))
-        box = Env(runner, session, backends, recorded)
+        box = Env(runner, session, backends, recorded, hooks=hooks)
         try:
             yield box
         finally:
@@ -303,6 +310,7 @@ def test_a_shot_stage_run_twice_calls_its_backend_once_and_records_it_once(env, 
     env.shot_unit(stage, 1)
     assert CALLS[(METHOD[stage], 1)] == 1
     assert env.done_records(stage, 1) == 1
+    assert env.said("shot_completed", stage, 1) == 1 and env.said("shot_skipped", stage, 1, "done") == 1
     art = env.session.shot_state(1).artifact(stage)
     assert art.state == DONE and art.sha256 == digest == sha(path) and art.attempts == 1
     assert art.takes == []
@@ -334,6 +342,7 @@ def test_a_shot_stage_killed_between_its_record_and_its_rename_is_finished_not_m
     env.shot_unit(stage, 1)  # and once more: a no-op
     assert CALLS[(METHOD[stage], 1)] == 1
     assert env.done_records(stage, 1) == 1
+    assert env.said("shot_skipped", stage, 1, "adopted") == 1 and env.said("shot_skipped", stage, 1, "done") == 1
     art = env.session.shot_state(1).artifact(stage)
     assert art.state == DONE and art.pending is None and art.takes == []
     assert sha(env.session.path / art.path) == art.sha256
