@@ -52,6 +52,10 @@ def _job_kwargs(runner: Runner, session: Session, step: str, method: Callable) -
 def llm_step(runner: Runner, session: Session, step: str, make: Callable[..., Any], cls: type,
              method: Callable, existing: Any) -> Any:
     """Return the step's saved output (``existing``, read before the run), or make it."""
+    if existing is None:
+        # The store is the record: this step may have been saved since ``existing`` was read
+        # (the unit ran already), and running it again must not ask the writer again.
+        existing = session.read_step_output(step)
     if existing is not None:
         # Written, then perhaps a crash before the meta caught up (or edited by hand):
         # bring the meta in line with the file, shot states included.

@@ -59,6 +59,12 @@ class ShotRecords:
         dest_dir = ensure_dir(self.path, stage)
         dest = dest_dir / f"shot_{shot_id:03d}{produced.suffix.lower() or '.bin'}"
         with self._mutex:
+            art = self.shot_state(shot_id).artifact(stage)
+            if (art.state == DONE and art.sha256 == digest and art.fingerprint == fingerprint and not art.pending
+                    and art.path == dest.relative_to(self.path).as_posix() and self._check_file(art, dest) is None):
+                # Committed already (these bytes, from these inputs, in place): recorded once. The
+                # scratch copy goes with the scratch.
+                return art
             if os.path.lexists(dest):
                 move_aside(dest)  # not vouched for by any record: kept, not overwritten
             fields = {
