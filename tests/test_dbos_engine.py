@@ -16,11 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
+from postgres import Postgres
 
 from reelforge.store.meta import COMPLETE
 from reelforge.store.sessions import SessionStore
-
-from postgres import Postgres
 
 pytest.importorskip("dbos")
 

@@ -99,7 +99,7 @@ def test_a_resume_under_another_engine_does_only_what_remains(tmp_path, fakes):
 
 def test_engines_are_registered_and_chosen_by_name(tmp_path, monkeypatch):
     assert "local" in engines()
-    with pytest.raises(ConfigError, match=r"unknown engine 'warp'; installed: local"):
+    with pytest.raises(ConfigError, match=r"unknown engine 'warp'; installed: dbos, local"):
         reelforge.Runner(tmp_path, engine="warp")
     monkeypatch.setenv("REELFORGE_ENGINE", "warp")
     with pytest.raises(ConfigError, match="unknown engine 'warp'"):
@@ -127,7 +127,7 @@ def test_the_cli_and_reelforge_toml_choose_the_engine(tmp_path, monkeypatch):
         assert r.exit_code == 0, r.output
         assert len(SerialEngine.runs) == 2
     r = CliRunner().invoke(cli, ["run", "A storm", "--new", "--engine", "warp", "--output-dir", "o3"])
-    assert r.exit_code != 0 and "unknown engine 'warp'; installed: local" in r.output
+    assert r.exit_code != 0 and "unknown engine 'warp'; installed: dbos, local" in r.output
     (tmp_path / "reelforge.toml").write_text("engine = 3\n")
     r = CliRunner().invoke(cli, ["run", "A storm", "--new", "--output-dir", "o4"])
     assert r.exit_code != 0 and "engine must be a string" in r.output

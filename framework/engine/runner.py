@@ -11,10 +11,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import attrs
 import pluggy
 
-from reelforge.engine import edits, film_unit, steps
+from reelforge.engine import edits, film_unit, handoff, steps
 from reelforge.engine.backends import (
     DEFAULT_BACKENDS,
     OPTIONAL_KINDS,
@@ -25,9 +24,10 @@ from reelforge.engine.backends import (
     close_backends,
     collect_options,
 )
-from reelforge.engine.base import Engine, FilmOrder
+from reelforge.engine.base import Engine
 from reelforge.engine.failures import group_failures
 from reelforge.engine.plugins import KINDS, get_engine_class, load_plugins
+from reelforge.engine.results import BUDGET, RunResult
 from reelforge.engine.retry import RetryPolicy
 from reelforge.engine.shots import SHOT_PIPELINE, STAGE_KIND, ShotRun, ShotsOutcome, gated_stages
 from reelforge.errors import (
@@ -49,10 +49,6 @@ __all__ = ["BUDGET", "DEFAULT_BACKENDS", "OPTIONAL_KINDS", "SHOT_PIPELINE", "STA
 
 log = logging.getLogger("reelforge.runner")
 
-#: RunResult status when a run stopped at its --budget (the session stays IN_PROGRESS).
-BUDGET = "BUDGET"
-#: RunResult status of a run handed to an engine's workers and not followed (``detach``).
-HANDED_OFF = "HANDED_OFF"
 #: The engine used when neither the caller, REELFORGE_ENGINE nor reelforge.toml names one.
 DEFAULT_ENGINE = "local"
 
@@ -64,26 +60,6 @@ class Interrupted(ReelforgeError):
         self.session_id = session_id
         super().__init__(f"interrupted; everything finished is saved. "
                          f"Resume with: reelforge resume {session_id}")
-
-
-@attrs.frozen
-class RunResult:
-    session_id: str
-    "The session that ran."
-    status: str
-    "Its status at the end: COMPLETE or FAILED."
-    path: Path
-    "The session folder."
-    failed: tuple[str, ...] = ()
-    "One line per failed shot or stage."
-    problems: tuple[str, ...] = ()
-    "The failures grouped by cause, one line per cause (what `reelforge run` prints)."
-    film: Path | None = None
-    "film.mp4, when the session is complete."
-
-    @property
-    def ok(self) -> bool:
-        return self.status == COMPLETE
 
 
 class Runner:
@@ -265,38 +241,11 @@ class Runner:
             close_backends(backends)
 
     def _hand_off(self, engine: Engine, session: Session, backends: dict[str, Backend]) -> RunResult:
-        """Give the session to the engine's workers: its backends and film settings are
-        recorded here first (a worker reads them from the meta), then the session is
-        released for the worker to open, and the run is followed unless detached."""
-        try:
-            session.set_backends(choices(backends))
-            film_unit.settings(self, session)
-            if session.meta.status == FAILED:
-                session.set_status(IN_PROGRESS)
-        finally:
-            session.close()
-        order = FilmOrder(str(self.store.output_dir.resolve()), session.id, {"budget": self.budget})
-        try:
-            engine.hand_off(order, follow=not self.detach)
-        finally:
-            engine.close()
-        if self.detach:
-            return RunResult(session.id, HANDED_OFF, session.path)
-        return self.outcome(session.id)
+        return handoff.hand_off(self, engine, session, backends)
 
     def outcome(self, session_id: str) -> RunResult:
         """The RunResult a session's files say now (for a run made elsewhere)."""
-        meta = self.store.load(session_id).meta
-        path = self.store.path_for(session_id)
-        if meta.status == COMPLETE:
-            return RunResult(session_id, COMPLETE, path, film=path / "film.mp4")
-        failed = tuple(f"shot {st.id} ({stage}): {st.artifact(stage).last_error}"
-                       for st in meta.shots for stage in ("images", "narration", "videos")
-                       if st.artifact(stage).state == "failed" and st.artifact(stage).last_error)
-        if meta.status == FAILED:
-            said = failed or (meta.last_error or "failed",)
-            return RunResult(session_id, FAILED, path, said, problems=said)
-        return RunResult(session_id, meta.status, path)
+        return handoff.outcome(self.store, session_id)
 
     def _run_opened(self, session: Session, backends: dict[str, Backend]) -> RunResult:
         try:

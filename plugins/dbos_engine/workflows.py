@@ -31,12 +31,7 @@ from reelforge.plugins.dbos_engine.leases import Checkpoints
 
 log = logging.getLogger("reelforge.dbos")
 
-from reelforge.plugins.dbos_engine.workflows_names import (  # noqa: E402
-    FILM_QUEUE,
-    FILM_WORKFLOW,
-    RENDER_QUEUE,
-    RENDER_WORKFLOW,
-)
+from reelforge.plugins.dbos_engine.workflows_names import FILM_QUEUE, FILM_WORKFLOW, RENDER_QUEUE, RENDER_WORKFLOW  # noqa: E402
 
 __all__ = ["FILM_QUEUE", "FILM_WORKFLOW", "RENDER_QUEUE", "RENDER_WORKFLOW", "film_workflow", "render_workflow"]
 #: The shot checkpoint key that names the render workflow of the current attempt.
