@@ -76,6 +76,18 @@ class Narrator(Protocol):
         voice or model file, or audio implausibly short for the text."""
 
 
+@runtime_checkable
+class Places(Protocol):
+    """Slots on shared places (e.g. GPU servers) held across every process of an engine
+    that runs backend calls on many hosts. A backend that picks a server for a shot asks
+    for a slot there first, and skips a server whose slots are all held elsewhere."""
+
+    def hold(self, place: str, slots: int) -> Callable[[], None] | None:
+        """Hold one of ``slots`` slots of ``place`` for this job: returns the call that
+        releases it, or None when every slot is held by other jobs. Holding again a slot
+        this job already holds (a job run again after a crash) succeeds."""
+
+
 class _Job:
     """What StageJob and ShotJob share: durable checkpoints and progress reports."""
 
@@ -131,3 +143,5 @@ class ShotJob(_Job):
     "Set when the user pressed Ctrl-C: stop waiting and return/raise soon."
     _save: Callable[[dict[str, Any]], None] = attrs.field(repr=False)
     _progress: Callable[[float, str], None] = attrs.field(repr=False, default=lambda f, m: None)
+    places: Places | None = attrs.field(default=None, repr=False)
+    "Slots on servers shared with other processes (an engine with workers), else None."

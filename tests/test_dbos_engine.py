@@ -291,3 +291,37 @@ def test_a_write_past_the_lease_is_refused_before_it_is_made(tmp_path, db):
         safefs.WRITE_GUARDS.remove(lease.check)
         lease._stop.set()
         session.close()
+
+
+def test_two_workers_over_ten_films_never_run_a_prompt_twice_nor_two_on_one_server(tmp_path, db, workers,
+                                                                                    tmp_path_factory):
+    """Two servers of one slot each, two workers with four films each at once: every render
+    holds its server's slot in Postgres, so no server is ever given a second prompt."""
+    from comfy.fake_comfy import FakeComfy
+
+    servers = [FakeComfy(tmp_path_factory.mktemp("comfyui")).start() for _ in range(2)]
+    try:
+        for s in servers:
+            s.node_latency = 0.02
+        workers(db, tmp_path, "w1", slots=2)
+        workers(db, tmp_path, "w2", slots=2)
+        urls = [a for s in servers for a in ("--comfy-url", s.url)]
+        for n in range(10):
+            r = reelforge("run", f"{IDEA}, take {n}", "--new", "--story-llm", "offline", "--image-gen",
+                          "storyboard", "--renderer", "comfyui", *urls, "--narrator", "none", "-o", "shots=3",
+                          "-o", "comfyui.poll_interval_s=0.05", "-o", "comfyui.per_server=1",
+                          "--engine", "dbos", "--detach", "--output-dir", str(tmp_path), db=db)
+            assert r.returncode == 0, r.stderr
+        sids = SessionStore(tmp_path).ids()
+        assert len(sids) == 10
+        wait_for(lambda: all(status_of(tmp_path, sid) == COMPLETE for sid in sids), timeout=600,
+                 what="ten films")
+        successes = collections.Counter()
+        for s in servers:
+            successes.update(_successes(s))
+            assert s.most_at_once == 1, f"{s.url} had {s.most_at_once} prompts at once"
+        assert len(successes) == 30 and set(successes.values()) == {1}  # 10 films x 3 clips, each once
+        assert all(_successes(s) for s in servers)  # both servers worked
+    finally:
+        for s in servers:
+            s.stop()

@@ -15,7 +15,7 @@ import pluggy
 from reelforge.errors import SessionError, StageError
 from reelforge.media import checks as media
 from reelforge.options import structure_options
-from reelforge.protocols import ShotJob
+from reelforge.protocols import Places, ShotJob
 from reelforge.records import Shot, converter
 from reelforge.store.safefs import contained
 
@@ -91,9 +91,10 @@ def build_backend(pm: pluggy.PluginManager, kind: str, name: str, options: dict[
 
 def make_call(call: BackendCall, backend_instance, *, cancelled: threading.Event,
               save: Callable[[dict[str, Any]], None],
-              progress: Callable[[float, str], None] = lambda f, m: None) -> Path:
+              progress: Callable[[float, str], None] = lambda f, m: None, places: Places | None = None) -> Path:
     """Make ``call`` with ``backend_instance`` in this process; returns the file produced,
-    inside the shot's scratch folder. Writes nothing to the session but scratch files."""
+    inside the shot's scratch folder. Writes nothing to the session but scratch files.
+    ``places`` are the server slots shared by every worker (see reelforge.protocols.Places)."""
     session = Path(call.session_path)
     if not session.is_dir():
         raise SessionError(f"session folder {session} is not here: every worker must see the sessions "
@@ -103,7 +104,7 @@ def make_call(call: BackendCall, backend_instance, *, cancelled: threading.Event
     work_dir.mkdir(parents=True, exist_ok=True)
     job = ShotJob(session_id=call.session_id, stage=call.stage, shot=shot, attempt=call.attempt,
                   work_dir=work_dir, checkpoint=dict(call.checkpoint), cancelled=cancelled,
-                  save=save, progress=progress)
+                  save=save, progress=progress, places=places)
     image = contained(session, call.image, under=("images",)) if call.image else None
     produced = run_backend(call.stage, backend_instance, shot, image, job)
     if produced is None:

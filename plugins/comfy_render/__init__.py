@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import ClassVar
 
 from reelforge import Shot, ShotJob, hookimpl
-
 from reelforge.plugins.comfy_render.options import ImageOptions, VideoOptions
 
 

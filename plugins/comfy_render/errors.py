@@ -96,6 +96,11 @@ class ServerUnavailable(RetryableServiceError):
     """No configured server is up right now (every one is marked down)."""
 
 
+class ServersBusy(ServerUnavailable):
+    """Every answering server's slots are held by renders of other workers (an engine with
+    workers shares them, reelforge.protocols.Places): wait for one to free."""
+
+
 class Cancelled(Exception):
     """The user cancelled (Ctrl-C) while we waited."""
 

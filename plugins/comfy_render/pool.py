@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from reelforge.errors import RetryableServiceError
-from reelforge.plugins.comfy_render.errors import ServerDown, ServerUnavailable
+from reelforge.plugins.comfy_render.errors import ServerDown, ServersBusy, ServerUnavailable
 
 if TYPE_CHECKING:
     from reelforge.plugins.comfy_render.client import ComfyClient
@@ -66,6 +66,8 @@ class Ticket:
     running_since: float | None = None
     "When the server started executing it (monotonic), once known."
     _pool: "ServerPool | None" = attrs.field(default=None, repr=False)
+    _release: Callable[[], None] | None = attrs.field(default=None, repr=False)
+    "Frees the server slot held for it in a store shared by workers (reelforge.protocols.Places)."
 
     def remaining(self, now: float) -> float:
         if self.running_since is None:
@@ -84,6 +86,9 @@ class Ticket:
         if self._pool is not None:
             self._pool._finish(self)
             self._pool = None
+        release, self._release = self._release, None
+        if release is not None:
+            release()
 
 
 @attrs.define
@@ -297,7 +302,8 @@ class ServerPool:
     # -- picking -----------------------------------------------------------------------
 
     def pick(self, client: Callable[[str], ComfyClient], *, key: str, units: float, expected: float,
-             exclude: Iterable[str] = (), grace: float | None = None) -> Ticket:
+             exclude: Iterable[str] = (), grace: float | None = None,
+             claim: Callable[[str], Callable[[], None] | None] | None = None) -> Ticket:
         """A ticket on the server whose backlog ends soonest, among those not excluded and
         not down (every one of them when all are down: a restarted server is found again).
         Asks each its queue depth (GET /prompt) at most once a DEPTH_TTL. Raises
@@ -324,9 +330,22 @@ class ServerPool:
             raise ServerUnavailable("; ".join(errors) or f"no ComfyUI server is answering "
                                                          f"({', '.join(self.urls)})")
         order = {u: i for i, u in enumerate(self.urls)}
-        with _lock:  # judged and reserved at once: concurrent picks see each other
-            best = min(loads, key=lambda u: (self.backlog(u), order[u]))
-            return self._add(best, key, units, expected)
+        if claim is None:
+            with _lock:  # judged and reserved at once: concurrent picks see each other
+                best = min(loads, key=lambda u: (self.backlog(u), order[u]))
+                return self._add(best, key, units, expected)
+        # Servers shared with other workers: the least busy one with a slot we can hold.
+        with _lock:
+            ranked = sorted(loads, key=lambda u: (self.backlog(u), order[u]))
+        for url in ranked:
+            release = claim(url)
+            if release is not None:
+                with _lock:
+                    ticket = self._add(url, key, units, expected)
+                ticket._release = release
+                return ticket
+        raise ServersBusy(f"every slot of the answering ComfyUI servers is held by another worker's render "
+                          f"({', '.join(ranked)})")
 
     def track(self, url: str, *, key: str, units: float, expected: float, submitted: bool = True,
               running: bool = False) -> Ticket:

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from reelforge.errors import RetryableServiceError, ServiceError
 from reelforge.plugins.comfy_render.answers import describe_node_errors, history_status
-from reelforge.plugins.comfy_render.errors import ComfyValidationError, OutputMissingError, PromptLost, ServerDown
+from reelforge.plugins.comfy_render.errors import (
+    ComfyValidationError,
+    OutputMissingError,
+    PromptLost,
+    ServerDown,
+    ServersBusy,
+)
 from reelforge.plugins.comfy_render.events import EventStream
 from reelforge.plugins.comfy_render.outputs import finish
 from reelforge.plugins.comfy_render.pool import Ticket, normalise_url
@@ -34,9 +40,7 @@ def submit_new(run: ShotRun) -> Path:
     backend, shot, job = run.backend, run.shot, run.job
     units = backend.prompts.units(shot)
     exclude = run.tried if len(run.tried) < len(backend.urls) else set()
-    ticket = backend.pool.pick(backend.client, key=backend.key, units=units,
-                               expected=backend.expected(shot, job, units), exclude=exclude,
-                               grace=backend.options.server_grace_s)
+    ticket = _pick(run, units, exclude)
     run.url = ticket.url
     run.heard(ticket.url)
     recorded = (job.checkpoint or {}).get("prompt_id")
@@ -49,6 +53,30 @@ def submit_new(run: ShotRun) -> Path:
         return submit_and_wait(run, backend.client(ticket.url), pid, ticket)
     finally:
         ticket.finish()
+
+
+def _claim(run: ShotRun):
+    """Holding a slot on a server, when the engine shares the servers between workers."""
+    places = getattr(run.job, "places", None)
+    if places is None:
+        return None
+    per_server = max(1, int(run.backend.options.per_server))
+    return lambda url: places.hold(url, per_server)
+
+
+def _pick(run: ShotRun, units: float, exclude: set[str]) -> Ticket:
+    """The least busy server (with a free slot, when slots are shared); while other workers
+    hold every slot, wait for one, up to server_grace_s."""
+    backend, job = run.backend, run.job
+    deadline = time.monotonic() + backend.options.server_grace_s
+    while True:
+        try:
+            return backend.pool.pick(backend.client, key=backend.key, units=units,
+                                     expected=backend.expected(run.shot, job, units), exclude=exclude,
+                                     grace=backend.options.server_grace_s, claim=_claim(run))
+        except ServersBusy:
+            if job.cancelled.wait(0.25) or time.monotonic() > deadline:
+                raise
 
 
 def upload(client: ComfyClient, image: Path) -> str:
@@ -152,6 +180,11 @@ def reattach(run: ShotRun, cp: Mapping[str, Any]) -> Path | None:
     units = backend.prompts.units(shot)
     ticket = backend.pool.track(url, key=backend.key, units=units, expected=backend.expected(shot, job, units),
                                 running=state == "running")
+    claim = _claim(run)
+    if claim is not None and state in ("running", "pending"):
+        # Our prompt is on that server already: hold its slot again (ours, if we held it
+        # before a crash); if another render has it, wait on ours all the same.
+        ticket._release = claim(url)
     try:
         if state in ("running", "pending"):
             stream = EventStream(url, str(cp.get("client_id") or uuid.uuid4().hex), headers=client.headers)

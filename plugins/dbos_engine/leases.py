@@ -31,6 +31,13 @@ create table if not exists reelforge_workers (
     generation bigint not null default 1,
     lease_until timestamptz not null
 );
+create table if not exists reelforge_render_slots (
+    place text not null,
+    slot integer not null,
+    workflow_id text,
+    since timestamptz,
+    primary key (place, slot)
+);
 create table if not exists reelforge_render_checkpoints (
     workflow_id text primary key,
     data jsonb not null,
@@ -183,3 +190,47 @@ class Checkpoints:
                    on conflict (workflow_id) do update
                    set data = reelforge_render_checkpoints.data || excluded.data, updated = now()""",
                 (workflow_id, json.dumps(data)))
+
+
+class Slots:
+    """The render slots of each server, held by render workflows (reelforge.protocols.Places).
+
+    A slot is free when no render holds it, or when the render that holds it is no longer
+    running or queued in DBOS. A render whose worker died keeps its slot: its workflow is
+    still pending, and the worker that recovers it reattaches to the same prompt on the
+    same server, holding the same slot. So a server never gets a second prompt from us
+    while one of ours is on it, whoever died meanwhile."""
+
+    def __init__(self, db: str, workflow_id: str, schema: str = "dbos"):
+        self.db, self.workflow_id, self.schema = db, workflow_id, schema
+
+    def hold(self, place: str, slots: int) -> Callable[[], None] | None:
+        with connect(self.db) as conn:
+            for slot in range(max(1, int(slots))):
+                row = conn.execute(
+                    f"""insert into reelforge_render_slots as s (place, slot, workflow_id, since)
+                        values (%s, %s, %s, now())
+                        on conflict (place, slot) do update set workflow_id = excluded.workflow_id, since = now()
+                        where s.workflow_id is null or s.workflow_id = excluded.workflow_id
+                           or not exists (select 1 from {self.schema}.workflow_status w
+                                          where w.workflow_uuid = s.workflow_id
+                                            and w.status in ('PENDING', 'ENQUEUED', 'DELAYED'))
+                        returning slot""",
+                    (place, slot, self.workflow_id)).fetchone()
+                if row is not None:
+                    return lambda slot=slot: self._release(place, slot)
+        return None
+
+    def _release(self, place: str, slot: int) -> None:
+        try:
+            with connect(self.db) as conn:
+                conn.execute("update reelforge_render_slots set workflow_id = null, since = null "
+                             "where place = %s and slot = %s and workflow_id = %s",
+                             (place, slot, self.workflow_id))
+        except psycopg.Error as exc:  # left held: freed when this render's workflow ends
+            log.warning("could not release render slot %s/%s: %s", place, slot, exc)
+
+    def holders(self) -> dict[tuple[str, int], str | None]:
+        with connect(self.db) as conn:
+            rows = conn.execute("select place, slot, workflow_id from reelforge_render_slots").fetchall()
+        return {(r[0], r[1]): r[2] for r in rows}

@@ -27,7 +27,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_expo
 from reelforge.engine.base import Attempt
 from reelforge.engine.calls import BackendCall, build_backend, make_call
 from reelforge.errors import SessionLockedError
-from reelforge.plugins.dbos_engine.leases import Checkpoints
+from reelforge.plugins.dbos_engine.leases import Checkpoints, Slots
 
 log = logging.getLogger("reelforge.dbos")
 
@@ -118,7 +118,8 @@ def render_step(data: dict[str, Any]) -> dict[str, Any]:
     def save(values: dict[str, Any]) -> None:
         st.checkpoints.merge(workflow_id, values)
 
-    produced = make_call(call, st.backend(call), cancelled=st.stopping, save=save)
+    produced = make_call(call, st.backend(call), cancelled=st.stopping, save=save,
+                         places=Slots(st.db, workflow_id))
     session = Path(call.session_path).resolve()
     rel = produced.resolve().relative_to(session)
     return {"produced": rel.as_posix(), "checkpoint": {**saved, **st.checkpoints.get(workflow_id)}}

@@ -178,6 +178,8 @@ class FakeComfy:
         self.executions: list[tuple[str, str, str]] = []
         """(prompt_id, filename prefixes, 'started' | 'success' | 'error') per execution,
         kept across restarts: how often a prompt really ran."""
+        self.most_at_once = 0
+        "The most prompts it ever had at once (queued and running), across restarts."
         self.port = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -520,6 +522,7 @@ class FakeComfy:
         number = self.number
         self.number += 1
         self.pending.append(Item(number, prompt_id, prompt, extra, good))
+        self.most_at_once = max(self.most_at_once, len(self.pending) + (self.running is not None))
         await self._status()
         self._wake.set()
         if self.prompt_faults and self.prompt_faults.pop(0) == "500_after_queue":
