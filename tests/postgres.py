@@ -80,12 +80,31 @@ class Postgres:
             conn.execute(f"create database {name}")
         return f"{self.url}/{name}"
 
-    def stop(self) -> None:
-        self.proc.terminate()
+    def server_pid(self) -> int | None:
+        """The postmaster's pid (under runuser, ``proc`` is runuser's)."""
         try:
-            self.proc.wait(30)
+            return int((self.root / "data" / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT to the postmaster: sessions are cut off), then clean up."""
+        import signal
+
+        pid = self.server_pid()
+        if pid is not None and self.proc.poll() is None:
+            try:
+                os.kill(pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(60)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        self.log.close()
+        if not self.log.closed:
+            self.log.close()
+
+    def remove(self) -> None:
+        self.stop()
         shutil.rmtree(self.root, ignore_errors=True)

@@ -32,7 +32,7 @@ OFFLINE = ["--story-llm", "offline", "--image-gen", "storyboard", "--renderer", 
 def postgres():
     pg = Postgres()
     yield pg
-    pg.stop()
+    pg.remove()
 
 
 @pytest.fixture
@@ -48,14 +48,15 @@ def _env() -> dict[str, str]:
 class Worker:
     """A `reelforge worker --engine dbos` subprocess; its stderr is collected in a thread."""
 
-    def __init__(self, db: str, out: Path, worker_id: str, *, lease: float = 3.0, slots: int = 4):
+    def __init__(self, db: str, out: Path, worker_id: str, *, lease: float = 3.0, slots: int = 4,
+                 env: dict[str, str] | None = None):
         self.id = worker_id
         self.lines: list[str] = []
         self.ready = threading.Event()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "reelforge", "worker", "--engine", "dbos", "--db", db, "--id", worker_id,
              "--lease", str(lease), "--slots", str(slots), "--output-dir", str(out)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env or _env())
         threading.Thread(target=self._read, daemon=True).start()
         if not self.ready.wait(120):
             self.stop()
@@ -98,9 +99,10 @@ def wait_for(cond, timeout: float = 120.0, what: str = "condition") -> None:
         time.sleep(0.05)
 
 
-def reelforge(*args: str, db: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def reelforge(*args: str, db: str, timeout: float = 300, env: dict[str, str] | None = None
+              ) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "reelforge", *args, "--db", db], capture_output=True,
-                          text=True, env=_env(), timeout=timeout)
+                          text=True, env=env or _env(), timeout=timeout)
 
 
 def made(out: Path, sid: str):
@@ -325,3 +327,88 @@ def test_two_workers_over_ten_films_never_run_a_prompt_twice_nor_two_on_one_serv
     finally:
         for s in servers:
             s.stop()
+
+
+def _torture_module():
+    import importlib.util
+
+    bench = Path(__file__).resolve().parent.parent / "bench" / "crash_torture.py"
+    spec = importlib.util.spec_from_file_location("crash_torture", bench)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("crash_torture", module)
+    spec.loader.exec_module(module)
+    return sys.modules["crash_torture"]
+
+
+def _calls(log: Path) -> collections.Counter:
+    """Backend calls per (stage kind, shot), from the fakes' log (every process appends)."""
+    counted: collections.Counter = collections.Counter()
+    if log.exists():
+        for line in log.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] in ("image", "video", "narration"):
+                counted[(parts[0], int(parts[1]))] += 1
+    return counted
+
+
+def test_workers_killed_while_commits_are_being_made_redo_nothing_that_was_done(tmp_path, db, workers):
+    """Three SIGKILLs of the worker making a film, each the moment its journal shows more
+    commits (shots are committed every few tenths of a second here, so kills land in and
+    around commits); a new worker takes over each time. Nothing recorded done before a kill
+    is made again, every record names a file that matches it, and the film completes."""
+    ct = _torture_module()
+    root = Path(__file__).resolve().parent.parent
+    log = tmp_path / "calls.log"
+    env = {**_env(), "REELFORGE_PLUGINS": "crash_plugin", "REELFORGE_FAKE_LOG": str(log),
+           "PYTHONPATH": os.pathsep.join([str(root / "tests"), str(root), os.environ.get("PYTHONPATH", "")])}
+    out = tmp_path / "out"
+    worker = workers(db, out, "k0", lease=2, env=env)
+    r = reelforge("run", IDEA, "--new", "--story-llm", "crashtest", "--image-gen", "crashtest", "--renderer",
+                  "crashtest", "--narrator", "crashtest", "-o", "crashtest.delay=0.3", "--engine", "dbos",
+                  "--detach", "--output-dir", str(out), db=db, env=env)
+    assert r.returncode == 0, r.stderr
+    sid = only_session(out)
+    folder = SessionStore(out).path_for(sid)
+    kind = {"images": "image", "videos": "video", "narration": "narration"}
+    snapshots = []
+    for k, threshold in enumerate((3, 7, 11)):
+        wait_for(lambda: len(ct.journal_done_records(folder)[0]) >= threshold
+                 or status_of(out, sid) == COMPLETE, what=f"{threshold} commits")
+        worker.proc.send_signal(signal.SIGKILL)
+        worker.proc.wait(60)
+        if status_of(out, sid) == COMPLETE:
+            break
+        done = {(kind[stage], shot) for shot, stage in ct.journal_done_records(folder)[0]}
+        snapshots.append((done, _calls(log)))
+        worker = workers(db, out, f"k{k + 1}", lease=2, env=env)
+    assert len(snapshots) >= 2, "the film finished before the kills: slow the fakes down"
+    wait_for(lambda: status_of(out, sid) == COMPLETE, timeout=180, what="the film after the kills")
+    final = _calls(log)
+    for done, calls in snapshots:
+        redone = {unit: (calls[unit], final[unit]) for unit in done if final[unit] != calls[unit]}
+        assert not redone, f"made again after it was recorded done: {redone}"
+    session = SessionStore(out).load(sid)
+    problems, _ = ct.check_journal(folder, session)
+    assert not problems, problems
+    assert not ct.check_artifacts(session)
+    assert all(final[(k, s.id)] >= 1 for s in session.meta.shots for k in ("image", "video", "narration"))
+
+
+def test_a_worker_that_loses_its_database_stops_at_once_without_writing(tmp_path, workers, comfy):
+    own = Postgres()  # this test stops its database: not the one the other tests share
+    try:
+        db = own.database()
+        gate = comfy.hold("RepeatImageBatch")
+        a = workers(db, tmp_path, "wa", lease=3)
+        r = _comfy_run(comfy.url, tmp_path, db)
+        assert r.returncode == 0, r.stderr
+        sid = only_session(tmp_path)
+        wait_for(lambda: comfy.held(), what="a clip rendering on the server")
+        before = _records(SessionStore(tmp_path).path_for(sid))
+        own.stop()
+        assert a.proc.wait(60) == 75  # LEASE_LOST: stopped at once
+        assert _records(SessionStore(tmp_path).path_for(sid)) == before  # nothing written (no failed shot)
+        assert "lost its database" in "".join(a.lines)
+        gate.set()
+    finally:
+        own.remove()

@@ -73,7 +73,7 @@ class WorkerLease:
         self.db, self.worker_id, self.lease_s = db, worker_id, float(lease_s)
         self.generation: int | None = None
         self.valid_until = 0.0
-        self._on_lost = on_lost or _exit_lost
+        self._on_lost = on_lost or exit_lost
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -141,7 +141,8 @@ class WorkerLease:
             log.warning("could not release the lease of worker %s: %s", self.worker_id, exc)
 
 
-def _exit_lost(message: str) -> None:
+def exit_lost(message: str) -> None:
+    """Stop this worker now, writing nothing more: what it was doing is recovered elsewhere."""
     try:
         os.write(2, f"reelforge worker: {message}\n".encode())
     finally:
@@ -234,3 +235,12 @@ class Slots:
         with connect(self.db) as conn:
             rows = conn.execute("select place, slot, workflow_id from reelforge_render_slots").fetchall()
         return {(r[0], r[1]): r[2] for r in rows}
+
+
+def database_answers(db: str) -> bool:
+    try:
+        with psycopg.connect(db, connect_timeout=3) as conn:
+            conn.execute("select 1")
+        return True
+    except psycopg.Error:
+        return False

@@ -27,7 +27,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_expo
 from reelforge.engine.base import Attempt
 from reelforge.engine.calls import BackendCall, build_backend, make_call
 from reelforge.errors import SessionLockedError
-from reelforge.plugins.dbos_engine.leases import Checkpoints, Slots
+from reelforge.plugins.dbos_engine.leases import Checkpoints, Slots, database_answers, exit_lost
 
 log = logging.getLogger("reelforge.dbos")
 
@@ -128,7 +128,20 @@ def render_step(data: dict[str, Any]) -> dict[str, Any]:
 def perform(attempt: Attempt) -> Path:
     """In the film's worker: have a render workflow make ``attempt``'s call (or wait on the
     one this attempt's unit already has), then hand back its file; the checkpoint it saved
-    is recorded in the session, as a render made here would have saved it."""
+    is recorded in the session, as a render made here would have saved it. If anything
+    fails while the database does not answer, the worker stops at once: the failure is the
+    database's, not the shot's, and must not be written as the shot's."""
+    try:
+        return _perform(attempt)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        if not database_answers(state().db):
+            exit_lost("the database stopped answering; exiting without writing")
+        raise
+
+
+def _perform(attempt: Attempt) -> Path:
     call, job = attempt.call, attempt.job
     workflow_id = _unfinished_render(job.checkpoint.get(RENDER_KEY), Path(call.session_path))
     if workflow_id is None:
