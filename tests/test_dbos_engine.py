@@ -166,6 +166,13 @@ def test_detach_returns_at_once_and_the_workers_finish_the_film(tmp_path, db, wo
     sid = only_session(tmp_path)
     assert sid in r.stdout + r.stderr
     wait_for(lambda: status_of(tmp_path, sid) == COMPLETE, what="the detached film")
+    # the creator's loop through the workers: redo a shot's image with a new seed
+    image = SessionStore(tmp_path).load(sid).meta.shot(2).image.sha256
+    r = reelforge("redo", sid, "--shot", "2", "--new-seed", "--engine", "dbos", "--output-dir", str(tmp_path),
+                  db=db)
+    assert r.returncode == 0 and "COMPLETE" in r.stdout, r.stdout + r.stderr
+    shot = SessionStore(tmp_path).load(sid).meta.shot(2)
+    assert shot.image.sha256 != image and [t["sha256"] for t in shot.image.takes] == [image]
 
 
 def test_without_a_database_the_engine_says_what_it_needs(tmp_path):
