@@ -183,6 +183,10 @@ def test_without_a_database_the_engine_says_what_it_needs(tmp_path):
     r = subprocess.run([sys.executable, "-m", "reelforge", "worker", "--output-dir", str(tmp_path)],
                        capture_output=True, text=True, env={**env, "REELFORGE_ENGINE": "local"})
     assert r.returncode != 0 and "has no workers" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "reelforge", "run", IDEA, "--new", *OFFLINE, "--engine", "dbos",
+                        "--output-dir", str(tmp_path)], capture_output=True, text=True, env=env)
+    assert r.returncode != 0 and "needs its Postgres database" in r.stderr
+    assert not SessionStore(tmp_path).ids()  # refused before a session was made
 
 
 def _comfy_run(comfy_url: str, out: Path, db: str) -> subprocess.CompletedProcess:
@@ -401,6 +405,18 @@ def test_workers_killed_while_commits_are_being_made_redo_nothing_that_was_done(
     assert all(final[(k, s.id)] >= 1 for s in session.meta.shots for k in ("image", "video", "narration"))
 
 
+def _quiet_on_a_held_clip(out: Path, sid: str) -> bool:
+    """Every image is done and the clip on the server is recorded as handed to a render: the
+    film's worker writes nothing more until that render comes back (one clip at a time:
+    one server of one slot)."""
+    try:
+        meta = SessionStore(out).load(sid).meta
+    except Exception:
+        return False
+    done, total = meta.counts("images")
+    return total > 0 and done == total and any(s.video.checkpoint.get("dbos_render") for s in meta.shots)
+
+
 def test_a_worker_that_loses_its_database_stops_at_once_without_writing(tmp_path, workers, comfy):
     own = Postgres()  # this test stops its database: not the one the other tests share
     try:
@@ -411,6 +427,7 @@ def test_a_worker_that_loses_its_database_stops_at_once_without_writing(tmp_path
         assert r.returncode == 0, r.stderr
         sid = only_session(tmp_path)
         wait_for(lambda: comfy.held(), what="a clip rendering on the server")
+        wait_for(lambda: _quiet_on_a_held_clip(tmp_path, sid), what="the film's worker to wait on the held clip")
         before = _records(SessionStore(tmp_path).path_for(sid))
         own.stop()
         assert a.proc.wait(60) == 75  # LEASE_LOST: stopped at once

@@ -119,6 +119,8 @@ class Runner:
         self.engine_name = engine or os.environ.get("REELFORGE_ENGINE") or DEFAULT_ENGINE
         self.engine_class: type[Engine] = get_engine_class(self.engine_name, self.pm).cls
         self.engine_options = dict(engine_options or {})
+        # An engine refuses its options (a missing database) here, before any session exists.
+        self.engine_class(**self.engine_options).close()
         self.detach = detach
         self.cancel = threading.Event()
         self.preflight = Preflight()

@@ -82,11 +82,25 @@ class DBOSEngine(LocalEngine):
                                      "workflow_id": workflow_id, "app_version": APP_VERSION},
                                     attrs.asdict(order))
             print(f"Session {order.session_id} handed to the workers (workflow {workflow_id})", file=sys.stderr)
+            if not _live_workers(self.db):
+                print("warning: no reelforge worker is running on this database: the film waits until "
+                      "one starts (reelforge worker --engine dbos --db URL)", file=sys.stderr)
             if follow:
                 _follow(client, handle, Path(order.output_dir), order.session_id)
         finally:
             client.destroy()
         return order.session_id
+
+
+def _live_workers(db: str) -> int:
+    from reelforge.plugins.dbos_engine.leases import connect
+
+    try:
+        with connect(db) as conn:
+            return int(conn.execute("select count(*) from reelforge_workers where lease_until > now()")
+                       .fetchone()[0])
+    except Exception:
+        return 0
 
 
 def _follow(client, handle, output_dir: Path, session_id: str) -> None:
