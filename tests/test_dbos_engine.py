@@ -209,13 +209,20 @@ def comfy(tmp_path_factory):
     server.stop()
 
 
-def test_a_worker_killed_mid_render_has_its_film_finished_by_another(tmp_path, db, workers, comfy):
+def _film_held_on_the_server(comfy, tmp_path: Path, db: str, workers, *, lease: float):
+    """Worker ``wa`` runs a 3-shot film whose clips wait on the fake ComfyUI: returns the
+    gate that lets them go, the worker and the session id, once a clip is on the server."""
     gate = comfy.hold("RepeatImageBatch")  # every clip waits on the server until the test lets it go
-    a = workers(db, tmp_path, "wa", lease=3)
+    a = workers(db, tmp_path, "wa", lease=lease)
     r = _comfy_run(comfy.url, tmp_path, db)
     assert r.returncode == 0, r.stderr
     sid = only_session(tmp_path)
     wait_for(lambda: comfy.held(), what="a clip rendering on the server")
+    return gate, a, sid
+
+
+def test_a_worker_killed_mid_render_has_its_film_finished_by_another(tmp_path, db, workers, comfy):
+    gate, a, sid = _film_held_on_the_server(comfy, tmp_path, db, workers, lease=3)
     cut = comfy.running.prompt_id
     a.proc.send_signal(signal.SIGKILL)  # the worker running the film and its renders dies
     a.proc.wait(60)
@@ -245,12 +252,7 @@ def _records(session_path: Path) -> dict[str, tuple[int, int]]:
 def test_a_worker_stopped_past_its_lease_exits_without_writing_when_it_wakes(tmp_path, db, workers, comfy):
     import psycopg
 
-    gate = comfy.hold("RepeatImageBatch")
-    a = workers(db, tmp_path, "wa", lease=2)
-    r = _comfy_run(comfy.url, tmp_path, db)
-    assert r.returncode == 0, r.stderr
-    sid = only_session(tmp_path)
-    wait_for(lambda: comfy.held(), what="a clip rendering on the server")
+    gate, a, sid = _film_held_on_the_server(comfy, tmp_path, db, workers, lease=2)
     a.proc.send_signal(signal.SIGSTOP)
 
     def lapsed() -> bool:
@@ -332,7 +334,7 @@ def test_two_workers_over_ten_films_never_run_a_prompt_twice_nor_two_on_one_serv
         successes = collections.Counter()
         for s in servers:
             successes.update(_successes(s))
-            assert s.most_at_once == 1, f"{s.url} had {s.most_at_once} prompts at once"
+            assert s.max_depth == 1, f"{s.url} had {s.max_depth} prompts at once"
         assert len(successes) == 30 and set(successes.values()) == {1}  # 10 films x 3 clips, each once
         assert all(_successes(s) for s in servers)  # both servers worked
     finally:
@@ -421,12 +423,7 @@ def test_a_worker_that_loses_its_database_stops_at_once_without_writing(tmp_path
     own = Postgres()  # this test stops its database: not the one the other tests share
     try:
         db = own.database()
-        gate = comfy.hold("RepeatImageBatch")
-        a = workers(db, tmp_path, "wa", lease=3)
-        r = _comfy_run(comfy.url, tmp_path, db)
-        assert r.returncode == 0, r.stderr
-        sid = only_session(tmp_path)
-        wait_for(lambda: comfy.held(), what="a clip rendering on the server")
+        gate, a, sid = _film_held_on_the_server(comfy, tmp_path, db, workers, lease=3)
         wait_for(lambda: _quiet_on_a_held_clip(tmp_path, sid), what="the film's worker to wait on the held clip")
         before = _records(SessionStore(tmp_path).path_for(sid))
         own.stop()

@@ -178,8 +178,11 @@ class FakeComfy:
         self.executions: list[tuple[str, str, str]] = []
         """(prompt_id, filename prefixes, 'started' | 'success' | 'error') per execution,
         kept across restarts: how often a prompt really ran."""
-        self.most_at_once = 0
-        "The most prompts it ever had at once (queued and running), across restarts."
+        self.timeline: list[tuple[str, str, float]] = []
+        """(prompt_id, 'queued' | 'started' | 'success' | 'error', time.time()) per event, kept
+        across restarts: when each prompt was accepted, began and ended (for benches)."""
+        self.max_depth = 0
+        "The most prompts this server ever held at once, queued and running together."
         self.port = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -522,7 +525,8 @@ class FakeComfy:
         number = self.number
         self.number += 1
         self.pending.append(Item(number, prompt_id, prompt, extra, good))
-        self.most_at_once = max(self.most_at_once, len(self.pending) + (self.running is not None))
+        self.timeline.append((prompt_id, "queued", time.time()))
+        self.max_depth = max(self.max_depth, self._queue_remaining())
         await self._status()
         self._wake.set()
         if self.prompt_faults and self.prompt_faults.pop(0) == "500_after_queue":
@@ -623,6 +627,7 @@ class FakeComfy:
         prefixes = ",".join(sorted(str(n["inputs"].get("filename_prefix")) for n in item.prompt.values()
                                    if n.get("class_type") in SAVE_EXT))
         self.executions.append((pid, prefixes, "started"))
+        self.timeline.append((pid, "started", time.time()))
         await self._status()
         await event("execution_start", {}, keep=True)
         await event("execution_cached", {"nodes": []}, keep=True)
@@ -682,6 +687,7 @@ class FakeComfy:
                      for n in outputs},
         }
         self.executions.append((pid, prefixes, status))
+        self.timeline.append((pid, status, time.time()))
         self.running = None
         await self._status()
         if sid:
