@@ -76,6 +76,12 @@ class Narrator(Protocol):
         voice or model file, or audio implausibly short for the text."""
 
 
+#: A backend class may set ``remote = True`` when its work runs on servers that every process
+#: of a run may share (GPU servers): an engine with workers sends such calls to its render
+#: queue, and runs the others (Pillow, ffmpeg, a local voice) where the film is made.
+REMOTE_ATTRIBUTE = "remote"
+
+
 @runtime_checkable
 class Places(Protocol):
     """Slots on shared places (e.g. GPU servers) held across every process of an engine

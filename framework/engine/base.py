@@ -72,6 +72,8 @@ class Attempt:
     "The job handed to the backend here; its ``save_checkpoint`` records in this run's session."
     here: Callable[[], Path]
     "Makes the call in this process, with the run's own backend; returns the file produced."
+    remote: bool = False
+    "The backend works on shared servers (its class sets ``remote = True``): worth a worker's slot."
 
 
 @attrs.frozen

@@ -304,7 +304,8 @@ class ShotRun:
                     produced = here()
                 else:
                     call = call_for(session, stage, STAGE_KIND[stage], backend, shot, n, image)
-                    produced = self.engine.perform(Attempt(call, job, here))
+                    remote = bool(getattr(backend.instance, "remote", False))
+                    produced = self.engine.perform(Attempt(call, job, here, remote))
             finally:
                 self.spent[key] = self.spent.get(key, 0.0) + time.monotonic() - t0
             if self.cancel.is_set():

@@ -15,6 +15,8 @@ class ComfyRenderer:
 
     name: ClassVar[str] = "comfyui"
     Options: ClassVar[type] = VideoOptions
+    remote: ClassVar[bool] = True
+    "Its work runs on GPU servers that every worker shares (reelforge.protocols)."
 
     def __init__(self, options: VideoOptions | None = None):
         from reelforge.plugins.comfy_render.backend import ComfyBackend  # httpx and friends only when actually used

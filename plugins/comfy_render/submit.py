@@ -75,7 +75,7 @@ def _pick(run: ShotRun, units: float, exclude: set[str]) -> Ticket:
                                      expected=backend.expected(run.shot, job, units), exclude=exclude,
                                      grace=backend.options.server_grace_s, claim=_claim(run))
         except ServersBusy:
-            if job.cancelled.wait(0.25) or time.monotonic() > deadline:
+            if job.cancelled.wait(0.05) or time.monotonic() > deadline:
                 raise
 
 

@@ -23,7 +23,7 @@ def default_worker_id() -> str:
 
 
 def serve(db: str, output_dir: Path, *, worker_id: str | None, render_slots: int, films: int,
-          lease_s: float, poll_s: float = 0.2) -> int:
+          lease_s: float, poll_s: float = 0.05) -> int:
     from dbos import DBOS
 
     from reelforge.plugins.dbos_engine import engine, internals, leases, workflows

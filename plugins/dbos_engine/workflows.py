@@ -131,6 +131,8 @@ def perform(attempt: Attempt) -> Path:
     is recorded in the session, as a render made here would have saved it. If anything
     fails while the database does not answer, the worker stops at once: the failure is the
     database's, not the shot's, and must not be written as the shot's."""
+    if not attempt.remote:
+        return attempt.here()  # Pillow, ffmpeg, a local voice: made where the film is made
     try:
         return _perform(attempt)
     except KeyboardInterrupt:

@@ -15,6 +15,8 @@ class ComfyImageGenerator:
 
     name: ClassVar[str] = "comfyui"
     Options: ClassVar[type] = ImageOptions
+    remote: ClassVar[bool] = True
+    "Its work runs on GPU servers that every worker shares (reelforge.protocols)."
 
     def __init__(self, options: ImageOptions | None = None):
         from reelforge.plugins.comfy_render.backend import ComfyBackend
