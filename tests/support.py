@@ -56,17 +56,23 @@ class Recorder:
         self.events.append(("stage_progress", stage, fraction, message))
 
 
-def wait_for_run(condition, proc, what: str, timeout: float = 120) -> None:
-    """Poll ``condition`` (an event in a running reelforge ``proc``, not a time margin) with a
-    generous deadline; the run ending first, or the deadline passing, fails the test."""
+def wait_until(condition, what: str, timeout: float = 120, proc=None) -> None:
+    """Poll ``condition`` (an event, not a time margin) with a generous deadline. With a
+    running reelforge ``proc``, its ending first fails the test too, and the deadline kills it."""
     import time
 
     deadline = time.monotonic() + timeout
     while not condition():
-        if proc.poll() is not None:
+        if proc is not None and proc.poll() is not None:
             raise AssertionError(f"the run ended before {what}: {proc.stdout.read()}")
         if time.monotonic() > deadline:
-            proc.kill()
-            proc.wait(10)
+            if proc is not None:
+                proc.kill()
+                proc.wait(10)
             raise AssertionError(f"{what} did not happen within {timeout:.0f} s")
         time.sleep(0.02)
+
+
+def wait_for_run(condition, proc, what: str, timeout: float = 120) -> None:
+    """Poll ``condition`` in a running reelforge ``proc`` (see :func:`wait_until`)."""
+    wait_until(condition, what, timeout, proc=proc)

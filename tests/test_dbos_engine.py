@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from postgres import Postgres
+from support import wait_until
 
 from reelforge.store.meta import COMPLETE
 from reelforge.store.sessions import SessionStore
@@ -91,14 +92,6 @@ def workers():
         w.stop()
 
 
-def wait_for(cond, timeout: float = 120.0, what: str = "condition") -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def reelforge(*args: str, db: str, timeout: float = 300, env: dict[str, str] | None = None
               ) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "reelforge", *args, "--db", db], capture_output=True,
@@ -165,7 +158,7 @@ def test_detach_returns_at_once_and_the_workers_finish_the_film(tmp_path, db, wo
     assert r.returncode == 0, r.stderr
     sid = only_session(tmp_path)
     assert sid in r.stdout + r.stderr
-    wait_for(lambda: status_of(tmp_path, sid) == COMPLETE, what="the detached film")
+    wait_until(lambda: status_of(tmp_path, sid) == COMPLETE, what="the detached film")
     # the creator's loop through the workers: redo a shot's image with a new seed
     image = SessionStore(tmp_path).load(sid).meta.shot(2).image.sha256
     r = reelforge("redo", sid, "--shot", "2", "--new-seed", "--engine", "dbos", "--output-dir", str(tmp_path),
@@ -217,7 +210,7 @@ def _film_held_on_the_server(comfy, tmp_path: Path, db: str, workers, *, lease: 
     r = _comfy_run(comfy.url, tmp_path, db)
     assert r.returncode == 0, r.stderr
     sid = only_session(tmp_path)
-    wait_for(lambda: comfy.held(), what="a clip rendering on the server")
+    wait_until(lambda: comfy.held(), what="a clip rendering on the server")
     return gate, a, sid
 
 
@@ -227,10 +220,10 @@ def test_a_worker_killed_mid_render_has_its_film_finished_by_another(tmp_path, d
     a.proc.send_signal(signal.SIGKILL)  # the worker running the film and its renders dies
     a.proc.wait(60)
     b = workers(db, tmp_path, "wb", lease=3)
-    wait_for(lambda: b.said("recovered the work of wa"), what="worker wb to recover wa's work")
+    wait_until(lambda: b.said("recovered the work of wa"), what="worker wb to recover wa's work")
     gate.set()
     comfy.release()
-    wait_for(lambda: status_of(tmp_path, sid) == COMPLETE, timeout=180, what="the film to complete")
+    wait_until(lambda: status_of(tmp_path, sid) == COMPLETE, timeout=180, what="the film to complete")
     successes = _successes(comfy)
     assert len(successes) == 3 and set(successes.values()) == {1}, comfy.executions  # each clip made once
     assert len(comfy.posts(cut)) == 1  # the render in flight was waited on again, never resubmitted
@@ -260,17 +253,17 @@ def test_a_worker_stopped_past_its_lease_exits_without_writing_when_it_wakes(tmp
             return bool(conn.execute("select lease_until < now() from reelforge_workers where id = 'wa'")
                         .fetchone()[0])
 
-    wait_for(lapsed, what="wa's lease to lapse")
+    wait_until(lapsed, what="wa's lease to lapse")
     gate.set()
     comfy.release()  # the clip finishes while wa sleeps: waking, it would have a clip to commit
-    wait_for(lambda: len(_successes(comfy)) >= 1, what="the held clip to finish on the server")
+    wait_until(lambda: len(_successes(comfy)) >= 1, what="the held clip to finish on the server")
     before = _records(SessionStore(tmp_path).path_for(sid))
     a.proc.send_signal(signal.SIGCONT)
     assert a.proc.wait(60) == 75  # LEASE_LOST
     assert _records(SessionStore(tmp_path).path_for(sid)) == before  # no record written after waking
     assert "exiting without writing" in "".join(a.lines)
     workers(db, tmp_path, "wb", lease=2)
-    wait_for(lambda: status_of(tmp_path, sid) == COMPLETE, timeout=180, what="wb to finish the film")
+    wait_until(lambda: status_of(tmp_path, sid) == COMPLETE, timeout=180, what="wb to finish the film")
     assert set(_successes(comfy).values()) == {1}, comfy.executions
 
 
@@ -329,7 +322,7 @@ def test_two_workers_over_ten_films_never_run_a_prompt_twice_nor_two_on_one_serv
             assert r.returncode == 0, r.stderr
         sids = SessionStore(tmp_path).ids()
         assert len(sids) == 10
-        wait_for(lambda: all(status_of(tmp_path, sid) == COMPLETE for sid in sids), timeout=600,
+        wait_until(lambda: all(status_of(tmp_path, sid) == COMPLETE for sid in sids), timeout=600,
                  what="ten films")
         successes = collections.Counter()
         for s in servers:
@@ -385,7 +378,7 @@ def test_workers_killed_while_commits_are_being_made_redo_nothing_that_was_done(
     kind = {"images": "image", "videos": "video", "narration": "narration"}
     snapshots = []
     for k, threshold in enumerate((3, 7, 11)):
-        wait_for(lambda: len(ct.journal_done_records(folder)[0]) >= threshold
+        wait_until(lambda: len(ct.journal_done_records(folder)[0]) >= threshold
                  or status_of(out, sid) == COMPLETE, what=f"{threshold} commits")
         worker.proc.send_signal(signal.SIGKILL)
         worker.proc.wait(60)
@@ -395,7 +388,7 @@ def test_workers_killed_while_commits_are_being_made_redo_nothing_that_was_done(
         snapshots.append((done, _calls(log)))
         worker = workers(db, out, f"k{k + 1}", lease=2, env=env)
     assert len(snapshots) >= 2, "the film finished before the kills: slow the fakes down"
-    wait_for(lambda: status_of(out, sid) == COMPLETE, timeout=180, what="the film after the kills")
+    wait_until(lambda: status_of(out, sid) == COMPLETE, timeout=180, what="the film after the kills")
     final = _calls(log)
     for done, calls in snapshots:
         redone = {unit: (calls[unit], final[unit]) for unit in done if final[unit] != calls[unit]}
@@ -424,7 +417,7 @@ def test_a_worker_that_loses_its_database_stops_at_once_without_writing(tmp_path
     try:
         db = own.database()
         gate, a, sid = _film_held_on_the_server(comfy, tmp_path, db, workers, lease=3)
-        wait_for(lambda: _quiet_on_a_held_clip(tmp_path, sid), what="the film's worker to wait on the held clip")
+        wait_until(lambda: _quiet_on_a_held_clip(tmp_path, sid), what="the film's worker to wait on the held clip")
         before = _records(SessionStore(tmp_path).path_for(sid))
         own.stop()
         assert a.proc.wait(60) == 75  # LEASE_LOST: stopped at once

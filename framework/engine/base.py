@@ -66,14 +66,19 @@ class Attempt:
     """One attempt at one unit, at the moment its backend is to be called: the engine
     decides where the call runs (:meth:`Engine.perform`)."""
 
-    call: BackendCall
-    "The call as plain data: what another process needs to make it (reelforge.engine.calls)."
+    describe: Callable[[], BackendCall]
+    "Builds the call as plain data (see :attr:`call`): only an engine that sends it elsewhere asks."
     job: ShotJob
     "The job handed to the backend here; its ``save_checkpoint`` records in this run's session."
     here: Callable[[], Path]
     "Makes the call in this process, with the run's own backend; returns the file produced."
     remote: bool = False
     "The backend works on shared servers (its class sets ``remote = True``): worth a worker's slot."
+
+    @property
+    def call(self) -> BackendCall:
+        """The call as plain data: what another process needs to make it (reelforge.engine.calls)."""
+        return self.describe()
 
 
 @attrs.frozen

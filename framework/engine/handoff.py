@@ -31,10 +31,7 @@ def hand_off(runner: Runner, engine: Engine, session: Session, backends: dict[st
     finally:
         session.close()
     order = FilmOrder(str(runner.store.output_dir.resolve()), session.id, {"budget": runner.budget})
-    try:
-        engine.hand_off(order, follow=not runner.detach)
-    finally:
-        engine.close()
+    engine.hand_off(order, follow=not runner.detach)
     if runner.detach:
         return RunResult(session.id, HANDED_OFF, session.path)
     return outcome(runner.store, session.id)

@@ -234,22 +234,19 @@ class Runner:
         return self._run_locked(session, backends)
 
     def _run_locked(self, session: Session, backends: dict[str, Backend]) -> RunResult:
+        """Run the session here, or hand it to the engine's workers; one engine per run."""
         try:
             engine = self.engine_class(**self.engine_options)
-            if engine.hands_off():
-                return self._hand_off(engine, session, backends)
-            return self._run_opened(session, backends)
+            try:
+                if engine.hands_off():
+                    return handoff.hand_off(self, engine, session, backends)
+                return self._run_opened(session, backends, engine)
+            finally:
+                engine.close()
         finally:
             close_backends(backends)
 
-    def _hand_off(self, engine: Engine, session: Session, backends: dict[str, Backend]) -> RunResult:
-        return handoff.hand_off(self, engine, session, backends)
-
-    def outcome(self, session_id: str) -> RunResult:
-        """The RunResult a session's files say now (for a run made elsewhere)."""
-        return handoff.outcome(self.store, session_id)
-
-    def _run_opened(self, session: Session, backends: dict[str, Backend]) -> RunResult:
+    def _run_opened(self, session: Session, backends: dict[str, Backend], engine: Engine) -> RunResult:
         try:
             # Read every saved step first: a damaged file stops us before any write.
             saved = {step: session.read_step_output(step) for step in STEP_FILES}
@@ -260,7 +257,7 @@ class Runner:
             if session.meta.status == FAILED:
                 session.set_status(IN_PROGRESS)
             self.hook("session_started", session=session)
-            result = self._run(session, backends, saved)
+            result = self._run(session, backends, saved, engine)
         except BaseException as first:
             # A full disk or a read-only folder (the session's own write, or a backend's
             # ffmpeg) is one cause: said once, naming the session folder and what to do.
@@ -302,10 +299,11 @@ class Runner:
             if kind in kinds:
                 self.preflight.kind(kind)
 
-    def _run(self, session: Session, backends: dict[str, Backend], saved: dict[str, Any]) -> RunResult:
+    def _run(self, session: Session, backends: dict[str, Backend], saved: dict[str, Any],
+             engine: Engine) -> RunResult:
         settings = film_unit.settings(self, session)
         story, _scenes, plan = steps.write_all(self, session, backends["story"].instance, saved)
-        outcome = self._shots(session, plan, backends)
+        outcome = self._shots(session, plan, backends, engine)
         if outcome.failures:
             msg = f"{len(outcome.failures)} shot(s) failed"
             session.set_status(FAILED, msg)
@@ -323,16 +321,11 @@ class Runner:
         self.hook("session_completed", session=session)
         return RunResult(session.id, COMPLETE, session.path, film=session.film_path)
 
-    def _shots(self, session: Session, plan, backends: dict[str, Backend]) -> ShotsOutcome:
+    def _shots(self, session: Session, plan, backends: dict[str, Backend], engine: Engine) -> ShotsOutcome:
         """Every per-shot stage, scheduled by the engine. Returns the failures, and what was
         held back (review gate, budget)."""
-        engine = self.engine_class(**self.engine_options)
         work = ShotRun(self, session, plan, backends, engine)
-        try:
-            work.preflight()  # before the engine runs anything: a refusal leaves the runner usable
-        except BaseException:
-            engine.close()
-            raise
+        work.preflight()  # before the engine runs anything: a refusal leaves the runner usable
         try:
             engine.run_shots(work)
             work.settle_stages()
@@ -342,6 +335,4 @@ class Runner:
         except BaseException:
             self.cancel.set()  # a fatal error: running backends stop soon (renders on a server are kept)
             raise
-        finally:
-            engine.close()
         return work.outcome

@@ -15,7 +15,7 @@ import attrs
 
 from reelforge.engine import fingerprints
 from reelforge.engine.base import Attempt, Engine, Task, Unit
-from reelforge.engine.calls import call_for, run_backend
+from reelforge.engine.calls import BackendCall, call_for, run_backend
 from reelforge.errors import ReelforgeError, SessionError, StageError, storage_cause
 from reelforge.media import checks as media
 from reelforge.protocols import ShotJob
@@ -303,9 +303,11 @@ class ShotRun:
                 if self.engine is None:
                     produced = here()
                 else:
-                    call = call_for(session, stage, STAGE_KIND[stage], backend, shot, n, image)
+                    def describe() -> BackendCall:
+                        return call_for(session, stage, STAGE_KIND[stage], backend, shot, n, image)
+
                     remote = bool(getattr(backend.instance, "remote", False))
-                    produced = self.engine.perform(Attempt(call, job, here, remote))
+                    produced = self.engine.perform(Attempt(describe, job, here, remote))
             finally:
                 self.spent[key] = self.spent.get(key, 0.0) + time.monotonic() - t0
             if self.cancel.is_set():

@@ -35,7 +35,7 @@ def serve(db: str, output_dir: Path, *, worker_id: str | None, render_slots: int
     lease.acquire()
     safefs.WRITE_GUARDS.append(lease.check)  # past its lease, this process writes nothing
     engine.IN_WORKER = True
-    workflows.STATE = workflows.WorkerState(db, lease_s, str(output_dir))
+    workflows.STATE = workflows.WorkerState(db, lease_s)
     stop = threading.Event()
 
     def on_signal(signum, frame):

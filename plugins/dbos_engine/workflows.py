@@ -28,23 +28,21 @@ from reelforge.engine.base import Attempt
 from reelforge.engine.calls import BackendCall, build_backend, make_call
 from reelforge.errors import SessionLockedError
 from reelforge.plugins.dbos_engine.leases import Checkpoints, Slots, database_answers, exit_lost
+from reelforge.plugins.dbos_engine.workflows_names import FILM_WORKFLOW, RENDER_QUEUE, RENDER_WORKFLOW
 
 log = logging.getLogger("reelforge.dbos")
 
-from reelforge.plugins.dbos_engine.workflows_names import FILM_QUEUE, FILM_WORKFLOW, RENDER_QUEUE, RENDER_WORKFLOW  # noqa: E402
-
-__all__ = ["FILM_QUEUE", "FILM_WORKFLOW", "RENDER_QUEUE", "RENDER_WORKFLOW", "film_workflow", "render_workflow"]
 #: The shot checkpoint key that names the render workflow of the current attempt.
 RENDER_KEY = "dbos_render"
 _UNFINISHED = ("PENDING", "ENQUEUED", "DELAYED")
 
 
 class WorkerState:
-    """What the workflows of this worker process share: its database, its output folder, a
-    stop signal and the backends it built (one per name and options)."""
+    """What the workflows of this worker process share: its database, its lease, a stop
+    signal and the backends it built (one per name and options, kept for the worker's life)."""
 
-    def __init__(self, db: str, lease_s: float, output_dir: str | None = None):
-        self.db, self.lease_s, self.output_dir = db, lease_s, output_dir
+    def __init__(self, db: str, lease_s: float):
+        self.db, self.lease_s = db, lease_s
         self.stopping = threading.Event()
         self.checkpoints = Checkpoints(db)
         self._backends: dict[tuple, Any] = {}
@@ -60,15 +58,6 @@ class WorkerState:
                 self.pm = self.pm or load_plugins()
                 self._backends[key] = build_backend(self.pm, call.kind, call.backend, call.options)
             return self._backends[key]
-
-    def close(self) -> None:
-        for instance in self._backends.values():
-            close = getattr(instance, "close", None)
-            if callable(close):
-                try:
-                    close()
-                except Exception:
-                    pass
 
 
 STATE: WorkerState | None = None
@@ -120,9 +109,7 @@ def render_step(data: dict[str, Any]) -> dict[str, Any]:
 
     produced = make_call(call, st.backend(call), cancelled=st.stopping, save=save,
                          places=Slots(st.db, workflow_id))
-    session = Path(call.session_path).resolve()
-    rel = produced.resolve().relative_to(session)
-    return {"produced": rel.as_posix(), "checkpoint": {**saved, **st.checkpoints.get(workflow_id)}}
+    return {"produced": produced.resolve().relative_to(Path(call.session_path).resolve()).as_posix()}
 
 
 def perform(attempt: Attempt) -> Path:
