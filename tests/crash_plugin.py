@@ -6,7 +6,14 @@ or narration) through and makes every later one wait until the run is cancelled 
 killed: a crash point the test reaches for certain, with N shots of that stage done and the
 rest not, however loaded the machine is (a delay only makes that likely). Counted by calls,
 not shot ids: which shots come first depends on the scheduling (a clip waits for its image
-and its voice), and a held shot must never keep an earlier one from its turn."""
+and its voice), and a held shot must never keep an earlier one from its turn.
+
+REELFORGE_CRASH_COMMIT=STAGE:N:WHERE (e.g. ``videos:2:after``) holds the process inside the
+Nth commit of STAGE, whatever backend made it: ``before`` its done record is journalled (the
+file is fsynced in scratch, nothing says so), ``after`` it (the record is durable, the file
+not yet renamed into place). The commit's thread holds the session there until the process
+is killed; REELFORGE_CRASH_MARK names a file written when it gets there, for the test to
+wait on before the SIGKILL."""
 
 from __future__ import annotations
 
@@ -21,6 +28,9 @@ HOLD_ENV = "REELFORGE_CRASH_HOLD"
 HOLD_LIMIT_S = 600.0
 "A held call goes on after this, so a forgotten process cannot wait for ever."
 
+
+COMMIT_ENV = "REELFORGE_CRASH_COMMIT"
+MARK_ENV = "REELFORGE_CRASH_MARK"
 
 _calls: collections.Counter[str] = collections.Counter()
 _lock = threading.Lock()
@@ -53,6 +63,47 @@ class HeldVoices(FakeNarrator):
     def narrate(self, shot, job):
         _hold("narration", job)
         return super().narrate(shot, job)
+
+
+def _hold_commits() -> None:
+    """Wrap the journal's append so the Nth done record of a stage stops the process there."""
+    stage, _, rest = os.environ.get(COMMIT_ENV, "").partition(":")
+    nth, _, where = rest.partition(":")
+    if not stage:
+        return
+    if where not in ("before", "after") or not nth.isdigit():
+        raise ValueError(f"{COMMIT_ENV}={os.environ[COMMIT_ENV]!r}: want STAGE:N:before or STAGE:N:after")
+    from reelforge.store.journal import SessionJournal
+
+    journal_append = SessionJournal._log
+    seen = collections.Counter()
+
+    def held_log(self, event, **kw):
+        done = (event.get("op") == "shot" and event.get("stage") == stage
+                and event.get("set", {}).get("state") == "done")
+        if done:
+            with _lock:
+                seen[stage] += 1
+                hold = seen[stage] == int(nth)
+        if done and hold and where == "before":
+            _stop_here(event)
+        journal_append(self, event, **kw)
+        if done and hold and where == "after":
+            _stop_here(event)
+
+    SessionJournal._log = held_log
+
+
+def _stop_here(event) -> None:
+    mark = os.environ.get(MARK_ENV)
+    if mark:
+        with open(mark, "w") as f:
+            f.write(f"{event['stage']} {event['shot']}\n")
+    threading.Event().wait(HOLD_LIMIT_S)
+    os._exit(70)  # never go on with a commit the test meant to cut
+
+
+_hold_commits()
 
 
 @hookimpl

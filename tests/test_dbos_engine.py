@@ -400,6 +400,43 @@ def test_workers_killed_while_commits_are_being_made_redo_nothing_that_was_done(
     assert all(final[(k, s.id)] >= 1 for s in session.meta.shots for k in ("image", "video", "narration"))
 
 
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_a_worker_killed_inside_a_clips_commit_has_it_committed_by_another_never_rendered_again(
+        tmp_path, db, workers, comfy, where):
+    """The worker making a film is SIGKILLed inside the commit of its second clip, rendered on
+    the fake ComfyUI by a render workflow: ``before`` the done record is journalled (the clip
+    is only in scratch, the render workflow has succeeded) or ``after`` it (recorded, not yet
+    renamed into place). Another worker finishes the film: the cut clip is committed from
+    what its render made, no prompt is posted or run again, and every record matches its
+    file."""
+    root = Path(__file__).resolve().parent.parent
+    mark = tmp_path / "held-commit"
+    env = {**_env(), "REELFORGE_PLUGINS": "crash_plugin", "REELFORGE_CRASH_COMMIT": f"videos:2:{where}",
+           "REELFORGE_CRASH_MARK": str(mark),
+           "PYTHONPATH": os.pathsep.join([str(root / "tests"), str(root), os.environ.get("PYTHONPATH", "")])}
+    out = tmp_path / "out"
+    a = workers(db, out, "ca", lease=3, env=env)
+    r = _comfy_run(comfy.url, out, db)
+    assert r.returncode == 0, r.stderr
+    sid = only_session(out)
+    wait_until(mark.exists, what="the worker to stop inside the second clip's commit")
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait(60)
+    cut = int(mark.read_text().split()[1])
+    posted = {pid: len(comfy.posts(pid)) for pid, _, _ in comfy.executions}
+    assert len(_successes(comfy)) >= 2  # the cut clip's render had finished on the server
+    workers(db, out, "cb", lease=3)
+    wait_until(lambda: status_of(out, sid) == COMPLETE, timeout=180, what="the film after the kill")
+    successes = _successes(comfy)
+    assert len(successes) == 3 and set(successes.values()) == {1}, comfy.executions  # each clip made once
+    assert all(len(comfy.posts(pid)) == n for pid, n in posted.items())  # nothing finished was resubmitted
+    session = SessionStore(out).load(sid)
+    assert session.verify_files().ok, session.verify_files().lines()
+    journal = (session.path / "journal.jsonl").read_text() if (session.path / "journal.jsonl").exists() else ""
+    assert session.shot_state(cut).artifact("videos").state == "done"
+    assert all(s.video.checkpoint.get("rendered_by") == comfy.url for s in session.meta.shots), journal
+
+
 def _quiet_on_a_held_clip(out: Path, sid: str) -> bool:
     """Every image is done and the clip on the server is recorded as handed to a render: the
     film's worker writes nothing more until that render comes back (one clip at a time:
