@@ -168,6 +168,59 @@ def _shot_of_render(workflow_id: str) -> tuple[str, int] | None:
     return (m.group(1), int(m.group(2))) if m else None
 
 
+def run_local_row(args, FakeComfy) -> dict:
+    """The same films on the same fakes, made by the local engine: one `reelforge run` per
+    film, all at once, each with its own pool of the 4 servers (per_server=1 within each
+    process, so a server may queue prompts of several films: its own queue never lets it
+    idle). What running on DBOS costs is measured against this."""
+    from reelforge.store.meta import COMPLETE
+    from reelforge.store.sessions import SessionStore
+
+    root = Path(tempfile.mkdtemp(prefix="bench-dbos-local-"))
+    out = root / "out"
+    out.mkdir()
+    fakes = []
+    try:
+        for i in range(SERVERS):
+            fake = FakeComfy(root / f"server{i}")
+            fake.noise = False
+            fake.class_latency = {"CreateVideo": args.render_s}
+            fakes.append(fake.start())
+        urls = [f.url for f in fakes]
+        launched = time.time()
+        procs = []
+        for i in range(args.films):
+            cmd = [sys.executable, "-m", "reelforge", "run",
+                   f"Bench film {i + 1}: a lighthouse keeper befriends a storm", "--new", "--story-llm", "offline",
+                   "--image-gen", "storyboard", "--renderer", "comfyui"]
+            for url in urls:
+                cmd += ["--comfy-url", url]
+            cmd += ["--narrator", "none", "-o", f"shots={args.shots}", "-o", "comfyui.per_server=1",
+                    "-o", "comfyui.poll_interval_s=0.05", "--engine", "local", "--output-dir", str(out)]
+            procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.PIPE, text=True, env=_env()))
+        ended = []
+        for p in procs:
+            _, stderr = p.communicate(timeout=args.deadline_factor * args.shots * args.films * args.render_s + 600)
+            ended.append(time.time())
+            if p.returncode:
+                raise SystemExit(f"local run failed ({p.returncode}):\n{stderr[-3000:]}")
+        store = SessionStore(out)
+        sids = store.ids()
+        assert all(_status(store, sid) == COMPLETE for sid in sids), "a local film is not COMPLETE"
+    finally:
+        for f in fakes:
+            f.stop()
+    runs = [r for f in fakes for r in _intervals(f)]
+    ok = [r for r in runs if r["status"] == "success"]
+    by_pid = collections.Counter(r["pid"] for r in ok)
+    shutil.rmtree(root, ignore_errors=True) if not args.keep else None
+    return {"workers": "local", "from_launch": max(ended) - launched,
+            "ideal": sum(r["end"] - r["start"] for r in ok) / SERVERS,
+            "first_clip": min(r["start"] for r in runs) - launched, "tail": max(ended) - max(r["end"] for r in runs),
+            "twice": sum(1 for n in by_pid.values() if n > 1), "depth": max(f.max_depth for f in fakes)}
+
+
 def run_row(n_workers: int, args, pg, FakeComfy) -> dict:
     from reelforge.store.meta import COMPLETE, FAILED
     from reelforge.store.sessions import SessionStore
@@ -317,7 +370,7 @@ def _analyse(n_workers, args, fakes, flows, sids, done, launched, handed, logs) 
         "twice": twice, "depth": depth, "overlap": overlap, "renders": len(ok), "executions": len(runs),
         "spread": spread, "by_worker": dict(sorted(by_worker.items())),
         "films_by_worker": dict(sorted(films_by_worker.items())),
-        "handoff_s": handed - launched, "handoff_spread": max(film_created.values()) - first_handoff, "recovered": sum(log.count("recovered the work") for log in logs.values()),
+        "from_launch": max(done.values()) - launched, "handoff_s": handed - launched, "handoff_spread": max(film_created.values()) - first_handoff, "recovered": sum(log.count("recovered the work") for log in logs.values()),
     }
 
 
@@ -332,6 +385,7 @@ def main() -> None:
     ap.add_argument("--deadline-factor", type=float, default=3.0,
                     help="give up on a row after this many ideals + 300 s (default 3)")
     ap.add_argument("--keep", action="store_true", help="keep each row's folder (sessions, logs)")
+    ap.add_argument("--no-local", action="store_true", help="skip the local engine's row (the baseline)")
     args = ap.parse_args()
 
     from comfy.fake_comfy import FakeComfy
@@ -346,6 +400,13 @@ def main() -> None:
                 f"{'gap/render ms':>13} {'max gap ms':>10} {'overhead':>8} {'dispatch':>8} "
                 f"{'twice':>5} {'depth':>5}  renders per server")
         print(head, flush=True)
+        local = None
+        if not args.no_local:
+            local = run_local_row(args, FakeComfy)
+            print(f"{'local':>7} {'':>10} {local['ideal']:>8.1f} {local['first_clip']:>10.2f} {local['tail']:>6.2f}"
+                  f"{'':>9} {'':>13} {'':>10} {'':>8} {'':>8} {local['twice']:>5} {local['depth']:>5}  "
+                  f"from launch: {local['from_launch']:.1f} s, {(local['from_launch'] - local['ideal']) / local['from_launch']:.1%} "
+                  f"over the ideal", flush=True)
         for n in (int(x) for x in args.workers.split(",")):
             r = run_row(n, args, pg, FakeComfy)
             rows.append(r)
@@ -353,6 +414,10 @@ def main() -> None:
                   f"{r['tail']:>6.2f} {r['ratio']:>8.3f} {r['gap'] * 1000:>13.0f} {r['gap_max'] * 1000:>10.0f} "
                   f"{r['overhead']:>7.1%} {r['dispatch']:>8.1%} {r['twice']:>5} {r['depth']:>5}  "
                   f"{'/'.join(map(str, r['spread']))}", flush=True)
+            if local is not None:
+                cost = (r["from_launch"] - local["from_launch"]) / r["from_launch"]
+                print(f"{'':>7} from launch: {r['from_launch']:.1f} s; the dbos engine's cost over the local "
+                      f"engine: {cost:.1%} of the makespan", flush=True)
     finally:
         pg.stop()
     print()
