@@ -141,6 +141,8 @@ def test_a_film_made_by_the_workers_has_the_same_files_as_one_made_locally(tmp_p
                   db=db)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "COMPLETE" in r.stdout and "handed to the workers" in r.stderr
+    # followed as a local run is shown: the same stage headers and one line per shot made
+    assert _shown(r.stderr) == _shown(local.stderr) and len(_shown(r.stderr)[1]) == 6, r.stderr
     sid = only_session(tmp_path / "dbos")
     theirs, ours = made(tmp_path / "dbos", sid), made(tmp_path / "local", only_session(tmp_path / "local"))
     assert theirs[4] == COMPLETE
@@ -149,6 +151,14 @@ def test_a_film_made_by_the_workers_has_the_same_files_as_one_made_locally(tmp_p
     r = subprocess.run([sys.executable, "-m", "reelforge", "sessions", "list", "--output-dir",
                         str(tmp_path / "dbos")], capture_output=True, text=True, env=_env())
     assert r.returncode == 0 and sid in r.stdout and "COMPLETE" in r.stdout
+
+
+def _shown(stderr: str) -> tuple[set[str], list[tuple[str, str]]]:
+    import re
+
+    headers = set(re.findall(r"^→ (\w+)", stderr, re.M))
+    lines = sorted(re.findall(r"^\s+\[(IMG|DONE)\]\s+Shot\s+(\d+)", stderr, re.M))
+    return headers, lines
 
 
 def test_detach_returns_at_once_and_the_workers_finish_the_film(tmp_path, db, workers):

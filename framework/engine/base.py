@@ -18,6 +18,7 @@ import attrs
 
 if TYPE_CHECKING:
     from reelforge.engine.calls import BackendCall
+    from reelforge.engine.follow import Handed
     from reelforge.protocols import ShotJob
 
 
@@ -127,9 +128,11 @@ class Engine(abc.ABC):
         Runner then creates or prepares the session and calls :meth:`hand_off`."""
         return False
 
-    def hand_off(self, order: FilmOrder, *, follow: bool = True) -> str:
-        """Give ``order`` to the workers; with ``follow``, wait until its run ends. Returns
-        the session id. Only engines whose :meth:`hands_off` is true implement it."""
+    def hand_off(self, order: FilmOrder) -> Handed:
+        """Give ``order`` to the workers and return at once, with a handle that says while
+        they have it and how it ended (:class:`reelforge.engine.follow.Handed`). The Runner
+        follows the session's files meanwhile, unless it is detached. Only engines whose
+        :meth:`hands_off` is true implement it."""
         raise NotImplementedError(f"the {self.name} engine runs films in this process")
 
     def work(self, output_dir: Path, *, worker_id: str | None = None, slots: int = 4, films: int = 4,

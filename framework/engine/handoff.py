@@ -1,6 +1,7 @@
 """A film run by an engine's workers, from the side of the process that hands it over:
 the session is created or prepared here, its backends and film settings recorded, then it
-is released and handed over (:meth:`reelforge.engine.base.Engine.hand_off`); what the
+is released and handed over (:meth:`reelforge.engine.base.Engine.hand_off`), and followed
+through its files (:mod:`reelforge.engine.follow`) unless the run is detached; what the
 run ended with is read back from the session's files."""
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from typing import TYPE_CHECKING
 from reelforge.engine import film_unit
 from reelforge.engine.backends import Backend, choices
 from reelforge.engine.base import Engine, FilmOrder
+from reelforge.engine.follow import follow
 from reelforge.engine.results import HANDED_OFF, RunResult
+from reelforge.errors import ReelforgeError
 from reelforge.store.meta import COMPLETE, FAILED, IN_PROGRESS
 from reelforge.store.session import Session
 from reelforge.store.sessions import SessionStore
@@ -31,9 +34,18 @@ def hand_off(runner: Runner, engine: Engine, session: Session, backends: dict[st
     finally:
         session.close()
     order = FilmOrder(str(runner.store.output_dir.resolve()), session.id, {"budget": runner.budget})
-    engine.hand_off(order, follow=not runner.detach)
-    if runner.detach:
-        return RunResult(session.id, HANDED_OFF, session.path)
+    handed = engine.hand_off(order)
+    try:
+        if runner.detach:
+            return RunResult(session.id, HANDED_OFF, session.path)
+        try:
+            failure = follow(handed, runner.store, session.id, runner.hook)
+        except KeyboardInterrupt:  # Ctrl-C stops the following; the workers go on
+            return RunResult(session.id, HANDED_OFF, session.path)
+    finally:
+        handed.close()
+    if failure:
+        raise ReelforgeError(f"the workers could not run session {session.id}: {failure}")
     return outcome(runner.store, session.id)
 
 

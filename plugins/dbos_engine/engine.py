@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -65,7 +64,7 @@ class DBOSEngine(LocalEngine):
 
         return serve(self.db, output_dir, worker_id=worker_id, render_slots=slots, films=films, lease_s=lease)
 
-    def hand_off(self, order: FilmOrder, *, follow: bool = True) -> str:
+    def hand_off(self, order: FilmOrder) -> Handoff:
         from dbos import DBOSClient
 
         from reelforge.plugins.dbos_engine.workflows_names import FILM_QUEUE, FILM_WORKFLOW
@@ -81,15 +80,41 @@ class DBOSEngine(LocalEngine):
             handle = client.enqueue({"queue_name": FILM_QUEUE, "workflow_name": FILM_WORKFLOW,
                                      "workflow_id": workflow_id, "app_version": APP_VERSION},
                                     attrs.asdict(order))
-            print(f"Session {order.session_id} handed to the workers (workflow {workflow_id})", file=sys.stderr)
-            if not _live_workers(self.db):
-                print("warning: no reelforge worker is running on this database: the film waits until "
-                      "one starts (reelforge worker --engine dbos --db URL)", file=sys.stderr)
-            if follow:
-                _follow(client, handle, Path(order.output_dir), order.session_id)
-        finally:
+        except BaseException:
             client.destroy()
-        return order.session_id
+            raise
+        print(f"Session {order.session_id} handed to the workers (workflow {workflow_id})", file=sys.stderr)
+        if not _live_workers(self.db):
+            print("warning: no reelforge worker is running on this database: the film waits until "
+                  "one starts (reelforge worker --engine dbos --db URL)", file=sys.stderr)
+        return Handoff(client, handle)
+
+
+class Handoff:
+    """A film workflow in the workers' hands (reelforge.engine.follow.Handed)."""
+
+    _UNFINISHED = ("PENDING", "ENQUEUED", "DELAYED")
+
+    def __init__(self, client, handle):
+        self.client, self.handle = client, handle
+        self._status: str | None = None
+
+    def running(self) -> bool:
+        self._status = self.handle.get_status().status
+        return self._status in self._UNFINISHED
+
+    def failure(self) -> str | None:
+        status = self._status or self.handle.get_status().status
+        if status == "SUCCESS":
+            return None
+        try:
+            self.handle.get_result()
+        except Exception as exc:  # noqa: BLE001 - whatever the workflow raised is its failure
+            return str(exc) or type(exc).__name__
+        return f"its workflow ended {status}"
+
+    def close(self) -> None:
+        self.client.destroy()
 
 
 def _live_workers(db: str) -> int:
@@ -101,32 +126,3 @@ def _live_workers(db: str) -> int:
                        .fetchone()[0])
     except Exception:
         return 0
-
-
-def _follow(client, handle, output_dir: Path, session_id: str) -> None:
-    """Print each stage's progress as the session's files show it, until the film's
-    workflow ends; its error, if it failed, is raised here."""
-    from reelforge.store.sessions import SessionStore
-
-    store = SessionStore(output_dir)
-    said = None
-    while True:
-        status = handle.get_status().status
-        try:
-            meta = store.load(session_id).meta
-            counts = {stage: meta.counts(stage) for stage in ("images", "narration", "videos")}
-            line = ", ".join(f"{stage} {done}/{total}" for stage, (done, total) in counts.items() if total)
-            if line and line != said:
-                print(f"  {line}", file=sys.stderr)
-                said = line
-        except ReelforgeError:
-            pass  # being written at this moment: read it next time
-        if status not in ("PENDING", "ENQUEUED", "DELAYED"):
-            break
-        time.sleep(0.5)
-    if status != "SUCCESS":
-        try:
-            handle.get_result()
-        except Exception as exc:
-            raise ReelforgeError(f"the workers could not run session {session_id}: {exc}") from None
-        raise ReelforgeError(f"the workers could not run session {session_id} (workflow {status})")
