@@ -20,6 +20,7 @@ import time
 from typing import Any, Callable
 
 import psycopg
+from psycopg_pool import ConnectionPool
 
 log = logging.getLogger("reelforge.dbos")
 
@@ -53,6 +54,35 @@ def connect(db: str) -> psycopg.Connection:
     """A connection with TCP keepalives, so a dead database or host is noticed in seconds."""
     return psycopg.connect(db, autocommit=True, connect_timeout=10, keepalives=1, keepalives_idle=5,
                            keepalives_interval=2, keepalives_count=3)
+
+
+_POOLS: dict[str, ConnectionPool] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def pooled(db: str):
+    """A connection from this process's pool for ``db``, checked as it is handed out. The
+    render path makes a few small queries per render (checkpoints, slots); a new
+    connection each time would cost a Postgres backend process each, which on a busy host
+    is tens of milliseconds a query of a server left idle."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(db)
+        if pool is None:
+            pool = ConnectionPool(db, min_size=1, max_size=16, open=True, name="reelforge",
+                                  check=ConnectionPool.check_connection,
+                                  kwargs={"autocommit": True, "connect_timeout": 10, "keepalives": 1,
+                                          "keepalives_idle": 5, "keepalives_interval": 2,
+                                          "keepalives_count": 3})
+            _POOLS[db] = pool
+    return pool.connection(timeout=10)
+
+
+def close_pools() -> None:
+    with _POOLS_LOCK:
+        pools = list(_POOLS.values())
+        _POOLS.clear()
+    for pool in pools:
+        pool.close()
 
 
 def ensure_schema(db: str) -> None:
@@ -179,13 +209,13 @@ class Checkpoints:
         self.db = db
 
     def get(self, workflow_id: str) -> dict[str, Any]:
-        with connect(self.db) as conn:
+        with pooled(self.db) as conn:
             row = conn.execute("select data from reelforge_render_checkpoints where workflow_id = %s",
                                (workflow_id,)).fetchone()
         return dict(row[0]) if row else {}
 
     def merge(self, workflow_id: str, data: dict[str, Any]) -> None:
-        with connect(self.db) as conn:
+        with pooled(self.db) as conn:
             conn.execute(
                 """insert into reelforge_render_checkpoints (workflow_id, data) values (%s, %s::jsonb)
                    on conflict (workflow_id) do update
@@ -206,7 +236,7 @@ class Slots:
         self.db, self.workflow_id, self.schema = db, workflow_id, schema
 
     def hold(self, place: str, slots: int) -> Callable[[], None] | None:
-        with connect(self.db) as conn:
+        with pooled(self.db) as conn:
             for slot in range(max(1, int(slots))):
                 row = conn.execute(
                     f"""insert into reelforge_render_slots as s (place, slot, workflow_id, since)
@@ -224,7 +254,7 @@ class Slots:
 
     def _release(self, place: str, slot: int) -> None:
         try:
-            with connect(self.db) as conn:
+            with pooled(self.db) as conn:
                 conn.execute("update reelforge_render_slots set workflow_id = null, since = null "
                              "where place = %s and slot = %s and workflow_id = %s",
                              (place, slot, self.workflow_id))
@@ -232,7 +262,7 @@ class Slots:
             log.warning("could not release render slot %s/%s: %s", place, slot, exc)
 
     def holders(self) -> dict[tuple[str, int], str | None]:
-        with connect(self.db) as conn:
+        with pooled(self.db) as conn:
             rows = conn.execute("select place, slot, workflow_id from reelforge_render_slots").fetchall()
         return {(r[0], r[1]): r[2] for r in rows}
 
