@@ -91,7 +91,8 @@ def without(prompt: str, look: str) -> str:
 def restyle(session, style: str) -> tuple[str, int]:
     """Change the film's look of an opened (locked) ``session`` to ``style``: the story's
     style in story.json. Shots planned before looks were kept apart hold the old style in
-    their image prompt: it is taken out of them first (else they would carry both looks).
+    their image prompt: it is taken out of them first (else they would carry both looks);
+    those with a look of their own are made as before.
     Returns the old look and how many shots take the film's look (those a resume remakes)."""
     from reelforge.errors import ConfigError, SessionError
 
@@ -109,10 +110,11 @@ def restyle(session, style: str) -> tuple[str, int]:
     if plan is not None:
         shots = []
         for shot in plan.shots:
-            if not shot.look.strip():
-                following += 1
-                if carries(shot.image_prompt, old):
-                    shot = attrs.evolve(shot, image_prompt=without(shot.image_prompt, old))
+            following += not shot.look.strip()
+            # (A shot with a look of its own was already made without the old style: see
+            # resolve(). Taking it out of the prompt keeps it so once the story forgets it.)
+            if carries(shot.image_prompt, old):
+                shot = attrs.evolve(shot, image_prompt=without(shot.image_prompt, old))
             shots.append(shot)
         if tuple(shots) != plan.shots:
             # The shots first: a crash between the two writes leaves prompts without the old
