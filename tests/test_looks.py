@@ -11,7 +11,7 @@ import json
 import attrs
 import pytest
 from click.testing import CliRunner
-from PIL import Image, ImageStat
+from PIL import Image
 
 from reelforge import hookimpl
 from reelforge.cli.core import cli

@@ -32,7 +32,8 @@ import attrs
 from reelforge import hookimpl
 from reelforge.errors import StageError
 from reelforge.limits import MAX_SIDE, between, check_frame_size
-from reelforge.plugins.image_gen.storyboard.card import CAPTION_BAND, CardText, caption_of, card_overlay, card_text, font
+from reelforge.plugins.image_gen.storyboard.card import (CAPTION_BAND, CardText, caption_of, card_overlay, card_text,
+                                                        font)
 from reelforge.plugins.image_gen.storyboard.painter import _Painter
 from reelforge.plugins.image_gen.storyboard.palette import palette_for
 from reelforge.plugins.image_gen.storyboard.scene import setting, shot_type
