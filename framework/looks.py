@@ -93,7 +93,8 @@ def restyle(session, style: str) -> tuple[str, int]:
     style in story.json. Shots planned before looks were kept apart hold the old style in
     their image prompt: it is taken out of them first (else they would carry both looks);
     those with a look of their own are made as before.
-    Returns the old look and how many shots take the film's look (those a resume remakes)."""
+    Returns the old look and how many shots take the film's look (those a resume remakes;
+    -1 when ``style`` is the film's look already: then nothing is written)."""
     from reelforge.errors import ConfigError, SessionError
 
     story = session.read_step_output("story")
@@ -105,6 +106,8 @@ def restyle(session, style: str) -> tuple[str, int]:
     except ValueError as exc:
         raise ConfigError(f"style: {exc}") from None
     old = film_look(story)
+    if " ".join(old.split()) == style:
+        return old, -1  # no change: nothing written (an old shot's prompt keeps its style)
     plan = session.read_step_output("shots")
     following = 0
     if plan is not None:

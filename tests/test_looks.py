@@ -268,6 +268,10 @@ def test_a_session_planned_with_the_style_in_its_prompts_resumes_without_remakin
     assert invoke(out, "shots", "edit", sid, "4", "--look", "deep navy and cobalt palette").exit_code == 0
     assert run_cli(out, "resume", sid, *SMALL).shots == {"images": [4], "videos": [4]}
     assert hue_gap(sky_hue(plate(path / "images/shot_004.png")), 225) < 40
+    # The same style again changes nothing (an old prompt keeps the style it holds).
+    plan_before = (path / "shots.json").read_bytes()
+    r = invoke(out, "shots", "style", sid, f" {style} ")
+    assert r.exit_code == 0 and "No change." in r.output and (path / "shots.json").read_bytes() == plan_before
     # The film's style changed: the old one leaves the prompts that hold it.
     assert invoke(out, "shots", "style", sid, "pine green and frost white palette").exit_code == 0
     plan = json.loads((path / "shots.json").read_text())["shots"]

@@ -44,7 +44,7 @@ def shots_style(session_id: str, style: str | None, output_dir: Path | None, con
         raise click.UsageError("give the film's style, e.g. \"warm terracotta and teal palette, 35mm lens\"")
     with store.open(sid) as session:  # the lock: a running session is refused
         old, following = restyle(session, style)
-    if " ".join(old.split()) == " ".join(style.split()):
+    if following < 0:
         click.echo("No change.")
         return
     click.echo(f"{sid}: the film's style changed; {following} shot(s) take it.")
