@@ -49,9 +49,10 @@ def _core(look: str) -> str:
 
 
 def carries(prompt: str, look: str) -> bool:
-    """Whether ``prompt`` already holds ``look`` word for word (case and spacing aside)."""
+    """Whether ``prompt`` already holds ``look`` word for word (whole words; case and spacing aside)."""
     core = _core(look).casefold()
-    return bool(core) and core in " ".join(prompt.split()).casefold()
+    text = " ".join(prompt.split()).casefold()
+    return bool(core) and core in text and re.search(rf"(?<!\w){re.escape(core)}(?!\w)", text) is not None
 
 
 def compose(subject: str, look: str) -> str:

@@ -106,6 +106,7 @@ def test_compose_adds_the_look_once():
     planned_before = f"wide shot of the quays, {STYLE}, highly detailed"
     assert compose(planned_before, STYLE) == planned_before, "a prompt holding the look gets it once"
     assert compose(f"  {planned_before} ", STYLE.upper()) == f"  {planned_before} ", "kept to the character"
+    assert compose("a tired keeper", "red") == "a tired keeper, red", "whole words only"
 
 
 def test_without_takes_the_look_out_and_tidies():
