@@ -151,3 +151,19 @@ class ShotJob(_Job):
     _progress: Callable[[float, str], None] = attrs.field(repr=False, default=lambda f, m: None)
     places: Places | None = attrs.field(default=None, repr=False)
     "Slots on servers shared with other processes (an engine with workers), else None."
+
+    @property
+    def look(self) -> str:
+        """The look to make this shot with (palette, lens, light): the shot's own, else the
+        film's (the story's style); "" when the film has none. ``shot.image_prompt`` says
+        only what is in the picture: a backend applies the look itself (e.g. with
+        :attr:`prompt`), and never needs to find it inside the prompt."""
+        return self.shot.look
+
+    @property
+    def prompt(self) -> str:
+        """The positive prompt for a text-to-image model: the image prompt, then the look
+        (not added again to a prompt planned before looks were kept apart, which holds it)."""
+        from reelforge.looks import compose
+
+        return compose(self.shot.image_prompt, self.shot.look)

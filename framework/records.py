@@ -84,7 +84,9 @@ class Story:
     characters: tuple[Character, ...] = attrs.field(default=(), validator=_items(MAX_LIST))
     "The cast, each with a visual description."
     style: str = attrs.field(default="", validator=_text(MAX_LINE))
-    "The visual style bible: palette, lens, lighting, era. Carried into every image prompt."
+    """The film's look, its visual style bible: palette, lens, lighting, era. Kept out of the
+    shots' image prompts: each backend applies it to every shot without a look of its own
+    (see :mod:`reelforge.looks`)."""
 
 
 @attrs.frozen
@@ -116,7 +118,8 @@ class Shot:
     description: str = attrs.field(validator=_text(MAX_LINE))
     "One line a person reads in `sessions view`."
     image_prompt: str = attrs.field(validator=_text(MAX_PROMPT))
-    "The prompt for the still image, style bible included."
+    """What is in the still image: subject, action, framing, setting. The film's look (the
+    story's style, or the shot's own ``look``) is applied by the backend, not written here."""
     motion_prompt: str = attrs.field(default="", validator=_text(MAX_PROMPT))
     "Camera and motion note for the video renderer."
     negative_prompt: str = attrs.field(default="", validator=_text(MAX_PROMPT))
@@ -129,6 +132,10 @@ class Shot:
     "Seed for image and video generation, so a rerun gives the same pictures."
     narration: str = attrs.field(default="", validator=_text(MAX_LINE))
     "What the narrator says over this shot (empty: the shot is silent)."
+    look: str = attrs.field(default="", validator=_text(MAX_LINE))
+    """This shot's own look (palette, lens, light), in place of the film's (the story's
+    style); empty: the film's. A backend is handed the shot with the look it is made with
+    filled in here (and in ``ShotJob.look``)."""
 
 
 @attrs.frozen

@@ -16,7 +16,7 @@ CORE = Path(__file__).resolve().parent.parent / "framework"
 
 #: What each part of reelforge may import from reelforge (besides itself). The leaves are
 #: the top-level modules every part shares.
-LEAVES = {"errors", "records", "redact", "limits", "http", "hookspecs", "protocols", "options", "hookimpl"}
+LEAVES = {"errors", "records", "looks", "redact", "limits", "http", "hookspecs", "protocols", "options", "hookimpl"}
 MAY_IMPORT = {
     "leaf": LEAVES,
     "store": LEAVES | {"store"},

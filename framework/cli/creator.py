@@ -65,7 +65,10 @@ def shots() -> None:
 @shots.command("edit")
 @click.argument("session_id")
 @click.argument("shot_id", type=int)
-@click.option("--image-prompt", default=None, help="The prompt of the shot's still image.")
+@click.option("--image-prompt", default=None,
+              help="What is in the shot's still: subject, action, framing (the film's look is added by the backend).")
+@click.option("--look", default=None,
+              help="This shot's own look (palette, lens, light) instead of the film's; \"\" for the film's again.")
 @click.option("--motion-prompt", default=None, help="The camera and motion note for its clip.")
 @click.option("--negative-prompt", default=None, help="What its image and clip should avoid.")
 @click.option("--narration", default=None, help="The line spoken over the shot.")
@@ -77,8 +80,9 @@ def shots() -> None:
 def shots_edit(session_id: str, shot_id: int, use_editor: bool, output_dir: Path | None,
                config_path: Path | None, **changes: Any) -> None:
     """Change shot SHOT_ID of SESSION_ID in its shots.json. Nothing runs: `reelforge resume ID`
-    then remakes only what the change reaches (a new image prompt: that image, its clip and
-    the film; a new line: its voice, clip timing and the film)."""
+    then remakes only what the change reaches (a new image prompt or look: that image, its clip
+    and the film; a new line: its voice, clip timing and the film). The film's look is
+    `reelforge shots style ID`."""
     import json as _json
 
     from reelforge.engine.edits import EDITABLE, edit_shot, plan_shot, saved_plan

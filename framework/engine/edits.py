@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 #: Fields of a shot that `reelforge shots edit` may change.
 EDITABLE = {"description", "image_prompt", "motion_prompt", "negative_prompt", "narration",
-            "duration_s", "seed", "characters"}
+            "duration_s", "seed", "characters", "look"}
 
 _USER_STAGES = {"image": "images", "images": "images", "video": "videos", "videos": "videos",
                 "clip": "videos", "narration": "narration", "voice": "narration"}

@@ -11,6 +11,7 @@ from typing import Any
 
 import attrs
 
+from reelforge import looks
 from reelforge.media.film import NARRATION_PAD_S
 from reelforge.records import Shot
 from reelforge.store.session import Session
@@ -22,9 +23,16 @@ def fingerprint(**parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
-def effective_shot(session: Session, stage: str, shot: Shot, active: set[str]) -> Shot:
-    """The shot as its ``stage`` backend sees it: a clip lasts at least as long as the
-    shot's narration (plus a pad); the planned duration is a default, not a cut."""
+def film_look(session: Session) -> str:
+    """The film's look: its story's style ("" before the story is written)."""
+    return looks.film_look(session.read_step_output("story"))
+
+
+def effective_shot(session: Session, stage: str, shot: Shot, active: set[str], film: str | None = None) -> Shot:
+    """The shot as its ``stage`` backend sees it: with the look it is made with (its own,
+    else ``film``, the film's look: read from the story when not given); a clip lasts at
+    least as long as the shot's narration (plus a pad), the planned duration is a default, not a cut."""
+    shot = looks.resolve(shot, film_look(session) if film is None else film)
     if stage == "videos" and "narration" in active:
         voice = session.shot_state(shot.id).narration.info.get("duration")
         if isinstance(voice, (int, float)) and voice + NARRATION_PAD_S > shot.duration_s:
@@ -36,7 +44,10 @@ def effective_shot(session: Session, stage: str, shot: Shot, active: set[str]) -
 
 def _base(stage: str, shot: Shot, backend, image_sha: str | None) -> str:
     if stage == "images":
-        return fingerprint(stage=stage, prompt=shot.image_prompt, negative=shot.negative_prompt,
+        # What the backend is asked to draw: subject and look. A shot planned before looks were
+        # kept apart holds the look in its prompt, so its fingerprint is what it always was.
+        return fingerprint(stage=stage, prompt=looks.compose(shot.image_prompt, shot.look),
+                           negative=shot.negative_prompt,
                            seed=shot.seed, backend=backend.name, options=backend.fingerprint_options)
     if stage == "narration":
         return fingerprint(stage=stage, text=shot.narration, backend=backend.name,
@@ -56,7 +67,9 @@ def of_inputs(stage: str, shot: Shot, backend, image_sha: str | None) -> str:
     return _base(stage, shot, backend, image_sha)
 
 
-def of_shot_stage(session: Session, stage: str, shot: Shot, backend, active: set[str]) -> str:
-    """The fingerprint of what ``stage`` would make of ``shot`` now (a clip's covers its image)."""
+def of_shot_stage(session: Session, stage: str, shot: Shot, backend, active: set[str],
+                  film: str | None = None) -> str:
+    """The fingerprint of what ``stage`` would make of ``shot`` now (a clip's covers its
+    image); ``film`` is the film's look, read from the story when not given."""
     image_sha = session.shot_state(shot.id).image.sha256 if stage == "videos" else None
-    return of_inputs(stage, effective_shot(session, stage, shot, active), backend, image_sha)
+    return of_inputs(stage, effective_shot(session, stage, shot, active, film), backend, image_sha)

@@ -164,6 +164,8 @@ class ShotRun:
         self.specs = [spec for spec in SHOT_PIPELINE if spec.name in self.active]
         self.needs = {spec.name: tuple(d for d in spec.needs if d in self.active) for spec in self.specs}
         self.gated = gated_stages(session.meta)
+        self.film_look = fingerprints.film_look(session)
+        "The film's look (its story's style): each shot without one of its own is made with it."
         self._ready: list[Unit] = []
         self._handed: set[Unit] = set()
         self._settled: set[Unit] = set()
@@ -210,7 +212,7 @@ class ShotRun:
             return None
         self._handed.add(unit)
         backend = self.backend_of[stage]
-        fp = fingerprints.of_shot_stage(self.session, stage, shot, backend, self.active)
+        fp = fingerprints.of_shot_stage(self.session, stage, shot, backend, self.active, self.film_look)
         self._begin_stage(stage)
         reason = check_shot(self.session, stage, shot, fp)
         if reason is not None:
@@ -222,7 +224,7 @@ class ShotRun:
             return None
         self.runner.preflight.kind(STAGE_KIND[stage])  # before this backend's first shot of the run
         self._fp[unit] = fp
-        effective = fingerprints.effective_shot(self.session, stage, shot, self.active)
+        effective = fingerprints.effective_shot(self.session, stage, shot, self.active, self.film_look)
         image = self.session.path / self.session.shot_state(shot.id).image.path if stage == "videos" else None
         return lambda: self._attempt(stage, effective, backend, image)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from reelforge.errors import StageError
+from reelforge.looks import compose
 from reelforge.plugins.comfy_render.outputs import safe_component
 from reelforge.plugins.comfy_render.workflow import Template
 from reelforge.protocols import ShotJob
@@ -42,13 +43,16 @@ class ShotPrompts:
             "height": o.height or t.defaults.get("height"),
             "filename_prefix": prefix,
         }
+        # The subject and the film's look (shot.look, filled in by the runner) joined: a shot
+        # planned before looks were kept apart holds the look already, and is sent as before.
+        picture = compose(shot.image_prompt, shot.look)
         if self.kind == "video":
             values["image"] = image_ref
-            values["prompt"] = ". ".join(p for p in (shot.motion_prompt, shot.image_prompt) if p)
+            values["prompt"] = ". ".join(p for p in (shot.motion_prompt, picture) if p)
             values["fps"] = fps
             values["frames"] = self.frames(shot, fps)
         else:
-            values["prompt"] = shot.image_prompt
+            values["prompt"] = picture
         return values
 
     def frames(self, shot: Shot, fps: float) -> int:

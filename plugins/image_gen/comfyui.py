@@ -1,5 +1,7 @@
 """The ComfyUI image generator (``--image-gen comfyui``): each shot's still from a
-text-to-image workflow template, on the same client as the ComfyUI renderer."""
+text-to-image workflow template, on the same client as the ComfyUI renderer. Its positive
+prompt is the shot's image prompt joined with the film's look (``shot.look``, see
+reelforge.looks), as ``ShotJob.prompt`` gives it."""
 
 from __future__ import annotations
 

@@ -149,14 +149,16 @@ class KenBurnsRenderer:
         if card:
             # The card goes on after the zoom: bands and text as two still overlays (a
             # single-frame input repeats its frame), the text timed when a gap is asked for.
-            from reelforge.plugins.image_gen.storyboard import card_overlay
+            from reelforge.plugins.image_gen.storyboard import card_overlay, plate_caption
 
+            caption = plate_caption(image)  # the words its plate was drawn for (None: from the shot)
             size = (_even(o.width), _even(o.height))
             seconds = frames / o.fps
             layers = work / f"shot_{shot.id:03d}.{os.getpid()}.card"
             layers.mkdir(exist_ok=True)
             for layer in ("bands", "text"):
-                card_overlay(shot, size, duration_s=seconds, layer=layer).save(layers / f"{layer}.png")
+                card_overlay(shot, size, duration_s=seconds, layer=layer, caption=caption).save(
+                    layers / f"{layer}.png")
                 inputs += ["-i", str(layers / f"{layer}.png")]
             gap = min(o.caption_gap_s, seconds / 3)
             timed = f":enable='between(t,{gap:.3f},{seconds - gap:.3f})'" if gap > 0 else ""

@@ -93,11 +93,11 @@ def _shot(story: Story, spec: dict, looks: dict[str, str], subject: str, lead: s
         in_frame = ()
     description = f"{prefix} {subject_text}"
     cast = "; ".join(f"{n}: {looks[n]}" for n in in_frame if n in looks)
+    # What is in the picture only: the film's look (story.style) is applied by the backend.
     image_prompt = ", ".join(p for p in (
         f"{kind} of {subject_text}",
         scene.summary.split(". ", 1)[-1].rstrip("."),
         cast,
-        story.style,
         "highly detailed, cinematic composition",
     ) if p)
     motion_prompt = f"{spec['move']}, {spec['pace']} camera, {kind}"

@@ -78,7 +78,8 @@ SHOT_SCHEMA = _object({
     "scene_id": _string("The id of the scene this shot belongs to."),
     "description": _string("One line saying what the shot shows."),
     "image_prompt": _string(
-        "A self-contained prompt for the still image: subject, action, framing, setting, light."),
+        "A self-contained prompt for the still image: subject, action, framing, setting, light "
+        "(not the film's style, which is added to every shot)."),
     "motion_prompt": _string("Camera move and motion in the shot, for the image-to-video model."),
     "negative_prompt": _string("What the image and video models should avoid."),
     "duration_s": {"type": "number", "description": "Length of the shot in seconds."},
@@ -322,16 +323,16 @@ def _mentions(text: str, name: str) -> bool:
 
 
 def with_bible(prompt: str, story: Story, in_frame: tuple[str, ...], *, limit: int = MAX_PROMPT) -> str:
-    """``prompt`` followed by the look of every character in frame and the style bible,
-    each added only if the prompt does not already carry it word for word. The result stays
-    within ``limit`` characters: the style always fits, character looks while room is left."""
-    prompt = prompt.strip().rstrip(".")
+    """``prompt`` followed by the look of every character in frame, each added only if the
+    prompt does not already carry it word for word, within ``limit`` characters (character
+    looks while room is left). The film's style is not added: it is the film's look, which
+    the backend applies (reelforge.looks); one the model wrote in word for word is taken out."""
+    from reelforge.looks import without
+
+    prompt = without(prompt.strip(), story.style).strip().rstrip(".")
     folded = prompt.casefold()
     parts = [prompt] if prompt else []
-    style = ""
-    if story.style and story.style.casefold().rstrip(".") not in folded:
-        style = f"Style: {story.style.rstrip('.')}"
-    room = limit - len(prompt) - len(style) - 4
+    room = limit - len(prompt) - 4
     for character in story.characters:
         if character.name in in_frame and character.description:
             if character.description.casefold().rstrip(".") not in folded:
@@ -340,9 +341,7 @@ def with_bible(prompt: str, story: Story, in_frame: tuple[str, ...], *, limit: i
                     break
                 parts.append(part)
                 room -= len(part) + 2
-    if style:
-        parts.append(style)
-    return (". ".join(parts) + ".")[:limit]
+    return (". ".join(parts) + ".")[:limit] if parts else ""
 
 
 def _in_frame(draft: ShotDraft, story: Story) -> tuple[str, ...]:
@@ -374,8 +373,9 @@ def fit_durations(durations: list[float], target_seconds: float) -> list[float]:
 
 def finish_plan(drafts: list[ShotDraft], story: Story, *, base_seed: int | None,
                 target_seconds: float) -> ShotPlan:
-    """Turn checked drafts into the ShotPlan: ids renumbered 1..n in film order, the style
-    bible in every image prompt, seeds where the model gave none, durations fitted."""
+    """Turn checked drafts into the ShotPlan: ids renumbered 1..n in film order, the cast's
+    looks in every image prompt (the style is the film's look, applied by the backend),
+    seeds where the model gave none, durations fitted."""
     durations = fit_durations([d.duration_s for d in drafts], target_seconds)
     shots = []
     for n, (draft, duration) in enumerate(zip(drafts, durations), start=1):

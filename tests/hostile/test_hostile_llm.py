@@ -241,7 +241,11 @@ def test_a_bible_that_would_overflow_a_prompt_is_cut_to_fit(llm):
     llm.enqueue(chat_completion(plan))
     shots = writer(llm, shots=3).plan_shots(story, graph).shots
     assert all(len(s.image_prompt) <= MAX_PROMPT for s in shots)
-    assert all(s.image_prompt.endswith("s" * 50 + ".") for s in shots)  # the style is kept
+    # the style is the film's look (story.style), not in the prompt; the backend adds it whole
+    from reelforge.looks import compose
+
+    assert not any("s" * 50 in s.image_prompt for s in shots)
+    assert all(compose(s.image_prompt, story.style).endswith("s" * 1_999) for s in shots)
 
 
 def test_target_seconds_must_fit_the_longest_shot():

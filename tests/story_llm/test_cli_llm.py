@@ -36,7 +36,8 @@ def assert_film(out) -> str:
     assert story["title"] == STORY["title"]
     shots = json.loads((session / "shots.json").read_text())["shots"]
     assert [s["id"] for s in shots] == [1, 2, 3]
-    assert all(STORY["style"] in s["image_prompt"] for s in shots)
+    assert story["style"] == STORY["style"]  # the film's look, applied by the image backend
+    assert not any(STORY["style"] in s["image_prompt"] for s in shots)
     return sid
 
 

@@ -31,7 +31,7 @@ def test_three_stages_request_and_result(fake_server):
     plan = llm.plan_shots(story, graph)
     assert story.style == STORY["style"]
     assert [s.scene_id for s in plan.shots] == ["s1", "s1", "s2", "s3"]
-    assert all(STORY["style"] in s.image_prompt for s in plan.shots)
+    assert not any(STORY["style"] in s.image_prompt for s in plan.shots)  # the film's look: story.style
 
     first = fake_server.requests[0]
     assert first.path == "/api/chat"

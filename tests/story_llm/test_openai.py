@@ -52,9 +52,10 @@ def test_three_stages_request_and_result(fake_server, caplog):
     assert [r.body["response_format"]["json_schema"]["name"] for r in fake_server.requests] == [
         "story", "scene_graph", "shot_plan"]
 
-    # the bible is carried into every image prompt by code, whatever the model wrote
+    # the cast's looks are carried into every image prompt by code, whatever the model wrote;
+    # the style is the film's look (story.style), applied by the image backend, not in the prompt
     for s in plan.shots:
-        assert STORY["style"] in s.image_prompt
+        assert STORY["style"] not in s.image_prompt and s.look == ""
         assert "ginger tabby" in s.image_prompt
         assert "Old Tom" not in s.image_prompt  # not in frame
         assert s.characters == ("Mabel",)  # "mabel" normalised to the story's spelling

@@ -54,8 +54,11 @@ def test_batches_and_halves():
 def test_bible_added_once_and_only_for_characters_in_frame():
     prompt = with_bible("Old Tom asleep in his chair.", STORY_REC, ("Old Tom",))
     assert prompt.count("navy wool sweater") == 1 and "ginger" not in prompt
-    assert prompt.endswith(f"Style: {STORY['style']}.")
+    # the style is the film's look, applied by the backend: not written into the prompt, and
+    # taken out where the model wrote it in word for word
+    assert STORY["style"] not in prompt and "Style:" not in prompt
     assert with_bible(prompt, STORY_REC, ("Old Tom",)) == prompt  # nothing added twice
+    assert with_bible(f"Old Tom asleep in his chair, {STORY['style']}", STORY_REC, ("Old Tom",)) == prompt
 
 
 def test_characters_named_in_the_prompt_are_in_frame():

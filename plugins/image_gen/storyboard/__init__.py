@@ -1,15 +1,18 @@
 """The ``storyboard`` image generator: draws a storyboard frame per shot with Pillow.
 
-The picture follows the shot: one palette per film, read from the style bible every prompt
-carries ("deep navy and lantern-gold palette"); a background built from the setting's words
-(sea, city, forest, storm, night, desert, mountain, interior, ...); framing from the shot
-type (aerial, wide, medium, close-up, low angle, silhouette, detail). Deterministic: the
+The picture follows the shot: one palette per film, read from the film's look (the story's
+style, "deep navy and lantern-gold palette", or the shot's own look: ``shot.look``, which the
+runner fills in); a background built from the setting's words in the image prompt (sea,
+city, forest, storm, night, desert, mountain, interior, ...); framing from the shot type it
+names (aerial, wide, medium, close-up, low angle, silhouette, detail). Deterministic: the
 same shot always gives the same pixels. No model, GPU or network.
 
-The image written is a text-free *plate*, marked as such in a PNG text chunk. The card's
-text (shot number, caption, camera note) is drawn by :func:`card_overlay`, which the
-``kenburns`` renderer puts on top of each frame *after* its zoom and pan, so no camera move
-ever crops a caption. :meth:`StoryboardGenerator.draw` gives plate and card together.
+The image written is a text-free *plate*, marked as such in a PNG text chunk; another chunk
+records the caption its card shows (what the image prompt asks for: :func:`caption_of`,
+read back with :func:`plate_caption`). The card's text (shot number, caption, camera note)
+is drawn by :func:`card_overlay`, which the ``kenburns`` renderer puts on top of each frame
+*after* its zoom and pan, so no camera move ever crops a caption.
+:meth:`StoryboardGenerator.draw` gives plate and card together; :func:`card_text` the words.
 
 This module is the backend (options, the generator, the plate marker, the hook); its parts:
 :mod:`.palette` (colours from the style bible), :mod:`.scene` (setting and shot type from the
@@ -29,7 +32,8 @@ import attrs
 from reelforge import hookimpl
 from reelforge.errors import StageError
 from reelforge.limits import MAX_SIDE, between, check_frame_size
-from reelforge.plugins.image_gen.storyboard.card import CAPTION_BAND, card_overlay, font
+from reelforge.plugins.image_gen.storyboard.card import (CAPTION_BAND, CardText, caption_of, card_overlay, card_text,
+                                                        font)
 from reelforge.plugins.image_gen.storyboard.painter import _Painter
 from reelforge.plugins.image_gen.storyboard.palette import palette_for
 from reelforge.plugins.image_gen.storyboard.scene import setting, shot_type
@@ -39,6 +43,8 @@ from reelforge.records import Shot
 #: PNG text chunk that marks a storyboard plate (a renderer may draw the card over it).
 PLATE_KEY = "reelforge-plate"
 PLATE_VALUE = "storyboard"
+#: PNG text chunk of a plate: the caption its card shows (the renderer draws this one).
+CAPTION_KEY = "reelforge-caption"
 
 
 @attrs.frozen
@@ -64,7 +70,8 @@ class StoryboardGenerator:
     concurrency: int = 2
     #: Burnt subtitles keep above the card's caption band (fraction of the frame height).
     subtitle_margin: float = CAPTION_BAND + 0.03
-    #: The card shows the description and the shot's characters: a changed one redraws it.
+    #: Fields of the shot besides its prompts and look that once made the card (kept in the
+    #: fingerprint so that images made before keep theirs): a changed one redraws it.
     fingerprint_fields: ClassVar[tuple[str, ...]] = ("description", "characters", "scene_id", "duration_s")
 
     def __init__(self, options: StoryboardOptions | None = None):
@@ -77,6 +84,7 @@ class StoryboardGenerator:
         tmp = out.with_name(out.stem + ".partial.png")
         info = PngInfo()
         info.add_text(PLATE_KEY, PLATE_VALUE)
+        info.add_text(CAPTION_KEY, caption_of(shot))  # UTF-8 (iTXt) when it is not Latin-1
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
             self.draw_plate(shot).save(tmp, format="PNG", compress_level=1, pnginfo=info)
@@ -95,6 +103,11 @@ class StoryboardGenerator:
         plate.alpha_composite(card_overlay(shot, plate.size))
         return plate.convert("RGB")
 
+    @staticmethod
+    def card_text(shot: Shot) -> CardText:
+        """The words the card of ``shot`` shows (number, scene and length, caption, camera)."""
+        return card_text(shot)
+
 
 def is_plate(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a storyboard plate (a PNG this generator wrote)."""
@@ -107,12 +120,26 @@ def is_plate(path: str | os.PathLike) -> bool:
         return False
 
 
+def plate_caption(path: str | os.PathLike) -> str | None:
+    """The caption the card of storyboard plate ``path`` shows, as recorded when it was
+    drawn (None for a plate written before captions were recorded, or another image)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            text = getattr(im, "text", {})
+            return text.get(CAPTION_KEY) if text.get(PLATE_KEY) == PLATE_VALUE else None
+    except Exception:
+        return None
+
+
 @hookimpl
 def register_image_generators(register):
     register(StoryboardGenerator)
 
 
 __all__ = [
-    "CAPTION_BAND", "PLATE_KEY", "PLATE_VALUE", "StoryboardGenerator", "StoryboardOptions", "_Painter",
-    "card_overlay", "font", "is_plate", "palette_for", "register_image_generators", "setting", "shot_type",
+    "CAPTION_BAND", "CAPTION_KEY", "PLATE_KEY", "PLATE_VALUE", "CardText", "StoryboardGenerator", "StoryboardOptions",
+    "_Painter", "caption_of", "card_overlay", "card_text", "font", "is_plate", "palette_for", "plate_caption",
+    "register_image_generators", "setting", "shot_type",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 from typing import NamedTuple
 
+from reelforge.plugins.image_gen.storyboard.scene import prompt_head
 from reelforge.records import Shot
 
 
@@ -38,6 +39,36 @@ def _camera_move(motion_prompt: str) -> str:
     return ""
 
 
+class CardText(NamedTuple):
+    """The words a storyboard card shows, as drawn (the caption and camera note before
+    they are wrapped to the card's width)."""
+
+    number: str
+    "SHOT 003"
+    label: str
+    "SCENE s2 · 3.0 s · STORYBOARD"
+    caption: str
+    "What the picture shows: the start of the image prompt."
+    camera: str
+    "CAMERA: the motion prompt (or static)."
+
+
+def caption_of(shot: Shot) -> str:
+    """What the card says the picture shows: the first clauses of the image prompt (what the
+    plate is drawn from), or the description for a shot without an image prompt."""
+    head = ", ".join(prompt_head(shot.image_prompt, 2)).strip().rstrip(".;,")
+    text = " ".join((head or shot.description).split())
+    return text[:1].upper() + text[1:]
+
+
+def card_text(shot: Shot, *, duration_s: float | None = None) -> CardText:
+    """The words :func:`card_overlay` draws for ``shot``."""
+    seconds = shot.duration_s if duration_s is None else duration_s
+    return CardText(number=f"SHOT {shot.id:03d}",
+                    label=f"SCENE {shot.scene_id}   ·   {seconds:.1f} s   ·   STORYBOARD",
+                    caption=caption_of(shot), camera=f"CAMERA: {shot.motion_prompt or 'static'}")
+
+
 class CardLayout(NamedTuple):
     """Where the card's text sits, in pixels of a ``width`` x ``height`` frame."""
 
@@ -57,11 +88,12 @@ def card_layout(width: int, height: int) -> CardLayout:
 
 
 def card_overlay(shot: Shot, size: tuple[int, int], *, duration_s: float | None = None,
-                 layer: str = "all"):
+                 layer: str = "all", caption: str | None = None):
     """The storyboard card's furniture for ``shot`` as a transparent RGBA image of ``size``:
     ``layer="bands"`` the header and caption bands, corner marks and frame; ``"text"`` the
     shot number, scene and length, caption, camera note and motion arrow; ``"all"`` both.
-    Everything lies inside the frame with a margin, whatever the text's length."""
+    Everything lies inside the frame with a margin, whatever the text's length. ``caption``
+    replaces the one read from the shot (the renderer passes the one its plate records)."""
     from PIL import Image, ImageDraw
 
     w, h = size
@@ -81,21 +113,20 @@ def card_overlay(shot: Shot, size: tuple[int, int], *, duration_s: float | None 
         draw.rectangle((0, 0, w - 1, h - 1), outline=white, width=max(1, int(3 * s)))
     if layer in ("all", "text"):
         big, mid, small = font(max(10, int(30 * s))), font(max(10, int(23 * s))), font(max(9, int(19 * s)))
-        seconds = shot.duration_s if duration_s is None else duration_s
-        label = f"SCENE {shot.scene_id}   ·   {seconds:.1f} s   ·   STORYBOARD"
-        label_w = draw.textlength(label, font=small)
-        number = f"SHOT {shot.id:03d}"
-        draw.text((lay.pad, lay.header // 2), number, font=big, fill=accent, anchor="lm")
-        if lay.pad * 3 + draw.textlength(number, font=big) + label_w <= w:
-            draw.text((w - lay.pad, lay.header // 2), label, font=small, fill=grey, anchor="rm")
+        words = card_text(shot, duration_s=duration_s)
+        if caption is not None:
+            words = words._replace(caption=caption)
+        label_w = draw.textlength(words.label, font=small)
+        draw.text((lay.pad, lay.header // 2), words.number, font=big, fill=accent, anchor="lm")
+        if lay.pad * 3 + draw.textlength(words.number, font=big) + label_w <= w:
+            draw.text((w - lay.pad, lay.header // 2), words.label, font=small, fill=grey, anchor="rm")
         y = h - lay.caption + int(14 * s)
-        for line in _wrap(draw, shot.description, mid, w - 2 * lay.pad, 2):
+        for line in _wrap(draw, words.caption, mid, w - 2 * lay.pad, 2):
             draw.text((lay.pad, y), line, font=mid, fill=white)
             y += int(32 * s)
-        camera = shot.motion_prompt or "static"
-        camera_line = _wrap(draw, f"CAMERA: {camera}", small, w - 2 * lay.pad, 1)[0]
+        camera_line = _wrap(draw, words.camera, small, w - 2 * lay.pad, 1)[0]
         draw.text((lay.pad, h - lay.pad), camera_line, font=small, fill=accent, anchor="ls")
-        move = _camera_move(camera)
+        move = _camera_move(shot.motion_prompt or "static")
         if move:
             _arrow(draw, move, (w // 2, (lay.header + h - lay.caption) // 2), int(50 * s), accent,
                    max(2, int(4 * s)))

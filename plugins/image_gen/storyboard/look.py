@@ -22,7 +22,9 @@ class Look:
         self.w, self.h = size
         digest = hashlib.sha256(f"{shot.image_prompt}\x1f{shot.seed}".encode("utf-8")).digest()
         self.rng = random.Random(int.from_bytes(digest[:8], "big"))
-        self.palette = palette_for(shot.image_prompt)
+        # The film's palette comes from the look the shot is made with (the runner fills it
+        # in: the story's style, or the shot's own); a bare shot without one, from its prompt.
+        self.palette = palette_for(shot.look if shot.look.strip() else shot.image_prompt)
         self.where = setting(shot)
         self.kind = shot_type(shot)
         self.night = "night" in self.where or ("space" in self.where and "interior" not in self.where)

@@ -40,23 +40,33 @@ SHOT_TYPES: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 def shot_type(shot: Shot) -> str:
-    """aerial, closeup, detail, silhouette, low, medium or wide (the default)."""
-    text = f"{shot.description} {shot.image_prompt}".lower()
+    """aerial, closeup, detail, silhouette, low, medium or wide (the default), as the image
+    prompt names it (the description only for a shot without an image prompt: after an edit
+    of the prompt the description may still tell of the old picture)."""
+    text = (shot.image_prompt if shot.image_prompt.strip() else shot.description).lower()
     found = [(text.find(w), kind) for kind, words in SHOT_TYPES for w in words if w in text]
     return min(found)[1] if found else "wide"
 
 
-def setting_text(shot: Shot) -> str:
-    """The words that say where the shot is: its description and the start of its prompt
-    (not the style bible or the cast, whose colour and costume words would mislead)."""
-    head = re.split(r"(?<=[.;])\s|,\s", shot.image_prompt)
-    kept = []
-    for segment in head[:3]:
+def prompt_head(prompt: str, segments: int = 3) -> list[str]:
+    """The first few clauses of an image prompt, up to the cast or a style phrase (whose
+    colour and costume words would mislead): what the picture shows."""
+    kept: list[str] = []
+    for segment in re.split(r"(?<=[.;])\s|,\s", prompt.strip())[:segments]:
         low = segment.lower()
-        if "palette" in low or "style" in low or "lens" in low or ":" in segment:
+        # "Name: looks" is the cast; a first clause may be "Medium shot: Ines in the kitchen".
+        if "palette" in low or "style" in low or "lens" in low or (":" in segment and kept):
             break
         kept.append(segment)
-    return f"{shot.description} {' '.join(kept)}".lower()
+    return kept
+
+
+def setting_text(shot: Shot) -> str:
+    """The words that say where the shot is: the start of its image prompt (the description
+    only for a shot without one: after an edit of the prompt it may tell of the old picture)."""
+    if not shot.image_prompt.strip():
+        return shot.description.lower()
+    return " ".join(prompt_head(shot.image_prompt)).lower()
 
 
 def setting(shot: Shot) -> frozenset[str]:
