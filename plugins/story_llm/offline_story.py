@@ -8,21 +8,21 @@ import re
 
 import attrs
 
-from reelforge.plugins.story_llm.offline_idea import (
-    _arc,
-    _article,
-    _read_idea,
-    _story_subject,
-    _theme,
-    _title_case,
-    _upper_first,
-)
+from reelforge.plugins.story_llm import offline_action
+from reelforge.plugins.story_llm.offline_action import clean_idea, idea_of, telling, title_of
+from reelforge.plugins.story_llm.offline_idea import _arc, _article, _read_idea, _story_subject, _theme, _upper_first
 from reelforge.plugins.story_llm.offline_words import _ARCS, _NAMES, _THEMES
 from reelforge.records import Character, Scene, SceneGraph, Story
 
 
 def write_story(idea: str, rng: random.Random) -> Story:
-    """The story of ``idea``: title, logline, synopsis, two or three characters and a style."""
+    """The story of ``idea``: title, logline, synopsis, two or three characters and a style.
+    A sentence idea ('A robot learns to paint in Tokyo') is told as its subject doing its
+    action; an idea that is a subject ('The rise and fall of ...') as a story about it."""
+    told = telling(idea)
+    if told is not None:
+        return offline_action.write_story(idea, told, rng)
+    idea = clean_idea(idea)
     theme = _THEMES[_theme(idea)]
     parsed = _read_idea(idea)
     subject = parsed.subject
@@ -49,7 +49,7 @@ def write_story(idea: str, rng: random.Random) -> Story:
     places += [p for p in rng.sample(theme["places"], 3) if p not in places][:3 - len(places)]
     details = rng.sample(theme["details"], 2)
     a, b = characters[0], characters[1]
-    title = _title_case(idea.strip().rstrip(".!?")) or "Untitled"
+    title = title_of(idea)
     logline = (
         f"{a.name}, {roles[0]}, must hold on to {subject} while {b.name}, "
         f"{roles[1]}, is ready to let it go."
@@ -78,6 +78,9 @@ def write_story(idea: str, rng: random.Random) -> Story:
 
 def build_scene_graph(story: Story, rng: random.Random, shots: int) -> SceneGraph:
     """Three to five scenes (fewer for fewer shots) along the arc the title picks."""
+    told = telling(idea_of(story))
+    if told is not None:
+        return offline_action.build_scene_graph(story, told, rng, shots)
     idea = story.title
     theme = _THEMES[_theme(idea)]
     arc = _ARCS[_arc(idea, rng)]
