@@ -19,6 +19,7 @@ from reelforge.plugins.story_llm.offline_idea import _article, _seed_of, _theme,
 from reelforge.plugins.story_llm.offline_premise import Premise, _singular, gerund, read_premise, third_person
 from reelforge.plugins.story_llm.offline_words import (
     _ACTION_BEATS,
+    _IRREGULAR,
     _NAMES,
     _NEUTRAL_DETAILS,
     _NEUTRAL_HOMES,
@@ -36,7 +37,8 @@ _MAX_TITLE = 120
 _BUILDINGS = frozenset("""lighthouse bakery library school castle temple palace hotel cafe café shop museum theatre
 theater observatory monastery church hospital studio workshop factory prison cathedral fortress tower house cabin
 station kitchen mine ship boat train bus barn mill inn pub restaurant office apartment flat""".split())
-_WATERS = frozenset("sea ocean lake river coast beach harbour harbor bay".split())
+_WATERS = frozenset("sea ocean lake river".split())
+_SHORES = frozenset("coast beach shore bay harbour harbor pier quay port".split())
 
 
 def clean_idea(idea: str) -> str:
@@ -99,13 +101,16 @@ def _nouns(text: str) -> list[str]:
 
 def _sub_places(prep: str, place: str, named: bool) -> list[tuple[str, str]]:
     """Parts of the home, so that every scene stays there."""
-    head = (_nouns(place) or [""])[-1]
+    nouns = _nouns(place)
+    head = next((n for n in nouns if n in _PLACE_NOUNS or n in _SHORES), nouns[-1] if nouns else "")
     if named:
         return [("in", f"the streets of {place}"), ("in", f"a quiet corner of {place}"), ("at", f"the edge of {place}")]
     if head in _BUILDINGS:
         return [("at", f"the door of {place}"), ("in", f"a room inside {place}"), ("on", f"the path outside {place}")]
     if head in _WATERS:
-        return [("on", f"the shore of {place}"), ("at", f"the edge of {place}"), ("on", f"the water of {place}")]
+        return [("on", f"the shore of {place}"), ("on", f"the water of {place}"), ("at", f"the edge of {place}")]
+    if head in _SHORES:
+        return [("on", f"the rocks of {place}"), ("on", f"the cliffs above {place}"), ("in", f"a cove of {place}")]
     return [("in", f"the heart of {place}"), ("at", f"the edge of {place}"), ("on", f"a path through {place}")]
 
 
@@ -159,6 +164,20 @@ def telling(idea: str) -> Telling | None:
                    does=does, theme=theme)
 
 
+def plural_of(role: str) -> str:
+    """'sister' -> 'sisters', 'child' -> 'children', 'witch' -> 'witches'."""
+    words = role.split()
+    irregular = {v: k for k, v in _IRREGULAR.items()}
+    last = words[-1] if words else role
+    if last in irregular:
+        last = irregular[last]
+    elif last.endswith("y") and len(last) > 2 and last[-2] not in "aeiou":
+        last = last[:-1] + "ies"
+    else:
+        last += "es" if last.endswith(("s", "sh", "ch", "x")) else "s"
+    return " ".join([*words[:-1], last])
+
+
 def _together(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
 
@@ -167,7 +186,7 @@ def _roles(p: Premise, n: int) -> list[str]:
     """How the protagonists are introduced: 'a robot', 'one of the two sisters', ''."""
     if p.count >= 2 and len(set(p.roles)) == 1 and p.roles[0]:
         role = p.roles[0]
-        plural = role + ("es" if role.endswith(("s", "sh", "ch", "x")) else "s")
+        plural = plural_of(role)
         number = {2: "two", 3: "three"}.get(p.count, str(p.count))
         kin = [f"one of the {number} {plural}", f"the other {role}"] if p.count == 2 else [
             f"the eldest of the {number} {plural}", f"the middle {role}", f"the youngest {role}"]
@@ -201,12 +220,12 @@ def write_story(idea: str, t: Telling, rng: random.Random) -> Story:
     where = f" {where}" if where else ""
     want = _want(p, p.base)
     b = f"{names[n_p]}, {roles[n_p]}," if n_chars > n_p else ""
-    logline = f"{lead}, {intro}{where}, {want}, but {b} doubts it can be done." if b else \
-        f"{lead}, {intro}{where}, {want}, and nothing will make it easy."
-    logline = re.sub(r",\s*,", ",", logline.replace(", , ", ", "))
-    at = _upper_first(" ".join(x for x in (prep, home, p.time) if x))
+    who = ", ".join(x for x in (lead, f"{intro}{where}".strip()) if x)
+    logline = f"{who}, {want}, but {b} doubts it can be done." if b else \
+        f"{who}, {want}, and nothing will make it easy."
+    at = _upper_first(" ".join(x for x in (without_object(p, f"{prep} {home}"), p.time) if x))
     paragraphs = [clean_idea(idea).rstrip(".!?") + ".",
-                  f"{at}, {lead}{', ' + intro if intro else ''}, {want}."
+                  f"{at + ', ' if at else ''}{lead}{', ' + intro if intro else ''}, {want}."
                   + (f" {names[n_p]}, {roles[n_p]}, doubts it can be done." if n_chars > n_p else "")]
     second, third = (rest + [(prep, home)] * 2)[:2]
     keep = "keep" if p.plural else "keeps"
@@ -248,8 +267,7 @@ def _definite(text: str) -> str:
 def _intro(p: Premise, roles: list[str]) -> str:
     if p.count >= 2 and len(set(p.roles)) == 1 and p.roles[0]:
         number = {2: "two", 3: "three"}.get(p.count, str(p.count))
-        role = p.roles[0]
-        return f"{number} {role}" + ("es" if role.endswith(("s", "sh", "ch", "x")) else "s")
+        return f"{number} {plural_of(p.roles[0])}"
     return " and ".join(r for r in roles if r)
 
 
@@ -279,7 +297,8 @@ def build_scene_graph(story: Story, t: Telling, rng: random.Random, shots: int) 
         values = dict(a=lead, b=other, B=_upper_first(other), act=p.core, want=_want(p, p.core), does=t.does,
                       tries=forms["try"], fails=forms["fail"], gives=forms["give"], finds=forms["find"])
         sentence = ""
-        for at in (" ".join(x for x in (prep, place, p.time) if x), f"{prep} {place}", ""):
+        here = without_object(p, f"{prep} {place}")
+        for at in (" ".join(x for x in (here, p.time) if x), here, ""):
             sentence = _upper_first(template.format(At=_upper_first(at), **values)).replace(", ,", ",")
             if not at:
                 sentence = re.sub(r"^, ", "", sentence)

@@ -45,6 +45,8 @@ def framing(told: Telling, story: Story, kind: str, place: str, detail: str, cas
         together = _together(cast)
         if set(cast) <= heroes:
             loc = without_object(told.premise, loc)
+            if told.premise.obj and told.premise.obj.lower() in loc.lower():
+                loc = ""  # 'crossing the frozen mountain pass' says where
             when = f" {loc}{when}" if loc else when
             return _fit(prefix, f"{together} {told.doing}{when}, {detail}", f"{together} {told.doing}{when}",
                         f"{together}{when}"), cast

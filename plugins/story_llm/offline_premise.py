@@ -217,7 +217,8 @@ def _cut(words: list[str], limit: int) -> list[str]:
     """The action up to where its first clause ends, at most ``limit`` words."""
     out: list[str] = []
     for k, w in enumerate(words):
-        if w == "," or (k > 1 and w.lower() in _CUTS) or len(out) >= limit:
+        if w == "," or (k > 1 and w.lower() in _CUTS and not (w.lower() == "to" and len(out) < 4)) \
+                or len(out) >= limit:
             break
         out.append(w)
     while len(out) > 1 and out[-1].lower() in _DETERMINERS | _STOPS | {"of"}:
@@ -261,6 +262,8 @@ def read_premise(idea: str) -> Premise | None:
             if _is_verb(rest, i, hint):
                 subject, action = rest[:i], rest[i:]
                 break
+    if not names and "," in subject:  # 'A keeper, lonely and old, befriends ...': the words before the comma
+        subject = subject[:subject.index(",")]
     subject = [w for w in subject if w != ","]
     if not subject or not action or action[0] == ",":
         return None

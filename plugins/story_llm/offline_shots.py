@@ -7,15 +7,15 @@ import random
 
 from reelforge.plugins.story_llm import offline_action_shots
 from reelforge.plugins.story_llm.offline_action import idea_of, telling
-from reelforge.plugins.story_llm.offline_idea import _lower_place, _seed_of, _story_subject, _theme, _upper_first
-from reelforge.plugins.story_llm.offline_words import _LINES, _NEGATIVE, _ON_PLACES, _SHOT_TYPES, _THEMES, CAMERA_MOVES
+from reelforge.plugins.story_llm.offline_idea import _lower_place, _seed_of, _setting, _story_subject, _upper_first
+from reelforge.plugins.story_llm.offline_words import _LINES, _NEGATIVE, _ON_PLACES, _SHOT_TYPES, CAMERA_MOVES
 from reelforge.records import Scene, SceneGraph, Shot, ShotPlan, Story
 
 
 def plan_shots(story: Story, scenes: SceneGraph, rng: random.Random, n_shots: int, shot_seconds: float) -> ShotPlan:
     """``n_shots`` shots of ``shot_seconds`` each, spread over the scenes so that everyone in
     the story is seen."""
-    theme = _THEMES[_theme(story.title)]
+    theme = _setting(story.title.lower())
     told = telling(idea_of(story))
     details = told.details if told is not None else theme["details"]
     looks = {c.name: c.description for c in story.characters}

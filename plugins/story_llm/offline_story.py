@@ -10,7 +10,15 @@ import attrs
 
 from reelforge.plugins.story_llm import offline_action
 from reelforge.plugins.story_llm.offline_action import clean_idea, idea_of, telling, title_of
-from reelforge.plugins.story_llm.offline_idea import _arc, _article, _read_idea, _story_subject, _theme, _upper_first
+from reelforge.plugins.story_llm.offline_idea import (
+    _arc,
+    _article,
+    _read_idea,
+    _setting,
+    _story_subject,
+    _theme,
+    _upper_first,
+)
 from reelforge.plugins.story_llm.offline_words import _ARCS, _NAMES, _THEMES
 from reelforge.records import Character, Scene, SceneGraph, Story
 
@@ -23,7 +31,7 @@ def write_story(idea: str, rng: random.Random) -> Story:
     if told is not None:
         return offline_action.write_story(idea, told, rng)
     idea = clean_idea(idea)
-    theme = _THEMES[_theme(idea)]
+    theme = _setting(idea)
     parsed = _read_idea(idea)
     subject = parsed.subject
     n_chars = min(3, max(rng.choice((2, 3)), parsed.count))
@@ -71,7 +79,7 @@ def write_story(idea: str, rng: random.Random) -> Story:
         f"In the end only images remain: {places[0]} in changing light, and {a.name} "
         f"looking back at {subject} one last time."
     )
-    style = rng.choice(theme["styles"])
+    style = rng.choice(_THEMES[_theme(idea)]["styles"])
     return Story(title=title, logline=logline, synopsis="\n\n".join(paragraphs),
                  characters=characters, style=style)
 
@@ -82,7 +90,7 @@ def build_scene_graph(story: Story, rng: random.Random, shots: int) -> SceneGrap
     if told is not None:
         return offline_action.build_scene_graph(story, told, rng, shots)
     idea = story.title
-    theme = _THEMES[_theme(idea)]
+    theme = _setting(idea.lower())
     arc = _ARCS[_arc(idea, rng)]
     subject = _story_subject(story)
     n_scenes = rng.randint(3, min(5, shots)) if shots >= 3 else shots

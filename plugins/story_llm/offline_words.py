@@ -292,10 +292,12 @@ _VERB_HOMES: dict[str, str] = {
     "paint": "a small studio", "draw": "a small studio", "bake": "a small kitchen", "cook": "a small kitchen",
     "write": "a writing desk", "sing": "a small stage", "dance": "a dance hall", "swim": "the water",
     "sail": "the open water", "fly": "the open sky", "read": "a library", "garden": "a garden",
-    "plant": "a garden", "build": "a workshop", "repair": "a workshop", "fix": "a workshop",
+    "plant": "a garden", "repair": "a workshop", "fix": "a workshop",
     "teach": "a classroom", "learn": "a classroom", "play": "a small stage", "climb": "a steep hillside",
 }
 _NEUTRAL_HOMES = ("home", "a quiet street", "an empty room")
+#: Places for a subject idea that names none and fits no theme.
+_PLAIN_PLACES = ("a quiet street", "an empty room", "an open window", "a small house")
 #: The story of a sentence idea: its protagonist wants the action, fails, doubts, finds a way, does it.
 _ACTION_BEATS: tuple[tuple[str, str], ...] = (
     ("the wish", "{At}, {a} {want}."),
