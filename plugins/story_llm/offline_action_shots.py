@@ -86,6 +86,10 @@ def narration(told: Telling, story: Story, spec: dict, kind: str, who: str, plac
             group = "person" if who in heroes else "other"
         else:
             group = "detail" if kind == "macro detail shot" else "place"
-        line = _pick(_ACTION_LINES[group], spec["line"], said, **values)
+        # The shot's own kind of line first, then any other kind, so that no line is said twice.
+        others = tuple(line for name, options in _ACTION_LINES.items() if name not in (group, "person", "other")
+                       for line in options)
+        line = _pick(_ACTION_LINES[group] + others, spec["line"] * len(_ACTION_LINES[group]) / (
+            len(_ACTION_LINES[group]) + len(others)), said, **values)
     said.add(line)
     return line

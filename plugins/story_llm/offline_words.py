@@ -108,7 +108,7 @@ _THEMES: dict[str, dict[str, tuple[str, ...]]] = {
     "everyday": {
         "keywords": (),
         "roles": ("a night-shift nurse", "a retired teacher", "a street musician",
-                  "a teenage inventor", "a baker", "a bus driver", "a widowed architect"),
+                  "a teenage inventor", "a baker", "a retired postman", "a widowed architect"),
         "looks": ("in a faded denim jacket with a canvas tote",
                   "with grey curls and reading glasses on a cord",
                   "in a yellow raincoat with headphones around the neck",
