@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from test_offline_ideas import IDEAS, STOCK, _everything, _has, _words, plan  # noqa: E402
+from test_offline_ideas import IDEAS, STOCK, _everything, _has, _words, plan
 
 
 def main() -> None:
