@@ -248,3 +248,17 @@ def test_odd_ideas_make_a_plan():
 def test_a_long_idea_is_read_from_its_first_sentence():
     story, _, shots = plan("A robot learns to paint in Tokyo. Years later, it opens a gallery in Osaka.")
     assert "paint" in story.logline and "Tokyo" in shots.shots[0].description
+
+
+def test_scenes_and_shots_of_an_edited_story_still_plan():
+    # Scenes and shots read the idea back from the story; an edited synopsis (or a story an
+    # older planner wrote) falls back to the title and still gives a whole plan.
+    import attrs
+
+    writer = OfflinePlanner(OfflinePlannerOptions(shots=5))
+    story = writer.write_story("A robot learns to paint in Tokyo")
+    edited = attrs.evolve(story, synopsis="Someone rewrote this.\n\nAnd this.")
+    scenes = writer.build_scene_graph(edited)
+    shots = writer.plan_shots(edited, scenes)
+    assert len(shots.shots) == 5 and all(s.narration for s in shots.shots)
+    assert writer.build_scene_graph(story) == writer.build_scene_graph(story)

@@ -43,15 +43,13 @@ def framing(told: Telling, story: Story, kind: str, place: str, detail: str, cas
     heroes = set(_protagonists(told, story))
     if kind in _PEOPLE and cast:
         together = _together(cast)
-        if set(cast) <= heroes:
-            loc = without_object(told.premise, loc)
-            if told.premise.obj and told.premise.obj.lower() in loc.lower():
-                loc = ""  # 'crossing the frozen mountain pass' says where
-            when = f" {loc}{when}" if loc else when
-            return _fit(prefix, f"{together} {told.doing}{when}, {detail}", f"{together} {told.doing}{when}",
-                        f"{together}{when}"), cast
-            return _fit(prefix, f"{together} {told.doing} {loc}{when}, {detail}", f"{together} {told.doing} {loc}{when}",
-                        f"{together} {loc}{when}"), cast
+        if set(cast) <= heroes:  # the protagonists doing the action, there and then
+            here = without_object(told.premise, loc)
+            if told.premise.obj and told.premise.obj.lower() in here.lower():
+                here = ""  # 'crossing the frozen mountain pass' says where
+            at = " ".join(x for x in (here, time) if x)
+            doing = " ".join(x for x in (together, told.doing, at) if x)
+            return _fit(prefix, f"{doing}, {detail}", doing, " ".join(x for x in (together, at) if x)), cast
         return _fit(prefix, f"{together} {loc}{when}, {detail}", f"{together} {loc}{when}"), cast
     if kind == "macro detail shot":
         return _fit(prefix, f"{detail} {loc}{when}", f"{where}{when}"), ()

@@ -37,8 +37,8 @@ _CUTS = {"to", "for", "so", "because", "while", "and", "but", "who", "that", "wh
 _NOT_VERBS = {"this", "his", "its", "us", "yes", "news", "always", "perhaps", "whereas",
               "across", "towards", "as", "thus", "less", "unless", "various", "famous", "nervous", "anxious",
               "curious", "jealous", "generous", "previous", "serious", "dangerous", "mysterious", "enormous"}
-_LEAD_IN = re.compile(r"^(?:(?:a|an|the)\s+)?(?:(?:short\s+)?(?:film|story|tale|movie|legend)\s+(?:about|of|in\s+which)\s+)",
-                      re.IGNORECASE)
+_LEAD_IN = re.compile(r"^(?:(?:a|an|the)\s+)?(?:(?:short\s+)?(?:film|story|tale|movie|legend)\s+"
+                      r"(?:about|of|in\s+which)\s+)", re.IGNORECASE)
 #: Ideas that are a noun phrase about something ("The rise and fall of ...") unless a clause follows.
 _NOUN_IDEA = re.compile(r"^(?:the\s+)?(?:rise|fall|birth|death|end|last\s+days|secret|history|memories|"
                         r"life|lives|ghosts?|ruins|return|journey)\b[^,]*?\bof\b", re.IGNORECASE)
