@@ -15,7 +15,9 @@ from reelforge.plugins.story_llm.offline_words import (
     _COUNTS,
     _IRREGULAR,
     _LEADING,
+    _NEUTRAL_DETAILS,
     _PLACE_NOUNS,
+    _PLAIN_PLACES,
     _PREPOSITIONS,
     _SMALL_WORDS,
     _THEMES,
@@ -31,6 +33,11 @@ def _seed_of(text: str) -> int:
 def _subject(idea: str) -> str:
     """What the idea is about, e.g. 'an ancient trading city' -> 'the ancient trading city'."""
     core = _LEADING.sub("", idea.strip().rstrip(".!?")).strip() or idea.strip() or "an untold story"
+    # An idea of odd words ('In Tokyo', 'Mira, a baker,'): no leading preposition, no stray commas.
+    core, named = re.subn(r"^(?:in|on|at|of|to|from|with)\s+(?=\S)", "", " ".join(core.replace(",", " ").split()),
+                          flags=re.IGNORECASE)
+    if named and core[:1].isupper():
+        return core  # 'In Tokyo' -> 'Tokyo'
     words = core.split()
     # A sentence idea ("a keeper finds a message in a bottle") has a verb: take its object
     # when that is a noun phrase, else the phrase before the verb, so templates stay grammatical.
@@ -151,6 +158,19 @@ def _title_case(text: str) -> str:
         w if (i and w.lower() in _SMALL_WORDS) else w[:1].upper() + w[1:]
         for i, w in enumerate(words)
     )
+
+
+def _setting(idea: str) -> dict[str, tuple[str, ...]]:
+    """The theme whose places and details a subject idea's film draws from. An idea no theme
+    fits ('cats', 'In Tokyo') gets no stock setting: its own places and parts of them, or
+    plain places, and details any place can show."""
+    name = _theme(idea)
+    if name != "everyday":
+        return _THEMES[name]
+    own = _places(_LEADING.sub("", idea.strip()).split(), skip_last=False)
+    places = [*own, *(f"the {part} of {own[0]}" for part in ("heart", "edge"))] if own else []
+    places += [p for p in _PLAIN_PLACES if p not in places]
+    return {**_THEMES[name], "places": tuple(places), "details": _NEUTRAL_DETAILS}
 
 
 def _theme(idea: str) -> str:

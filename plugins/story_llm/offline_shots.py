@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import random
 
-from reelforge.plugins.story_llm.offline_idea import _lower_place, _seed_of, _story_subject, _theme, _upper_first
-from reelforge.plugins.story_llm.offline_words import _LINES, _NEGATIVE, _ON_PLACES, _SHOT_TYPES, _THEMES, CAMERA_MOVES
+from reelforge.plugins.story_llm import offline_action_shots
+from reelforge.plugins.story_llm.offline_action import idea_of, telling
+from reelforge.plugins.story_llm.offline_idea import _lower_place, _seed_of, _setting, _story_subject, _upper_first
+from reelforge.plugins.story_llm.offline_words import _LINES, _NEGATIVE, _ON_PLACES, _SHOT_TYPES, CAMERA_MOVES
 from reelforge.records import Scene, SceneGraph, Shot, ShotPlan, Story
 
 
 def plan_shots(story: Story, scenes: SceneGraph, rng: random.Random, n_shots: int, shot_seconds: float) -> ShotPlan:
     """``n_shots`` shots of ``shot_seconds`` each, spread over the scenes so that everyone in
     the story is seen."""
-    theme = _THEMES[_theme(story.title)]
+    theme = _setting(story.title.lower())
+    told = telling(idea_of(story))
+    details = told.details if told is not None else theme["details"]
     looks = {c.name: c.description for c in story.characters}
     subject = _story_subject(story)
     lead = story.characters[0].name if story.characters else "someone"
@@ -52,7 +56,7 @@ def plan_shots(story: Story, scenes: SceneGraph, rng: random.Random, n_shots: in
                 for name in cast:
                     seen[name] = seen.get(name, 0) + 1
             specs.append(dict(shot_id=shot_id, scene=scene, type_index=type_index, move=move, cast=cast,
-                              first_in_scene=j == 0, detail=rng.choice(theme["details"]),
+                              first_in_scene=j == 0, detail=rng.choice(details),
                               pace=rng.choice(("slow", "steady", "gentle")), line=rng.random()))
     # Anyone still unseen joins a shot of a scene they are in (never the aerial opening):
     # beside the people already in frame, or as the subject of a shot that had none.
@@ -68,12 +72,14 @@ def plan_shots(story: Story, scenes: SceneGraph, rng: random.Random, n_shots: in
         else:
             continue
         seen[name] = 1
-    shots = [_shot(story, spec, looks, subject, lead, n_shots, shot_seconds) for spec in specs]
+    said: set[str] = set()
+    shots = [_shot(story, spec, looks, subject, lead, n_shots, shot_seconds, told, said) for spec in specs]
     return ShotPlan(shots=tuple(shots))
 
 
 def _shot(story: Story, spec: dict, looks: dict[str, str], subject: str, lead: str,
-          n_shots: int, shot_seconds: float) -> Shot:
+          n_shots: int, shot_seconds: float, told: offline_action_shots.Telling | None = None,
+          said: set[str] | None = None) -> Shot:
     scene, shot_id, cast_names = spec["scene"], spec["shot_id"], tuple(spec["cast"])
     who = cast_names[0] if cast_names else ""
     together = ", ".join(cast_names[:-1]) + f" and {cast_names[-1]}" if len(cast_names) > 1 else who
@@ -82,7 +88,9 @@ def _shot(story: Story, spec: dict, looks: dict[str, str], subject: str, lead: s
     detail = spec["detail"]
     # at the pier, in Lisbon, on Mars
     at = "on" if place.lower() in _ON_PLACES else "at" if _lower_place(place) != place or place[:1].islower() else "in"
-    if kind in ("close-up", "medium shot", "low-angle shot", "silhouette shot") and who:
+    if told is not None:  # a sentence idea: its protagonists doing its action, where and when it says
+        subject_text, in_frame = offline_action_shots.framing(told, story, kind, place, detail, cast_names, prefix)
+    elif kind in ("close-up", "medium shot", "low-angle shot", "silhouette shot") and who:
         subject_text = f"{together} {at} {_lower_place(place)}, {detail}"
         in_frame: tuple[str, ...] = cast_names
     elif kind == "macro detail shot":
@@ -102,7 +110,11 @@ def _shot(story: Story, spec: dict, looks: dict[str, str], subject: str, lead: s
     ) if p)
     motion_prompt = f"{spec['move']}, {spec['pace']} camera, {kind}"
     seed = _seed_of(f"{story.title}\x1f{shot_id}\x1f{description}") % (2**31)
-    narration = _narration(spec, kind, who, _lower_place(place), detail, subject, lead, shot_id == n_shots > 1)
+    if told is not None:
+        narration = offline_action_shots.narration(told, story, spec, kind, who, _lower_place(place), detail,
+                                                   shot_id == n_shots > 1, said if said is not None else set())
+    else:
+        narration = _narration(spec, kind, who, _lower_place(place), detail, subject, lead, shot_id == n_shots > 1)
     return Shot(
         id=shot_id, scene_id=scene.id, description=description,
         image_prompt=image_prompt, motion_prompt=motion_prompt,

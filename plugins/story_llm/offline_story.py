@@ -8,13 +8,15 @@ import re
 
 import attrs
 
+from reelforge.plugins.story_llm import offline_action
+from reelforge.plugins.story_llm.offline_action import clean_idea, idea_of, telling, title_of
 from reelforge.plugins.story_llm.offline_idea import (
     _arc,
     _article,
     _read_idea,
+    _setting,
     _story_subject,
     _theme,
-    _title_case,
     _upper_first,
 )
 from reelforge.plugins.story_llm.offline_words import _ARCS, _NAMES, _THEMES
@@ -22,8 +24,14 @@ from reelforge.records import Character, Scene, SceneGraph, Story
 
 
 def write_story(idea: str, rng: random.Random) -> Story:
-    """The story of ``idea``: title, logline, synopsis, two or three characters and a style."""
-    theme = _THEMES[_theme(idea)]
+    """The story of ``idea``: title, logline, synopsis, two or three characters and a style.
+    A sentence idea ('A robot learns to paint in Tokyo') is told as its subject doing its
+    action; an idea that is a subject ('The rise and fall of ...') as a story about it."""
+    told = telling(idea)
+    if told is not None:
+        return offline_action.write_story(idea, told, rng)
+    idea = clean_idea(idea)
+    theme = _setting(idea)
     parsed = _read_idea(idea)
     subject = parsed.subject
     n_chars = min(3, max(rng.choice((2, 3)), parsed.count))
@@ -49,7 +57,7 @@ def write_story(idea: str, rng: random.Random) -> Story:
     places += [p for p in rng.sample(theme["places"], 3) if p not in places][:3 - len(places)]
     details = rng.sample(theme["details"], 2)
     a, b = characters[0], characters[1]
-    title = _title_case(idea.strip().rstrip(".!?")) or "Untitled"
+    title = title_of(idea)
     logline = (
         f"{a.name}, {roles[0]}, must hold on to {subject} while {b.name}, "
         f"{roles[1]}, is ready to let it go."
@@ -71,15 +79,18 @@ def write_story(idea: str, rng: random.Random) -> Story:
         f"In the end only images remain: {places[0]} in changing light, and {a.name} "
         f"looking back at {subject} one last time."
     )
-    style = rng.choice(theme["styles"])
+    style = rng.choice(_THEMES[_theme(idea)]["styles"])
     return Story(title=title, logline=logline, synopsis="\n\n".join(paragraphs),
                  characters=characters, style=style)
 
 
 def build_scene_graph(story: Story, rng: random.Random, shots: int) -> SceneGraph:
     """Three to five scenes (fewer for fewer shots) along the arc the title picks."""
+    told = telling(idea_of(story))
+    if told is not None:
+        return offline_action.build_scene_graph(story, told, rng, shots)
     idea = story.title
-    theme = _THEMES[_theme(idea)]
+    theme = _setting(idea.lower())
     arc = _ARCS[_arc(idea, rng)]
     subject = _story_subject(story)
     n_scenes = rng.randint(3, min(5, shots)) if shots >= 3 else shots

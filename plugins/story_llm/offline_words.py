@@ -108,7 +108,7 @@ _THEMES: dict[str, dict[str, tuple[str, ...]]] = {
     "everyday": {
         "keywords": (),
         "roles": ("a night-shift nurse", "a retired teacher", "a street musician",
-                  "a teenage inventor", "a baker", "a bus driver", "a widowed architect"),
+                  "a teenage inventor", "a baker", "a retired postman", "a widowed architect"),
         "looks": ("in a faded denim jacket with a canvas tote",
                   "with grey curls and reading glasses on a cord",
                   "in a yellow raincoat with headphones around the neck",
@@ -199,4 +199,126 @@ _LINES: dict[str, tuple[str, ...]] = {
     "place": ("{Place} holds its breath.",
               "Around {place}, the light begins to change.",
               "Here, {subject} is all anyone talks about."),
+}
+
+# -- reading a sentence idea (offline_premise) and telling it (offline_action) ---------------
+
+#: Common verbs in their base form: with a plural subject ('Two sisters open ...') they are
+#: how the planner finds the verb.
+_COMMON_VERBS = frozenset("""
+accept adopt answer arrive ask attack awaken bake become befriend begin believe betray bring build burn buy
+call carry catch change chase choose clean climb collect come compose cook count cross cry cure dance dare
+decide defend deliver design destroy die dig discover dive draw dream drive eat enter escape explore face fall
+fear feed fight find finish fix flee fly follow forget forgive fall gather give go grow guard hear help hide hold
+hunt invent investigate join keep kill kiss knit know lead learn leave lift listen live lose love make meet mend
+miss move need open organise organize paint perform plan plant play protect pull race raise read rebuild remember
+repair rescue restore return ride rise run save search see seek sell send sew share sing sit sleep solve speak
+start steal stop survive swim take talk teach tell tend think throw train travel try turn uncover visit wait wake
+walk wander want watch weave win wish work write
+""".split())
+#: Verbs that say what someone wants: the action is what follows ('wants to fly' -> fly).
+_WISH_VERBS = frozenset(("want", "wish", "hope", "try", "need", "dream", "decide", "plan", "long", "yearn",
+                         "dare", "struggle", "refuse", "attempt", "set", "vow", "promise"))
+#: Words that make a phrase a time ('at dawn', 'in nineteenth-century Prague', 'during the war').
+_TIME_WORDS = frozenset("""
+dawn dusk sunrise sunset night midnight noon morning evening afternoon twilight winter summer autumn fall spring
+century centuries year years decade age era war future past christmas eve holiday holidays festival season rain
+snow blizzard fog monsoon heatwave blackout eclipse storm flood plague revolution wartime
+""".split())
+#: Props an action suggests ('paint' -> brushes): the details of a film about it.
+_VERB_PROPS: dict[str, tuple[str, ...]] = {
+    "paint": ("a brush drying in a jar", "wet colour on a canvas", "paint on a fingertip"),
+    "draw": ("a pencil sketch", "charcoal on rough paper"),
+    "bake": ("flour on a wooden table", "bread cooling in a tray"),
+    "cook": ("a pot steaming on the stove", "chopped herbs on a board"),
+    "write": ("a page of careful handwriting", "a pen by a blank page"),
+    "sing": ("an old microphone", "a folded song sheet"),
+    "dance": ("worn dancing shoes", "a shadow turning on the floor"),
+    "play": ("an instrument case, open", "fingers on the strings"),
+    "build": ("tools laid out in a row", "a half-built frame"),
+    "repair": ("tools laid out in a row", "a loose screw"),
+    "fix": ("tools laid out in a row", "a loose screw"),
+    "fly": ("a feather lifted by the wind", "a kite line pulled tight"),
+    "swim": ("water rippling", "a towel left on a rail"),
+    "read": ("an open book", "a stack of old books"),
+    "garden": ("seedlings in pots", "soil on bare hands"),
+    "plant": ("seedlings in pots", "soil on bare hands"),
+    "open": ("a sign turned to 'open'", "a key in a new lock"),
+    "find": ("a clue half hidden", "a torn map"),
+    "search": ("a clue half hidden", "a torn map"),
+    "befriend": ("two shadows side by side", "an offered hand"),
+    "run": ("running shoes on a step", "a finish line of string"),
+    "sail": ("a sail filling with wind", "coiled rope on a deck"),
+}
+#: Props a noun in the idea suggests ('a storm' -> rain on glass).
+_NOUN_PROPS: dict[str, tuple[str, ...]] = {
+    "storm": ("rain lashing the glass", "lightning over dark water"),
+    "bakery": ("loaves in the window", "a flour-dusted counter"),
+    "clock": ("brass gears on a bench", "a pocket watch ticking"),
+    "clockmaker": ("brass gears on a bench", "a pocket watch ticking"),
+    "bird": ("a feather on the sill", "a small cage, open"),
+    "garden": ("seedlings in pots", "a watering can"),
+    "library": ("shelves of old books", "a reading lamp"),
+    "ship": ("a sail filling with wind", "coiled rope on a deck"),
+    "boat": ("oars resting on the water", "a wet rope"),
+    "robot": ("a small servo whirring", "a glowing eye"),
+    "violin": ("a violin case, open", "rosin dust on the strings"),
+    "piano": ("a piano lid, open", "sheet music"),
+    "letter": ("an envelope, unopened", "a stamp on a letter"),
+    "map": ("a folded map", "a compass on a table"),
+    "dragon": ("a scale glinting in the dark", "smoke curling from a cave"),
+    "ghost": ("a curtain stirring with no wind", "a cold breath on glass"),
+    "whale": ("a tail rising from the water", "spray against the sky"),
+    "bottle": ("a bottle with a rolled message", "a cork bobbing"),
+}
+#: Details any film can show, whatever its place and time.
+_NEUTRAL_DETAILS = ("a hand that hesitates", "a door left ajar", "a long shadow", "footprints",
+                    "a window catching the light", "a cup gone cold", "a worn notebook")
+#: Looks for protagonists that are not people.
+_NONHUMAN_LOOKS: dict[str, tuple[str, ...]] = {
+    "robot": ("with a pale ceramic face and one flickering eye", "with dented steel plates and patient blue eyes"),
+    "android": ("with a pale ceramic face and one flickering eye", "with seamless white skin and a humming voice"),
+    "wolf": ("with grey fur frosted white", "with a torn ear and amber eyes"),
+    "fox": ("with a russet coat and a white-tipped tail",),
+    "cat": ("with a striped coat and one white paw",),
+    "dog": ("with a shaggy coat and a wagging tail",),
+    "bear": ("with a heavy brown coat",),
+    "ghost": ("pale and half-transparent, in old-fashioned clothes",),
+    "dragon": ("with green scales and smoking nostrils",),
+    "bird": ("with bright feathers and a quick eye",),
+}
+#: Homes for an idea that names no place: where its action happens ('paint' -> a studio).
+_VERB_HOMES: dict[str, str] = {
+    "paint": "a small studio", "draw": "a small studio", "bake": "a small kitchen", "cook": "a small kitchen",
+    "write": "a writing desk", "sing": "a small stage", "dance": "a dance hall", "swim": "the water",
+    "sail": "the open water", "fly": "the open sky", "read": "a library", "garden": "a garden",
+    "plant": "a garden", "repair": "a workshop", "fix": "a workshop",
+    "teach": "a classroom", "learn": "a classroom", "play": "a small stage", "climb": "a steep hillside",
+}
+_NEUTRAL_HOMES = ("home", "a quiet street", "an empty room")
+#: Places for a subject idea that names none and fits no theme.
+_PLAIN_PLACES = ("a quiet street", "an empty room", "an open window", "a small house")
+#: The story of a sentence idea: its protagonist wants the action, fails, doubts, finds a way, does it.
+_ACTION_BEATS: tuple[tuple[str, str], ...] = (
+    ("the wish", "{At}, {a} {want}."),
+    ("the first try", "{a} {tries} to {act} for the first time and {fails}; {b} is watching."),
+    ("doubt", "{B} says {a} will never {act}; {a} almost {gives} up."),
+    ("another way", "{a} {finds} another way to {act}; {b} begins to believe."),
+    ("done", "At last, {a} {does}."),
+)
+#: Narration lines of a sentence idea by what the shot shows.
+_ACTION_LINES: dict[str, tuple[str, ...]] = {
+    "person": ("For {who}, {doing} is everything now.",
+               "{who} {tries} again, and again.",
+               "{who} has never wanted anything more.",
+               "{who} does not give up on {doing}."),
+    "other": ("{who} watches, and says nothing.",
+              "{who} is not sure it can be done.",
+              "{who} has seen people try this before."),
+    "detail": ("{Detail}: one small step.",
+               "Even {detail} seems to wait.",
+               "Nobody else notices {detail}."),
+    "place": ("{Place} holds its breath.",
+              "Around {place}, the light begins to change.",
+              "Here, everything is about {doing}."),
 }
