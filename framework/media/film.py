@@ -143,10 +143,12 @@ class FilmInputs:
 
 
 def make(inputs: FilmInputs, out: Path, work: Path, *, cancelled: threading.Event,
-         subtitle_margin: float = 0.06) -> dict[str, Path]:
+         subtitle_margin: float | None = None) -> dict[str, Path]:
     """Make the film at ``out`` (and its subtitle files in ``work``), verified. Returns the
     files made: ``{"film": out, "srt": ..., "vtt": ...}`` (subtitle files only when there
-    is narration)."""
+    is narration). ``subtitle_margin``: the fraction of the picture's height at the bottom
+    that subtitles keep clear (the image generator's caption band), burnt or in the .vtt;
+    None: a small margin for burnt ones, the player's own place for soft ones."""
     from reelforge.media import ffmpeg
     from reelforge.media import soundtrack as st
 
@@ -204,12 +206,12 @@ def make(inputs: FilmInputs, out: Path, work: Path, *, cancelled: threading.Even
     srt = None
     if cues:
         srt = made["srt"] = st.write_srt(cues, work / "film.srt")
-        made["vtt"] = st.write_vtt(cues, work / "film.vtt")
+        made["vtt"] = st.write_vtt(cues, work / "film.vtt", clear_bottom=subtitle_margin)
     if mode != "none" and not cues:
         mode = "none"  # nothing is said: no subtitles to show
     st.finish_film(picture, audio, out, subtitles=mode, cues=cues, srt=srt,
                    fade_in_s=s.fade_in_s, fade_out_s=s.fade_out_s, audio_fades_only=True,
-                   bottom_margin=subtitle_margin, cancelled=cancelled)
+                   bottom_margin=0.06 if subtitle_margin is None else subtitle_margin, cancelled=cancelled)
     verify(out, total)
     made["film"] = out
     return made

@@ -119,11 +119,30 @@ def write_srt(cues: Sequence[Cue], out: str | os.PathLike) -> Path:
     return _write_text(out, "\n".join(blocks))
 
 
-def write_vtt(cues: Sequence[Cue], out: str | os.PathLike) -> Path:
-    """Write ``cues`` as a WebVTT (.vtt) file at ``out`` (UTF-8) and return ``out``."""
+#: The height of one line of a WebVTT cue as browsers draw it, as a fraction of the picture's
+#: height (the cue font is 5 % of the height; more for the line spacing and the cue's box).
+VTT_LINE = 0.065
+
+
+def write_vtt(cues: Sequence[Cue], out: str | os.PathLike, *, clear_bottom: float | None = None) -> Path:
+    """Write ``cues`` as a WebVTT (.vtt) file at ``out`` (UTF-8) and return ``out``.
+
+    ``clear_bottom``: a fraction of the picture's height at the bottom that the cues must
+    leave clear (the storyboard card's caption band): each cue gets a ``line:`` setting
+    that puts its last line just above it, so a browser never draws the narration over the
+    card's caption. None: no settings (the player's own place, at the bottom)."""
     _check_cues(cues)
-    blocks = [f"{_stamp(c.start, '.')} --> {_stamp(c.end, '.')}\n{c.text.strip()}\n" for c in cues]
+    blocks = [f"{_stamp(c.start, '.')} --> {_stamp(c.end, '.')}{_placement(c, clear_bottom)}\n{c.text.strip()}\n"
+              for c in cues]
     return _write_text(out, "WEBVTT\n\n" + "\n".join(blocks))
+
+
+def _placement(cue: Cue, clear_bottom: float | None) -> str:
+    if not clear_bottom:
+        return ""
+    lines = cue.text.strip().count("\n") + 1
+    top = max(0.0, 1.0 - clear_bottom - lines * VTT_LINE)
+    return f" line:{top * 100:.0f}%"
 
 
 _CUE_TIME = re.compile(r"(\d+):(\d\d):(\d\d)[,.](\d{3})\s*-->\s*(\d+):(\d\d):(\d\d)[,.](\d{3})")
