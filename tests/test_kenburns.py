@@ -291,7 +291,8 @@ def _film_of_two(tmp_path, transition, overlap, options=None):
     options = options or KenBurnsOptions(width=CARD_SIZE[0], height=CARD_SIZE[1])
     clips = []
     for shot in (a, b):
-        plate = StoryboardGenerator(StoryboardOptions(*CARD_SIZE)).generate(shot, job_for(shot, tmp_path / f"i{shot.id}"))
+        plate = StoryboardGenerator(StoryboardOptions(*CARD_SIZE)).generate(
+            shot, job_for(shot, tmp_path / f"i{shot.id}"))
         job = job_for(shot, tmp_path / f"v{shot.id}{transition}")
         job.film_overlap_s = overlap
         clips.append(KenBurnsRenderer(options).render(shot, plate, job))

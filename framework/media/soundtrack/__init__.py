@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from reelforge.media.soundtrack.cards import draw_card, end_card, fade_clip, still_clip, title_card, wrap_text
 from reelforge.media.soundtrack.finish import SUBTITLE_MODES, finish_film, subtitle_overlay
-from reelforge.media.soundtrack.mix import DEFAULT_LOUDNESS, DEFAULT_MUSIC_UNDER, SAMPLE_RATE, Voice, build_audio, measure_loudness
+from reelforge.media.soundtrack.mix import (DEFAULT_LOUDNESS, DEFAULT_MUSIC_UNDER, SAMPLE_RATE, Voice, build_audio,
+                                           measure_loudness)
 from reelforge.media.soundtrack.subtitles import Cue, narration_cues, read_cues, write_srt, write_vtt
 from reelforge.media.soundtrack.timing import clip_starts, effective_crossfade, film_length, wav_duration
 
