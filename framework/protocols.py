@@ -151,6 +151,12 @@ class ShotJob(_Job):
     _progress: Callable[[float, str], None] = attrs.field(repr=False, default=lambda f, m: None)
     places: Places | None = attrs.field(default=None, repr=False)
     "Slots on servers shared with other processes (an engine with workers), else None."
+    film_overlap_s: float = 0.0
+    """Seconds the film lays this shot's clip over each neighbour (its crossfade; 0 when the
+    shots are cut together). A renderer that draws text over the picture keeps the text out
+    of these seconds at each end, so two shots' text never shows at once and none blinks at
+    a cut. A renderer whose clip depends on it sets the class attribute
+    ``uses_film_overlap = True``: a changed transition then makes its clips again."""
 
     @property
     def look(self) -> str:

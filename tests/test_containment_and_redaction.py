@@ -97,7 +97,7 @@ def test_a_symlinked_music_file_is_refused_and_never_followed(out, with_music, f
     shutil.copy(with_music.path / "music.wav", outside)
     (with_music.path / "music.wav").unlink()
     (with_music.path / "music.wav").symlink_to(outside)
-    edit_meta(with_music.path, lambda d: d["film_settings"].update(music_db=-20.0))  # the film must be remade
+    edit_meta(with_music.path, lambda d: d["film_settings"].update(music_under_lu=24.0))  # the film must be remade
     film_sha = sha256_file(with_music.film)
     r = invoke(out, "resume", with_music.session_id)
     assert r.exit_code != 0, r.output

@@ -3,6 +3,7 @@ resumed like every other stage (issue 10)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -165,3 +166,62 @@ def test_a_kill_during_narration_resumes_without_redoing_finished_voices(tmp_pat
     calls = [line.split() for line in log.read_text().splitlines() if line.startswith("narration ")]
     for shot in before:
         assert sum(1 for c in calls if c[1] == str(shot)) == 1  # never spoken twice
+
+
+# -- one text at the bottom at a time (issue 19 item 3) --------------------------------------------
+
+def _report_tracks(out, session_id):
+    from reelforge.web.report import render_report
+
+    import html.parser
+
+    class Tags(html.parser.HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.found = []
+
+        def handle_starttag(self, tag, attrs):
+            self.found.append((tag, dict(attrs)))
+
+    session = SessionStore(out).load(session_id)
+    parser = Tags()
+    parser.feed(render_report(session))
+    return session, parser.found
+
+
+def test_burnt_subtitles_get_no_track_in_the_report_or_serve(out, fakes):
+    from reelforge.web.creator import session_data
+
+    result = run_session(out, "A lighthouse", backends=fakes.narrated, subtitles="burn")
+    assert result.ok, result.failed
+    session, found = _report_tracks(out, result.session_id)
+    assert not [a for tag, a in found if tag == "track"], "burnt in: a player track would show them twice"
+    links = [a["href"] for tag, a in found if tag == "a"]
+    assert "film.srt" in links and "film.vtt" in links  # the files are still offered
+    data = session_data(session, lambda path, digest: path)
+    assert data["film"]["url"] and data["film"]["vtt"] is None and data["film"]["vtt_file"]
+    # soft again: the track is back, on by default (no caption band under it)
+    again = run_session(out, "", backends=fakes.narrated, resume=result.session_id, subtitles="soft")
+    assert again.ok
+    _, found = _report_tracks(out, result.session_id)
+    [track] = [a for tag, a in found if tag == "track"]
+    assert "default" in track
+    assert "line:" not in (result.path / "film.vtt").read_text()
+
+
+def test_soft_subtitles_stay_off_the_caption_band(out, fakes):
+    fakes.image.subtitle_margin = 0.25  # the image generator draws a caption band: a quarter of the height
+    result = run_session(out, "A lighthouse", backends=fakes.narrated)
+    assert result.ok, result.failed
+    vtt = (result.path / "film.vtt").read_text()
+    blocks = [b.splitlines() for b in vtt.split("\n\n")[1:] if b.strip()]
+    assert len(blocks) == 3
+    for timing, *text in blocks:
+        top = float(timing.split("line:")[1].rstrip("%")) / 100
+        # the cue's last line ends above the band (a line is at most 6.5 % of the height)
+        assert top + len(text) * 0.065 <= 0.75 + 1e-9 and top > 0.4, (timing, text)
+    assert soundtrack.read_cues(result.path / "film.vtt") == soundtrack.read_cues(result.path / "film.srt")
+    # the report's player shows this track (it is placed above the band)
+    session, found = _report_tracks(out, result.session_id)
+    [track] = [a for tag, a in found if tag == "track"]
+    assert "default" in track and b"line:" in base64.b64decode(track["src"].split(",", 1)[1])

@@ -252,3 +252,111 @@ def test_caption_gap_keeps_text_off_the_clip_ends(tmp_path):
 
     levels = [ImageStat.Stat(f.crop(strip).convert("L")).mean[0] for f in (frames[0], frames[25], frames[-1])]
     assert max(levels) < 90 and max(levels) - min(levels) < 15, levels
+
+
+# -- captions at the film's joins (issue 19 item 2) -----------------------------------------------
+
+from types import SimpleNamespace  # noqa: E402
+
+from reelforge.engine import fingerprints  # noqa: E402
+from reelforge.plugins.image_gen.storyboard.card import card_layout  # noqa: E402
+
+
+def _caption_shots():
+    a = storyboard_shot("pan right", duration=1.2)
+    b = Shot(id=3, scene_id="s4", duration_s=1.2, motion_prompt="push in", seed=5,
+             description="Close on the keeper's hands winding the lamp, rain streaking the glass",
+             image_prompt="close-up of weathered hands on brass, lamp light")
+    return a, b
+
+
+def _visibility(frame, mine, others, band_rows) -> float:
+    """How strongly a shot's text shows in ``frame``: 1 is the text at full strength, 0 none.
+    Measured on the text's own pixels (not another shot's) against the caption band around them."""
+    from PIL import ImageStat
+
+    grey = frame.convert("L")
+    rows = Image.new("L", frame.size, 0)
+    rows.paste(255, band_rows)
+    mine, others = ImageChops.multiply(mine, rows), ImageChops.multiply(others, rows)  # the caption only
+    only = ImageChops.subtract(mine, others.filter(ImageFilter.MaxFilter(5)))
+    around = ImageChops.subtract(rows, ImageChops.lighter(mine, others).filter(ImageFilter.MaxFilter(9)))
+    text_level = ImageStat.Stat(grey, only).mean[0]
+    band_level = ImageStat.Stat(grey, around).mean[0]
+    return max(0.0, (text_level - band_level) / (245 - band_level))
+
+
+def _film_of_two(tmp_path, transition, overlap, options=None):
+    a, b = _caption_shots()
+    options = options or KenBurnsOptions(width=CARD_SIZE[0], height=CARD_SIZE[1])
+    clips = []
+    for shot in (a, b):
+        plate = StoryboardGenerator(StoryboardOptions(*CARD_SIZE)).generate(
+            shot, job_for(shot, tmp_path / f"i{shot.id}"))
+        job = job_for(shot, tmp_path / f"v{shot.id}{transition}")
+        job.film_overlap_s = overlap
+        clips.append(KenBurnsRenderer(options).render(shot, plate, job))
+    film = assemble(clips, tmp_path / f"{transition}.mp4", transition=transition, crossfade_s=overlap or 0.5)
+    frames = frames_of(film)
+    masks = [card_overlay(shot, CARD_SIZE, duration_s=len(frames_of(c)) / 25, layer="text").getchannel("A")
+             .point(lambda v: 255 if v > 160 else 0) for shot, c in zip((a, b), clips)]
+    w, h = CARD_SIZE
+    rows = (4, h - card_layout(w, h).caption + 2, w - 4, h - 4)
+    return frames, masks, rows
+
+
+def test_the_default_caption_never_blinks_at_a_cut(tmp_path):
+    frames, (ma, mb), rows = _film_of_two(tmp_path, "cut", 0.0)
+    # Every frame of the film shows one shot's caption in full: the first clip's up to the
+    # cut (frame 30), the second's from it.
+    seen = [(_visibility(f, ma, mb, rows), _visibility(f, mb, ma, rows)) for f in frames]
+    assert len(frames) == 60
+    for i, (va, vb) in enumerate(seen):
+        shown = va if i < 30 else vb
+        assert shown > 0.8, (i, seen[i])
+
+
+def test_an_explicit_caption_gap_still_leaves_the_ends_bare(tmp_path):
+    options = KenBurnsOptions(width=CARD_SIZE[0], height=CARD_SIZE[1], caption_gap_s=0.4)
+    frames, (ma, mb), rows = _film_of_two(tmp_path, "cut", 0.0, options)
+    assert _visibility(frames[29], ma, mb, rows) < 0.1 and _visibility(frames[30], mb, ma, rows) < 0.1
+    assert _visibility(frames[15], ma, mb, rows) > 0.8
+
+
+def test_crossfaded_captions_never_show_two_at_once(tmp_path):
+    frames, (ma, mb), rows = _film_of_two(tmp_path, "crossfade", 0.5)
+    assert len(frames) == pytest.approx(60 - 12, abs=1)
+    seen = [(_visibility(f, ma, mb, rows), _visibility(f, mb, ma, rows)) for f in frames]
+    for i, (va, vb) in enumerate(seen):
+        assert min(va, vb) < 0.1, (i, seen[i])
+    # ... each caption shows in full between its clip's ends and the crossfade (the clip's
+    # ends keep just over half a crossfade bare), and into the crossfade's own half.
+    fade_start, gap = 30 - 12, 8
+    assert all(va > 0.8 for va, _ in seen[gap:fade_start]), seen[:fade_start]
+    assert all(vb > 0.8 for _, vb in seen[fade_start + 12:-gap]), seen[fade_start + 12:]
+    assert seen[fade_start + 3][0] > 0.5 and seen[fade_start + 12 - 3][1] > 0.5
+
+
+def test_caption_gap_follows_the_films_overlap():
+    auto = KenBurnsRenderer(KenBurnsOptions(fps=25))
+    assert auto.caption_gap(0.0) == 0.0
+    assert auto.caption_gap(0.5) == pytest.approx(0.25 + 0.04)
+    assert auto.caption_gap(1.0) == pytest.approx(0.5 + 0.04)
+    assert KenBurnsRenderer(KenBurnsOptions(caption_gap_s=0.2)).caption_gap(0.5) == 0.2
+    assert KenBurnsRenderer(KenBurnsOptions(caption_gap_s=0.0)).caption_gap(1.0) == 0.0
+
+
+def test_a_changed_transition_renders_again_only_what_draws_over_the_clip():
+    shot = make_shot()
+    kb = SimpleNamespace(name="kenburns", fingerprint_options={}, instance=KenBurnsRenderer())
+    other = SimpleNamespace(name="model", fingerprint_options={}, instance=object())
+    for backend, follows in ((kb, True), (other, False)):
+        cut = fingerprints.of_inputs("videos", shot, backend, "abc", 0.0)
+        fades = {fingerprints.of_inputs("videos", shot, backend, "abc", s) for s in (0.5, 1.0)}
+        assert (cut in fades) is not follows and len(fades) == (2 if follows else 1)
+    meta = SimpleNamespace(film_settings={"transition": "crossfade", "crossfade_s": 0.8})
+    assert fingerprints.film_overlap(SimpleNamespace(meta=meta)) == 0.8
+    meta.film_settings = {"transition": "cut", "crossfade_s": 0.8}
+    assert fingerprints.film_overlap(SimpleNamespace(meta=meta)) == 0.0
+    meta.film_settings = {}
+    assert fingerprints.film_overlap(SimpleNamespace(meta=meta)) == 0.0

@@ -104,6 +104,14 @@ def _run_params() -> list[click.Parameter]:
                                help="A music bed for the film, ducked under the narration (copied into the session)."))
     params.append(click.Option(["--cards/--no-cards"], default=None,
                                help="A title card (title and logline) and an end card."))
+    params.append(click.Option(["--music-under"], type=click.FloatRange(0, 60), default=None, metavar="LU",
+                               help="How far under the voices' loudness the music bed plays, whatever the "
+                                    "file's own level (default 18 LU, or as the session recorded)."))
+    params.append(click.Option(["--credits"], default=None, metavar="TEXT",
+                               help="The end card's lines (with --cards), split at '|' or newlines "
+                                    "(default: \"Made with reelforge\")."))
+    params.append(click.Option(["--no-credits"], is_flag=True, default=False,
+                               help="No line on the end card, just \"The End\"."))
     params.append(click.Option(["--review"], type=click.Choice(["images"]), default=None,
                                help="Stop after the images (AWAITING_REVIEW) until `reelforge approve ID`."))
     params.append(click.Option(["--budget"], type=click.FloatRange(min=0, min_open=True), default=None,
@@ -166,7 +174,12 @@ def _make_runner(output_dir: Path, config, kwargs: dict[str, Any]):
                 pairs.append(f"{name}.{field}={text}")
     for scope, key, value in parse_pairs(pairs):
         options.setdefault(scope, {})[key] = value
+    if kwargs.get("no_credits") and kwargs.get("credits") is not None:
+        raise click.UsageError("--credits and --no-credits contradict each other; give one")
+    film_options = {"music_under_lu": kwargs.get("music_under"),
+                    "credits": "" if kwargs.get("no_credits") else kwargs.get("credits")}
     return Runner(output_dir, backends=chosen, options=options,
+                  film_options={k: v for k, v in film_options.items() if v is not None},
                   transition=kwargs.get("transition") or config.transition,
                   subtitles=kwargs.get("subtitles"), music=kwargs.get("music"), cards=kwargs.get("cards"),
                   review=kwargs.get("review"), budget=kwargs.get("budget"),

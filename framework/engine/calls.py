@@ -12,6 +12,7 @@ from typing import Any, Callable
 import attrs
 import pluggy
 
+from reelforge.engine.fingerprints import film_overlap
 from reelforge.errors import SessionError, StageError
 from reelforge.media import checks as media
 from reelforge.options import structure_options
@@ -48,6 +49,8 @@ class BackendCall:
     "What the backend saved for this shot so far."
     image: str | None = None
     "For a clip: the shot's image, relative to the session folder."
+    film_overlap_s: float = 0.0
+    "For a clip: how many seconds the film lays it over each neighbour (ShotJob.film_overlap_s)."
 
     @property
     def key(self) -> str:
@@ -73,6 +76,7 @@ def call_for(session, stage: str, kind: str, backend, shot: Shot, attempt: int, 
         session_path=str(Path(session.path).resolve()), session_id=session.id, stage=stage, kind=kind,
         backend=backend.name, options=dict(backend.public_options), shot=converter.unstructure(shot),
         attempt=attempt, checkpoint=dict(art.checkpoint),
+        film_overlap_s=film_overlap(session) if stage == "videos" else 0.0,
         image=None if image is None else Path(image).resolve().relative_to(Path(session.path).resolve()).as_posix())
 
 
@@ -104,7 +108,7 @@ def make_call(call: BackendCall, backend_instance, *, cancelled: threading.Event
     work_dir.mkdir(parents=True, exist_ok=True)
     job = ShotJob(session_id=call.session_id, stage=call.stage, shot=shot, attempt=call.attempt,
                   work_dir=work_dir, checkpoint=dict(call.checkpoint), cancelled=cancelled,
-                  save=save, progress=progress, places=places)
+                  save=save, progress=progress, places=places, film_overlap_s=call.film_overlap_s)
     image = contained(session, call.image, under=("images",)) if call.image else None
     produced = run_backend(call.stage, backend_instance, shot, image, job)
     if produced is None:

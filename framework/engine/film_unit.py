@@ -77,10 +77,10 @@ def assemble(runner: Runner, session: Session, plan: ShotPlan, story: Story, cho
     runner.hook("stage_started", session=session, stage="assemble")
     t0 = time.monotonic()
     work = film.new_work_dir(session.scratch_dir())  # a folder no other run uses
-    margin = getattr(backends["image"].instance, "subtitle_margin", 0.06)
+    margin = getattr(backends["image"].instance, "subtitle_margin", None)
     try:
         made = film.make(inputs, work / "film.mp4", work, cancelled=runner.cancel,
-                         subtitle_margin=float(margin))
+                         subtitle_margin=None if margin is None else float(margin))
         for path in made.values():
             fsync_file(path)
         if session.meta.film.state == DONE:
@@ -102,6 +102,7 @@ def assemble(runner: Runner, session: Session, plan: ShotPlan, story: Story, cho
         film.clean_scratch(work)
     subtitles = [n for n in placed if n != session.film_path.name]
     session.mark_film_done(session.film_path, time.monotonic() - t0, inputs.fingerprint,
-                           info={"subtitles": subtitles})
+                           info={"subtitles": subtitles,
+                                 "subtitle_mode": chosen.subtitle_mode(any(v is not None for v in inputs.voices))})
     session.clear_scratch()
     runner.hook("stage_finished", session=session, stage="assemble")

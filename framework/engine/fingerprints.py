@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 
 from reelforge import looks
-from reelforge.media.film import NARRATION_PAD_S
+from reelforge.media.film import NARRATION_PAD_S, FilmSettings
 from reelforge.records import Shot
 from reelforge.store.session import Session
 
@@ -42,6 +42,17 @@ def effective_shot(session: Session, stage: str, shot: Shot, active: set[str], f
     return shot
 
 
+def film_overlap(session: Session) -> float:
+    """How many seconds the session's film lays each clip over the next (its crossfade, as
+    recorded in the film settings; 0 for cuts): what a renderer drawing text over a clip
+    needs (see ShotJob.film_overlap_s)."""
+    recorded = session.meta.film_settings or {}
+    if recorded.get("transition") != "crossfade":
+        return 0.0
+    seconds = recorded.get("crossfade_s", FilmSettings().crossfade_s)
+    return float(seconds) if isinstance(seconds, (int, float)) and seconds > 0 else 0.0
+
+
 def _base(stage: str, shot: Shot, backend, image_sha: str | None) -> str:
     if stage == "images":
         # What the backend is asked to draw: subject and look. A shot planned before looks were
@@ -57,8 +68,13 @@ def _base(stage: str, shot: Shot, backend, image_sha: str | None) -> str:
                        backend=backend.name, options=backend.fingerprint_options)
 
 
-def of_inputs(stage: str, shot: Shot, backend, image_sha: str | None) -> str:
-    """The fingerprint of ``shot``'s inputs to ``stage`` on ``backend``."""
+def of_inputs(stage: str, shot: Shot, backend, image_sha: str | None, overlap_s: float = 0.0) -> str:
+    """The fingerprint of ``shot``'s inputs to ``stage`` on ``backend`` (``overlap_s``: the
+    film's crossfade, an input only to a renderer that says it uses it)."""
+    if stage == "videos" and overlap_s > 0 and getattr(backend.instance, "uses_film_overlap", False):
+        # Only when there is an overlap: a film of cuts keeps the fingerprints it had.
+        return fingerprint(stage=stage, film_overlap_s=round(overlap_s, 3),
+                           inner=of_inputs(stage, shot, backend, image_sha))
     # A backend that draws more of the shot than its prompts (the storyboard draws the
     # description) names those fields in ``fingerprint_fields``: changing them redoes it.
     extra = {f: getattr(shot, f, None) for f in getattr(backend.instance, "fingerprint_fields", ())}
@@ -72,4 +88,5 @@ def of_shot_stage(session: Session, stage: str, shot: Shot, backend, active: set
     """The fingerprint of what ``stage`` would make of ``shot`` now (a clip's covers its
     image); ``film`` is the film's look, read from the story when not given."""
     image_sha = session.shot_state(shot.id).image.sha256 if stage == "videos" else None
-    return of_inputs(stage, effective_shot(session, stage, shot, active, film), backend, image_sha)
+    overlap = film_overlap(session) if stage == "videos" else 0.0
+    return of_inputs(stage, effective_shot(session, stage, shot, active, film), backend, image_sha, overlap)

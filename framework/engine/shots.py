@@ -291,6 +291,7 @@ class ShotRun:
             job = ShotJob(
                 session_id=session.id, stage=stage, shot=shot, attempt=n, work_dir=work_dir,
                 checkpoint=dict(art.checkpoint), cancelled=self.cancel,
+                film_overlap_s=fingerprints.film_overlap(session) if stage == "videos" else 0.0,
                 save=lambda data: session.save_shot_checkpoint(stage, shot.id, data),
                 progress=lambda fraction, message: self.runner.hook(
                     "shot_progress", session=session, stage=stage, shot=shot,

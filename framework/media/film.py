@@ -34,6 +34,28 @@ MUSIC_NAME = "music"
 NARRATION_PAD_S = 0.5
 
 
+#: The end card's line unless the user sets credits.
+DEFAULT_CREDITS = ("Made with reelforge",)
+#: At most this many credit lines, each at most this long.
+MAX_CREDIT_LINES, MAX_CREDIT_CHARS = 8, 120
+
+
+def credit_lines(text: str | None) -> tuple[str, ...]:
+    """The end card's lines for ``credits``: None gives DEFAULT_CREDITS; otherwise its lines
+    (split at newlines or ``|``), blank ones dropped; an empty text gives none."""
+    if text is None:
+        return DEFAULT_CREDITS
+    return tuple(" ".join(line.split()) for line in text.replace("|", "\n").splitlines() if line.strip())
+
+
+def _check_credits(_instance: Any, _attribute: Any, value: str | None) -> None:
+    if value is None:
+        return
+    lines = credit_lines(value)
+    if len(lines) > MAX_CREDIT_LINES or any(len(line) > MAX_CREDIT_CHARS for line in lines):
+        raise ValueError(f"credits: at most {MAX_CREDIT_LINES} lines of at most {MAX_CREDIT_CHARS} characters")
+
+
 @attrs.frozen
 class FilmSettings:
     """How the film is put together (``reelforge run --transition ... --subtitles ...``)."""
@@ -52,8 +74,12 @@ class FilmSettings:
     "Fade to black at the end."
     music: str | None = None
     "The music bed, as copied into the session (``music.<ext>``), or None."
-    music_db: float = attrs.field(default=-14.0, validator=[attrs.validators.ge(-60.0), attrs.validators.le(0.0)])
-    "How far below the voice the music plays (dB)."
+    music_under_lu: float = attrs.field(default=18.0, validator=[attrs.validators.ge(0.0),
+                                                                 attrs.validators.le(60.0)])
+    "How far under the voices' loudness the music bed plays (LU), whatever the file's own level."
+    credits: str | None = attrs.field(default=None, validator=_check_credits)
+    """The end card's lines under "The End" (``--cards``), split at newlines or ``|``; unset:
+    "Made with reelforge"; empty: no line."""
 
     def subtitle_mode(self, narrated: bool) -> str:
         if self.subtitles == "auto":
@@ -143,10 +169,12 @@ class FilmInputs:
 
 
 def make(inputs: FilmInputs, out: Path, work: Path, *, cancelled: threading.Event,
-         subtitle_margin: float = 0.06) -> dict[str, Path]:
+         subtitle_margin: float | None = None) -> dict[str, Path]:
     """Make the film at ``out`` (and its subtitle files in ``work``), verified. Returns the
     files made: ``{"film": out, "srt": ..., "vtt": ...}`` (subtitle files only when there
-    is narration)."""
+    is narration). ``subtitle_margin``: the fraction of the picture's height at the bottom
+    that subtitles keep clear (the image generator's caption band), burnt or in the .vtt;
+    None: a small margin for burnt ones, the player's own place for soft ones."""
     from reelforge.media import ffmpeg
     from reelforge.media import soundtrack as st
 
@@ -170,7 +198,7 @@ def make(inputs: FilmInputs, out: Path, work: Path, *, cancelled: threading.Even
         fps = int(round(first["fps"] or 25))
         title = st.title_card(inputs.story.title, inputs.story.logline, work / "title.mp4", size=size, fps=fps,
                               cancelled=cancelled)
-        end = st.end_card(["Made with reelforge"], work / "end.mp4", size=size, fps=fps, cancelled=cancelled)
+        end = st.end_card(list(credit_lines(s.credits)), work / "end.mp4", size=size, fps=fps, cancelled=cancelled)
         clips, durations, lead = [title, *clips, end], [3.0, *durations, 3.0], 1
         facts = [None, *facts, None]
     # Fade the first and last clips themselves, so a cut film stays a stream copy.
@@ -196,7 +224,7 @@ def make(inputs: FilmInputs, out: Path, work: Path, *, cancelled: threading.Even
     music = None
     if inputs.music is not None:
         music = copy_music(inputs.music, work / f"bed{inputs.music.suffix}", inputs.music_sha256 or "")
-    audio = st.build_audio(work / "audio.wav", total, voices, music=music, music_db=s.music_db,
+    audio = st.build_audio(work / "audio.wav", total, voices, music=music, music_under_lu=s.music_under_lu,
                            cancelled=cancelled)
     made: dict[str, Path] = {}
     mode = s.subtitle_mode(bool(lines))
@@ -204,12 +232,12 @@ def make(inputs: FilmInputs, out: Path, work: Path, *, cancelled: threading.Even
     srt = None
     if cues:
         srt = made["srt"] = st.write_srt(cues, work / "film.srt")
-        made["vtt"] = st.write_vtt(cues, work / "film.vtt")
+        made["vtt"] = st.write_vtt(cues, work / "film.vtt", clear_bottom=subtitle_margin)
     if mode != "none" and not cues:
         mode = "none"  # nothing is said: no subtitles to show
     st.finish_film(picture, audio, out, subtitles=mode, cues=cues, srt=srt,
                    fade_in_s=s.fade_in_s, fade_out_s=s.fade_out_s, audio_fades_only=True,
-                   bottom_margin=subtitle_margin, cancelled=cancelled)
+                   bottom_margin=0.06 if subtitle_margin is None else subtitle_margin, cancelled=cancelled)
     verify(out, total)
     made["film"] = out
     return made

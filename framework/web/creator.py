@@ -198,7 +198,10 @@ def session_data(session: Session, media: Callable[[str, str | None], str | None
         "shots": shots,
         "film": {"state": m.film.state if film_done else "todo", "seconds": m.film.seconds,
                  "url": media("film.mp4", m.film.sha256) if film_done else None,
-                 "vtt": media("film.vtt", m.film.sha256) if film_done and "film.vtt" in subtitles and present("film.vtt") else None,
+                 # The player's track: none when the subtitles are burnt in (they would show twice).
+                 "vtt": media("film.vtt", m.film.sha256)
+                 if film_done and "film.vtt" in subtitles and present("film.vtt")
+                 and m.film.info.get("subtitle_mode") != "burn" else None,
                  "vtt_file": media("film.vtt", m.film.sha256) if film_done and "film.vtt" in subtitles and present("film.vtt") else None,
                  "srt": media("film.srt", m.film.sha256) if film_done and "film.srt" in subtitles and present("film.srt") else None,
                  "sha256": m.film.sha256 if film_done else None},

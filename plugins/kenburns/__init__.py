@@ -73,10 +73,12 @@ class KenBurnsOptions:
     "Upscale the still by this factor before zooming: zoompan moves in whole pixels, so this smooths the motion."
     captions: str = attrs.field(default="auto", validator=attrs.validators.in_(("auto", "on", "off")))
     "Draw the storyboard card over the moving picture: auto (over storyboard plates only), on, off."
-    caption_gap_s: float = attrs.field(default=0.5, validator=attrs.validators.ge(0.0))
-    """Seconds at each end of the clip without the card's text (the bands stay), so two shots'
-    captions never show at once in a crossfade (the film's default crossfade is 0.5 s; set
-    it to a longer one, or to 0 for a film of cuts that should show the text throughout)."""
+    caption_gap_s: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(0.0)))
+    """Seconds at each end of the clip without the card's text (the bands stay). Unset (the
+    default): none when the film cuts between shots, so the text never blinks at a cut, and
+    just over half the film's crossfade at each end when it crossfades, so two shots'
+    captions never show at once. A number overrides that."""
 
     def __attrs_post_init__(self) -> None:
         check_frame_size(self.width, self.height, what="kenburns clip size")
@@ -92,6 +94,8 @@ class KenBurnsRenderer:
     concurrency: int = 2
     #: The caption drawn over the clip comes from these: a changed one renders it again.
     fingerprint_fields: ClassVar[tuple[str, ...]] = ("description", "characters", "scene_id")
+    #: The caption's timing follows the film's crossfade: a changed transition renders again.
+    uses_film_overlap: ClassVar[bool] = True
 
     def __init__(self, options: KenBurnsOptions | None = None):
         self.options = options if options is not None else KenBurnsOptions()
@@ -107,6 +111,14 @@ class KenBurnsRenderer:
 
             return is_plate(image)
         return self.options.captions == "on"
+
+    def caption_gap(self, film_overlap_s: float) -> float:
+        """Seconds at each end of the clip without the card's text, for a film that lays the
+        clip ``film_overlap_s`` over each neighbour: the option if set, else half the overlap
+        and one frame more (this clip's text is gone before the next one's arrives), 0 at cuts."""
+        if self.options.caption_gap_s is not None:
+            return self.options.caption_gap_s
+        return film_overlap_s / 2 + 1 / self.options.fps if film_overlap_s > 0 else 0.0
 
     def filter_graph(self, shot: Shot, frames: int) -> str:
         o = self.options
@@ -160,7 +172,7 @@ class KenBurnsRenderer:
                 card_overlay(shot, size, duration_s=seconds, layer=layer, caption=caption).save(
                     layers / f"{layer}.png")
                 inputs += ["-i", str(layers / f"{layer}.png")]
-            gap = min(o.caption_gap_s, seconds / 3)
+            gap = min(self.caption_gap(job.film_overlap_s), seconds / 3)
             timed = f":enable='between(t,{gap:.3f},{seconds - gap:.3f})'" if gap > 0 else ""
             graph = (f"[0:v]{self.filter_graph(shot, frames)}[zoomed];"
                      f"[zoomed][1:v]overlay=0:0[banded];[banded][2:v]overlay=0:0{timed},format=yuv420p[v]")

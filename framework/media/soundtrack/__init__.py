@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from reelforge.media.soundtrack.cards import draw_card, end_card, fade_clip, still_clip, title_card, wrap_text
 from reelforge.media.soundtrack.finish import SUBTITLE_MODES, finish_film, subtitle_overlay
-from reelforge.media.soundtrack.mix import DEFAULT_LOUDNESS, SAMPLE_RATE, Voice, build_audio, measure_loudness
+from reelforge.media.soundtrack.mix import (DEFAULT_LOUDNESS, DEFAULT_MUSIC_UNDER, SAMPLE_RATE, Voice, build_audio,
+                                           measure_loudness)
 from reelforge.media.soundtrack.subtitles import Cue, narration_cues, read_cues, write_srt, write_vtt
 from reelforge.media.soundtrack.timing import clip_starts, effective_crossfade, film_length, wav_duration
 
 __all__ = [
-    "Cue", "Voice", "SUBTITLE_MODES", "DEFAULT_LOUDNESS", "SAMPLE_RATE", "effective_crossfade",
+    "Cue", "Voice", "SUBTITLE_MODES", "DEFAULT_LOUDNESS", "DEFAULT_MUSIC_UNDER", "SAMPLE_RATE", "effective_crossfade",
     "clip_starts", "film_length", "wav_duration", "narration_cues", "write_srt", "write_vtt",
     "read_cues", "build_audio", "measure_loudness", "draw_card", "still_clip", "title_card", "end_card", "fade_clip",
     "subtitle_overlay", "finish_film", "wrap_text",

@@ -4,6 +4,7 @@ and ducked under them, mixed in one ffmpeg filter graph and normalised to a loud
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tempfile
@@ -34,15 +35,23 @@ class Voice:
     "Where it starts, in seconds from the film's start."
 
 
+#: How far under the voices the music bed plays by default (LU): a bed, clearly heard
+#: between lines, never in the way of the words.
+DEFAULT_MUSIC_UNDER = 18.0
+
+
 def build_audio(out: str | os.PathLike, duration_s: float, voices: Sequence[Voice] = (), *,
-                music: str | os.PathLike | None = None, music_db: float = -14.0,
+                music: str | os.PathLike | None = None, music_under_lu: float = DEFAULT_MUSIC_UNDER,
                 duck: bool = True, loudness: float | None = DEFAULT_LOUDNESS,
                 cancelled: threading.Event | None = None) -> Path:
     """Write the film's audio, ``duration_s`` long, as a 48 kHz stereo 16-bit WAV at ``out``.
 
     Each voice (a narration WAV) starts at its ``start``; ``music`` (any audio file ffmpeg
-    reads, looped to the film's length, faded out at the end) plays ``music_db`` dB down and,
-    with ``duck``, is pressed further down while a voice speaks (sidechain compression).
+    reads, looped to the film's length, faded out at the end) is measured and set
+    ``music_under_lu`` LU under the voices' loudness (EBU R128 integrated: over the speech
+    only, so pauses do not count), whatever level the file has; without voices, at the
+    loudness target (it is the film's only sound). With ``duck`` it is pressed further down while a voice
+    speaks (sidechain compression).
     The mix is loudness-normalised to ``loudness`` LUFS (EBU R128, one pass) unless None.
     With no voices and no music the track is silence, so players and editors that expect
     an audio stream behave. StageError if a voice file is missing or runs past the end.
@@ -78,7 +87,8 @@ def build_audio(out: str | os.PathLike, duration_s: float, voices: Sequence[Voic
         m = len(voices)
         inputs += ["-stream_loop", "-1", "-i", str(music)]
         fade = min(2.0, duration_s / 4)
-        graph.append(f"[{m}:a]{fmt},atrim=0:{d},asetpts=N/SR/TB,volume={music_db:.2f}dB,"
+        gain = _music_gain(music, voices, music_under_lu, loudness, cancelled)
+        graph.append(f"[{m}:a]{fmt},atrim=0:{d},asetpts=N/SR/TB,volume={gain:.2f}dB,"
                      f"afade=t=out:st={duration_s - fade:.4f}:d={fade:.4f}[music]")
     if voices and music is not None:
         if duck:
@@ -116,6 +126,28 @@ def build_audio(out: str | os.PathLike, duration_s: float, voices: Sequence[Voic
                     "-ar", str(SAMPLE_RATE), "-ac", "2", "-f", "wav", "-y", str(out)],
                    what=f"normalising the film's audio into {out.name}", cancelled=cancelled)
     return out
+
+
+def _music_gain(music: str | os.PathLike, voices: Sequence[Voice], under_lu: float, loudness: float | None,
+                cancelled: threading.Event | None) -> float:
+    """The gain (dB) that puts ``music`` ``under_lu`` LU under the voices' loudness (each
+    voice's own loudness, weighted by its length), or at the loudness target when there are
+    no voices. A silent file is left as it is."""
+    bed, _ = measure_loudness(music, cancelled=cancelled)
+    if bed <= -69:
+        return 0.0
+    measured = []
+    for v in voices:
+        level, _ = measure_loudness(v.path, cancelled=cancelled)
+        if level > -69:
+            measured.append((level, wav_duration(v.path)))
+    if measured:
+        # Integrated loudness of the voices together: an energy mean, weighted by time.
+        weight = sum(t for _, t in measured) or 1.0
+        voice = 10 * math.log10(sum(10 ** (lv / 10) * t for lv, t in measured) / weight)
+    else:  # nothing is said: the music is the film's sound, at the loudness target
+        return max(-60.0, min(40.0, (DEFAULT_LOUDNESS if loudness is None else loudness) - bed))
+    return max(-60.0, min(40.0, voice - under_lu - bed))
 
 
 #: The highest true peak the normalised mix may reach, dBTP.
