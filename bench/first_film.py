@@ -53,7 +53,7 @@ def one_run(verbose: bool) -> dict[str, float]:
         log = Path(out) / "ffmpeg.jsonl"
         env["REELFORGE_FFMPEG_LOG"] = str(log)
         cpu0, self0 = cpu_of_children(), cpu_of_self()
-        t0 = time.perf_counter()
+        t0, epoch0 = time.perf_counter(), time.time()
         proc = subprocess.run([sys.executable, "-m", "reelforge", "run", IDEA, "--new", "--output-dir", out],
                               env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         wall = time.perf_counter() - t0
@@ -69,12 +69,15 @@ def one_run(verbose: bool) -> dict[str, float]:
     film = meta["film"]["seconds"]
     sound = sum(r["wall"] for r in rows if r["what"].startswith(SOUND))
     mux = sum(r["wall"] for r in rows if r["what"].startswith(MUX))
+    first = min(r["start"] for r in rows) - epoch0
+    last = wall - (max(r["start"] + r["wall"] for r in rows) - epoch0)
     if verbose:
-        t_first = rows[0]["start"]
+        print(f"    the first ffmpeg started {first:.2f} s into the run; the last one ended {last:.2f} s before "
+              f"its end")
         for r in rows:
-            print(f"    {r['start'] - t_first:6.2f} s  {r['wall']:6.3f} s wall {r['cpu'] or 0:6.3f} s CPU  {r['what']}")
+            print(f"    {r['start'] - epoch0:6.2f} s  {r['wall']:6.3f} s wall {r['cpu'] or 0:6.3f} s CPU  {r['what']}")
             print(f"             ffmpeg {' '.join(r['cmd'])[:300]}")
-    return {"wall": wall, "cpu": cpu, "floor": floor, "floor_cpu": ff_cpu + frames, "film": film,
+    return {"before": first, "after": last, "wall": wall, "cpu": cpu, "floor": floor, "floor_cpu": ff_cpu + frames, "film": film,
             "sound": sound, "mux": mux, "run_ratio": wall / floor, "cpu_ratio": cpu / (ff_cpu + frames),
             "film_ratio": film / (sound + mux)}
 
@@ -89,7 +92,8 @@ def main() -> None:
         print(f"run {i + 1}: {r['wall']:5.2f} s wall, {r['cpu']:5.2f} s CPU; floor {r['floor']:5.2f} s "
               f"({r['floor_cpu']:5.2f} s CPU of ffmpeg and frames); run/floor {r['run_ratio']:.2f} "
               f"(CPU {r['cpu_ratio']:.2f}); film {r['film']:.2f} s / (sound {r['sound']:.2f} s + mux "
-              f"{r['mux']:.2f} s) = {r['film_ratio']:.2f}")
+              f"{r['mux']:.2f} s) = {r['film_ratio']:.2f}; before the first ffmpeg {r['before']:.2f} s, after "
+              f"the last {r['after']:.2f} s")
 
     def med(key: str) -> float:
         return statistics.median(r[key] for r in results)
