@@ -354,7 +354,8 @@ def assemble(clips: Sequence[str | os.PathLike], out: str | os.PathLike, *,
              cancelled: threading.Event | None = None,
              preset: str = "veryfast", crf: int = 20,
              facts: Sequence[dict | None] | None = None,
-             progress: Callable[[FFmpegProgress], None] | None = None) -> Path:
+             progress: Callable[[FFmpegProgress], None] | None = None,
+             fade_in_s: float = 0.0, fade_out_s: float = 0.0) -> Path:
     """Join ``clips`` (in order) into one MP4 at ``out`` and return ``out``.
 
     ``transition="cut"`` uses the concat demuxer with stream copy when every clip has the same
@@ -368,6 +369,10 @@ def assemble(clips: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     ``facts``: each clip's :func:`clip_facts` if the caller recorded them (e.g. when the clip
     was committed), in the order of ``clips``; a ``None`` entry, or ``facts=None``, is read
     from the file. ``progress`` is passed to :func:`run_ffmpeg`.
+
+    ``fade_in_s`` / ``fade_out_s``: a fade from and to black on the film, drawn in the same
+    encode (only when the clips are re-encoded: a crossfade, or clips that differ; see
+    :func:`joins_by_copy`). A caller of a stream-copy join fades its first and last clips.
     """
     if transition not in ("cut", "crossfade"):
         raise StageError(f"unknown transition {transition!r}: use 'cut' or 'crossfade'")
@@ -382,7 +387,7 @@ def assemble(clips: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     what = f"assembling {len(paths)} clips into {out.name}"
     tail = ["-movflags", "+faststart", "-f", "mp4", "-y", str(out)]
 
-    if transition == "cut" and _same_format(infos):
+    if transition == "cut" and _same_format(infos):  # (joins_by_copy)
         with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=out.parent, delete=False,
                                          encoding="utf-8") as listing:
             listing.writelines(_concat_line(p) for p in paths)
@@ -419,10 +424,25 @@ def assemble(clips: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     else:
         filters.append("".join(f"[v{i}]" for i in range(len(paths))) + f"concat=n={len(paths)}:v=1:a=0[vout]")
         label = "vout"
+    fades = []
+    fade_in_s, fade_out_s = min(max(0.0, fade_in_s), elapsed / 2), min(max(0.0, fade_out_s), elapsed / 2)
+    if fade_in_s > 0:
+        fades.append(f"fade=t=in:st=0:d={fade_in_s:.4f}")
+    if fade_out_s > 0:
+        fades.append(f"fade=t=out:st={elapsed - fade_out_s:.4f}:d={fade_out_s:.4f}")
+    if fades:
+        filters.append(f"[{label}]{','.join(fades)}[faded]")
+        label = "faded"
     run_ffmpeg([*inputs, "-filter_complex", ";".join(filters), "-map", f"[{label}]", "-an",
                 "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p", *tail],
                what=what, cancelled=cancelled, progress=progress)
     return _verified(out, elapsed)
+
+
+def joins_by_copy(transition: str, facts: Sequence[dict]) -> bool:
+    """Whether :func:`assemble` joins clips with these facts by stream copy (a cut between
+    clips of one format) rather than re-encoding them."""
+    return transition == "cut" and _same_format(list(facts))
 
 
 def _verified(out: Path, expected_s: float) -> Path:

@@ -171,7 +171,8 @@ def make(inputs: FilmInputs, out: Path, work: Path, *, cancelled: threading.Even
     burn = s.subtitle_mode(narrated) == "burn"
     steps = FilmProgress(progress, {
         **{f"hold{i}": 1.0 for i in held}, **({"title": 1.0, "end": 1.0} if cards else {}),
-        "fade_in": 1.0 if s.fade_in_s > 0 else 0.0, "fade_out": 1.0 if s.fade_out_s > 0 else 0.0,
+        "fade_in": 1.0 if s.fade_in_s > 0 and s.transition == "cut" else 0.0,
+        "fade_out": 1.0 if s.fade_out_s > 0 and s.transition == "cut" else 0.0,
         "join": 3.0 if s.transition == "crossfade" else 0.2, "mix": 0.6, "encode": 1.0,
         "mux": 3.0 if burn else 0.2, "verify": 0.1})
     with cf.ThreadPoolExecutor(3, thread_name_prefix="reelforge-film") as pool:
@@ -211,13 +212,17 @@ def make(inputs: FilmInputs, out: Path, work: Path, *, cancelled: threading.Even
         for key, index in (("title", 0), ("end", -1)):
             if key in jobs:
                 clips[index] = jobs[key].result()
-        # Fade the first and last clips themselves, so a cut film stays a stream copy.
-        if s.fade_in_s > 0:
+                facts[index] = ffmpeg.clip_facts(clips[index])
+        # A cut film stays a stream copy: its first and last clips are faded themselves. A film
+        # that is re-encoded anyway (a crossfade) gets its fades in that same encode.
+        copied = ffmpeg.joins_by_copy(s.transition, facts)  # type: ignore[arg-type]
+        fade_in_s, fade_out_s = (0.0, 0.0) if copied else (s.fade_in_s, s.fade_out_s)
+        if copied and s.fade_in_s > 0:
             jobs["fade_in"] = pool.submit(steps.run, "fade_in", "fading in", lambda c=clips[0]: st.fade_clip(
                 c, work / "first.mp4", fade_in_s=s.fade_in_s, cancelled=cancelled,
                 progress=steps.ffmpeg("fade_in", durations[0])))
         last_in = jobs.get("fade_in") if len(clips) == 1 else None  # one clip: fade the one just faded in
-        if s.fade_out_s > 0:
+        if copied and s.fade_out_s > 0:
             def fade_out() -> Path:
                 clip = last_in.result() if last_in is not None else clips[-1]
                 return st.fade_clip(clip, work / "last.mp4", fade_out_s=s.fade_out_s, cancelled=cancelled,
@@ -230,7 +235,8 @@ def make(inputs: FilmInputs, out: Path, work: Path, *, cancelled: threading.Even
             clips[-1], facts[-1] = jobs["fade_out"].result(), None
         picture = steps.run("join", f"joining {len(clips)} clips", lambda: ffmpeg.assemble(
             clips, work / "picture.mp4", transition=s.transition, crossfade_s=s.crossfade_s,
-            cancelled=cancelled, facts=facts, progress=steps.ffmpeg("join", total)))
+            cancelled=cancelled, facts=facts, progress=steps.ffmpeg("join", total),
+            fade_in_s=fade_in_s, fade_out_s=fade_out_s))
         audio = sound.result()
     made: dict[str, Path] = {}
     mode = s.subtitle_mode(bool(lines))
