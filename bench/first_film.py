@@ -4,8 +4,8 @@ that same run:
 
 - run / floor: the run's wall time over its floor, the work it cannot skip: every ffmpeg
   process it started (clips, fades, concat, audio, mux; their CPU seconds, from wait4) and
-  the frames drawn (the storyboard stills' recorded seconds), spread over the machine's
-  cores. Also as CPU: the run's CPU (its own and its children's, getrusage) over the same
+  the frames drawn (the storyboard stills and the card layers drawn over the clips, drawn
+  again here, alone, and timed by CPU), spread over the machine's cores. Also as CPU: the run's CPU (its own and its children's, getrusage) over the same
   work's CPU, which a loaded machine inflates much less than wall time.
 - film / (mix + mux): the film stage's wall time (as recorded in the session) over the
   wall time of its audio (mix, loudness, AAC encode) plus the one last mux, from the same
@@ -47,6 +47,27 @@ def cpu_of_self() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def frames_cpu(session: Path) -> float:
+    """CPU seconds to draw the session's frames again, alone, in this process: each shot's
+    storyboard still (saved as the generator saves it) and the two card layers its clip gets."""
+    import io
+
+    sys.path.insert(0, str(ROOT))
+    from reelforge.plugins.image_gen.storyboard import StoryboardGenerator
+    from reelforge.plugins.image_gen.storyboard.card import card_overlay
+    from reelforge.records import ShotPlan, structure
+
+    shots = structure(json.loads((session / "shots.json").read_text()), ShotPlan).shots
+    gen = StoryboardGenerator()
+    size = (gen.options.width, gen.options.height)
+    t0 = time.process_time()
+    for shot in shots:
+        gen.draw_plate(shot).save(io.BytesIO(), format="PNG", compress_level=1)
+        for layer in ("bands", "text"):
+            card_overlay(shot, size, duration_s=shot.duration_s, layer=layer).save(io.BytesIO(), format="PNG")
+    return time.process_time() - t0
+
+
 def one_run(verbose: bool) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     with tempfile.TemporaryDirectory() as out:
@@ -61,8 +82,9 @@ def one_run(verbose: bool) -> dict[str, float]:
         if proc.returncode:
             sys.exit(f"run failed:\n{proc.stderr}")
         rows = [json.loads(line) for line in log.read_text().splitlines()]
-        meta = json.loads(Path(glob.glob(f"{out}/sessions/*/*_meta.json")[0]).read_text())
-    frames = sum(s["image"]["seconds"] or 0 for s in meta["shots"])
+        session = Path(glob.glob(f"{out}/sessions/*/*_meta.json")[0]).parent
+        meta = json.loads(next(session.glob("*_meta.json")).read_text())
+        frames = frames_cpu(session)
     cores = os.cpu_count() or 1
     ff_cpu = sum(r["cpu"] or r["wall"] for r in rows)
     floor = (ff_cpu + frames) / cores
