@@ -26,8 +26,8 @@ FAKE = "crashtest"
 def missing_browser() -> str | None:
     """Why the browser tests cannot run here, or None."""
     if not os.access(CHROMIUM, os.X_OK):
-        return (f"no Chromium at {CHROMIUM}: install Debian's (apt-get install -y chromium; .ci/run does) or "
-                f"set REELFORGE_CHROMIUM; REELFORGE_NO_BROWSER=1 skips the browser tests on purpose")
+        return (f"Chromium is not installed at {CHROMIUM} (apt-get install chromium, or set REELFORGE_CHROMIUM): "
+                f"the browser tests drive Debian's; REELFORGE_NO_BROWSER=1 turns them off")
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:

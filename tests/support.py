@@ -76,3 +76,25 @@ def wait_until(condition, what: str, timeout: float = 120, proc=None) -> None:
 def wait_for_run(condition, proc, what: str, timeout: float = 120) -> None:
     """Poll ``condition`` in a running reelforge ``proc`` (see :func:`wait_until`)."""
     wait_until(condition, what, timeout, proc=proc)
+
+
+def in_ci() -> bool:
+    """Whether the suite runs in CI (``CI`` set to anything but empty, 0 or false, as CI
+    services and .ci/run set it)."""
+    import os
+
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def need_system_package(problem: str | None) -> None:
+    """A test that needs a system package (Debian's chromium, postgresql) and ``problem``
+    says it is missing: one line naming the package to install. Locally the test is
+    skipped with that line (pytest's -ra lists it in the summary); in CI it fails, so a
+    missing package is never skipped silently."""
+    import pytest
+
+    if problem is None:
+        return
+    if in_ci():
+        pytest.fail(problem, pytrace=False)
+    pytest.skip(problem)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from support import wait_until
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench" / "crash_torture.py"
 
@@ -297,7 +299,7 @@ def _gone(pid: int) -> bool:
 def test_an_ffmpeg_still_running_after_the_grace_is_a_survivor_and_is_stopped():
     watch = ct.FfmpegWatch(grace=0.3, subreaper=False)
     runner, ff = _runner_with_ffmpeg("-re", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=10", "-t", "60", "-f", "null", "-")
-    time.sleep(0.1)
+    wait_until(lambda: ff in ct.ffmpeg_processes(ppid=runner.pid), "ffmpeg running under its runner")
     watch.before_kill(runner.pid)
     os.kill(runner.pid, signal.SIGKILL)
     runner.wait()

@@ -225,3 +225,48 @@ def test_soft_subtitles_stay_off_the_caption_band(out, fakes):
     session, found = _report_tracks(out, result.session_id)
     [track] = [a for tag, a in found if tag == "track"]
     assert "default" in track and b"line:" in base64.b64decode(track["src"].split(",", 1)[1])
+
+
+def _brightness(film: Path) -> list[float]:
+    """Each frame's mean luma (16 is black, as H.264 stores it), by ffmpeg's signalstats."""
+    proc = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(film), "-an", "-vf",
+                           "signalstats,metadata=print:key=lavfi.signalstats.YAVG:file=-", "-f", "null", "-"],
+                          capture_output=True, text=True, check=True)
+    return [float(line.split("=", 1)[1]) for line in proc.stdout.splitlines() if "YAVG=" in line]
+
+
+@pytest.mark.parametrize("transition", ["cut", "crossfade"])
+def test_the_film_fades_from_and_to_black_and_its_sound_lasts_as_long(out, fakes, transition):
+    """The picture and the sound are made side by side: the film still fades in and out
+    (a cut film through its faded first and last clips, a crossfade in its one encode) and
+    its AAC track, encoded before the mux, is as long as the picture."""
+    from reelforge.media.ffmpeg import probe
+
+    result = run_session(out, "A lighthouse", backends=fakes.narrated, transition=transition)
+    assert result.ok, result.failed
+    luma = _brightness(result.film)
+    assert luma[0] < 17 and luma[0] < luma[1] < luma[2]  # from black
+    assert luma[-3] > luma[-2] > luma[-1] and luma[-1] < 0.5 * max(luma)  # to black
+    info = streams(result.film)
+    assert "Audio: aac" in info and "Subtitle: mov_text" in info
+    audio = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(result.film), "-map", "0:a", "-f", "null", "-"],
+                           capture_output=True, text=True)
+    assert audio.returncode == 0 and not audio.stderr
+    assert probe(result.film)["duration"] == pytest.approx(clip_facts(result.film)["duration"], abs=0.1)
+
+
+def test_the_film_bar_follows_the_film_stages_steps(out, fakes):
+    from support import Recorder
+
+    rec = Recorder()
+    result = run_session(out, "A lighthouse", backends=fakes.narrated, plugins=(rec,))
+    assert result.ok, result.failed
+    film = [(f, m) for e, stage, f, m in (x for x in rec.events if x[0] == "stage_progress") if stage == "assemble"]
+    fractions = [f for f, _ in film]
+    assert len(fractions) >= 6 and fractions == sorted(fractions) and 0 < fractions[-1] < 1
+    said = " | ".join(m for _, m in film)
+    for step in ("mixing the sound", "fading in", "fading out", "joining", "encoding the sound", "finishing",
+                 "checking"):
+        assert step in said, said
+    assert rec.events.index(("stage_finished", "assemble")) > max(
+        i for i, e in enumerate(rec.events) if e[0] == "stage_progress" and e[1] == "assemble")

@@ -175,12 +175,15 @@ def test_a_stale_partial_film_is_never_promoted(out, fakes):
 
 
 def test_an_assembled_film_that_does_not_verify_is_not_marked_done(out, fakes, monkeypatch):
+    import reelforge.media.film as film
     import reelforge.media.soundtrack as soundtrack
 
-    def broken(video, audio, out_path, **kw):  # a last pass that wrote less than asked
+    def broken(video, audio, out_path, *args, **kw):  # a last pass that wrote less than asked
         Path(out_path).write_bytes(b"\x00\x00\x00\x18ftypisom" + b"\x00" * 100)  # no moov, no mdat
         return Path(out_path)
 
+    # the last pass: a stream-copy mux, or the finish that burns subtitles in
+    monkeypatch.setattr(film, "mux", broken)
     monkeypatch.setattr(soundtrack, "finish_film", broken)
     with pytest.raises(StageError, match="not a complete MP4"):
         run_session(out, "idea", backends=fakes.backends)

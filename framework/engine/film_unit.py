@@ -80,7 +80,10 @@ def assemble(runner: Runner, session: Session, plan: ShotPlan, story: Story, cho
     margin = getattr(backends["image"].instance, "subtitle_margin", None)
     try:
         made = film.make(inputs, work / "film.mp4", work, cancelled=runner.cancel,
-                         subtitle_margin=None if margin is None else float(margin))
+                         subtitle_margin=None if margin is None else float(margin),
+                         progress=lambda fraction, message: runner.hook(
+                             "stage_progress", session=session, stage="assemble", fraction=fraction,
+                             message=message))
         for path in made.values():
             fsync_file(path)
         if session.meta.film.state == DONE:

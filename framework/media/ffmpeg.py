@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
@@ -171,13 +172,13 @@ def run_ffmpeg(args: Sequence[str], *, what: str, cancelled: threading.Event | N
             reader = threading.Thread(target=_read_progress, args=(proc.stdout, progress, what),
                                       name="reelforge-ffmpeg-progress", daemon=True)
             reader.start()
+        started = time.monotonic()
+        usage = None
         try:
             while True:
-                try:
-                    proc.wait(poll_s)
+                usage = _reap(proc, poll_s)
+                if proc.returncode is not None:
                     break
-                except subprocess.TimeoutExpired:
-                    pass
                 if cancelled is not None and cancelled.is_set():
                     _stop(proc)
                     raise FFmpegCancelled(f"{what}: cancelled")
@@ -186,6 +187,7 @@ def run_ffmpeg(args: Sequence[str], *, what: str, cancelled: threading.Event | N
                 _stop(proc)
             if reader is not None:
                 reader.join(5)  # ffmpeg is gone, so its end of the pipe is closed
+        _log_run(what, cmd, time.monotonic() - started, usage, proc.returncode)
         if cancelled is not None and cancelled.is_set():
             raise FFmpegCancelled(f"{what}: cancelled")
         if proc.returncode != 0:
@@ -196,6 +198,56 @@ def run_ffmpeg(args: Sequence[str], *, what: str, cancelled: threading.Event | N
                 raise StorageError(f"{what}: {os.strerror(full)} (ffmpeg could not write its output)",
                                    errno=full)
             raise StageError(f"{what}: ffmpeg exited with code {proc.returncode}:\n{_tail(stderr)}")
+
+
+def _reap(proc: subprocess.Popen, timeout: float):
+    """Wait up to ``timeout`` for ``proc``; once it has exited, set its returncode and
+    return its resource usage (os.wait4: the child's own CPU time), else None."""
+    if hasattr(os, "wait4"):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere
+                proc.wait()
+                return None
+            if pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                return usage
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            time.sleep(min(left, _REAP_STEP_S))
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    return None
+
+
+#: How often _reap looks whether ffmpeg has exited (short: most film steps take 50-300 ms).
+_REAP_STEP_S = 0.005
+#: Set to a file path to log every ffmpeg run there (one JSON line each: what, command,
+#: wall and CPU seconds); bench/first_film.py reads it. Logged at DEBUG level too.
+LOG_ENV = "REELFORGE_FFMPEG_LOG"
+
+
+def _log_run(what: str, cmd: Sequence[str], wall: float, usage, returncode: int | None) -> None:
+    import json
+    import logging
+
+    cpu = None if usage is None else usage.ru_utime + usage.ru_stime
+    log = logging.getLogger(__name__)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("ffmpeg %.3f s wall, %s s CPU, exit %s: %s: %s", wall, "?" if cpu is None else f"{cpu:.3f}",
+                  returncode, what, subprocess.list2cmdline(cmd))
+    target = os.environ.get(LOG_ENV)
+    if not target:
+        return
+    line = json.dumps({"what": what, "cmd": list(cmd)[1:], "start": time.time() - wall, "wall": round(wall, 4),
+                       "cpu": None if cpu is None else round(cpu, 4), "exit": returncode})
+    with open(target, "a", encoding="utf-8") as fh:
+        fh.write(line + "\n")
 
 
 def _stderr_sink():
@@ -301,7 +353,9 @@ def assemble(clips: Sequence[str | os.PathLike], out: str | os.PathLike, *,
              transition: str = "cut", crossfade_s: float = 0.5,
              cancelled: threading.Event | None = None,
              preset: str = "veryfast", crf: int = 20,
-             facts: Sequence[dict | None] | None = None) -> Path:
+             facts: Sequence[dict | None] | None = None,
+             progress: Callable[[FFmpegProgress], None] | None = None,
+             fade_in_s: float = 0.0, fade_out_s: float = 0.0) -> Path:
     """Join ``clips`` (in order) into one MP4 at ``out`` and return ``out``.
 
     ``transition="cut"`` uses the concat demuxer with stream copy when every clip has the same
@@ -314,7 +368,11 @@ def assemble(clips: Sequence[str | os.PathLike], out: str | os.PathLike, *,
 
     ``facts``: each clip's :func:`clip_facts` if the caller recorded them (e.g. when the clip
     was committed), in the order of ``clips``; a ``None`` entry, or ``facts=None``, is read
-    from the file.
+    from the file. ``progress`` is passed to :func:`run_ffmpeg`.
+
+    ``fade_in_s`` / ``fade_out_s``: a fade from and to black on the film, drawn in the same
+    encode (only when the clips are re-encoded: a crossfade, or clips that differ; see
+    :func:`joins_by_copy`). A caller of a stream-copy join fades its first and last clips.
     """
     if transition not in ("cut", "crossfade"):
         raise StageError(f"unknown transition {transition!r}: use 'cut' or 'crossfade'")
@@ -329,13 +387,13 @@ def assemble(clips: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     what = f"assembling {len(paths)} clips into {out.name}"
     tail = ["-movflags", "+faststart", "-f", "mp4", "-y", str(out)]
 
-    if transition == "cut" and _same_format(infos):
+    if transition == "cut" and _same_format(infos):  # (joins_by_copy)
         with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=out.parent, delete=False,
                                          encoding="utf-8") as listing:
             listing.writelines(_concat_line(p) for p in paths)
         try:
             run_ffmpeg(["-f", "concat", "-safe", "0", "-i", listing.name, "-c", "copy", *tail],
-                       what=what, cancelled=cancelled)
+                       what=what, cancelled=cancelled, progress=progress)
         finally:
             os.unlink(listing.name)
         return _verified(out, sum(i["duration"] for i in infos))
@@ -366,10 +424,25 @@ def assemble(clips: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     else:
         filters.append("".join(f"[v{i}]" for i in range(len(paths))) + f"concat=n={len(paths)}:v=1:a=0[vout]")
         label = "vout"
+    fades = []
+    fade_in_s, fade_out_s = min(max(0.0, fade_in_s), elapsed / 2), min(max(0.0, fade_out_s), elapsed / 2)
+    if fade_in_s > 0:
+        fades.append(f"fade=t=in:st=0:d={fade_in_s:.4f}")
+    if fade_out_s > 0:
+        fades.append(f"fade=t=out:st={elapsed - fade_out_s:.4f}:d={fade_out_s:.4f}")
+    if fades:
+        filters.append(f"[{label}]{','.join(fades)}[faded]")
+        label = "faded"
     run_ffmpeg([*inputs, "-filter_complex", ";".join(filters), "-map", f"[{label}]", "-an",
                 "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p", *tail],
-               what=what, cancelled=cancelled)
+               what=what, cancelled=cancelled, progress=progress)
     return _verified(out, elapsed)
+
+
+def joins_by_copy(transition: str, facts: Sequence[dict]) -> bool:
+    """Whether :func:`assemble` joins clips with these facts by stream copy (a cut between
+    clips of one format) rather than re-encoding them."""
+    return transition == "cut" and _same_format(list(facts))
 
 
 def _verified(out: Path, expected_s: float) -> Path:

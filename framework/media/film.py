@@ -10,6 +10,7 @@ or music file rebuilds it and nothing else.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import os
 import shutil
 import stat
@@ -21,6 +22,7 @@ from typing import Any
 import attrs
 
 from reelforge.errors import ConfigError, SessionCorruptError, StageError
+from reelforge.media.film_steps import FilmProgress, Report, encode_audio, mux
 from reelforge.records import Story
 from reelforge.store.meta import MUSIC_FILE, music_file  # noqa: F401 (film's callers use both)
 from reelforge.store.safefs import open_nofollow
@@ -169,12 +171,17 @@ class FilmInputs:
 
 
 def make(inputs: FilmInputs, out: Path, work: Path, *, cancelled: threading.Event,
-         subtitle_margin: float | None = None) -> dict[str, Path]:
+         subtitle_margin: float | None = None, progress: Report | None = None) -> dict[str, Path]:
     """Make the film at ``out`` (and its subtitle files in ``work``), verified. Returns the
     files made: ``{"film": out, "srt": ..., "vtt": ...}`` (subtitle files only when there
     is narration). ``subtitle_margin``: the fraction of the picture's height at the bottom
     that subtitles keep clear (the image generator's caption band), burnt or in the .vtt;
-    None: a small margin for burnt ones, the player's own place for soft ones."""
+    None: a small margin for burnt ones, the player's own place for soft ones.
+
+    The picture (held frames, cards, the first and last clips faded, then joined) and the
+    sound (the mix, then its AAC encode) are made side by side; the last step copies both
+    into the film (it re-encodes the picture only for burnt subtitles). ``progress`` is
+    called with (fraction, what is running) as the steps go."""
     from reelforge.media import ffmpeg
     from reelforge.media import soundtrack as st
 
@@ -183,49 +190,82 @@ def make(inputs: FilmInputs, out: Path, work: Path, *, cancelled: threading.Even
     clips = list(inputs.clips)
     facts: list[dict[str, Any] | None] = list(inputs.facts)  # None: a clip made here, read by assemble
     durations = [f["duration"] for f in inputs.facts]
-    for i, voice in enumerate(inputs.voices):
-        # A renderer may make a clip shorter than its line (a video model's frame count is
-        # fixed): hold its last frame until the line is said.
-        needed = voice[1] + NARRATION_PAD_S if voice else 0.0
-        if needed > durations[i] + 0.05:
-            clips[i] = hold_last_frame(clips[i], work / f"held_{i + 1:03d}.mp4", needed, cancelled=cancelled)
-            facts[i] = ffmpeg.clip_facts(clips[i])
-            durations[i] = facts[i]["duration"]
-    lead = 0
-    if s.cards and inputs.story is not None:
-        first = facts[0] or ffmpeg.clip_facts(clips[0])
-        size = (first["width"] or 1280, first["height"] or 720)
-        fps = int(round(first["fps"] or 25))
-        title = st.title_card(inputs.story.title, inputs.story.logline, work / "title.mp4", size=size, fps=fps,
-                              cancelled=cancelled)
-        end = st.end_card(list(credit_lines(s.credits)), work / "end.mp4", size=size, fps=fps, cancelled=cancelled)
-        clips, durations, lead = [title, *clips, end], [3.0, *durations, 3.0], 1
-        facts = [None, *facts, None]
-    # Fade the first and last clips themselves, so a cut film stays a stream copy.
-    if s.fade_in_s > 0:
-        clips[0], facts[0] = st.fade_clip(clips[0], work / "first.mp4", fade_in_s=s.fade_in_s,
-                                          cancelled=cancelled), None
-    if s.fade_out_s > 0:  # (with one clip, clips[-1] is the clip just faded in)
-        clips[-1], facts[-1] = st.fade_clip(clips[-1], work / "last.mp4", fade_out_s=s.fade_out_s,
-                                            cancelled=cancelled), None
-    picture = ffmpeg.assemble(clips, work / "picture.mp4", transition=s.transition,
-                              crossfade_s=s.crossfade_s, cancelled=cancelled, facts=facts)
-    fade = st.effective_crossfade(durations, s.crossfade_s) if s.transition == "crossfade" else 0.0
-    starts = st.clip_starts(durations, fade)[lead:]
-    total = st.film_length(durations, fade)
-    voices, lines = [], []
-    for voice, start in zip(inputs.voices, starts):
-        if voice is None:
-            continue
-        wav, seconds, text = voice
-        at = start + (fade if start > 0 else 0.0)  # speak once the crossfade into the shot is over
-        voices.append(st.Voice(wav, at))
-        lines.append((at, seconds, text))
-    music = None
-    if inputs.music is not None:
-        music = copy_music(inputs.music, work / f"bed{inputs.music.suffix}", inputs.music_sha256 or "")
-    audio = st.build_audio(work / "audio.wav", total, voices, music=music, music_under_lu=s.music_under_lu,
-                           cancelled=cancelled)
+    # A renderer may make a clip shorter than its line (a video model's frame count is
+    # fixed): hold its last frame until the line is said.
+    held = [i for i, voice in enumerate(inputs.voices)
+            if voice and voice[1] + NARRATION_PAD_S > durations[i] + 0.05]
+    cards = s.cards and inputs.story is not None
+    narrated = any(inputs.voices)
+    burn = s.subtitle_mode(narrated) == "burn"
+    steps = FilmProgress(progress, {
+        **{f"hold{i}": 1.0 for i in held}, **({"title": 1.0, "end": 1.0} if cards else {}),
+        "fade_in": 1.0 if s.fade_in_s > 0 and s.transition == "cut" else 0.0,
+        "fade_out": 1.0 if s.fade_out_s > 0 and s.transition == "cut" else 0.0,
+        "join": 3.0 if s.transition == "crossfade" else 0.2, "mix": 0.6, "encode": 1.0,
+        "mux": 3.0 if burn else 0.2, "verify": 0.1})
+    with cf.ThreadPoolExecutor(3, thread_name_prefix="reelforge-film") as pool:
+        def hold(i: int) -> tuple[Path, dict[str, Any]]:
+            needed = inputs.voices[i][1] + NARRATION_PAD_S  # type: ignore[index]
+            clip = steps.run(f"hold{i}", f"holding shot {i + 1}", lambda: hold_last_frame(
+                clips[i], work / f"held_{i + 1:03d}.mp4", needed, cancelled=cancelled))
+            return clip, ffmpeg.clip_facts(clip)
+
+        for i, (clip, info) in zip(held, list(pool.map(hold, held))):
+            clips[i], facts[i], durations[i] = clip, info, info["duration"]
+        lead = 0
+        jobs: dict[str, cf.Future] = {}
+        if cards:
+            first = facts[0] or ffmpeg.clip_facts(clips[0])
+            size = (first["width"] or 1280, first["height"] or 720)
+            fps = int(round(first["fps"] or 25))
+            story = inputs.story
+            jobs["title"] = pool.submit(steps.run, "title", "title card", lambda: st.title_card(
+                story.title, story.logline, work / "title.mp4", size=size, fps=fps, cancelled=cancelled))
+            jobs["end"] = pool.submit(steps.run, "end", "end card", lambda: st.end_card(
+                list(credit_lines(s.credits)), work / "end.mp4", size=size, fps=fps, cancelled=cancelled))
+            clips, durations, lead = [None, *clips, None], [3.0, *durations, 3.0], 1  # type: ignore[list-item]
+            facts = [None, *facts, None]
+        fade = st.effective_crossfade(durations, s.crossfade_s) if s.transition == "crossfade" else 0.0
+        starts = st.clip_starts(durations, fade)[lead:]
+        total = st.film_length(durations, fade)
+        voices, lines = [], []
+        for voice, start in zip(inputs.voices, starts):
+            if voice is None:
+                continue
+            wav, seconds, text = voice
+            at = start + (fade if start > 0 else 0.0)  # speak once the crossfade into the shot is over
+            voices.append(st.Voice(wav, at))
+            lines.append((at, seconds, text))
+        sound = pool.submit(_sound, inputs, work, total, voices, steps, cancelled=cancelled, encode=not burn)
+        for key, index in (("title", 0), ("end", -1)):
+            if key in jobs:
+                clips[index] = jobs[key].result()
+                facts[index] = ffmpeg.clip_facts(clips[index])
+        # A cut film stays a stream copy: its first and last clips are faded themselves. A film
+        # that is re-encoded anyway (a crossfade) gets its fades in that same encode.
+        copied = ffmpeg.joins_by_copy(s.transition, facts)  # type: ignore[arg-type]
+        fade_in_s, fade_out_s = (0.0, 0.0) if copied else (s.fade_in_s, s.fade_out_s)
+        if copied and s.fade_in_s > 0:
+            jobs["fade_in"] = pool.submit(steps.run, "fade_in", "fading in", lambda c=clips[0]: st.fade_clip(
+                c, work / "first.mp4", fade_in_s=s.fade_in_s, cancelled=cancelled,
+                progress=steps.ffmpeg("fade_in", durations[0])))
+        last_in = jobs.get("fade_in") if len(clips) == 1 else None  # one clip: fade the one just faded in
+        if copied and s.fade_out_s > 0:
+            def fade_out() -> Path:
+                clip = last_in.result() if last_in is not None else clips[-1]
+                return st.fade_clip(clip, work / "last.mp4", fade_out_s=s.fade_out_s, cancelled=cancelled,
+                                    progress=steps.ffmpeg("fade_out", durations[-1]))
+
+            jobs["fade_out"] = pool.submit(steps.run, "fade_out", "fading out", fade_out)
+        if "fade_in" in jobs:
+            clips[0], facts[0] = jobs["fade_in"].result(), None
+        if "fade_out" in jobs:
+            clips[-1], facts[-1] = jobs["fade_out"].result(), None
+        picture = steps.run("join", f"joining {len(clips)} clips", lambda: ffmpeg.assemble(
+            clips, work / "picture.mp4", transition=s.transition, crossfade_s=s.crossfade_s,
+            cancelled=cancelled, facts=facts, progress=steps.ffmpeg("join", total),
+            fade_in_s=fade_in_s, fade_out_s=fade_out_s))
+        audio = sound.result()
     made: dict[str, Path] = {}
     mode = s.subtitle_mode(bool(lines))
     cues = st.narration_cues(lines) if lines else []
@@ -235,12 +275,42 @@ def make(inputs: FilmInputs, out: Path, work: Path, *, cancelled: threading.Even
         made["vtt"] = st.write_vtt(cues, work / "film.vtt", clear_bottom=subtitle_margin)
     if mode != "none" and not cues:
         mode = "none"  # nothing is said: no subtitles to show
-    st.finish_film(picture, audio, out, subtitles=mode, cues=cues, srt=srt,
-                   fade_in_s=s.fade_in_s, fade_out_s=s.fade_out_s, audio_fades_only=True,
-                   bottom_margin=0.06 if subtitle_margin is None else subtitle_margin, cancelled=cancelled)
-    verify(out, total)
+    steps.start("mux", "finishing")
+    if burn and mode == "burn":
+        st.finish_film(picture, audio, out, subtitles=mode, cues=cues, srt=srt,
+                       fade_in_s=s.fade_in_s, fade_out_s=s.fade_out_s, audio_fades_only=True,
+                       bottom_margin=0.06 if subtitle_margin is None else subtitle_margin, cancelled=cancelled)
+    else:
+        if burn:  # burn was asked for but nothing is said: the sound is a WAV, encode it now
+            audio = encode_audio(audio, work / "audio.m4a", total, fade_in_s=s.fade_in_s, fade_out_s=s.fade_out_s,
+                                 cancelled=cancelled)
+        mux(picture, audio, out, ffmpeg.clip_facts(picture)["duration"], srt=srt if mode == "soft" else None,
+            cancelled=cancelled, progress=steps.ffmpeg("mux", total))
+    steps.finish("mux")
+    steps.run("verify", "checking", lambda: verify(out, total))
     made["film"] = out
     return made
+
+
+def _sound(inputs: FilmInputs, work: Path, total: float, voices: list, steps: FilmProgress, *,
+           cancelled: threading.Event, encode: bool) -> Path:
+    """The film's audio track: the mix (voices, the music bed) as a WAV, then, when
+    ``encode``, faded and encoded to AAC for the mux to copy."""
+    from reelforge.media import soundtrack as st
+
+    s = inputs.settings
+    steps.start("mix", "mixing the sound")
+    music = None
+    if inputs.music is not None:
+        music = copy_music(inputs.music, work / f"bed{inputs.music.suffix}", inputs.music_sha256 or "")
+    wav = st.build_audio(work / "audio.wav", total, voices, music=music, music_under_lu=s.music_under_lu,
+                         cancelled=cancelled)
+    steps.finish("mix")
+    if not encode:
+        return wav
+    return steps.run("encode", "encoding the sound", lambda: encode_audio(
+        wav, work / "audio.m4a", total, fade_in_s=s.fade_in_s, fade_out_s=s.fade_out_s, cancelled=cancelled,
+        progress=steps.ffmpeg("encode", total)))
 
 
 def hold_last_frame(clip: Path, out: Path, seconds: float, *, cancelled: threading.Event | None = None) -> Path:

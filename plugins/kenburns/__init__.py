@@ -101,8 +101,10 @@ class KenBurnsRenderer:
         self.options = options if options is not None else KenBurnsOptions()
 
     def threads(self) -> int:
-        """x264 threads per clip: share the cores between the clips rendered at once."""
-        return max(1, (os.cpu_count() or 1) // max(1, self.concurrency))
+        """x264 and filter threads per clip: every core. Clips rendered side by side share
+        them (x264 loses little to it), and a clip rendered alone, the last of an odd number,
+        is not held to its share while the other cores idle."""
+        return max(1, os.cpu_count() or 1)
 
     def draws_card(self, image: Path) -> bool:
         """Whether this clip gets the storyboard card drawn over it."""

@@ -188,7 +188,9 @@ def test_a_hung_server_is_marked_down_as_not_answering_and_the_numbers_agree(hun
     assert "refused" not in text and "Start ComfyUI" not in text and "restart ComfyUI there" in text
     said = re.search(r"gave up on shot 1 after (\d+)s without an answer \(server_grace_s=1\.5\)", text)
     assert said, text
-    assert 1.5 <= elapsed and abs(int(said.group(1)) - elapsed) < 1.5  # what it says it waited, it waited
+    # what it says it waited, it waited (rounded to whole seconds); a loaded machine only adds
+    # time after the message was written, so no margin on that side is assumed
+    assert 1.5 <= elapsed and 2 <= int(said.group(1)) <= elapsed + 0.5
     assert warnings_of(caplog) == [f"ComfyUI at {hung_url} is down (not answering); waiting up to 1.5 s "
                                    f"for it to come back (server_grace_s)"]
     # marked down like a refused server: the next shot does not wait its grace again

@@ -134,7 +134,7 @@ def end_card(lines: Sequence[str], out: str | os.PathLike, *, title: str = "The 
 
 def fade_clip(clip: str | os.PathLike, out: str | os.PathLike, *, fade_in_s: float = 0.0,
               fade_out_s: float = 0.0, preset: str = "veryfast", crf: int = 20,
-              cancelled: threading.Event | None = None) -> Path:
+              cancelled: threading.Event | None = None, progress=None) -> Path:
     """Re-encode one clip with a fade from black (``fade_in_s``) and/or to black
     (``fade_out_s``), keeping its codec, size, frame rate and pixel format, so it still
     joins the other clips by stream copy. Fading the first and last clips this way costs a
@@ -151,6 +151,6 @@ def fade_clip(clip: str | os.PathLike, out: str | os.PathLike, *, fade_in_s: flo
     run_ffmpeg(["-i", str(clip), "-vf", ",".join(chain), "-an", "-c:v", "libx264", "-preset", preset,
                 "-crf", str(crf), "-pix_fmt", "yuv420p", "-r", f"{info['fps'] or 25:g}",
                 "-movflags", "+faststart", "-f", "mp4", "-y", str(out)],
-               what=f"fading {clip.name}", cancelled=cancelled)
+               what=f"fading {clip.name}", cancelled=cancelled, progress=progress)
     return out
 
