@@ -94,6 +94,20 @@ class Places(Protocol):
         this job already holds (a job run again after a crash) succeeds."""
 
 
+@attrs.frozen
+class Reference:
+    """A reference image a shot is drawn with (a character's portrait, a recurring place)."""
+
+    name: str
+    "Who or what it shows (the character's name)."
+    path: Path
+    "The image file: absolute, inside the session folder."
+    sha256: str
+    "Hex digest of the file's bytes."
+    kind: str = "character"
+    "'character' or 'place'."
+
+
 class _Job:
     """What StageJob and ShotJob share: durable checkpoints and progress reports."""
 
@@ -151,6 +165,9 @@ class ShotJob(_Job):
     _progress: Callable[[float, str], None] = attrs.field(repr=False, default=lambda f, m: None)
     places: Places | None = attrs.field(default=None, repr=False)
     "Slots on servers shared with other processes (an engine with workers), else None."
+    references: tuple[Reference, ...] = ()
+    """The reference images of the characters the shot names, in a stable order; filled only
+    for an image generator whose class sets ``takes_references = True``."""
     film_overlap_s: float = 0.0
     """Seconds the film lays this shot's clip over each neighbour (its crossfade; 0 when the
     shots are cut together). A renderer that draws text over the picture keeps the text out

@@ -21,6 +21,7 @@ from reelforge.plugins.comfy_render.client import ComfyClient
 from reelforge.plugins.comfy_render.pool import ServerPool, normalise_url, shared_pool
 from reelforge.plugins.comfy_render.preflight import NodeCheck, check_urls, preflight
 from reelforge.plugins.comfy_render.prompts import ShotPrompts
+from reelforge.plugins.comfy_render.references import ReferenceUploads
 from reelforge.plugins.comfy_render.transport import Limits, Timeouts, auth_headers
 from reelforge.plugins.comfy_render.workflow import Template, load_template
 from reelforge.protocols import ShotJob
@@ -54,6 +55,8 @@ class ComfyBackend:
         "The values, fingerprint and prompt id of each shot's prompt."
         self.nodes = NodeCheck(self.template, enabled=options.check_nodes)
         "Whether each server has the template's node classes, asked once per server."
+        self.references = ReferenceUploads()
+        "Which reference images each server has (each uploaded once per server)."
 
     def client(self, url: str) -> ComfyClient:
         url = normalise_url(url)

@@ -18,6 +18,7 @@ socket), answers.py (what the answers mean), watch.py (waiting for a prompt), ou
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from pathlib import Path
@@ -69,6 +70,9 @@ from reelforge.redact import redact
 
 #: What a prompt id the server hands back may look like (ComfyUI uses uuid4 strings).
 _PROMPT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+
+#: The content type an upload is sent with, by extension.
+_IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
 
 #: The defaults of a client made without them (`reelforge comfyui check`, tests).
 _TIMEOUTS, _LIMITS = Timeouts(), Limits()
@@ -208,12 +212,16 @@ class ComfyClient:
 
     # -- submitting --------------------------------------------------------------------
 
-    def upload_image(self, path: Path, *, name: str, subfolder: str = "") -> str:
+    def upload_image(self, path: Path, *, name: str, subfolder: str = "", overwrite: bool = False) -> str:
         """Upload ``path`` as an input image; return the value for LoadImage's ``image``
-        (``subfolder/name``, using the name the server chose)."""
+        (``subfolder/name``, using the name the server chose). Without ``overwrite``, a file
+        of that name with other bytes makes the server pick another name (``name (1).png``)."""
         data = {"type": "input", "subfolder": subfolder} if subfolder else {"type": "input"}
+        if overwrite:
+            data["overwrite"] = "true"
+        kind = _IMAGE_TYPES.get(Path(name).suffix.lower(), "image/png")
         with open(path, "rb") as fh:
-            resp = self._api.send("POST", "/upload/image", files={"image": (name, fh, "image/png")},
+            resp = self._api.send("POST", "/upload/image", files={"image": (name, fh, kind)},
                               data=data)
         info = self._api.json(resp, "POST /upload/image")
         got, sub = info.get("name"), info.get("subfolder") or ""
@@ -221,6 +229,19 @@ class ComfyClient:
             raise ComfyError(f"ComfyUI at {self.base_url} accepted an upload but named no file: "
                              f"{redact(str(info)[:300])}")
         return f"{sub}/{got}" if sub else got
+
+    def input_digest(self, name: str, *, subfolder: str = "") -> str | None:
+        """The sha256 of an input file the server has (GET /view?type=input), or None when it
+        has none of that name (404)."""
+        params = {"filename": name, "subfolder": subfolder, "type": "input"}
+        resp = self._api.get("/view", params=params)
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise ComfyError(f"ComfyUI at {self.base_url} answered {resp.status_code} to GET /view of "
+                             f"input {subfolder + '/' if subfolder else ''}{name}: {error_text(resp)}",
+                             status_code=resp.status_code, url=f"{self.base_url}/view")
+        return hashlib.sha256(resp.content).hexdigest()
 
     def submit(self, workflow: Mapping[str, Any], *, prompt_id: str, client_id: str
                ) -> tuple[str, dict[str, Any]]:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Callable
 
 from reelforge.errors import ConfigError, RetryableServiceError, ServiceError
 from reelforge.plugins.comfy_render.errors import ComfyError, ServerDown
+from reelforge.plugins.comfy_render.references import NODE_PACKS
 from reelforge.plugins.comfy_render.workflow import Template
 from reelforge.redact import redact
 
@@ -44,6 +45,17 @@ def check_urls(urls: tuple[str, ...]) -> None:
 
 
 
+def install_advice(template: Template, missing: list[str]) -> str:
+    """What to install for the missing classes: each node pack (the template's
+    ``custom_nodes``, else the known packs) with the classes it provides."""
+    packs: dict[str, list[str]] = {}
+    for cls in missing:
+        packs.setdefault(template.custom_nodes.get(cls) or NODE_PACKS.get(cls) or "", []).append(cls)
+    return "; ".join(f"install {pack} for {', '.join(classes)}" if pack else
+                     f"install the custom nodes that provide {', '.join(classes)}"
+                     for pack, classes in packs.items())
+
+
 class NodeCheck:
     """Whether a server has the template's node classes: asked once per server (when the
     check_nodes option is on), a missing class raising ComfyError."""
@@ -64,8 +76,8 @@ class NodeCheck:
             if missing:
                 raise ComfyError(
                     f"ComfyUI at {client.base_url} has no node class {', '.join(missing)} needed by "
-                    f"template {self.template.name}: install the custom nodes, or pick another "
-                    f"template (-o comfyui.template=...)", url=client.base_url)
+                    f"template {self.template.name}: {install_advice(self.template, missing)}, or pick "
+                    f"another template (-o comfyui.template=...)", url=client.base_url)
             self._checked.add(client.base_url)
 
 

@@ -11,11 +11,12 @@ import json
 import math
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from reelforge.errors import StageError
 from reelforge.looks import compose
 from reelforge.plugins.comfy_render.outputs import safe_component
+from reelforge.plugins.comfy_render.references import reference_values
 from reelforge.plugins.comfy_render.workflow import Template
 from reelforge.protocols import ShotJob
 from reelforge.records import Shot
@@ -32,7 +33,10 @@ class ShotPrompts:
         self.options = options
         self.kind = kind
 
-    def values(self, shot: Shot, job: ShotJob, image_ref: str | None) -> dict[str, Any]:
+    def values(self, shot: Shot, job: ShotJob, image_ref: str | None,
+               references: Sequence[str] | None = None) -> dict[str, Any]:
+        """What is written into the template. ``references``: the uploaded names of the
+        shot's reference images (None: the names their digests give, for the fingerprint)."""
         t, o = self.template, self.options
         fps = o.fps or float(t.defaults.get("fps", 12))
         prefix = f"reelforge/{safe_component(job.session_id)}/{job.stage}_shot{shot.id:03d}"
@@ -53,6 +57,8 @@ class ShotPrompts:
             values["frames"] = self.frames(shot, fps)
         else:
             values["prompt"] = picture
+        if t.reference_slots:
+            values.update(reference_values(t, tuple(getattr(job, "references", ())), references, shot.id))
         return values
 
     def frames(self, shot: Shot, fps: float) -> int:
@@ -68,8 +74,9 @@ class ShotPrompts:
         return frames
 
     def fingerprint(self, shot: Shot, job: ShotJob, image: Path | None) -> str:
-        """A hash of the workflow this shot would be submitted with (the still by content):
-        a recorded prompt made from another template, options or still is not adopted."""
+        """A hash of the workflow this shot would be submitted with (the still and the
+        reference images by content): a recorded prompt made from another template, options,
+        still or references is not adopted."""
         still = hashlib.sha256(image.read_bytes()).hexdigest() if image is not None else None
         wf = self.template.render(self.values(shot, job, still))
         key = json.dumps([wf, self.template.output], sort_keys=True)

@@ -86,6 +86,11 @@ def upload(client: ComfyClient, image: Path) -> str:
     return client.upload_image(image, name=name, subfolder="reelforge")
 
 
+def _references(backend: Any, job: Any) -> tuple:
+    """The shot's references the template has slots for (none when it has no slots)."""
+    return tuple(getattr(job, "references", ()))[:backend.template.reference_slots]
+
+
 def submit_and_wait(run: ShotRun, client: ComfyClient, pid: str, ticket: Ticket) -> Path:
     backend, shot, job, image = run.backend, run.shot, run.job, run.image
     url = client.base_url
@@ -94,7 +99,8 @@ def submit_and_wait(run: ShotRun, client: ComfyClient, pid: str, ticket: Ticket)
     try:
         backend.nodes.check(client)
         image_ref = upload(client, image) if image is not None else None
-        workflow = backend.template.render(backend.prompts.values(shot, job, image_ref))
+        refs = backend.references.ensure(client, _references(backend, job), job)
+        workflow = backend.template.render(backend.prompts.values(shot, job, image_ref, refs))
         # events only reach a socket already open under our client_id: connect first
         stream.connect()
         job.save_checkpoint(prompt_id=pid, server=url, client_id=client_id,

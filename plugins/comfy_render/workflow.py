@@ -1,14 +1,18 @@
 """Workflow templates: an API-format ComfyUI workflow plus the places reelforge writes its
 values into (input image, prompts, seed, size, frames, fps, filename prefix).
 
-A template file is either a *reelforge template*::
+A template file is a *reelforge template*::
 
     {"reelforge_template": 1, "kind": "video", "workflow": {...API format...},
      "inject": {"image": "1.image", "frames": "2.amount", "fps": ["3.fps"]},
      "output": "4", "optional": [], "frames": {"multiple_of": 4, "plus": 1},
      "defaults": {"width": 832, "height": 480, "fps": 16}}
 
-or a bare API-format workflow ("Export (API)" in ComfyUI) whose nodes carry titles such as
+Reference images (a character's portrait) go into LoadImage nodes named ``reference_1``,
+``reference_2``... (or ``"references": [target, ...]``, slot by slot); see references.py for
+what happens to the slots a shot has no reference for.
+
+A template file may instead be a bare API-format workflow ("Export (API)" in ComfyUI) whose nodes carry titles such as
 ``reelforge.image`` or ``reelforge.seed=noise_seed`` in ``_meta.title``; a separate mapping
 file (the same keys as above, without ``workflow``) may add to or replace the titles.
 """
@@ -25,6 +29,7 @@ from typing import Any, Mapping
 import attrs
 
 from reelforge.errors import ConfigError
+from reelforge.plugins.comfy_render.references import MAX_REFERENCES, REFERENCE_KEY, fewest_references, prune
 
 #: What reelforge can inject, and the input names tried (in order) when a node is picked by
 #: its title without naming an input.
@@ -48,9 +53,11 @@ BUILTIN_TEMPLATES = {
     "video-basic": "video_basic.json",
     "wan22-i2v": "wan22_i2v.json",
     "ltxv-i2v": "ltxv_i2v.json",
+    "sdxl-ipadapter": "sdxl_ipadapter.json",
+    "qwen-image-edit": "qwen_image_edit.json",
 }
 
-_TITLE_TOKEN = re.compile(r"reelforge\.([a-z_]+)(?:=([A-Za-z0-9_]+))?")
+_TITLE_TOKEN = re.compile(r"reelforge\.([a-z][a-z0-9_]*)(?:=([A-Za-z0-9_]+))?")
 
 
 @attrs.frozen
@@ -82,6 +89,16 @@ class Template:
     "Default width/height/fps for this template (options override)."
     seed_modulo: int | None = None
     "When set, the seed is taken modulo this (e.g. a colour input that stops at 0xFFFFFF)."
+    reference_slots: int = 0
+    "How many reference images it takes (targets reference_1 .. reference_N)."
+    min_references: int = 0
+    "The fewest it can be drawn with (the empty slots' nodes pruned, see references.py)."
+    bypass: Mapping[str, str] = attrs.field(factory=dict)
+    "Node id -> the input its output passes on when a reference it needs is missing."
+    optional_inputs: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
+    "Node id -> inputs dropped (not the node) when the reference they carry is missing."
+    custom_nodes: Mapping[str, str] = attrs.field(factory=dict)
+    "Node class -> the custom node pack that provides it, for the pre-flight message."
 
     def class_types(self) -> set[str]:
         return {node["class_type"] for node in self.workflow.values()}
@@ -94,7 +111,8 @@ class Template:
 
     def render(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """A copy of the workflow with ``values`` (injection key -> value) written in.
-        Keys without a target are ignored; a value is coerced to the type already there."""
+        Keys without a target are ignored; a value is coerced to the type already there.
+        Reference slots (``reference_K``) without a value are pruned from the copy."""
         wf = copy.deepcopy(dict(self.workflow))
         values = dict(values)
         if self.seed_modulo and values.get("seed") is not None:
@@ -105,6 +123,11 @@ class Template:
             for target in self.targets.get(key, ()):
                 inputs = wf[target.node]["inputs"]
                 inputs[target.input] = _coerce(inputs.get(target.input), value)
+        empty = [f"reference_{k}" for k in range(1, self.reference_slots + 1)
+                 if values.get(f"reference_{k}") is None]
+        if empty:
+            drop = {t.node for key in empty for t in self.targets.get(key, ())}
+            wf, _ = prune(wf, drop, bypass=self.bypass, optional=self.optional_inputs)
         return wf
 
 
@@ -167,9 +190,10 @@ def build_template(name: str, workflow: Any, spec: Mapping[str, Any], *, kind: s
         raise ConfigError(f"{where} is a {tkind!r} template; the {kind} backend needs a {kind!r} one "
                           f"(set templates per backend: -o image.template=... -o video.template=...)")
     _check_workflow(workflow, where)
-    known = set(INJECTION_KEYS)
+    known = _Known()
     unknown = set(spec) - {"reelforge_template", "kind", "description", "inject", "output",
-                           "optional", "frames", "defaults", "notes", "models", "seed_modulo"}
+                           "optional", "frames", "defaults", "notes", "models", "seed_modulo",
+                           "bypass", "optional_inputs", "custom_nodes"}
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     targets: dict[str, list[Target]] = {}
@@ -180,16 +204,23 @@ def build_template(name: str, workflow: Any, spec: Mapping[str, Any], *, kind: s
             if key not in known:
                 raise ConfigError(f"{where}: node {node_id} ({node['class_type']}) is titled "
                                   f"{title!r} but {key!r} is not an injection point "
-                                  f"(valid: {', '.join(sorted(known))})")
+                                  f"(valid: {_valid_keys()})")
             targets.setdefault(key, []).append(
                 _resolve(workflow, node_id, input_name or None, key, where))
     inject = spec.get("inject", {})
     if not isinstance(inject, dict):
         raise ConfigError(f"{where}: 'inject' must be an object of key -> target")
     for key, raw in inject.items():
+        if key == "references":
+            if not isinstance(raw, list) or not raw:
+                raise ConfigError(f"{where}: 'references' must be a list of targets, one per "
+                                  f"reference slot")
+            for k, ref in enumerate(raw, 1):
+                targets[f"reference_{k}"] = [_target_from_ref(workflow, ref, f"reference_{k}", where)]
+            continue
         if key not in known:
             raise ConfigError(f"{where}: {key!r} is not an injection point "
-                              f"(valid: {', '.join(sorted(known))})")
+                              f"(valid: {_valid_keys()})")
         refs = raw if isinstance(raw, list) else [raw]
         targets[key] = [_target_from_ref(workflow, ref, key, where) for ref in refs]
     optional = set(spec.get("optional", ()))
@@ -211,10 +242,75 @@ def build_template(name: str, workflow: Any, spec: Mapping[str, Any], *, kind: s
         multiple, plus = int(frames.get("multiple_of", 1)), int(frames.get("plus", 0))
     except (TypeError, ValueError, AttributeError) as exc:
         raise ConfigError(f"{where}: 'frames' needs integer multiple_of and plus") from exc
-    return Template(name=name, kind=kind, workflow=workflow,
-                    targets={k: tuple(v) for k, v in targets.items()}, output=output,
-                    frames_multiple_of=multiple, frames_plus=plus, defaults=dict(defaults),
-                    seed_modulo=int(spec["seed_modulo"]) if spec.get("seed_modulo") else None)
+    slots, bypass, optional_inputs, custom = _reference_spec(workflow, spec, targets, where)
+    template = Template(name=name, kind=kind, workflow=workflow,
+                        targets={k: tuple(v) for k, v in targets.items()}, output=output,
+                        frames_multiple_of=multiple, frames_plus=plus, defaults=dict(defaults),
+                        seed_modulo=int(spec["seed_modulo"]) if spec.get("seed_modulo") else None,
+                        reference_slots=slots, bypass=bypass, optional_inputs=optional_inputs,
+                        custom_nodes=custom)
+    if slots:
+        fewest = fewest_references(template)
+        if fewest is None:
+            raise ConfigError(f"{where}: its output does not survive even with every reference "
+                              f"slot filled; check the reference targets")
+        template = attrs.evolve(template, min_references=fewest)
+    return template
+
+
+class _Known:
+    """The injection keys: the fixed ones and reference_1 .. reference_MAX."""
+
+    def __contains__(self, key: object) -> bool:
+        return key in INJECTION_KEYS or (isinstance(key, str) and _reference_number(key) is not None)
+
+
+
+def _valid_keys() -> str:
+    return ", ".join(sorted(INJECTION_KEYS)) + f", reference_1 .. reference_{MAX_REFERENCES}"
+
+
+def _reference_number(key: str) -> int | None:
+    m = REFERENCE_KEY.fullmatch(key)
+    return int(m.group(1)) if m and 1 <= int(m.group(1)) <= MAX_REFERENCES else None
+
+
+def _reference_spec(workflow: Mapping[str, Any], spec: Mapping[str, Any],
+                    targets: Mapping[str, list[Target]], where: str
+                    ) -> tuple[int, dict[str, str], dict[str, tuple[str, ...]], dict[str, str]]:
+    """The reference slots (numbered 1..N without a gap, each its own node) and the pruning
+    and pre-flight hints: ``bypass``, ``optional_inputs``, ``custom_nodes``."""
+    numbers = sorted(n for key in targets if (n := _reference_number(key)) is not None)
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise ConfigError(f"{where}: reference slots must be numbered reference_1, reference_2, ... "
+                          f"without a gap (has {', '.join(f'reference_{n}' for n in numbers)})")
+    seen: dict[str, str] = {}
+    for n in numbers:
+        for t in targets[f"reference_{n}"]:
+            if seen.setdefault(t.node, f"reference_{n}") != f"reference_{n}":
+                raise ConfigError(f"{where}: node {t.node} is both {seen[t.node]} and reference_{n}; "
+                                  f"each slot needs its own LoadImage node")
+    bypass = spec.get("bypass") or {}
+    optional_inputs = spec.get("optional_inputs") or {}
+    custom = spec.get("custom_nodes") or {}
+    if not isinstance(bypass, dict) or not all(isinstance(v, str) for v in bypass.values()):
+        raise ConfigError(f"{where}: 'bypass' must map node ids to an input name")
+    if not isinstance(optional_inputs, dict) or not all(
+            isinstance(v, list) and all(isinstance(i, str) for i in v) for v in optional_inputs.values()):
+        raise ConfigError(f"{where}: 'optional_inputs' must map node ids to a list of input names")
+    for node_id, input_name in bypass.items():
+        node = workflow.get(str(node_id))
+        if node is None or not isinstance(node["inputs"].get(input_name), list):
+            raise ConfigError(f"{where}: bypass: node {node_id} has no linked input {input_name!r}")
+    for node_id in optional_inputs:
+        if str(node_id) not in workflow:
+            raise ConfigError(f"{where}: optional_inputs: node {node_id!r} is not in the workflow")
+    if not isinstance(custom, dict) or not all(
+            isinstance(k, str) and isinstance(v, list) for k, v in custom.items()):
+        raise ConfigError(f"{where}: 'custom_nodes' must map a node pack to the list of its classes")
+    by_class = {str(cls): pack for pack, classes in custom.items() for cls in classes}
+    return (len(numbers), {str(k): v for k, v in bypass.items()},
+            {str(k): tuple(v) for k, v in optional_inputs.items()}, by_class)
 
 
 def _check_workflow(workflow: Any, where: str) -> None:
@@ -258,10 +354,11 @@ def _resolve(workflow: Mapping[str, Any], node_id: str, input_name: str | None, 
     inputs = node["inputs"]
     cls = node["class_type"]
     if input_name is None:
-        input_name = next((n for n in INJECTION_KEYS[key] if n in inputs), None)
+        tried = INJECTION_KEYS.get(key, ("image",))  # a reference slot: LoadImage.image
+        input_name = next((n for n in tried if n in inputs), None)
         if input_name is None:
             raise ConfigError(f"{where}: {key}: node {node_id} ({cls}) has none of the inputs "
-                              f"{', '.join(INJECTION_KEYS[key])}; name one, e.g. "
+                              f"{', '.join(tried)}; name one, e.g. "
                               f"'reelforge.{key}=INPUT'")
     if input_name not in inputs:
         raise ConfigError(f"{where}: {key} points at input {input_name!r} of node {node_id} "

@@ -183,6 +183,9 @@ class FakeComfy:
         across restarts: when each prompt was accepted, began and ended (for benches)."""
         self.max_depth = 0
         "The most prompts this server ever held at once, queued and running together."
+        self.extra_nodes: dict[str, Any] = {}
+        """Node classes this server has besides ComfyUI 0.3.64's (class -> its /object_info
+        entry): custom node packs installed, for the tests that need them."""
         self.port = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -487,7 +490,7 @@ class FakeComfy:
         prompt = body["prompt"]
         if not isinstance(prompt, dict):
             return web.Response(status=500, text="500 Internal Server Error\n\nServer got itself in trouble")
-        info = object_info()
+        info = self.node_info()
         for node_id, node in prompt.items():
             if not isinstance(node, dict) or "class_type" not in node:
                 return self._err400("invalid_prompt", "Cannot execute because a node is missing "
@@ -543,7 +546,7 @@ class FakeComfy:
         seen.add(node_id)
         node = prompt[node_id]
         cls = node["class_type"]
-        spec = object_info()[cls]["input"]
+        spec = self.node_info()[cls]["input"]
         inputs = node.get("inputs") or {}
         errs = []
 
@@ -918,12 +921,16 @@ class FakeComfy:
                             content_type=CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
                             headers={"Content-Disposition": f'filename="{filename}"'})
 
+    def node_info(self) -> dict[str, Any]:
+        """/object_info of this server: 0.3.64's classes and ``extra_nodes``."""
+        return {**object_info(), **self.extra_nodes} if self.extra_nodes else object_info()
+
     async def get_object_info(self, request: web.Request) -> web.Response:
-        return web.json_response(object_info())
+        return web.json_response(self.node_info())
 
     async def get_object_info_one(self, request: web.Request) -> web.Response:
         cls = request.match_info["cls"]
-        info = object_info()
+        info = self.node_info()
         return web.json_response({cls: info[cls]} if cls in info else {})
 
     async def system_stats(self, request: web.Request) -> web.Response:

@@ -11,14 +11,20 @@ from reelforge.plugins.comfy_render import ComfyRenderer, VideoOptions
 from reelforge.plugins.comfy_render.workflow import BUILTIN_TEMPLATES, builtin_path, load_template
 from reelforge.plugins.image_gen.comfyui import ComfyImageGenerator, ImageOptions
 
+from .custom_nodes import IPADAPTER_PLUS
 from .fake_comfy import object_info
+
+
+def _kind(name: str) -> str:
+    return json.loads(builtin_path(name).read_text())["kind"]
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN_TEMPLATES))
 def test_builtin_templates_load_and_use_only_known_nodes(name):
-    kind = "image" if name.startswith("image") else "video"
-    t = load_template(name, kind=kind)
-    assert t.class_types() <= set(object_info())  # node classes of ComfyUI 0.3.64
+    t = load_template(name, kind=_kind(name))
+    # node classes of ComfyUI 0.3.64, and those of the custom node packs a template names
+    assert t.class_types() <= set(object_info()) | set(t.custom_nodes)
+    assert set(t.custom_nodes) <= set(IPADAPTER_PLUS)
     assert "filename_prefix" in t.targets and t.output in t.workflow
 
 
@@ -112,9 +118,9 @@ def test_url_default_comes_from_the_environment(monkeypatch):
 def test_builtin_templates_pass_the_fakes_validation(name, comfy):
     """Every input name and value of the shipped workflows is one ComfyUI 0.3.64 accepts
     (object_info_full.json), model file names aside."""
-    kind = "image" if name.startswith("image") else "video"
-    wf = load_template(name, kind=kind).workflow
-    info = object_info()
+    wf = load_template(name, kind=_kind(name)).workflow
+    comfy.extra_nodes = dict(IPADAPTER_PLUS)
+    info = comfy.node_info()
     for node_id, node in wf.items():
         spec = info[node["class_type"]]["input"]
         allowed = {**spec.get("required", {}), **spec.get("optional", {})}
@@ -124,5 +130,5 @@ def test_builtin_templates_pass_the_fakes_validation(name, comfy):
     outputs = [n for n, node in wf.items() if info[node["class_type"]].get("output_node")]
     for out in outputs:
         comfy._validate(wf, out, errors, set())
-    model_inputs = {"unet_name", "clip_name", "vae_name", "image"}  # files not on the fake
+    model_inputs = {"unet_name", "clip_name", "vae_name", "image", "ckpt_name"}  # files not on the fake
     assert all(e["extra_info"].get("input_name") in model_inputs for errs in errors.values() for e in errs)

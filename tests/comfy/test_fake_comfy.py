@@ -132,6 +132,12 @@ def test_uploads_match_scenario_02(comfy):
                                                            "subfolder": "session_abc", "type": "input"}
         r = c.post("/upload/image", files={"other": ("x.png", png, "image/png")})
         assert r.status_code == 400 and r.content == b""
+        # an uploaded input is served by /view?type=input (scenario 10), in its subfolder too
+        view = c.get("/view", params={"filename": "keyframe.png", "subfolder": "session_abc", "type": "input"})
+        assert view.status_code == 200 and view.content == png
+        assert view.headers["content-type"] == "image/png"
+        assert c.get("/view", params={"filename": "nope.png", "subfolder": "session_abc",
+                                      "type": "input"}).status_code == 404
 
 
 @pytest.mark.parametrize("label", ["missing file -> 404", "'..' in filename -> 400", "unknown type",
