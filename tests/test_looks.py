@@ -295,6 +295,7 @@ def test_the_comfyui_prompt_is_subject_and_look(prompt):
 
     class Template:
         defaults: dict = {}
+        reference_slots: tuple = ()  # a template without reference images
 
     class Options:
         width = height = fps = None
