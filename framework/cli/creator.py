@@ -140,7 +140,7 @@ def takes_cmd(session_id: str, shot_id: int, as_json: bool, prune: bool, yes: bo
             try:
                 count = sum(len(opened.shot_state(shot_id).artifact(st).takes) for st in SHOT_STAGES)
             except KeyError:
-                raise click.ClickException(f"no shot {shot_id} in {sid}") from None
+                raise click.UsageError(f"no shot {shot_id} in {sid}") from None
             if not count:
                 click.echo(f"Shot {shot_id} of {sid} has no takes.")
                 return
@@ -154,7 +154,7 @@ def takes_cmd(session_id: str, shot_id: int, as_json: bool, prune: bool, yes: bo
     try:
         state = session.shot_state(shot_id)
     except KeyError:
-        raise click.ClickException(f"no shot {shot_id} in {session.id}") from None
+        raise click.UsageError(f"no shot {shot_id} in {session.id}") from None
     rows = {stage: {"current": {"path": art.path, "state": art.state, "seed": art.seed,
                                 "backend": art.backend, "pinned": art.pinned},
                     "takes": art.takes}
@@ -174,6 +174,22 @@ def takes_cmd(session_id: str, shot_id: int, as_json: bool, prune: bool, yes: bo
         if not row["takes"]:
             click.echo("  (no takes)")
     click.echo(f"Choose one with: reelforge use {session.id} {shot_id} --take N [--stage image|narration|video]")
+    _show_replaced(session, shot_id)
+
+
+def _show_replaced(session, shot_id: int) -> None:
+    """`takes`: the shot's files in .replaced/ (not takes: nothing brings them back) and the
+    session's total, with how to delete them."""
+    from reelforge.cli.support import human_size
+    from reelforge.cli.views import replaced_line
+    from reelforge.store.replaced import replaced_files
+
+    found = replaced_files(session)
+    mine = [f for f in found if Path(f.path).name.startswith(f"shot_{shot_id:03d}.")]
+    for f in mine:
+        click.echo(f"replaced (not a take): {f.path} ({human_size(f.size)})")
+    if found:
+        click.echo(replaced_line(session.id, found))
 
 
 @cli.command("use", cls=_RunCommand)
