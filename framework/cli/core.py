@@ -216,10 +216,8 @@ class _Group(click.Group):
         return super().list_commands(ctx)
 
     def invoke(self, ctx):
-        from reelforge.errors import describe_os_error
+        from reelforge.errors import SessionIdError, describe_os_error
         from reelforge.redact import for_terminal
-
-        from reelforge.errors import SessionIdError
 
         try:
             return super().invoke(ctx)
@@ -312,14 +310,14 @@ def run(idea: str | None, answer: str | None, output_dir: Path | None, config_pa
                 click.echo(f"Starting a new session; {candidate.id} is left as it is.")
         elif answer == "resume":
             if idea is not None and others:
-                raise click.ClickException(
+                raise click.UsageError(
                     f"no incomplete session of this idea in {store.root} to resume "
                     f"({cs.plural(others, 'incomplete session')} of other ideas: see `reelforge sessions "
                     f"list`, then `reelforge resume ID`)")
             if broken:
                 raise click.ClickException(f"no readable incomplete session in {store.root} to resume "
                                            f"({len(broken)} damaged: see the warnings above)")
-            raise click.ClickException(f"no incomplete session in {store.root} to resume")
+            raise click.UsageError(f"no incomplete session in {store.root} to resume")
         elif idea is not None and others:
             click.echo(f"Starting a new session for this idea; {cs.plural(others, 'incomplete session')} "
                        f"of other ideas {'is' if others == 1 else 'are'} left as "

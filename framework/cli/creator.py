@@ -203,7 +203,33 @@ def use_cmd(session_id: str, shot_id: int, take_n: int, stage: str, output_dir: 
     """Use take N of a shot's image (or voice, or clip) again, then bring the session up to
     date (the clip follows a chosen image; the film is rebuilt). Nothing is deleted."""
     runner, sid = _session_runner(session_id, output_dir, config_path, kwargs)
+    _check_take(runner.store, sid, shot_id, stage, take_n)
     _execute(runner, lambda: runner.use_take(sid, shot_id, stage, take_n))
+
+
+def _check_take(store, sid: str, shot_id: int, stage: str, take_n: int) -> None:
+    """A shot or take that does not exist is a usage error (exit 2), said before any run. Read
+    under the session's lock: a running session is refused as such, not for a take it may add."""
+    from reelforge.store.meta import SHOT_STAGES
+    from reelforge.store.session import Session
+
+    session = Session(store, sid)
+    session.lock()
+    try:
+        session.load(repair=False)
+    finally:
+        session.close()
+    try:
+        state = session.shot_state(shot_id)
+    except KeyError:
+        have = ", ".join(str(s.id) for s in session.meta.shots) or "none yet"
+        raise click.UsageError(f"no shot {shot_id} in {sid} (shots: {have})") from None
+    folder = next(f for f, name in SHOT_STAGES.items() if name == stage)
+    takes = state.artifact(folder).takes
+    if not any(t["n"] == take_n for t in takes):
+        have = ", ".join(str(t["n"]) for t in takes) or "none"
+        raise click.UsageError(f"shot {shot_id} has no {stage} take {take_n} (takes: {have}; "
+                               f"see `reelforge takes {sid} {shot_id}`)")
 
 
 @cli.command(cls=_RunCommand)

@@ -100,9 +100,8 @@ def sessions_view(session_id: str, output_dir: Path | None, config_path: Path | 
     import json
 
     from reelforge.store import listing
-    from reelforge.store.sessions import SessionStore
-
     from reelforge.store.replaced import replaced_files
+    from reelforge.store.sessions import SessionStore
 
     store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
     session = store.load(listing.resolve_session_id(store, session_id))
@@ -226,7 +225,7 @@ def sessions_prune(session_id: str, yes: bool, output_dir: Path | None, config_p
         if len(found) > 10:
             click.echo(f"  ... and {len(found) - 10:,} more")
         if not yes and not cs.ask_yes_no(f"Delete them ({size})?", default=False,
-                                          no_input=f"no answer on standard input; pass --yes to delete them"):
+                                          no_input="no answer on standard input; pass --yes to delete them"):
             click.echo("Nothing deleted.")
             return
         removed = prune_replaced(session)

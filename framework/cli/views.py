@@ -100,9 +100,9 @@ def render_session(session: Session, width: int = 100) -> str:
     if m.status == COMPLETE:
         out += ["", f"Film: {session.film_path}"]
     elif m.status == "AWAITING_REVIEW":
-        out += ["", f"The images wait for review: look at them with `reelforge report {m.id}` (a page with "
-                    f"the pictures), redo any with `reelforge redo {m.id} --shot N`, "
-                    f"then make the clips with `reelforge approve {m.id}`."]
+        out += ["", (f"The images wait for review: look at them with `reelforge report {m.id}` (a page with "
+                     f"the pictures), redo any with `reelforge redo {m.id} --shot N`, "
+                     f"then make the clips with `reelforge approve {m.id}`.")]
     from reelforge.web.creator import ledger_lines
 
     ledger = ledger_lines(m)

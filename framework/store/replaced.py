@@ -86,4 +86,4 @@ def prune_replaced(session) -> list[ReplacedFile]:
     return removed
 
 
-__all__ = ["ReplacedFile", "replaced_files", "prune_replaced", "recorded_paths", "REPLACED"]
+__all__ = ["REPLACED", "ReplacedFile", "prune_replaced", "recorded_paths", "replaced_files"]
