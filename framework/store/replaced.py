@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import stat
-from pathlib import Path
-
 import attrs
 
 from reelforge.store.meta import SHOT_STAGES
@@ -24,19 +22,20 @@ class ReplacedFile:
     "Its size in bytes (a link's own size: links are never followed)."
 
 
-def _folders(root: Path) -> list[Path]:
-    """Where move_aside puts files: beside the session's own files (film.mp4, its
-    subtitles), in each stage folder and in each stage's takes folder."""
-    parents = [root]
+def _folders() -> list[str]:
+    """Where move_aside puts files (relative to the session folder): beside the session's own
+    files (film.mp4, its subtitles), in each stage folder and in each stage's takes folder."""
+    parents = [""]
     for stage in SHOT_STAGES:
-        parents += [root / stage, root / stage / "takes"]
-    return [p / REPLACED for p in parents]
+        parents += [f"{stage}/", f"{stage}/takes/"]
+    return [f"{p}{REPLACED}" for p in parents]
 
 
 def replaced_files(session) -> list[ReplacedFile]:
-    """Every file (or link) in the session's ``.replaced/`` folders, oldest name first."""
+    """Every file (or link) in the session's ``.replaced/`` folders, sorted by path."""
     found = []
-    for folder in _folders(session.path):
+    for rel in _folders():
+        folder = session.path / rel
         try:
             if stat.S_ISLNK(os.lstat(folder).st_mode):
                 continue  # not made by reelforge: never followed
@@ -44,10 +43,12 @@ def replaced_files(session) -> list[ReplacedFile]:
         except (FileNotFoundError, NotADirectoryError):
             continue
         for entry in entries:
-            st = entry.stat(follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:  # pruned meanwhile
                 continue
-            found.append(ReplacedFile(Path(entry.path).relative_to(session.path).as_posix(), st.st_size))
+            if not stat.S_ISDIR(st.st_mode):
+                found.append(ReplacedFile(f"{rel}/{entry.name}", st.st_size))
     return sorted(found, key=lambda f: f.path)
 
 
@@ -78,9 +79,9 @@ def prune_replaced(session) -> list[ReplacedFile]:
         except FileNotFoundError:
             continue
         removed.append(item)
-    for folder in _folders(session.path):
+    for rel in _folders():
         try:
-            os.rmdir(folder)  # only when empty; move_aside makes it again when needed
+            os.rmdir(session.path / rel)  # only when empty; move_aside makes it again when needed
         except OSError:
             pass
     return removed
