@@ -17,7 +17,12 @@ class SessionError(ReelforgeError):
     """A session cannot be found, opened or used."""
 
 
-class SessionNotFoundError(SessionError):
+class SessionIdError(SessionError):
+    """A session id given by the user names no session, or several, or is not an id: a usage
+    error (the command line exits 2)."""
+
+
+class SessionNotFoundError(SessionIdError):
     """No session with that id exists in the output folder."""
 
 

@@ -65,7 +65,7 @@ def test_resume_named_session(out, fakes):
     r = invoke(out, "resume", sid)
     assert r.exit_code == 0, r.output
     r = invoke(out, "resume", "../../etc")
-    assert r.exit_code == 1 and "not a session id" in r.output
+    assert r.exit_code == 2 and "not a session id" in r.output  # a usage error (issue 18)
 
 
 def test_unknown_backend_and_bad_option_are_usage_errors(out, fakes):
@@ -124,7 +124,7 @@ def test_sessions_view_after_images_only_shows_img(out, fakes):
 
 def test_sessions_view_unknown_and_corrupt(out, fakes):
     r = invoke(out, "sessions", "view", "session_20990101_000000")
-    assert r.exit_code == 1 and "no session" in r.output
+    assert r.exit_code == 2 and "no session" in r.output  # a usage error (issue 18)
     invoke(out, "run", "idea", "--new", *FAKE)
     sid = SessionStore(out).ids()[0]
     meta = out / "sessions" / sid / f"{sid}_meta.json"

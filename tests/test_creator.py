@@ -116,7 +116,7 @@ def test_takes_are_listed_and_a_chosen_one_comes_back_without_rendering(out, fak
     assert len(list((result.path / "images" / "takes").iterdir())) == 1
     assert len(list((result.path / "videos" / "takes").iterdir())) == 1
     r = invoke(out, "use", result.session_id, "2", "--take", "9", *FAKE)
-    assert r.exit_code == 1 and "no images take 9" in r.output
+    assert r.exit_code == 2 and "no image take 9" in r.output  # a usage error (issue 18)
 
 
 def test_the_review_gate_stops_after_the_images_until_approved(out, fakes):

@@ -20,6 +20,13 @@ from reelforge.store.sessions import SessionStore
 from reelforge.testing import run_session
 
 
+def clip_length(session, n: int) -> float:
+    """The real length of shot n's clip, read from the file."""
+    from reelforge.media import mp4info
+
+    return round(mp4info.read_facts(session.path / "videos" / f"shot_{n:03d}.mp4")["duration"], 2)
+
+
 def invoke(out, *args):
     return CliRunner().invoke(cli, [*args, "--output-dir", str(out)], catch_exceptions=False)
 
@@ -66,7 +73,9 @@ def test_prompts_as_json_are_the_shot_plan(out, session):
     first = data["shots"][0]
     assert first == {"shot": 1, "scene": "s1", "description": "Dawn over the harbour",
                      "image_prompt": 'a harbour at dawn, "gold"', "motion_prompt": "slow push in",
-                     "negative_prompt": "blur", "narration": "The city wakes.", "duration_s": 0.4, "seed": 11}
+                     "negative_prompt": "blur", "narration": "The city wakes.", "duration_s": 0.4,
+                     "clip_s": clip_length(session, 1), "seed": 11}
+    assert first["clip_s"] > 0  # the clip's real length beside the planned one (issue 18)
 
 
 def test_prompts_as_csv_round_trip_through_a_csv_reader(out, session):
@@ -74,7 +83,7 @@ def test_prompts_as_csv_round_trip_through_a_csv_reader(out, session):
     assert r.exit_code == 0, r.output
     rows = list(csv.DictReader(io.StringIO(r.output)))
     assert list(rows[0]) == ["shot", "scene", "description", "image_prompt", "motion_prompt",
-                             "negative_prompt", "narration", "duration_s", "seed"]
+                             "negative_prompt", "narration", "duration_s", "clip_s", "seed"]
     assert rows[1]["image_prompt"] == "a crowded market,\nnoon light"  # a newline inside a cell survives
     assert rows[0]["seed"] == "11" and rows[1]["narration"] == ""
 
@@ -82,7 +91,7 @@ def test_prompts_as_csv_round_trip_through_a_csv_reader(out, session):
 def test_prompts_as_text_name_every_shot_and_prompt(out, session):
     r = invoke(out, "export", "latest", "--prompts", "--format", "txt")
     assert r.exit_code == 0, r.output
-    assert "Shot 1 (scene s1, 0.4 s, seed 11)" in r.output
+    assert f"Shot 1 (scene s1, 0.4 s planned, clip {clip_length(session, 1):g} s, seed 11)" in r.output
     assert "  Image prompt: a crowded market,\n    noon light" in r.output
     assert "  Narration: The city wakes." in r.output
     assert "Negative prompt" in r.output.split("Shot 2")[0] and "Negative prompt" not in r.output.split("Shot 2")[1]

@@ -215,7 +215,7 @@ def test_report_ids_accept_what_sessions_view_accepts(out, fakes):
     short = result.session_id[len("session_"):][:11]
     assert invoke(out, "report", short).exit_code == 0
     r = invoke(out, "report", "session_19990101")
-    assert r.exit_code == 1 and "no session matches" in r.output
+    assert r.exit_code == 2 and "no session matches" in r.output
     assert os.path.isfile(result.path / "index.html")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -229,19 +229,31 @@ class _Group(click.Group):
         return super().list_commands(ctx)
 
     def invoke(self, ctx):
-        from reelforge.errors import describe_os_error
+        from reelforge.errors import SessionIdError, describe_os_error
         from reelforge.redact import for_terminal
 
         try:
             return super().invoke(ctx)
-        except ConfigError as exc:
+        except (ConfigError, SessionIdError) as exc:  # bad input: a usage error, exit 2
             raise click.UsageError(for_terminal(str(exc))) from None
+        except click.Abort as exc:  # a prompt got Ctrl-C (or, on a terminal, end of input)
+            if isinstance(exc.__context__, EOFError):
+                raise click.UsageError("no answer (end of input); nothing was changed") from None
+            interrupted("interrupted at the question; nothing was changed")
+        except KeyboardInterrupt:
+            interrupted("interrupted")
         except ReelforgeError as exc:
             raise click.ClickException(for_terminal(str(exc))) from None
         except OSError as exc:
             raise click.ClickException(for_terminal(describe_os_error(exc))) from None
         except RecursionError:
             raise click.ClickException("input nested too deeply to read") from None
+
+
+def interrupted(message: str) -> NoReturn:
+    """End on Ctrl-C with one line on stderr and exit code 130 (not click's "Aborted!")."""
+    click.echo(f"\n{message}", err=True)
+    sys.exit(130)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]},
@@ -268,8 +280,8 @@ def run(idea: str | None, answer: str | None, output_dir: Path | None, config_pa
     """Make a film from IDEA, or continue an incomplete session.
 
     With IDEA, only an incomplete session of the same idea is offered; otherwise a new
-    session starts. With no IDEA, the newest incomplete session is offered, and answering
-    n asks for the idea of a new one.
+    session starts. With no IDEA, the newest incomplete session is offered; answering n
+    leaves it as it is and stops (exit 2): give an IDEA to start a new session.
 
     \b
     Examples:
@@ -304,19 +316,21 @@ def run(idea: str | None, answer: str | None, output_dir: Path | None, config_pa
             if answer == "resume" or cs.ask_continue(candidate.id):
                 session_id = candidate.id
             else:
+                if idea is None:  # the spec's "n" starts a new session: of which idea, the user says
+                    raise click.UsageError(
+                        f"{candidate.id} is left as it is; to start a new session give its idea: "
+                        f"reelforge run \"A lighthouse in a storm\" --new")
                 click.echo(f"Starting a new session; {candidate.id} is left as it is.")
-                if idea is None:
-                    idea = cs.ask_idea()
         elif answer == "resume":
             if idea is not None and others:
-                raise click.ClickException(
+                raise click.UsageError(
                     f"no incomplete session of this idea in {store.root} to resume "
                     f"({cs.plural(others, 'incomplete session')} of other ideas: see `reelforge sessions "
                     f"list`, then `reelforge resume ID`)")
             if broken:
                 raise click.ClickException(f"no readable incomplete session in {store.root} to resume "
                                            f"({len(broken)} damaged: see the warnings above)")
-            raise click.ClickException(f"no incomplete session in {store.root} to resume")
+            raise click.UsageError(f"no incomplete session in {store.root} to resume")
         elif idea is not None and others:
             click.echo(f"Starting a new session for this idea; {cs.plural(others, 'incomplete session')} "
                        f"of other ideas {'is' if others == 1 else 'are'} left as "
@@ -462,7 +476,8 @@ def _execute(runner, action) -> None:
         return
     if result.status == "AWAITING_REVIEW":
         click.echo(f"Session {result.session_id} AWAITING REVIEW: the images are ready in {result.path / 'images'}")
-        click.echo(f"Look at them (reelforge sessions view {result.session_id}), redo any with "
+        click.echo(f"Look at them (reelforge report {result.session_id} writes a page with the pictures), "
+                   f"redo any with "
                    f"`reelforge redo {result.session_id} --shot N`, then make the clips with:\n"
                    f"  reelforge approve {result.session_id}")
         return
@@ -490,7 +505,7 @@ def _execute(runner, action) -> None:
 
 
 # The commands kept in this package's other modules join the group as they are imported.
-from reelforge.cli import creator, looks, outputs, sessions  # noqa: E402,F401
+from reelforge.cli import creator, looks, outputs, sessions, shotviews  # noqa: E402,F401
 
 
 def main() -> None:

@@ -144,7 +144,7 @@ def takes_cmd(session_id: str, shot_id: int, as_json: bool, prune: bool, yes: bo
             try:
                 count = sum(len(opened.shot_state(shot_id).artifact(st).takes) for st in SHOT_STAGES)
             except KeyError:
-                raise click.ClickException(f"no shot {shot_id} in {sid}") from None
+                raise click.UsageError(f"no shot {shot_id} in {sid}") from None
             if not count:
                 click.echo(f"Shot {shot_id} of {sid} has no takes.")
                 return
@@ -158,7 +158,7 @@ def takes_cmd(session_id: str, shot_id: int, as_json: bool, prune: bool, yes: bo
     try:
         state = session.shot_state(shot_id)
     except KeyError:
-        raise click.ClickException(f"no shot {shot_id} in {session.id}") from None
+        raise click.UsageError(f"no shot {shot_id} in {session.id}") from None
     rows = {stage: {"current": {"path": art.path, "state": art.state, "seed": art.seed,
                                 "backend": art.backend, "pinned": art.pinned},
                     "takes": art.takes}
@@ -178,6 +178,22 @@ def takes_cmd(session_id: str, shot_id: int, as_json: bool, prune: bool, yes: bo
         if not row["takes"]:
             click.echo("  (no takes)")
     click.echo(f"Choose one with: reelforge use {session.id} {shot_id} --take N [--stage image|narration|video]")
+    _show_replaced(session, shot_id)
+
+
+def _show_replaced(session, shot_id: int) -> None:
+    """`takes`: the shot's files in .replaced/ (not takes: nothing brings them back) and the
+    session's total, with how to delete them."""
+    from reelforge.cli.support import human_size
+    from reelforge.cli.views import replaced_line
+    from reelforge.store.replaced import replaced_files
+
+    found = replaced_files(session)
+    mine = [f for f in found if Path(f.path).name.startswith(f"shot_{shot_id:03d}.")]
+    for f in mine:
+        click.echo(f"replaced (not a take): {f.path} ({human_size(f.size)})")
+    if found:
+        click.echo(replaced_line(session.id, found))
 
 
 @cli.command("use", cls=_RunCommand)
@@ -191,7 +207,33 @@ def use_cmd(session_id: str, shot_id: int, take_n: int, stage: str, output_dir: 
     """Use take N of a shot's image (or voice, or clip) again, then bring the session up to
     date (the clip follows a chosen image; the film is rebuilt). Nothing is deleted."""
     runner, sid = _session_runner(session_id, output_dir, config_path, kwargs)
+    _check_take(runner.store, sid, shot_id, stage, take_n)
     _execute(runner, lambda: runner.use_take(sid, shot_id, stage, take_n))
+
+
+def _check_take(store, sid: str, shot_id: int, stage: str, take_n: int) -> None:
+    """A shot or take that does not exist is a usage error (exit 2), said before any run. Read
+    under the session's lock: a running session is refused as such, not for a take it may add."""
+    from reelforge.store.meta import SHOT_STAGES
+    from reelforge.store.session import Session
+
+    session = Session(store, sid)
+    session.lock()
+    try:
+        session.load(repair=False)
+    finally:
+        session.close()
+    try:
+        state = session.shot_state(shot_id)
+    except KeyError:
+        have = ", ".join(str(s.id) for s in session.meta.shots) or "none yet"
+        raise click.UsageError(f"no shot {shot_id} in {sid} (shots: {have})") from None
+    folder = next(f for f, name in SHOT_STAGES.items() if name == stage)
+    takes = state.artifact(folder).takes
+    if not any(t["n"] == take_n for t in takes):
+        have = ", ".join(str(t["n"]) for t in takes) or "none"
+        raise click.UsageError(f"shot {shot_id} has no {stage} take {take_n} (takes: {have}; "
+                               f"see `reelforge takes {sid} {shot_id}`)")
 
 
 @cli.command(cls=_RunCommand)

@@ -20,6 +20,7 @@ from reelforge.cli.core import (
     _resolve_output_dir,
     _width,
     cli,
+    interrupted,
 )
 
 
@@ -94,9 +95,10 @@ def backends_cmd(name: str | None, as_json: bool, config_path: Path | None) -> N
                                   "and a manifest into DIR (new or empty) for an editor.")
 @click.option("--timeline", "timeline_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               metavar="FILE", help="Write an OpenTimelineIO timeline (.otio) of the session's clips and narration.")
+@click.option("--force", is_flag=True, help="Overwrite an existing -o FILE or --timeline FILE.")
 @_output_dir_option
 def export_cmd(session_id: str, prompts: bool, fmt: str, output_file: Path | None, bundle_dir: Path | None,
-               timeline_file: Path | None, output_dir: Path | None, config_path: Path | None) -> None:
+               timeline_file: Path | None, force: bool, output_dir: Path | None, config_path: Path | None) -> None:
     """Export a session's prompts, a bundle for an editor, or a timeline.
 
     \b
@@ -106,7 +108,8 @@ def export_cmd(session_id: str, prompts: bool, fmt: str, output_file: Path | Non
       reelforge export latest --timeline lighthouse.otio
     Nothing is written inside a session; files are copied, never moved."""
     run_export_command(_resolve_output_dir(output_dir, _load_config(config_path)), session_id, prompts=prompts,
-                       fmt=fmt, output_file=output_file, bundle_dir=bundle_dir, timeline_file=timeline_file)
+                       fmt=fmt, output_file=output_file, bundle_dir=bundle_dir, timeline_file=timeline_file,
+                       force=force)
 
 
 @cli.command("report")
@@ -140,14 +143,19 @@ def serve_cmd(host: str, port: int, allow_remote: bool, output_dir: Path | None,
 
     config = _load_config(config_path)
     output_dir = _resolve_output_dir(output_dir, config)
-    serve(output_dir, host=host, port=port, allow_remote=allow_remote,
-          runner_factory=lambda: _make_runner(output_dir, config, {}))
+    try:
+        serve(output_dir, host=host, port=port, allow_remote=allow_remote,
+              runner_factory=lambda: _make_runner(output_dir, config, {}))
+    except KeyboardInterrupt:  # uvicorn stops gracefully, then raises the Ctrl-C again
+        interrupted("reelforge serve stopped")
 
 
 def run_export_command(output_dir: Path, session_id: str, *, prompts: bool, fmt: str,
-                       output_file: Path | None, bundle_dir: Path | None, timeline_file: Path | None) -> None:
-    """`reelforge export`: exactly one of --prompts, --bundle DIR, --timeline FILE."""
-    import click
+                       output_file: Path | None, bundle_dir: Path | None, timeline_file: Path | None,
+                       force: bool = False) -> None:
+    """`reelforge export`: exactly one of --prompts, --bundle DIR, --timeline FILE. An
+    existing FILE is refused (exit 2) unless ``force``."""
+    import os
 
     from reelforge.cli import support as cs
     from reelforge.store import listing
@@ -161,6 +169,12 @@ def run_export_command(output_dir: Path, session_id: str, *, prompts: bool, fmt:
                                + (f" (not {' and '.join(chosen)})" if chosen else ""))
     if output_file is not None and not prompts:
         raise click.UsageError("-o/--output goes with --prompts (--bundle and --timeline name their own target)")
+    if force and output_file is None and timeline_file is None:
+        raise click.UsageError("--force goes with -o FILE or --timeline FILE (a --bundle DIR must be new or empty)")
+    for target, flag in ((output_file, "-o"), (timeline_file, "--timeline")):
+        if target is not None and not force and os.path.lexists(target):
+            raise click.UsageError(f"{target} exists; pass --force to overwrite it ({flag} FILE), "
+                                   f"or choose another file")
     store = SessionStore(output_dir)
     session = store.load(listing.resolve_session_id(store, session_id))
     if prompts:

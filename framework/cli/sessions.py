@@ -29,6 +29,7 @@ def sessions() -> None:
       reelforge sessions view ID      A session's progress and shots (--json)
       reelforge sessions verify ID    Read every recorded file against its sha256 (--repair)
       reelforge sessions abandon ID   Never offer a session to continue again
+      reelforge sessions prune ID     Delete the replaced files in .replaced/ (asks; --yes)
       reelforge sessions rm ID        Remove a session and its files (asks; --yes)
       reelforge sessions help         Show this help
     ID: a session id, a unique start of one (20261201_1530) or `latest`.
@@ -99,21 +100,26 @@ def sessions_view(session_id: str, output_dir: Path | None, config_path: Path | 
     import json
 
     from reelforge.store import listing
+    from reelforge.store.replaced import replaced_files
     from reelforge.store.sessions import SessionStore
 
     store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
     session = store.load(listing.resolve_session_id(store, session_id))
+    replaced = replaced_files(session)
     if as_json:
         from reelforge.records import lenient_converter
 
         data = lenient_converter.unstructure(session.meta)
         data["counts"] = listing.step_counts(session.meta)
         data["path"] = str(session.path)
+        data["replaced"] = {"files": len(replaced), "bytes": sum(f.size for f in replaced)}
         click.echo(json.dumps(data, indent=2))
         return
-    from reelforge.cli.views import render_session
+    from reelforge.cli.views import render_session, replaced_line
 
     click.echo(render_session(session, width=_width()))
+    if replaced:
+        click.echo(f"\n{replaced_line(session.id, replaced)}")
 
 
 @sessions.command("verify")
@@ -183,6 +189,50 @@ def sessions_rm(session_id: str, yes: bool, output_dir: Path | None, config_path
 
     store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
     cs.remove_session(store, session_id, yes=yes)
+
+
+@sessions.command("prune")
+@click.argument("session_id", metavar="ID")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@_output_dir_option
+def sessions_prune(session_id: str, yes: bool, output_dir: Path | None, config_path: Path | None) -> None:
+    """Delete the files a session set aside in its .replaced/ folders: each film an edit
+    made again, files no record vouched for, bad files `sessions verify --repair` moved.
+    Asks first, unless --yes. The session needs none of them (no record names them); its
+    takes stay (`reelforge takes ID N --prune` deletes a shot's). Refused while a run is
+    using the session."""
+    from reelforge.cli import support as cs
+    from reelforge.store import listing
+    from reelforge.store.replaced import prune_replaced, replaced_files
+    from reelforge.store.session import Session
+    from reelforge.store.sessions import SessionStore
+
+    store = SessionStore(_resolve_output_dir(output_dir, _load_config(config_path)))
+    sid = listing.resolve_session_id(store, session_id)
+    store.load(sid)  # exists, is no link, and is readable
+    session = Session(store, sid)
+    session.lock()  # refused while a run has it; store.open would also make an ABANDONED one IN PROGRESS
+    try:
+        session.load(repair=True)
+        found = replaced_files(session)
+        if not found:
+            click.echo(f"Session {sid} has no replaced files.")
+            return
+        size = cs.human_size(sum(f.size for f in found))
+        click.echo(f"{cs.plural(len(found), 'replaced file')} ({size}) in {session.path}:")
+        for f in found[:10]:
+            click.echo(f"  {f.path} ({cs.human_size(f.size)})")
+        if len(found) > 10:
+            click.echo(f"  ... and {len(found) - 10:,} more")
+        if not yes and not cs.ask_yes_no(f"Delete them ({size})?", default=False,
+                                          no_input="no answer on standard input; pass --yes to delete them"):
+            click.echo("Nothing deleted.")
+            return
+        removed = prune_replaced(session)
+    finally:
+        session.close()
+    click.echo(f"Deleted {cs.plural(len(removed), 'replaced file')} "
+               f"({cs.human_size(sum(f.size for f in removed))}) of {sid}.")
 
 
 @sessions.command("help")

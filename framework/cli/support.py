@@ -40,7 +40,10 @@ def read_line(prompt: str, no_input: str) -> str:
     """With no terminal: print ``prompt``, read one line from stdin and echo it (so a log
     shows the answer). At end of input fail with ``no_input`` instead of hanging or guessing."""
     click.echo(prompt, nl=False)
-    line = sys.stdin.readline() if sys.stdin is not None else ""
+    try:
+        line = sys.stdin.readline() if sys.stdin is not None else ""
+    except KeyboardInterrupt:
+        raise click.Abort() from None  # as click's own prompts: one line, exit 130 (cli.core)
     if not line:
         click.echo()
         raise click.UsageError(no_input)
@@ -67,19 +70,6 @@ def ask_continue(session_id: str) -> bool:
     return ask_yes_no("Continue?", default=True, no_input=(
         f"incomplete session {session_id} found and no answer on standard input; "
         f"pass --resume to continue it or --new to start a new session"))
-
-
-def ask_idea() -> str:
-    """Ask for the idea of a new session (`Idea:`)."""
-    no_input = "no idea on standard input; pass an IDEA, e.g. reelforge run \"A lighthouse in a storm\" --new"
-    if interactive():
-        return click.prompt("Idea")
-    idea = read_line("Idea: ", no_input)
-    if not idea:
-        raise click.UsageError(no_input)
-    return idea
-
-
 
 
 def status_choices() -> tuple[str, ...]:

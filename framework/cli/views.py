@@ -100,8 +100,9 @@ def render_session(session: Session, width: int = 100) -> str:
     if m.status == COMPLETE:
         out += ["", f"Film: {session.film_path}"]
     elif m.status == "AWAITING_REVIEW":
-        out += ["", f"The images wait for review: redo any with `reelforge redo {m.id} --shot N`, "
-                    f"then make the clips with `reelforge approve {m.id}`."]
+        out += ["", (f"The images wait for review: look at them with `reelforge report {m.id}` (a page with "
+                     f"the pictures), redo any with `reelforge redo {m.id} --shot N`, "
+                     f"then make the clips with `reelforge approve {m.id}`.")]
     from reelforge.web.creator import ledger_lines
 
     ledger = ledger_lines(m)
@@ -152,3 +153,12 @@ def sessions_table(found: Iterable[Session | SessionCorruptError | AbandonedSess
             idea = idea[: room - 1] + "…"
         lines.append((head + idea).rstrip())
     sys.stdout.write("\n".join(lines) + "\n")
+
+
+def replaced_line(session_id: str, replaced: list) -> str:
+    """One line on a session's replaced files (``replaced``: store.replaced.ReplacedFile)."""
+    from reelforge.cli.support import human_size, plural
+
+    size = human_size(sum(f.size for f in replaced))
+    return (f"Replaced: {plural(len(replaced), 'file')} ({size}) in .replaced/ folders, kept when an edit or "
+            f"repair made them again; delete them with `reelforge sessions prune {session_id}`")

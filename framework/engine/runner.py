@@ -34,6 +34,7 @@ from reelforge.errors import (
     ConfigError,
     ReelforgeError,
     SessionError,
+    SessionNotFoundError,
     StorageError,
     describe_os_error,
     storage_cause,
@@ -151,7 +152,7 @@ class Runner:
                 if broken:
                     raise SessionError(f"no readable incomplete session in {self.store.root}; "
                                        + "; ".join(str(b) for b in broken))
-                raise SessionError(f"no incomplete session in {self.store.root}")
+                raise SessionNotFoundError(f"no incomplete session in {self.store.root}")
             session_id = incomplete[0].id
         return self._continue(self.store.open(session_id))
 

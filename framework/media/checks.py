@@ -115,3 +115,26 @@ def write_silence(path: Path, seconds: float, rate: int = 16000) -> Path:
         w.setframerate(rate)
         w.writeframes(b"\x00\x00" * max(1, int(seconds * rate)))
     return path
+
+
+def clip_seconds(session_path: Path, art) -> float | None:
+    """The real length of a shot's clip (``art``: its video ArtifactState), in seconds: the
+    duration recorded with the clip's facts when it was committed, else (a session from an
+    older reelforge) read from the file in-process. None when there is no finished clip or
+    its length cannot be read. Shown next to the planned length: a clip lasts at least its
+    line, so it is often longer than planned."""
+    if art.state != "done" or not art.path:
+        return None
+    d = (art.info or {}).get("duration")
+    if isinstance(d, (int, float)) and not isinstance(d, bool) and d > 0:
+        return float(d)
+    path = session_path / art.path
+    if os.path.islink(path):  # a link is never an artifact
+        return None
+    from reelforge.media import mp4info
+
+    try:
+        d = mp4info.read_facts(path)["duration"]
+    except (mp4info.Unsupported, OSError):
+        return None
+    return float(d) if d > 0 else None

@@ -45,7 +45,7 @@ def resolve_session_id(store, text: str) -> str:
     id (reelforge.store.meta.is_session_id); an unknown or ambiguous name is a SessionError."""
     import re
 
-    from reelforge.errors import SessionError, SessionNotFoundError
+    from reelforge.errors import SessionIdError, SessionNotFoundError
     from reelforge.redact import for_terminal
     from reelforge.store.meta import is_session_id
 
@@ -60,7 +60,7 @@ def resolve_session_id(store, text: str) -> str:
         return max(ids, key=session_sort_key)
     prefix = text if text.startswith("session_") else f"session_{text}"
     if not text or not re.fullmatch(r"session_[0-9_]*", prefix, re.ASCII):
-        raise SessionError(f"{shown!r} is not a session id (expected session_YYYYMMDD_HHMMSS, a unique "
+        raise SessionIdError(f"{shown!r} is not a session id (expected session_YYYYMMDD_HHMMSS, a unique "
                            f"start of one such as 20261201_1530, or latest); see `reelforge sessions list`")
     matches = sorted((i for i in ids if i.startswith(prefix)), key=session_sort_key, reverse=True)
     if not matches:
@@ -69,7 +69,7 @@ def resolve_session_id(store, text: str) -> str:
     if len(matches) > 1:
         listed = "\n".join(f"  {describe_session(store, m)}" for m in matches[:10])
         more = f"\n  ... and {len(matches) - 10:,} more" if len(matches) > 10 else ""
-        raise SessionError(f"{shown!r} matches {len(matches):,} sessions; give more of the id:\n"
+        raise SessionIdError(f"{shown!r} matches {len(matches):,} sessions; give more of the id:\n"
                            f"{listed}{more}")
     return matches[0]
 

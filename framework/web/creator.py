@@ -145,6 +145,7 @@ def session_data(session: Session, media: Callable[[str, str | None], str | None
     path in the report, a server route in the web app; the digest lets a page that
     follows the session see a redone picture under the same name)."""
     from reelforge.engine.plugins import learn_secrets
+    from reelforge.media.checks import clip_seconds
 
     m = session.meta
     learn_secrets(m)  # a page may show a key an older version saved: mask it by what the environment holds
@@ -161,7 +162,9 @@ def session_data(session: Session, media: Callable[[str, str | None], str | None
     shots = []
     for st in m.shots:
         shot = planned.get(st.id)
-        row: dict[str, Any] = {"id": st.id, "indicator": st.indicator}
+        clip_s = clip_seconds(session.path, st.video)  # the real length, beside the planned duration_s
+        row: dict[str, Any] = {"id": st.id, "indicator": st.indicator,
+                               "clip_s": None if clip_s is None else round(clip_s, 2)}
         if shot is not None:
             row.update(scene_id=shot.scene_id, description=shot.description,
                        image_prompt=shot.image_prompt, motion_prompt=shot.motion_prompt,

@@ -33,7 +33,7 @@ from reelforge.store.session import Session
 
 #: The columns of a prompts export, in order.
 PROMPT_FIELDS = ("shot", "scene", "description", "image_prompt", "motion_prompt", "negative_prompt",
-                 "narration", "duration_s", "seed")
+                 "narration", "duration_s", "clip_s", "seed")
 FORMATS = ("json", "csv", "txt")
 BUNDLE_FORMAT = "reelforge-bundle"
 BUNDLE_VERSION = 1
@@ -75,14 +75,28 @@ def csv_cell(value: Any) -> Any:
     return value
 
 
+def clip_length(session: Session, shot_id: int) -> float | None:
+    """The real length of the shot's finished clip (seconds, to the hundredth), or None."""
+    from reelforge.media.checks import clip_seconds
+
+    try:
+        art = session.shot_state(shot_id).video
+    except KeyError:
+        return None
+    seconds = clip_seconds(session.path, art)
+    return None if seconds is None else round(seconds, 2)
+
+
 def prompt_rows(session: Session) -> list[dict[str, Any]]:
     """One row per planned shot: shot, scene, description, the prompts, narration,
-    duration_s and seed, as shots.json holds them (secrets masked)."""
+    duration_s (planned) and seed, as shots.json holds them (secrets masked), and clip_s:
+    the real length of its finished clip (None when it has none yet)."""
     _publishing(session)
     return redact_data([{"shot": s.id, "scene": s.scene_id, "description": s.description,
              "image_prompt": s.image_prompt, "motion_prompt": s.motion_prompt,
              "negative_prompt": s.negative_prompt, "narration": s.narration,
-             "duration_s": s.duration_s, "seed": s.seed} for s in _plan(session).shots])
+             "duration_s": s.duration_s, "clip_s": clip_length(session, s.id), "seed": s.seed}
+            for s in _plan(session).shots])
 
 
 def format_prompts(session: Session, fmt: str, *, terminal: bool = False) -> str:
@@ -106,7 +120,9 @@ def format_prompts(session: Session, fmt: str, *, terminal: bool = False) -> str
         return buf.getvalue()
     lines = [clean(f"Session {session.id}: {redact(session.meta.idea)}"), ""]
     for row in rows:
-        lines.append(clean(f"Shot {row['shot']} (scene {row['scene']}, {row['duration_s']:g} s, seed {row['seed']})"))
+        clip = f"clip {row['clip_s']:g} s" if row["clip_s"] is not None else "no clip yet"
+        lines.append(clean(f"Shot {row['shot']} (scene {row['scene']}, {row['duration_s']:g} s planned, {clip}, "
+                           f"seed {row['seed']})"))
         for key, label in (("description", "Description"), ("image_prompt", "Image prompt"),
                            ("motion_prompt", "Motion prompt"), ("negative_prompt", "Negative prompt"),
                            ("narration", "Narration")):
