@@ -166,9 +166,10 @@ class FakeImageGenerator(_Fake):
 
 
 class FakeRenderer(_Fake):
-    """Renders a tiny real H.264 clip of the image with the bundled ffmpeg."""
+    """Renders a tiny real H.264 clip of the image with the bundled ffmpeg (the seed is not used)."""
 
     kind = "video"
+    uses_seed = False
 
     def render(self, shot: Shot, image: Path, job) -> Path:
         self._record(shot.id, shot.id, job.attempt)
@@ -189,6 +190,7 @@ class FakeNarrator(_Fake):
     """Speaks a shot's narration as a tone WAV, 0.1 s per word (so timing follows the text)."""
 
     kind = "narration"
+    uses_seed = False
 
     @attrs.frozen
     class Options:

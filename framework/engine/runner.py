@@ -127,6 +127,10 @@ class Runner:
         self._hook_lock = threading.RLock()
         self._validated: dict[str, Backend] | None = None
         "validate()'s backends, open until the next run builds its own."
+        self.notes: list[str] = []
+        "What this runner told the user about a run (a redo's new seed, a take brought back)."
+        self.announce: Callable[[str], None] | None = None
+        "Called with each note as it is made (the command line prints it)."
 
     # -- public API ---------------------------------------------------------------
     def start(self, idea: str) -> RunResult:
@@ -194,6 +198,13 @@ class Runner:
             close_backends(validated)
 
     # -- what the units of work call back -----------------------------------------------
+    def note(self, message: str) -> None:
+        """Tell the user something about this run that is not an error."""
+        with self._hook_lock:
+            self.notes.append(message)
+            if self.announce is not None:
+                self.announce(message)
+
     def hook(self, name: str, **kwargs: Any) -> None:
         """Call a lifecycle hook. Observers watch; a broken one must not cost a render,
         so its exception becomes a warning naming the hook."""
@@ -224,7 +235,8 @@ class Runner:
         try:
             backends = self._resolve_backends(session)
             if prepare is not None:
-                prepare(session, backends)
+                for message in prepare(session, backends) or ():
+                    self.note(message)
         except BaseException:
             session.close()
             raise

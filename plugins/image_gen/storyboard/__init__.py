@@ -66,6 +66,8 @@ class StoryboardGenerator:
     subtitle_margin: float = CAPTION_BAND + 0.03
     #: The card shows the description and the shot's characters: a changed one redraws it.
     fingerprint_fields: ClassVar[tuple[str, ...]] = ("description", "characters", "scene_id", "duration_s")
+    #: Another seed gives another picture of the same shot (its composition and light): a redo gets one.
+    uses_seed: ClassVar[bool] = True
 
     def __init__(self, options: StoryboardOptions | None = None):
         self.options = options if options is not None else StoryboardOptions()

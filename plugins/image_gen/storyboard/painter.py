@@ -40,9 +40,31 @@ class _Painter:
         if look.storm and "interior" not in look.where:
             backdrop.rain(look, draw)
         figures.subject(look, img, draw, horizon)
+        img = seeded_light(img, look.shot.seed)
         if look.kind in ("closeup", "detail", "silhouette", "low"):
             vignette(img)
         return img
+
+
+def seeded_light(img, seed: int):
+    """What the seed changes beyond the details: the composition (the scene may be seen from
+    the other side) and the light (a soft warm or cool key light from the left, right or
+    above). Another seed, another picture of the same shot."""
+    import random
+
+    from PIL import Image, ImageOps
+
+    rng = random.Random(f"storyboard-light\x1f{seed}")
+    if rng.random() < 0.5:
+        img = ImageOps.mirror(img)
+    w, h = img.size
+    side = rng.choice(("left", "right", "top"))
+    tint = rng.choice(((255, 214, 160), (255, 236, 200), (176, 204, 255)))
+    strength = rng.uniform(0.10, 0.22)
+    ramp = Image.linear_gradient("L")  # 0 at the top, 255 at the bottom
+    ramp = {"left": ramp.rotate(-90), "right": ramp.rotate(90), "top": ramp}[side].resize((w, h))
+    mask = ramp.point(lambda v: int((255 - v) * strength))
+    return Image.composite(Image.new("RGB", (w, h), tint), img, mask)
 
 
 def vignette(img) -> None:
