@@ -68,8 +68,8 @@ def edit_shot(session: Session, plan: ShotPlan, shot_id: int, changes: dict[str,
         new_plan = structure(data, ShotPlan, "shots.json")
     except ValueError as exc:
         raise ConfigError(f"shot {shot_id}: {exc}") from None
+    session.mark_edited(shot_id)  # first: a crash before the next line still shows work pending
     session.save_step_output("shots", new_plan)
-    session.mark_edited(shot_id)
     return plan_shot(new_plan, shot_id)
 
 
@@ -135,9 +135,9 @@ def redo(shot_id: int, stage: str, seed: int | None, new_seed: bool) -> Prepare:
         if name == "narration":  # a voice is not made from the seed: made again as it is
             if seed is not None or new_seed:
                 raise ConfigError("a voice does not depend on the shot's seed; redo it without --seed/--new-seed")
+            session.mark_edited(shot_id)
             session.keep_as_take(name, shot_id, "redo requested", rejected=True,
                                  inputs=known_inputs(session, name, shot, backend, active))
-            session.mark_edited(shot_id)
             return [f"Shot {shot_id}: the voice is made again ({backend.name} varies from one take to the next)."]
         if art.state != DONE and seed is None and not new_seed:
             session.mark_edited(shot_id)
@@ -148,13 +148,15 @@ def redo(shot_id: int, stage: str, seed: int | None, new_seed: bool) -> Prepare:
         if value == shot.seed and art.state == DONE:
             raise ConfigError(f"shot {shot_id} already has seed {value}, so its {label} would be the same; "
                               f"give another --seed, or none for a new one")
-        session.keep_as_take(name, shot_id, "redo requested", rejected=True,
-                             inputs=known_inputs(session, name, shot, backend, active))
+        inputs = known_inputs(session, name, shot, backend, active)
         image_art = session.shot_state(shot_id).image
         keep_image = (name == "videos" and "images" in active and image_art.state == DONE
                       and image_art.fingerprint == fingerprints.of_shot_stage(
                           session, "images", shot, backends["image"], active))
+        # The seed first: a crash after it is a redo all the same (the next check keeps the
+        # old file as a take and makes a new one), and never makes the same file again.
         new_shot = edit_shot(session, plan, shot_id, {"seed": value})
+        session.keep_as_take(name, shot_id, "redo requested", rejected=True, inputs=inputs)
         if keep_image:  # the clip is redone, not the picture it is made from
             session.repin("images", shot_id, fingerprints.of_shot_stage(
                 session, "images", new_shot, backends["image"], active))
@@ -198,12 +200,12 @@ def use_take(shot_id: int, stage: str, take: int) -> Prepare:
                 changes["seed"] = chosen["seed"]
             notes.append(f"Take {take}'s inputs were not recorded (kept by an older version): only its "
                          f"seed goes back; shots.json keeps the shot's current prompts.")
+        session.mark_edited(shot_id)
         if changes:
             shot = edit_shot(session, plan, shot_id, changes)
         session.use_take(name, shot_id, take, pinned=True, inputs=displaced)
         # Pinned: recorded as made from the shot's current inputs, so the next check keeps it.
         session.repin(name, shot_id, fingerprints.of_shot_stage(session, name, shot, backend, active))
-        session.mark_edited(shot_id)
         back = f", with its {', '.join(sorted(changes))} back in shots.json" if changes else ""
         return [f"Shot {shot_id}: {label} take {take} brought back{back}.", *notes]
 
