@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 from click.testing import CliRunner
+from support import wait_for_run
 
 from reelforge.cli.core import cli
 from reelforge.store.meta import COMPLETE, DONE, IN_PROGRESS
 from reelforge.store.safefs import sha256_file
 from reelforge.store.sessions import SessionStore
-from support import wait_for_run
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The offline defaults (offline planner, storyboard, kenburns, espeak), small and quick.

@@ -108,8 +108,8 @@ def render_session(session: Session, width: int = 100) -> str:
     if m.status == COMPLETE:
         out += ["", f"Film: {session.film_path}"]
     elif m.edited and m.status == IN_PROGRESS:
-        out += ["", f"[EDIT]: {_shots(m.edited)} changed since the film was made; make what the changes "
-                    f"reach, and the film, with `reelforge resume {m.id}`."]
+        out += ["", (f"[EDIT]: {_shots(m.edited)} changed since the film was made; make what the changes "
+                     f"reach, and the film, with `reelforge resume {m.id}`.")]
     elif m.status == "AWAITING_REVIEW":
         out += ["", f"The images wait for review: redo any with `reelforge redo {m.id} --shot N`, "
                     f"then make the clips with `reelforge approve {m.id}`."]
