@@ -160,8 +160,12 @@ class FakeImageGenerator(_Fake):
 
         job.progress(0.5, "drawing")
         out = job.work_dir / "fake.png"
+        from PIL.PngImagePlugin import PngInfo
+
         color = ((shot.seed * 67 + self.options.tint) % 256, (shot.seed * 131) % 256, (shot.seed * 29) % 256)
-        Image.new("RGB", (64, 36), color).save(out)
+        info = PngInfo()
+        info.add_text("seed", str(shot.seed))  # two seeds of one colour still give two files
+        Image.new("RGB", (64, 36), color).save(out, pnginfo=info)
         return out
 
 
