@@ -38,7 +38,7 @@ def _session_runner(session_id: str, output_dir: Path | None, config_path: Path 
 @click.option("--stage", type=_STAGE_CHOICE, default="image", show_default=True,
               help="What to make again; what depends on it (its clip, the film) follows only if it changes.")
 @click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=None, help="Use this seed for the shot.")
-@click.option("--new-seed", is_flag=True, help="Give the shot a new random seed.")
+@click.option("--new-seed", is_flag=True, help="Give the shot a new random seed (what a redo does without --seed).")
 @_output_dir_option
 def redo(session_id: str, shot_id: int, stage: str, seed: int | None, new_seed: bool,
          output_dir: Path | None, config_path: Path | None, **kwargs: Any) -> None:
@@ -53,7 +53,7 @@ def redo(session_id: str, shot_id: int, stage: str, seed: int | None, new_seed: 
     \b
     Examples:
       reelforge redo latest --shot 3
-      reelforge redo 20261201_1530 --shot 3 --new-seed
+      reelforge redo 20261201_1530 --shot 3 --seed 42
       reelforge redo latest --shot 5 --stage video
     """
     if seed is not None and new_seed:
