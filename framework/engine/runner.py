@@ -163,8 +163,10 @@ class Runner:
              new_seed: bool = False) -> RunResult:
         """Make one shot's ``stage`` ('image', 'narration' or 'video') again, then run the
         session on: what depends on it (its clip, the film) is remade only if it changes.
-        The current file is kept as a take. ``seed`` or ``new_seed`` also change the shot's
-        seed in shots.json (which changes its image and clip)."""
+        The current file is kept as a (rejected) take. The shot gets ``seed``, else a new
+        random one (``new_seed`` is what happens anyway); a clip's redo keeps its image. A
+        backend that makes the same file whatever the seed (``uses_seed = False``) is a
+        ConfigError. What was done is in :attr:`notes` (the new seed)."""
         return self._continue(self.store.open(session_id), edits.redo(shot_id, stage, seed, new_seed))
 
     def use_take(self, session_id: str, shot_id: int, stage: str, take: int) -> RunResult:
@@ -230,8 +232,10 @@ class Runner:
         finally:
             self._release_validated()  # validate()'s backends: the new ones took over
 
-    def _continue(self, session: Session, prepare: Callable[[Session, dict], None] | None = None) -> RunResult:
-        """Run an opened (locked) session on; ``prepare(session, backends)`` changes it first."""
+    def _continue(self, session: Session,
+                  prepare: Callable[[Session, dict], Iterable[str] | None] | None = None) -> RunResult:
+        """Run an opened (locked) session on; ``prepare(session, backends)`` changes it first
+        (and returns what it tells the user: :meth:`note`)."""
         try:
             backends = self._resolve_backends(session)
             if prepare is not None:
