@@ -47,17 +47,11 @@ SHOT_PIPELINE = (
 )
 #: Which backend kind serves each per-shot stage.
 STAGE_KIND = {spec.name: spec.kind for spec in SHOT_PIPELINE}
-#: The field of a shot that says what each per-shot stage makes (kept with each take).
-PROMPT_FIELD = {"images": "image_prompt", "narration": "narration", "videos": "motion_prompt"}
 
 
 def gated_stages(meta) -> set[str]:
     """The stages held back for review: the clips, while a ``--review images`` session is not approved."""
     return {"videos"} if meta.review == "images" and not meta.approved else set()
-
-
-def prompt_of(stage: str, shot: Shot) -> str:
-    return getattr(shot, PROMPT_FIELD[stage])
 
 
 def average_seconds(session: Session, stage: str) -> float | None:
