@@ -160,15 +160,20 @@ class FakeImageGenerator(_Fake):
 
         job.progress(0.5, "drawing")
         out = job.work_dir / "fake.png"
+        from PIL.PngImagePlugin import PngInfo
+
         color = ((shot.seed * 67 + self.options.tint) % 256, (shot.seed * 131) % 256, (shot.seed * 29) % 256)
-        Image.new("RGB", (64, 36), color).save(out)
+        info = PngInfo()
+        info.add_text("seed", str(shot.seed))  # two seeds of one colour still give two files
+        Image.new("RGB", (64, 36), color).save(out, pnginfo=info)
         return out
 
 
 class FakeRenderer(_Fake):
-    """Renders a tiny real H.264 clip of the image with the bundled ffmpeg."""
+    """Renders a tiny real H.264 clip of the image with the bundled ffmpeg (the seed is not used)."""
 
     kind = "video"
+    uses_seed = False
 
     def render(self, shot: Shot, image: Path, job) -> Path:
         self._record(shot.id, shot.id, job.attempt)
@@ -189,6 +194,7 @@ class FakeNarrator(_Fake):
     """Speaks a shot's narration as a tone WAV, 0.1 s per word (so timing follows the text)."""
 
     kind = "narration"
+    uses_seed = False
 
     @attrs.frozen
     class Options:

@@ -79,14 +79,18 @@ def test_redo_with_a_new_seed_remakes_that_shot_and_keeps_the_old_as_a_take(out,
     assert meta.shot(3).image.seed != 3 and meta.shot(3).image.takes[0]["seed"] == 3
 
 
-def test_redo_without_a_change_makes_it_again_and_does_not_bring_the_old_one_back(out, fakes):
+def test_a_redo_of_a_backend_that_ignores_the_seed_is_refused_and_changes_nothing(out, fakes):
+    # (issue 18: a redo used to make the same clip again and keep a duplicate take.) The fake
+    # renderer says uses_seed = False: a redo could only give this clip again.
     result = run_session(out, "idea", backends=fakes.backends)
+    plan = (result.path / "shots.json").read_bytes()
     clear(fakes)
     r = invoke(out, "redo", result.session_id, "--shot", "2", "--stage", "video", *FAKE)
-    assert r.exit_code == 0, r.output
-    assert calls(fakes) == {"images": [], "videos": [2]}  # the clip only: made again, not restored
+    assert r.exit_code == 2 and "whatever its seed" in r.output and "--motion-prompt" in r.output
+    assert calls(fakes) == {"images": [], "videos": []}
     meta = SessionStore(out).load(result.session_id).meta
-    assert meta.shot(2).video.takes[0]["rejected"] is True
+    assert meta.shot(2).video.takes == [] and meta.status == COMPLETE and meta.edited == []
+    assert (result.path / "shots.json").read_bytes() == plan
 
 
 def test_takes_are_listed_and_a_chosen_one_comes_back_without_rendering(out, fakes):

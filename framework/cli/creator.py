@@ -38,22 +38,28 @@ def _session_runner(session_id: str, output_dir: Path | None, config_path: Path 
 @click.option("--stage", type=_STAGE_CHOICE, default="image", show_default=True,
               help="What to make again; what depends on it (its clip, the film) follows only if it changes.")
 @click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=None, help="Use this seed for the shot.")
-@click.option("--new-seed", is_flag=True, help="Give the shot a new random seed.")
+@click.option("--new-seed", is_flag=True, help="Give the shot a new random seed (what a redo does without --seed).")
 @_output_dir_option
 def redo(session_id: str, shot_id: int, stage: str, seed: int | None, new_seed: bool,
          output_dir: Path | None, config_path: Path | None, **kwargs: Any) -> None:
     """Make one shot's image (or voice, or clip) of SESSION_ID again, keep the old one as a
     take, and bring the session up to date (its clip and the film are remade if they change).
 
+    A redo asks for something new: the shot gets a new seed (--seed N, else a random one,
+    printed) and a redo of its clip keeps its image. A backend that makes the same file
+    whatever the seed is refused with what to change instead (`reelforge shots edit`);
+    a voice is made again as it is. A file that comes out identical to a take is kept once.
+
     \b
     Examples:
       reelforge redo latest --shot 3
-      reelforge redo 20261201_1530 --shot 3 --new-seed
+      reelforge redo 20261201_1530 --shot 3 --seed 42
       reelforge redo latest --shot 5 --stage video
     """
     if seed is not None and new_seed:
         raise click.UsageError("give --seed N or --new-seed, not both")
     runner, sid = _session_runner(session_id, output_dir, config_path, kwargs)
+    runner.announce = click.echo  # the new seed, or a file made again that is the same as a take
     _execute(runner, lambda: runner.redo(sid, shot_id, stage, seed=seed, new_seed=new_seed))
 
 
@@ -132,7 +138,6 @@ def takes_cmd(session_id: str, shot_id: int, as_json: bool, prune: bool, yes: bo
     """List the takes (earlier versions) of shot SHOT_ID's image, voice and clip."""
     import json as _json
 
-    from reelforge.redact import for_terminal
     from reelforge.store import listing
     from reelforge.store.meta import SHOT_STAGES
     from reelforge.store.sessions import SessionStore
@@ -160,7 +165,7 @@ def takes_cmd(session_id: str, shot_id: int, as_json: bool, prune: bool, yes: bo
     except KeyError:
         raise click.UsageError(f"no shot {shot_id} in {session.id}") from None
     rows = {stage: {"current": {"path": art.path, "state": art.state, "seed": art.seed,
-                                "backend": art.backend, "pinned": art.pinned},
+                                "backend": art.backend, "pinned": art.pinned, "inputs": art.inputs or None},
                     "takes": art.takes}
             for stage, art in (("image", state.image), ("narration", state.narration), ("video", state.video))}
     if as_json:
@@ -169,12 +174,12 @@ def takes_cmd(session_id: str, shot_id: int, as_json: bool, prune: bool, yes: bo
     for stage, row in rows.items():
         cur = row["current"]
         pin = " (chosen)" if cur["pinned"] else ""
-        click.echo(f"{stage}: now {cur['path'] or '-'} [{cur['state']}] seed {cur['seed']}{pin}")
+        click.echo(f"{stage}: now {cur['path'] or '-'} [{cur['state']}] seed {cur['seed']}{pin}"
+                   f"  {_made_from(stage, cur.get('inputs'), cur['state'] == 'done')}")
         for t in row["takes"]:
             note = " rejected" if t.get("rejected") else ""
-            prompt = for_terminal(" ".join(str(t.get("prompt") or "").split())[:70], newlines=False)
             click.echo(f"  take {t['n']}: {t['path']}  seed {t.get('seed')}  {t.get('backend') or '-'}"
-                       f"{note}  {prompt}")
+                       f"{note}  {_made_from(stage, t.get('inputs'), True)}")
         if not row["takes"]:
             click.echo("  (no takes)")
     click.echo(f"Choose one with: reelforge use {session.id} {shot_id} --take N [--stage image|narration|video]")
@@ -196,6 +201,21 @@ def _show_replaced(session, shot_id: int) -> None:
         click.echo(replaced_line(session.id, found))
 
 
+def _made_from(stage: str, inputs: dict | None, made: bool) -> str:
+    """What a take (or the current file) was made from, on one line: its prompt, else
+    "inputs not recorded" (a file an older version made), never the shot's prompt now."""
+    from reelforge.redact import for_terminal
+    from reelforge.store.takes import PROMPT_FIELD
+
+    if not made:
+        return ""
+    if not inputs:
+        return "(inputs not recorded)"
+    field = PROMPT_FIELD[{"image": "images", "video": "videos"}.get(stage, stage)]
+    text = " ".join(str(inputs.get(field) or "").split())
+    return for_terminal(f'"{text[:70]}"', newlines=False)
+
+
 @cli.command("use", cls=_RunCommand)
 @click.argument("session_id")
 @click.argument("shot_id", type=int)
@@ -208,6 +228,7 @@ def use_cmd(session_id: str, shot_id: int, take_n: int, stage: str, output_dir: 
     date (the clip follows a chosen image; the film is rebuilt). Nothing is deleted."""
     runner, sid = _session_runner(session_id, output_dir, config_path, kwargs)
     _check_take(runner.store, sid, shot_id, stage, take_n)
+    runner.announce = click.echo  # "take N brought back", and what of its inputs went back
     _execute(runner, lambda: runner.use_take(sid, shot_id, stage, take_n))
 
 

@@ -41,6 +41,11 @@ def _markup_safe(text: str) -> str:
     return escape(_short(text, 40))
 
 
+
+#: Why a shot stage needed no work, as the progress says it.
+_SKIP_HOW = {"done": "already done", "adopted": "found complete on disk after a crash, adopted",
+             "take": "brought back from a take made from the same inputs"}
+
 class RichProgress:
     """One bar per stage; per-shot status lines as shots finish, skip or fail."""
 
@@ -122,7 +127,7 @@ class RichProgress:
             for reason, ids in pending.get(stage, {}).items():
                 one, many = _NOUNS.get(stage, (stage, stage))
                 noun = one if len(ids) == 1 else many
-                how = "already done" if reason == "done" else "found complete on disk after a crash, adopted"
+                how = _SKIP_HOW.get(reason, _SKIP_HOW["adopted"])
                 which = f"shot{'' if len(ids) == 1 else 's'} {shot_ranges(ids)}"
                 self._print_under(stage, f"  {'[SKIP]':<8} {len(ids):,} {noun} {how} ({which})")
 

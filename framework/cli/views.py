@@ -8,7 +8,7 @@ from typing import Iterable
 
 from reelforge.errors import SessionCorruptError
 from reelforge.redact import for_terminal
-from reelforge.store.meta import COMPLETE, DONE, FAILED_STATE
+from reelforge.store.meta import COMPLETE, DONE, FAILED_STATE, IN_PROGRESS
 from reelforge.store.session import Session
 from reelforge.store.sessions import AbandonedSession
 
@@ -52,8 +52,15 @@ def progress_rows(session: Session) -> list[str]:
         done, total = m.counts(stage)
         rows.append(_row(label, done, total, m.steps.get(stage, "todo"), counts=True))
     state = m.steps.get("assemble", "todo")
-    rows.append(_row("Film", int(state == DONE), 1, state, counts=False))
+    film = _row("Film", int(state == DONE), 1, state, counts=False)
+    if session.film_stale:
+        film = f"{film[:-1]}⏳ stale: made before the edits to {_shots(m.edited)}; `reelforge resume {m.id}` remakes it"
+    rows.append(film)
     return rows
+
+
+def _shots(ids: list[int]) -> str:
+    return f"shot{'' if len(ids) == 1 else 's'} {', '.join(map(str, ids))}"
 
 
 def shot_lines(session: Session, width: int = 100) -> list[str]:
@@ -65,8 +72,9 @@ def shot_lines(session: Session, width: int = 100) -> list[str]:
     descriptions = {s.id: s.description for s in plan.shots} if plan else {}
     lines = []
     digits = len(str(max((st.id for st in session.meta.shots), default=1)))
+    edited = set(session.meta.edited)
     for st in session.meta.shots:
-        tag = f"[{st.indicator}]"
+        tag = "[EDIT]" if st.id in edited else f"[{st.indicator}]"
         text = for_terminal(" ".join(descriptions.get(st.id, "").split()), newlines=False)
         head = f"  {tag:<8} Shot {st.id:>{digits}}: "
         lines.append(head + textwrap.shorten(text, max(10, width - len(head)), placeholder="..."))
@@ -99,6 +107,9 @@ def render_session(session: Session, width: int = 100) -> str:
         out += ["", "Shot Breakdown:", *shot_lines(session, width)]
     if m.status == COMPLETE:
         out += ["", f"Film: {session.film_path}"]
+    elif m.edited and m.status == IN_PROGRESS:
+        out += ["", (f"[EDIT]: {_shots(m.edited)} changed since the film was made; make what the changes "
+                     f"reach, and the film, with `reelforge resume {m.id}`.")]
     elif m.status == "AWAITING_REVIEW":
         out += ["", (f"The images wait for review: look at them with `reelforge report {m.id}` (a page with "
                      f"the pictures), redo any with `reelforge redo {m.id} --shot N`, "
@@ -135,8 +146,9 @@ def sessions_table(found: Iterable[Session | SessionCorruptError | AbandonedSess
                 for step, state in m.steps.items()}
         img, total = m.counts("images")
         vid, _ = m.counts("videos")
+        film = "stale" if s.film_stale else mark.get("assemble", "-")
         rows.append((m.id, status_label(m.status), mark.get("story", "-"), f"{total}" if total else "-",
-                     f"{img}/{total}", f"{vid}/{total}", mark.get("assemble", "-"),
+                     f"{img}/{total}", f"{vid}/{total}", film,
                      m.updated[:19].replace("T", " "), m.idea))
     rows = [tuple(for_terminal(cell, newlines=False) for cell in row) for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns[:-1])]

@@ -4,16 +4,18 @@ function the Runner calls with the session locked and the backends built."""
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any, Callable
 
 from reelforge.engine import fingerprints
-from reelforge.engine.shots import PROMPT_FIELD, SHOT_PIPELINE, prompt_of
+from reelforge.engine.shots import SHOT_PIPELINE
 from reelforge.errors import ConfigError, SessionError
 from reelforge.records import Shot, ShotPlan
+from reelforge.store.meta import DONE
 from reelforge.store.session import Session
 
 if TYPE_CHECKING:
-    Prepare = Callable[[Session, dict], None]
+    Prepare = Callable[[Session, dict], "list[str] | None"]
 
 #: Fields of a shot that `reelforge shots edit` may change.
 EDITABLE = {"description", "image_prompt", "motion_prompt", "negative_prompt", "narration",
@@ -66,59 +68,146 @@ def edit_shot(session: Session, plan: ShotPlan, shot_id: int, changes: dict[str,
         new_plan = structure(data, ShotPlan, "shots.json")
     except ValueError as exc:
         raise ConfigError(f"shot {shot_id}: {exc}") from None
+    session.mark_edited(shot_id)  # first: a crash before the next line still shows work pending
     session.save_step_output("shots", new_plan)
     return plan_shot(new_plan, shot_id)
 
 
+#: What each stage makes, in messages.
+LABEL = {"images": "image", "narration": "voice", "videos": "clip"}
+
+#: The `shots edit` option that changes what each stage is made from.
+_EDIT_FLAG = {"images": "--image-prompt", "narration": "--narration", "videos": "--motion-prompt"}
+
+
+def uses_seed(backend) -> bool:
+    """Whether ``backend`` makes something else from another seed (its class's ``uses_seed``,
+    True unless it says otherwise; see docs/plugin_hooks.md)."""
+    return bool(getattr(backend.instance, "uses_seed", True))
+
+
+def _stage_backend(backends: dict, name: str, stage: str):
+    spec = next(s for s in SHOT_PIPELINE if s.name == name)
+    if spec.kind not in backends:
+        raise ConfigError(f"this session has no {stage} stage (its {spec.kind} backend is 'none')")
+    return backends[spec.kind], {s.name for s in SHOT_PIPELINE if s.kind in backends}
+
+
+def known_inputs(session: Session, stage: str, shot: Shot, backend, active: set[str]) -> dict | None:
+    """The inputs of the shot's current ``stage`` artifact when its record lacks them (made
+    by an older version) but its fingerprint shows it was made from the shot as it is."""
+    art = session.shot_state(shot.id).artifact(stage)
+    if art.inputs or art.state != DONE:
+        return None
+    if art.fingerprint == fingerprints.of_shot_stage(session, stage, shot, backend, active):
+        return fingerprints.inputs_of(stage, shot, backend)
+    return None
+
+
+def _fresh_seed(taken: set) -> int:
+    import secrets
+
+    while True:
+        value = secrets.randbelow(2**31)
+        if value not in taken:
+            return value
+
+
 def redo(shot_id: int, stage: str, seed: int | None, new_seed: bool) -> Prepare:
-    """Make one shot's ``stage`` again: the current file becomes a rejected take (never
-    brought back on its own), or, with a seed, the shot's seed changes in shots.json."""
+    """Make one shot's ``stage`` again, asking for something new: a new seed (``seed``, else
+    a random one no take of the shot has used). The current file becomes a rejected take
+    (never brought back on its own). A redo of a clip keeps the shot's image (pinned to the
+    new seed). A backend whose output does not depend on the seed (``uses_seed = False``)
+    is refused with what to change instead: a redo would only make the same file again."""
     name = stage_name(stage)
 
-    def prepare(session: Session, backends: dict) -> None:
+    def prepare(session: Session, backends: dict) -> list[str]:
         plan = saved_plan(session)
         shot = plan_shot(plan, shot_id)
-        if seed is not None or new_seed:
-            import secrets
-
-            value = seed if seed is not None else secrets.randbelow(2**31)
-            edit_shot(session, plan, shot_id, {"seed": value})
-            return  # the new seed changes the inputs: the runner redoes what depends on it
-        if name not in {s.name for s in SHOT_PIPELINE if s.kind in backends}:
-            raise ConfigError(f"this session has no {stage} stage (its narrator is 'none')")
-        session.keep_as_take(name, shot_id, "redo requested", prompt=prompt_of(name, shot), rejected=True)
+        backend, active = _stage_backend(backends, name, stage)
+        label = LABEL[name]
+        art = session.shot_state(shot_id).artifact(name)
+        if not uses_seed(backend):
+            raise ConfigError(
+                f"{backend.name} makes the same {label} of a shot whatever its seed, so a redo would only "
+                f"make this one again; change what it is made from instead, e.g. "
+                f"reelforge shots edit {session.id} {shot_id} {_EDIT_FLAG[name]} \"...\"")
+        if name == "narration":  # a voice is not made from the seed: made again as it is
+            if seed is not None or new_seed:
+                raise ConfigError("a voice does not depend on the shot's seed; redo it without --seed/--new-seed")
+            session.mark_edited(shot_id)
+            session.keep_as_take(name, shot_id, "redo requested", rejected=True,
+                                 inputs=known_inputs(session, name, shot, backend, active))
+            return [f"Shot {shot_id}: the voice is made again ({backend.name} varies from one take to the next)."]
+        if art.state != DONE and seed is None and not new_seed:
+            session.mark_edited(shot_id)
+            return [f"Shot {shot_id}: its {label} is not made yet; it is made now (seed {shot.seed})."]
+        value = seed if seed is not None else _fresh_seed(
+            {shot.seed, *(t.get("seed") for st in ("images", "videos")
+                          for t in session.shot_state(shot_id).artifact(st).takes)})
+        if value == shot.seed and art.state == DONE:
+            raise ConfigError(f"shot {shot_id} already has seed {value}, so its {label} would be the same; "
+                              f"give another --seed, or none for a new one")
+        inputs = known_inputs(session, name, shot, backend, active)
+        image_art = session.shot_state(shot_id).image
+        keep_image = (name == "videos" and "images" in active and image_art.state == DONE
+                      and image_art.fingerprint == fingerprints.of_shot_stage(
+                          session, "images", shot, backends["image"], active))
+        # The seed first: a crash after it is a redo all the same (the next check keeps the
+        # old file as a take and makes a new one), and never makes the same file again.
+        new_shot = edit_shot(session, plan, shot_id, {"seed": value})
+        session.keep_as_take(name, shot_id, "redo requested", rejected=True, inputs=inputs)
+        if keep_image:  # the clip is redone, not the picture it is made from
+            session.repin("images", shot_id, fingerprints.of_shot_stage(
+                session, "images", new_shot, backends["image"], active))
+        follows = " (and its clip)" if name == "images" and "videos" in active else ""
+        return [f"Shot {shot_id}: new seed {value} (was {shot.seed}); its {label}{follows} is made again."]
 
     return prepare
 
 
 def use_take(shot_id: int, stage: str, take: int) -> Prepare:
     """Make take ``take`` the artifact again, pinned (kept although the shot's inputs moved
-    on); its seed and prompt go back into shots.json."""
+    on); the inputs it records (prompts, narration, seed, duration) go back into shots.json,
+    so what the session shows matches the picture and what was made from it (a clip from a
+    chosen image) can come back too. A take an older version kept, without its inputs,
+    brings back its seed only, and says so."""
     name = stage_name(stage)
 
-    def prepare(session: Session, backends: dict) -> None:
+    def prepare(session: Session, backends: dict) -> list[str]:
+        from reelforge.records import unstructure
+
         plan = saved_plan(session)
         shot = plan_shot(plan, shot_id)
-        spec = next(s for s in SHOT_PIPELINE if s.name == name)
-        if spec.kind not in backends:
-            raise ConfigError(f"this session has no {stage} stage")
-        chosen = next((t for t in session.shot_state(shot_id).artifact(name).takes if t["n"] == take), None)
-        if chosen is not None:
-            # Back to what made the take: its seed and prompt go back into shots.json, so
-            # what was made from it (a clip from a chosen image) can come back too.
-            changes: dict[str, Any] = {}
+        backend, active = _stage_backend(backends, name, stage)
+        label = LABEL[name]
+        displaced = known_inputs(session, name, shot, backend, active)
+        chosen, _ = session.find_take(name, shot_id, take)  # refused before anything changes
+        notes: list[str] = []
+        changes: dict[str, Any] = {}
+        recorded = chosen.get("inputs")
+        current = unstructure(shot)
+        if recorded:
+            changes = {k: v for k, v in recorded.items()
+                       if k in EDITABLE and k in current and current[k] != v}
+            options = recorded.get("options")
+            now = json.loads(json.dumps(backend.fingerprint_options, default=str))
+            if options is not None and options != now:
+                notes.append(f"Take {take} was made with {chosen.get('backend') or backend.name} options "
+                             f"{options}; the session keeps its own ({now}).")
+        else:
             if chosen.get("seed") is not None and chosen["seed"] != shot.seed:
                 changes["seed"] = chosen["seed"]
-            field = PROMPT_FIELD[name]
-            if isinstance(chosen.get("prompt"), str) and chosen["prompt"] != getattr(shot, field):
-                changes[field] = chosen["prompt"]
-            if changes:
-                shot = edit_shot(session, plan, shot_id, changes)
-        session.use_take(name, shot_id, take, pinned=True, prompt=prompt_of(name, shot))
+            notes.append(f"Take {take}'s inputs were not recorded (kept by an older version): only its "
+                         f"seed goes back; shots.json keeps the shot's current prompts.")
+        session.mark_edited(shot_id)
+        if changes:
+            shot = edit_shot(session, plan, shot_id, changes)
+        session.use_take(name, shot_id, take, pinned=True, inputs=displaced)
         # Pinned: recorded as made from the shot's current inputs, so the next check keeps it.
-        active = {s.name for s in SHOT_PIPELINE if s.kind in backends}
-        fp = fingerprints.of_shot_stage(session, name, shot, backends[spec.kind], active)
-        session.repin(name, shot_id, fp)
+        session.repin(name, shot_id, fingerprints.of_shot_stage(session, name, shot, backend, active))
+        back = f", with its {', '.join(sorted(changes))} back in shots.json" if changes else ""
+        return [f"Shot {shot_id}: {label} take {take} brought back{back}.", *notes]
 
     return prepare
 

@@ -73,6 +73,7 @@ def assemble(runner: Runner, session: Session, plan: ShotPlan, story: Story, cho
     inputs = gather(session, plan, chosen, story, narrated="narration" in backends)
     problem = session.check_film(inputs.fingerprint)
     if problem is None:
+        session.film_is_current()  # made from exactly these inputs: nothing is pending
         return
     runner.hook("stage_started", session=session, stage="assemble")
     t0 = time.monotonic()

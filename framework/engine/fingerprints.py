@@ -53,19 +53,35 @@ def film_overlap(session: Session) -> float:
     return float(seconds) if isinstance(seconds, (int, float)) and seconds > 0 else 0.0
 
 
+#: Per shot stage, the shot fields its fingerprint covers, under their fingerprint keys.
+STAGE_FIELDS: dict[str, dict[str, str]] = {
+    "images": {"prompt": "image_prompt", "negative": "negative_prompt", "seed": "seed"},
+    "narration": {"text": "narration"},
+    "videos": {"motion": "motion_prompt", "negative": "negative_prompt", "duration": "duration_s", "seed": "seed"},
+}
+
+
 def _base(stage: str, shot: Shot, backend, image_sha: str | None) -> str:
+    parts = {key: getattr(shot, field) for key, field in STAGE_FIELDS[stage].items()}
     if stage == "images":
         # What the backend is asked to draw: subject and look. A shot planned before looks were
         # kept apart holds the look in its prompt, so its fingerprint is what it always was.
-        return fingerprint(stage=stage, prompt=looks.compose(shot.image_prompt, shot.look),
-                           negative=shot.negative_prompt,
-                           seed=shot.seed, backend=backend.name, options=backend.fingerprint_options)
-    if stage == "narration":
-        return fingerprint(stage=stage, text=shot.narration, backend=backend.name,
-                           options=backend.fingerprint_options)
-    return fingerprint(stage=stage, motion=shot.motion_prompt, negative=shot.negative_prompt,
-                       duration=shot.duration_s, seed=shot.seed, image=image_sha,
-                       backend=backend.name, options=backend.fingerprint_options)
+        parts["prompt"] = looks.compose(shot.image_prompt, shot.look)
+    if stage == "videos":
+        parts["image"] = image_sha
+    return fingerprint(stage=stage, **parts, backend=backend.name, options=backend.fingerprint_options)
+
+
+def inputs_of(stage: str, shot: Shot, backend) -> dict[str, Any]:
+    """The shot's fields that make its ``stage`` (as shots.json holds them: the planned
+    duration, not the stretched one) and the backend's options: what a take records, and
+    what `reelforge use` puts back."""
+    fields = [*STAGE_FIELDS[stage].values(), *(("look",) if stage == "images" else ()),
+              *getattr(backend.instance, "fingerprint_fields", ())]
+    inputs: dict[str, Any] = {f: getattr(shot, f) for f in dict.fromkeys(fields) if hasattr(shot, f)}
+    inputs = json.loads(json.dumps(inputs, default=str))  # plain JSON: tuples become lists
+    inputs["options"] = json.loads(json.dumps(backend.fingerprint_options, default=str))
+    return inputs
 
 
 def of_inputs(stage: str, shot: Shot, backend, image_sha: str | None, overlap_s: float = 0.0) -> str:

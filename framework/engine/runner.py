@@ -128,6 +128,10 @@ class Runner:
         self._hook_lock = threading.RLock()
         self._validated: dict[str, Backend] | None = None
         "validate()'s backends, open until the next run builds its own."
+        self.notes: list[str] = []
+        "What this runner told the user about a run (a redo's new seed, a take brought back)."
+        self.announce: Callable[[str], None] | None = None
+        "Called with each note as it is made (the command line prints it)."
 
     # -- public API ---------------------------------------------------------------
     def start(self, idea: str) -> RunResult:
@@ -160,8 +164,10 @@ class Runner:
              new_seed: bool = False) -> RunResult:
         """Make one shot's ``stage`` ('image', 'narration' or 'video') again, then run the
         session on: what depends on it (its clip, the film) is remade only if it changes.
-        The current file is kept as a take. ``seed`` or ``new_seed`` also change the shot's
-        seed in shots.json (which changes its image and clip)."""
+        The current file is kept as a (rejected) take. The shot gets ``seed``, else a new
+        random one (``new_seed`` is what happens anyway); a clip's redo keeps its image. A
+        backend that makes the same file whatever the seed (``uses_seed = False``) is a
+        ConfigError. What was done is in :attr:`notes` (the new seed)."""
         return self._continue(self.store.open(session_id), edits.redo(shot_id, stage, seed, new_seed))
 
     def use_take(self, session_id: str, shot_id: int, stage: str, take: int) -> RunResult:
@@ -195,6 +201,13 @@ class Runner:
             close_backends(validated)
 
     # -- what the units of work call back -----------------------------------------------
+    def note(self, message: str) -> None:
+        """Tell the user something about this run that is not an error."""
+        with self._hook_lock:
+            self.notes.append(message)
+            if self.announce is not None:
+                self.announce(message)
+
     def hook(self, name: str, **kwargs: Any) -> None:
         """Call a lifecycle hook. Observers watch; a broken one must not cost a render,
         so its exception becomes a warning naming the hook."""
@@ -220,12 +233,15 @@ class Runner:
         finally:
             self._release_validated()  # validate()'s backends: the new ones took over
 
-    def _continue(self, session: Session, prepare: Callable[[Session, dict], None] | None = None) -> RunResult:
-        """Run an opened (locked) session on; ``prepare(session, backends)`` changes it first."""
+    def _continue(self, session: Session,
+                  prepare: Callable[[Session, dict], Iterable[str] | None] | None = None) -> RunResult:
+        """Run an opened (locked) session on; ``prepare(session, backends)`` changes it first
+        (and returns what it tells the user: :meth:`note`)."""
         try:
             backends = self._resolve_backends(session)
             if prepare is not None:
-                prepare(session, backends)
+                for message in prepare(session, backends) or ():
+                    self.note(message)
         except BaseException:
             session.close()
             raise

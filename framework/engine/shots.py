@@ -9,7 +9,7 @@ import stat
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import attrs
 
@@ -47,17 +47,11 @@ SHOT_PIPELINE = (
 )
 #: Which backend kind serves each per-shot stage.
 STAGE_KIND = {spec.name: spec.kind for spec in SHOT_PIPELINE}
-#: The field of a shot that says what each per-shot stage makes (kept with each take).
-PROMPT_FIELD = {"images": "image_prompt", "narration": "narration", "videos": "motion_prompt"}
 
 
 def gated_stages(meta) -> set[str]:
     """The stages held back for review: the clips, while a ``--review images`` session is not approved."""
     return {"videos"} if meta.review == "images" and not meta.approved else set()
-
-
-def prompt_of(stage: str, shot: Shot) -> str:
-    return getattr(shot, PROMPT_FIELD[stage])
 
 
 def average_seconds(session: Session, stage: str) -> float | None:
@@ -96,7 +90,7 @@ def check_shot(session: Session, stage: str, shot: Shot, fp: str) -> str | None:
     if reason is not None and art.fingerprint == fp:
         return reason
     if reason is not None:  # sound, but made from other inputs: kept as a take
-        session.keep_as_take(stage, shot.id, "redo: inputs changed", prompt=prompt_of(stage, shot))
+        session.keep_as_take(stage, shot.id, "redo: inputs changed")  # with the inputs its record holds
     elif problem is not None:
         path = session.path / art.path
         if os.path.lexists(path):
@@ -107,7 +101,7 @@ def check_shot(session: Session, stage: str, shot: Shot, fp: str) -> str | None:
     for take in reversed(art.takes):  # the newest matching take the user did not reject
         if take.get("fingerprint") == fp and not take.get("rejected"):
             try:
-                session.use_take(stage, shot.id, take["n"], prompt=prompt_of(stage, shot))
+                session.use_take(stage, shot.id, take["n"])
             except SessionError:
                 continue  # that take's file is gone or damaged: look further, else redo
             return "take"
@@ -115,7 +109,7 @@ def check_shot(session: Session, stage: str, shot: Shot, fp: str) -> str | None:
 
 
 def commit_shot(session: Session, stage: str, shot: Shot, backend, produced: Path, seconds: float,
-                fp: str, spent: float | None = None):
+                fp: str, spent: float | None = None, note: Callable[[str], None] | None = None):
     """Check what a backend produced, then commit it. It must be a regular file (not a
     link) in the session's scratch folder, and a valid file of its kind. Committing the
     same file twice records it once (the store's commit is keyed by stage and shot)."""
@@ -141,9 +135,16 @@ def commit_shot(session: Session, stage: str, shot: Shot, backend, produced: Pat
         raise StageError(f"{backend.name} produced {produced.name}, which is not a valid "
                          f"{media.KIND_LABEL[stage]} file")
     info = media.facts(stage, produced)
-    return session.mark_shot_done(stage, shot.id, produced, backend=backend.name,
-                                  seed=shot.seed, seconds=seconds, fingerprint=fp, info=info,
-                                  spent=spent)
+    before = {t["n"] for t in session.shot_state(shot.id).artifact(stage).takes}
+    art = session.mark_shot_done(stage, shot.id, produced, backend=backend.name,
+                                 seed=shot.seed, seconds=seconds, fingerprint=fp, info=info,
+                                 spent=spent, inputs=fingerprints.inputs_of(stage, shot, backend))
+    same = sorted(before - {t["n"] for t in art.takes})
+    if same and note is not None:
+        what = {"images": "image", "narration": "voice", "videos": "clip"}[stage]
+        note(f"shot {shot.id}: {backend.name} made the same {what} as take {', '.join(map(str, same))} "
+             f"(byte for byte); it is kept once, as the shot's {what}, not as a take too")
+    return art
 
 
 class ShotRun:
@@ -240,7 +241,7 @@ class ShotRun:
         produced, seconds = result
         try:
             artifact = commit_shot(self.session, stage, shot, self.backend_of[stage], produced, seconds,
-                                   self._fp[unit], self.spent.pop((stage, shot.id), None))
+                                   self._fp[unit], self.spent.pop((stage, shot.id), None), self.runner.note)
         except StageError as exc:  # what it produced is not usable
             self._failed(stage, shot, exc)
             return
@@ -252,7 +253,8 @@ class ShotRun:
     def salvage(self, unit: Unit, result: Any) -> None:
         produced, seconds = result
         commit_shot(self.session, unit.stage, self.shots[unit.shot_id], self.backend_of[unit.stage],
-                    produced, seconds, self._fp[unit], self.spent.pop((unit.stage, unit.shot_id), None))
+                    produced, seconds, self._fp[unit], self.spent.pop((unit.stage, unit.shot_id), None),
+                    self.runner.note)
 
     # -- after the engine is done ----------------------------------------------------------
     def settle_stages(self) -> None:

@@ -115,7 +115,8 @@ def session_summary(s) -> dict[str, Any]:
         return {"id": entry_id(s), "status": UNREADABLE, "error": str(s)}
     m = s.meta
     return {"id": m.id, "status": m.status, "idea": m.idea, "steps": m.steps, "counts": step_counts(m),
-            "created": m.created, "updated": m.updated, "last_error": m.last_error}
+            "created": m.created, "updated": m.updated, "last_error": m.last_error,
+            "edited": list(m.edited), "film_stale": s.film_stale}
 
 
 def folder_size(path: Path) -> tuple[int, int]:

@@ -116,8 +116,15 @@ class ArtifactState:
     "Backend time spent on this artifact across all attempts and runs (the cost ledger)."
     pinned: bool = False
     "Chosen by the user (`reelforge use`): kept even though its inputs differ from the shot's."
+    inputs: dict[str, Any] = attrs.Factory(dict)
+    """The shot's fields that made it (its stage's prompts, narration, seed, duration, and the
+    fields its backend draws), with ``options``: the backend's options. Empty for a file an
+    older version made ("inputs not recorded")."""
     takes: list[dict[str, Any]] = attrs.Factory(list)
-    "Earlier versions kept when the artifact was made again: ``{n, path, sha256, size, fingerprint, seed, backend, prompt, seconds, created}``."
+    """Earlier versions kept when the artifact was made again: ``{n, path, sha256, size,
+    fingerprint, seed, backend, inputs, prompt, seconds, created, rejected}`` (``inputs`` as
+    above; a take an older version kept has none, and its ``prompt`` may be the one that
+    replaced it)."""
 
 
 @attrs.define
@@ -188,6 +195,8 @@ class Meta:
     "Cost ledger of the story steps: seconds, attempts, prompt/completion tokens per step."
     journal_seq: int = 0
     "The last journal event folded into this snapshot."
+    edited: list[int] = attrs.Factory(list)
+    "Shots changed (`shots edit`, `redo`, `use`) since the film was last made: their work and the film are pending."
     last_verify: dict[str, Any] | None = None
     "The last `reelforge sessions verify`: ``{at, checked, bad: [path, ...], repaired}``."
     schema_version: int = SCHEMA_VERSION
@@ -238,7 +247,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "pending": (str, _NONE), "backend": (str, _NONE), "seed": (int, _NONE),
     "seconds": (int, float, _NONE), "fingerprint": (str, _NONE), "checkpoint": (dict,),
     "updated": (str, _NONE), "info": (dict,), "backend_seconds": (int, float, _NONE),
-    "pinned": (bool,), "takes": (list,),
+    "pinned": (bool,), "inputs": (dict,), "takes": (list,),
 }
 
 
@@ -280,7 +289,7 @@ _TAKE_TYPES: dict[str, tuple[type, ...]] = {
     "n": (int,), "path": (str,), "sha256": (str,), "size": (int,), "mtime_ns": (int, _NONE),
     "fingerprint": (str, _NONE), "seed": (int, _NONE), "backend": (str, _NONE),
     "prompt": (str, _NONE), "seconds": (int, float, _NONE), "created": (str, _NONE),
-    "info": (dict,), "rejected": (bool,),
+    "info": (dict,), "rejected": (bool,), "inputs": (dict,),
 }
 
 

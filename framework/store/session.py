@@ -282,6 +282,31 @@ class Session(SessionJournal, ShotRecords, Takes, Verification):
             self.write_meta()
 
     @uninterruptible
+    @uninterruptible
+    def mark_edited(self, shot_id: int) -> None:
+        """Record that shot ``shot_id`` was changed by the user (an edit, a redo, a chosen
+        take): a COMPLETE session has work pending again (IN_PROGRESS) until its film is
+        made again, and the shot shows as edited."""
+        with self._mutex:
+            if shot_id not in self.meta.edited:
+                self.meta.edited = sorted({*self.meta.edited, shot_id})
+            if self.meta.status == COMPLETE:
+                self.meta.status = IN_PROGRESS
+            self.write_meta()
+
+    @uninterruptible
+    def film_is_current(self) -> None:
+        """The film on disk was made from the shots as they are: the session is COMPLETE."""
+        with self._mutex:
+            if self.meta.status != COMPLETE or self.meta.edited:
+                self.meta.status, self.meta.edited, self.meta.last_error = COMPLETE, [], None
+                self.write_meta()
+
+    @property
+    def film_stale(self) -> bool:
+        """The film on disk predates the shots' edits: it is made again on the next run."""
+        return self.meta.film.state == DONE and bool(self.meta.edited)
+
     def set_status(self, status: str, error: str | None = None) -> None:
         with self._mutex:
             self.meta.status = status
@@ -327,6 +352,7 @@ class Session(SessionJournal, ShotRecords, Takes, Verification):
             f.info = dict(info or {})
             self.meta.steps["assemble"] = DONE
             self.meta.status = COMPLETE
+            self.meta.edited = []
             self.meta.last_error = None
             self.compact()
 

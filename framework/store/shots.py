@@ -44,10 +44,12 @@ class ShotRecords:
     @uninterruptible
     def mark_shot_done(self, stage: str, shot_id: int, produced: Path, *, backend: str,
                        seed: int | None, seconds: float, fingerprint: str,
-                       info: dict[str, Any] | None = None, spent: float | None = None) -> ArtifactState:
+                       info: dict[str, Any] | None = None, spent: float | None = None,
+                       inputs: dict[str, Any] | None = None) -> ArtifactState:
         """Commit ``produced`` (a file in the session's scratch folder) as the shot's
         artifact: fsync it, journal the done record (digest, size, mtime, and the scratch
-        name), then rename it into place. See the module docstring for why in this order."""
+        name), then rename it into place. See the module docstring for why in this order.
+        ``inputs``: the shot's fields and backend options that made it (kept with its takes)."""
         produced = Path(produced)
         rel_pending = self._relative(produced, under=".work")
         st = os.lstat(produced)
@@ -73,12 +75,22 @@ class ShotRecords:
                 "backend": backend, "seed": seed,
                 "seconds": None if seconds is None else round(seconds, 3),
                 "fingerprint": fingerprint, "last_error": None, "info": dict(info or {}),
-                "pinned": False,
+                "pinned": False, "inputs": dict(inputs or {}),
             }
             if spent is not None:
                 fields["backend_seconds"] = self._spent(stage, shot_id, spent)
+            # A take with exactly these bytes is the same file twice: its record goes with this
+            # commit, its file after the rename (these bytes are kept, as the artifact).
+            same = [t for t in art.takes if t["sha256"] == digest]
+            if same:
+                fields["takes"] = [t for t in art.takes if t["sha256"] != digest]
             self._log({"op": "shot", "shot": shot_id, "stage": stage, "set": fields})
             os.replace(produced, dest)
+            for take in same:
+                try:
+                    os.unlink(contained(self.path, take["path"], under=(stage,), source=self.meta_path))
+                except FileNotFoundError:
+                    pass
             # The rename is made durable in a group, before the next snapshot (which forgets
             # the pending name): until then the journalled record can finish it after a crash.
             self._unsynced_dirs.add(dest_dir)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import shutil
 from pathlib import Path
 from typing import ClassVar
@@ -96,6 +97,8 @@ class KenBurnsRenderer:
     fingerprint_fields: ClassVar[tuple[str, ...]] = ("description", "characters", "scene_id")
     #: The caption's timing follows the film's crossfade: a changed transition renders again.
     uses_film_overlap: ClassVar[bool] = True
+    #: Another seed moves the camera otherwise (how far, and where a push in or pull out aims).
+    uses_seed: ClassVar[bool] = True
 
     def __init__(self, options: KenBurnsOptions | None = None):
         self.options = options if options is not None else KenBurnsOptions()
@@ -126,11 +129,15 @@ class KenBurnsRenderer:
         o = self.options
         w, h = _even(o.width), _even(o.height)
         sw, sh = w * o.prescale, h * o.prescale
-        z = f"{o.zoom:.4f}"
+        # The seed varies the move (so a redo with a new seed gives another clip): how far it
+        # goes (70-130 % of the zoom option) and where it aims (the centre, give or take a fifth).
+        vary = random.Random(f"kenburns\x1f{shot.seed}")
+        z = f"{min(3.0, 1 + (o.zoom - 1) * vary.uniform(0.7, 1.3)):.4f}"
         last = max(1, frames - 1)
         # Smoothstep easing: the move starts and ends gently, so cuts between clips are calm.
         ease = f"(3*pow(on/{last},2)-2*pow(on/{last},3))"
-        centre_x, centre_y = "(iw-iw/zoom)/2", "(ih-ih/zoom)/2"
+        centre_x = f"(iw-iw/zoom)*{vary.uniform(0.3, 0.7):.3f}"
+        centre_y = f"(ih-ih/zoom)*{vary.uniform(0.3, 0.7):.3f}"
         move = camera_move(shot)
         zexpr, xexpr, yexpr = {
             "push in": (f"1+({z}-1)*{ease}", centre_x, centre_y),

@@ -156,6 +156,8 @@ class EspeakNarrator:
     description: ClassVar[str] = "eSpeak NG voices, bundled (offline, 100+ languages, no model)"
     #: eSpeak NG is one global instance per process, and it is far faster than real time.
     concurrency: int = 1
+    #: The same line always sounds the same: a redo of a voice is refused (edit the line instead).
+    uses_seed: ClassVar[bool] = False
 
     def __init__(self, options: EspeakOptions | None = None):
         self.options = options if options is not None else EspeakOptions()

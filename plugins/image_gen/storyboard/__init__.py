@@ -73,6 +73,8 @@ class StoryboardGenerator:
     #: Fields of the shot besides its prompts and look that once made the card (kept in the
     #: fingerprint so that images made before keep theirs): a changed one redraws it.
     fingerprint_fields: ClassVar[tuple[str, ...]] = ("description", "characters", "scene_id", "duration_s")
+    #: Another seed gives another picture of the same shot (its composition and light): a redo gets one.
+    uses_seed: ClassVar[bool] = True
 
     def __init__(self, options: StoryboardOptions | None = None):
         self.options = options if options is not None else StoryboardOptions()

@@ -3,6 +3,8 @@ layers, landmarks, figures) with the depth of field and vignette of its framing.
 
 from __future__ import annotations
 
+import random
+
 from reelforge.plugins.image_gen.storyboard import backdrop, figures
 from reelforge.plugins.image_gen.storyboard.look import Look
 from reelforge.plugins.image_gen.storyboard.palette import RGB
@@ -19,7 +21,7 @@ class _Painter:
         return self.look.figure_colour()
 
     def paint(self):
-        from PIL import Image, ImageDraw, ImageFilter
+        from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
         look = self.look
         w, h = look.w, look.h
@@ -33,6 +35,8 @@ class _Painter:
         else:
             backdrop.sky(look, draw, horizon)
             backdrop.landscape(look, draw, horizon)
+        img = seeded_light(img, look.shot.seed)  # the backdrop's light; the figures keep their colours
+        draw = ImageDraw.Draw(img)
         if look.kind in ("closeup", "detail", "medium"):
             # Shallow depth of field: the background goes soft behind the subject.
             img = img.filter(ImageFilter.GaussianBlur(radius={"closeup": 9, "detail": 12, "medium": 3}[look.kind] * h / 720))
@@ -42,7 +46,26 @@ class _Painter:
         figures.subject(look, img, draw, horizon)
         if look.kind in ("closeup", "detail", "silhouette", "low"):
             vignette(img)
+        if random.Random(f"storyboard-mirror\x1f{look.shot.seed}").random() < 0.5:
+            img = ImageOps.mirror(img)  # composition: the scene seen from the other side
         return img
+
+
+def seeded_light(img, seed: int):
+    """The light the seed picks for the backdrop: a soft warm or cool key light from the
+    left, right or above (with the mirroring in :meth:`_Painter.paint`, another seed gives
+    another picture of the same shot)."""
+    from PIL import Image
+
+    rng = random.Random(f"storyboard-light\x1f{seed}")
+    w, h = img.size
+    side = rng.choice(("left", "right", "top"))
+    tint = rng.choice(((255, 214, 160), (255, 236, 200), (176, 204, 255)))
+    strength = rng.uniform(0.10, 0.22)
+    ramp = Image.linear_gradient("L")  # 0 at the top, 255 at the bottom
+    ramp = {"left": ramp.rotate(-90), "right": ramp.rotate(90), "top": ramp}[side].resize((w, h))
+    mask = ramp.point(lambda v: int((255 - v) * strength))
+    return Image.composite(Image.new("RGB", (w, h), tint), img, mask)
 
 
 def vignette(img) -> None:
