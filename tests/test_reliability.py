@@ -569,12 +569,17 @@ def test_fields_a_backend_draws_are_in_its_fingerprint(out, fakes):
     plan = json.loads(plan_path.read_text())
     plan["shots"][0]["description"] = "a new caption"
     plan_path.write_text(json.dumps(plan))
-    before = SessionStore(out).load(result.session_id).meta.shot(1).image
+    old = SessionStore(out).load(result.session_id).meta
+    before, clip = old.shot(1).image, old.shot(1).video
     again = run_session(out, "", backends=backends, options=opts, resume=result.session_id)
     assert again.ok
     meta = SessionStore(out).load(result.session_id).meta
-    # The plate is drawn again (its fingerprint moved) but has no text: the same bytes are
-    # kept once, not as a take too (issue 18); the clip, which shows the caption, is new.
+    # The plate and the clip are made again (their fingerprints moved). The card's caption
+    # now comes from the image prompt (issue 18: the storyboard shows what the prompt asks
+    # for), and the clip draws the caption saved in its image, so both come out the same:
+    # the same bytes are kept once, never as a take too (issue 18).
     assert meta.shot(1).image.fingerprint != before.fingerprint and meta.shot(1).image.sha256 == before.sha256
+    assert meta.shot(1).video.fingerprint != clip.fingerprint and meta.shot(1).video.sha256 == clip.sha256
     assert [len(s.image.takes) for s in meta.shots] == [0, 0, 0]
-    assert [len(s.video.takes) for s in meta.shots] == [1, 0, 0]
+    assert [len(s.video.takes) for s in meta.shots] == [0, 0, 0]
+    assert [s.video.fingerprint for s in meta.shots][1:] == [s.video.fingerprint for s in old.shots][1:]
