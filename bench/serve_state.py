@@ -1,6 +1,7 @@
 """What a page of `reelforge serve` costs per poll on a big session: the time and size of
-GET /s/ID/state.json (everything) and ?versions=1 (the digests a polling page asks for),
-and of the session page itself, through Starlette's test client (no network).
+GET /s/ID/state.json (everything), ?versions=1 (the digests of every part), ?since=VERSION
+(what a polling page asks: nothing changed, the usual case) and ?since=VERSION after one
+shot's record changed, and of the session page itself, through Starlette's test client.
 
 Run: python bench/serve_state.py [SHOTS]   (default 1000)
 """
@@ -38,7 +39,8 @@ def main() -> None:
         session.write_meta()
         session.close()
         client = TestClient(create_app(out), base_url="http://127.0.0.1")
-        for what in ("state.json?versions=1", "state.json", ""):
+        version = client.get(f"/s/{session.id}/state.json?since=").json()["version"]
+        for what in ("state.json?versions=1", "state.json", f"state.json?since={version}", ""):
             url = f"/s/{session.id}/{what}".rstrip("/")
             client.get(url)
             runs = 5
@@ -47,7 +49,24 @@ def main() -> None:
                 r = client.get(url)
                 assert r.status_code == 200, r.text
             ms = 1000 * (time.perf_counter() - t0) / runs
-            print(f"{n:,} shots: GET /s/ID/{what or '(the page)':<22} {ms:6.0f} ms  {len(r.content) / 1000:8,.0f} kB")
+            label = "state.json?since=(same)" if "since" in what else (what or "(the page)")
+            if what == "state.json":
+                label = "state.json (files same)"
+            print(f"{n:,} shots: GET /s/ID/{label:<24} {ms:7.1f} ms  {len(r.content) / 1000:8,.1f} kB")
+        # one shot changes between polls: the poll reads the session again, answers that shot
+        from reelforge.engine.edits import edit_shot, saved_plan
+
+        runs, total, size = 5, 0.0, 0
+        for i in range(runs):
+            with SessionStore(out).open(session.id) as opened:
+                edit_shot(opened, saved_plan(opened), 7, {"narration": f"Line {i}."})
+            t0 = time.perf_counter()
+            r = client.get(f"/s/{session.id}/state.json?since={version}")
+            total += time.perf_counter() - t0
+            size = len(r.content)
+            version = r.json()["version"]
+        print(f"{n:,} shots: GET /s/ID/{'state.json?since=(1 shot)':<24} {1000 * total / runs:7.1f} ms  "
+              f"{size / 1000:8,.1f} kB")
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ def test_the_page_shows_the_shots_and_a_redo_click_changes_the_shot(browser, tmp
         # the page follows the session: shot 2's image is made again and the old one is take 1
         page.wait_for_selector('#shot-2 li[data-stage="image"][data-state="done"][data-takes="1"]', timeout=60_000)
         page.wait_for_selector("#action [data-last-ok='1']", timeout=60_000)
-        assert "redo shot 2 image: done" in page.locator("#action").inner_text()
+        assert "redo shot 2 image with a new seed: done (seed " in page.locator("#action").inner_text()
         assert page.locator('#shot-2 li[data-stage="image"]').get_attribute("data-attempts") == "2"
         assert page.locator('#shot-1 li[data-stage="image"]').get_attribute("data-takes") == "0"
         assert page.locator('#shot-2 button[data-use="2-image-1"]').count() == 1
@@ -102,3 +102,35 @@ def test_the_report_opens_from_its_file_with_every_picture_and_the_subtitles(bro
     assert page.evaluate("document.querySelector('#film video').textTracks[0].cues.length") >= 1
     assert problems == []
     page.close()
+
+
+def test_the_film_comes_first_and_actions_grey_out_while_another_process_holds_the_lock(browser, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "output"
+    with fake_backends(shots=3, name=FAKE) as fakes:
+        result = run_session(out, "A harbour", backends=fakes.narrated)
+    assert result.ok, result.failed
+    hold = ("import sys\nfrom reelforge.store.sessions import SessionStore\n"
+            "s = SessionStore(sys.argv[1]).open(sys.argv[2])\nprint('locked', flush=True)\nsys.stdin.read()\n")
+    with serving(out) as (url, _proc):
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{url}/s/{result.session_id}")
+        sections = page.evaluate("() => Array.from(document.querySelectorAll('main > section')).map(s => s.id)")
+        assert sections[:3] == ["film", "summary", "shots"]
+        assert page.locator("#film video").get_attribute("poster").startswith(
+            f"/s/{result.session_id}/media/images/shot_001.png")
+        assert page.locator('button[data-redo="1-image"]').is_enabled()
+        holder = subprocess.Popen([sys.executable, "-c", hold, str(out), result.session_id], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout.readline().strip() == "locked"
+            # the page follows: the buttons grey out and say who holds the session
+            page.wait_for_selector('button[data-redo="1-image"]:disabled', timeout=60_000)
+            assert f"pid {holder.pid}" in page.locator("#action").inner_text()
+        finally:
+            holder.kill()
+            holder.wait()
+        page.wait_for_selector('button[data-redo="1-image"]:enabled', timeout=60_000)
+        page.close()

@@ -93,7 +93,8 @@ def test_a_session_page_shows_its_shots_with_buttons_and_the_token(out, done):
     r = c.get(f"/s/{done.id}")
     assert r.status_code == 200
     assert [int(n) for n in re.findall(r'<article class="shot" id="shot-(\d+)"', r.text)] == [1, 2, 3]
-    assert r.text.count(f'name="csrf" value="{TOKEN}"') == 10  # redo image, voice, clip per shot; verify
+    # per shot: redo image, voice, clip, redo with a seed, edit; and verify
+    assert r.text.count(f'name="csrf" value="{TOKEN}"') == 16
     assert 'data-redo="2-image"' in r.text and 'data-redo="2-video"' in r.text
     assert f'src="/s/{done.id}/media/images/shot_001.png?v={done.meta.shot(1).image.sha256[:12]}"' in r.text
     assert "script-src 'self'" in r.headers["content-security-policy"]

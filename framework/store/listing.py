@@ -25,7 +25,7 @@ def describe_session(store, session_id: str) -> str:
         import os
 
         try:  # only a lock and temporary files: a crash inside create() left it
-            empty = all(n == ".lock" or n.endswith(".tmp") for n in os.listdir(store.root / session_id))
+            empty = all(n in (".lock", ".lock.holder") or n.endswith(".tmp") for n in os.listdir(store.root / session_id))
         except OSError:
             empty = False
         return f"{session_id} ({EMPTY if empty else UNREADABLE})"

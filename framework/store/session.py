@@ -140,11 +140,18 @@ class Session(SessionJournal, ShotRecords, Takes, Verification):
         try:
             lock.acquire()
         except filelock.Timeout:
+            from reelforge.store.holder import describe, read_holder
+
+            holder = read_holder(self.path)
+            who = f" ({describe(holder)})" if holder else ""
             raise SessionLockedError(
-                f"session {self.id} is being run by another reelforge process "
+                f"session {self.id} is being run by another reelforge process{who} "
                 f"(lock {lock_path} is held); wait for it to finish or stop it"
             ) from None
         self._lock_file = lock
+        from reelforge.store.holder import write_holder
+
+        write_holder(self.path)
 
     @property
     def locked(self) -> bool:
@@ -166,6 +173,9 @@ class Session(SessionJournal, ShotRecords, Takes, Verification):
                         pass
                     self._journal = None
                 if self._lock_file is not None:
+                    from reelforge.store.holder import clear_holder
+
+                    clear_holder(self.path)
                     self._lock_file.release()
                     self._lock_file = None
 

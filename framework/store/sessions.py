@@ -111,7 +111,7 @@ class SessionStore:
             names = os.listdir(path)
         except OSError:
             return None
-        if all(n == ".lock" or n.endswith(".tmp") for n in names):
+        if all(n in (".lock", ".lock.holder") or n.endswith(".tmp") for n in names):
             return AbandonedSession(sid, path)
         return None
 
@@ -132,10 +132,11 @@ class SessionStore:
                     for name in os.listdir(path):
                         if name.endswith(".tmp"):
                             os.unlink(path / name)
-                try:
-                    os.unlink(path / ".lock")
-                except FileNotFoundError:
-                    pass
+                for name in (".lock.holder", ".lock"):
+                    try:
+                        os.unlink(path / name)
+                    except FileNotFoundError:
+                        pass
                 os.rmdir(path)  # fails, and keeps the folder, if anything new appeared in it
             except (OSError, filelock.Timeout, SessionCorruptError):
                 continue  # in use, or not ours to remove: leave it listed as abandoned

@@ -16,8 +16,6 @@ import logging
 import os
 import secrets
 import stat
-import threading
-import time
 import urllib.parse
 from pathlib import Path
 from typing import Any, Callable
@@ -28,17 +26,24 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from reelforge.errors import ReelforgeError, SessionCorruptError, SessionError, SessionLockedError
+from reelforge.errors import SessionCorruptError, SessionError
 from reelforge.redact import redact
-from reelforge.store.meta import AWAITING_REVIEW, COMPLETE, IN_PROGRESS
+from reelforge.store.meta import IN_PROGRESS
 from reelforge.store.safefs import O_BINARY, O_NOFOLLOW, contained
 from reelforge.store.session import Session
 from reelforge.store.sessions import SessionStore
-from reelforge.store.verify import VerifyReport
+from reelforge.web.actions import STAGE_LABELS, STAGES, Actions, Busy  # noqa: F401  (the app's names)
 from reelforge.web.creator import session_data
 from reelforge.web.report import relative_url, render
 
@@ -49,8 +54,6 @@ TEMPLATES = Path(__file__).parent / "templates"
 #: Where media may come from inside a session: the stage folders (and their takes/) and the film.
 MEDIA_FOLDERS = ("images", "videos", "narration")
 MEDIA_FILES = ("film.mp4", "film.srt", "film.vtt")
-STAGES = ("image", "video", "narration")
-STAGE_LABELS = {"image": "image", "video": "clip", "narration": "voice"}
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 SECURITY_HEADERS = [
@@ -61,94 +64,6 @@ SECURITY_HEADERS = [
      b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; media-src 'self'; "
      b"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
 ]
-
-
-class Busy(ReelforgeError):
-    """The session already has an action running in this server."""
-
-
-# -- actions: one at a time per session, in a background thread ------------------------
-
-class Actions:
-    """Runs redo / use take / approve in background threads, one at a time per session,
-    and remembers how the last one of each session ended."""
-
-    def __init__(self, runner_factory: Callable[[], Any]):
-        self.runner_factory = runner_factory
-        self._lock = threading.Lock()
-        self._running: dict[str, dict[str, Any]] = {}
-        self._last: dict[str, dict[str, Any]] = {}
-
-    def start(self, session_id: str, label: str, call: Callable[[Any], Any]) -> None:
-        """Start ``call(runner)`` for ``session_id``; Busy if one is running for it."""
-        with self._lock:
-            running = self._running.get(session_id)
-            if running is not None:
-                raise Busy(f"session {session_id} is busy: {running['label']} is still running; "
-                           f"wait for it to finish")
-            entry = {"label": label, "started": time.time(), "runner": None}
-            self._running[session_id] = entry
-        thread = threading.Thread(target=self._run, args=(session_id, entry, call),
-                                  name=f"reelforge-{session_id}", daemon=True)
-        entry["thread"] = thread
-        thread.start()
-
-    def _run(self, session_id: str, entry: dict[str, Any], call: Callable[[Any], Any]) -> None:
-        outcome: dict[str, Any] = {"label": entry["label"], "ok": False}
-        try:
-            runner = entry["runner"] = self.runner_factory()
-            result = call(runner)
-            status = getattr(result, "status", None)
-            outcome["status"] = status
-            if isinstance(result, VerifyReport):
-                outcome.update(ok=result.ok, message=result.summary)
-            elif status == COMPLETE:
-                outcome.update(ok=True, message="done; the session is COMPLETE")
-            elif status == AWAITING_REVIEW:
-                outcome.update(ok=True, message="done; the session is AWAITING REVIEW")
-            else:
-                failed = "; ".join(getattr(result, "failed", ()) or ()) or "the session did not finish"
-                outcome.update(message=f"{status}: {failed}")
-        except SessionLockedError as exc:
-            outcome["message"] = str(exc)
-        except ReelforgeError as exc:
-            outcome["message"] = str(exc)
-        except Exception as exc:  # shown on the page; the traceback goes to the log
-            log.exception("reelforge serve: %s of %s failed", entry["label"], session_id)
-            outcome["message"] = f"unexpected error: {type(exc).__name__}: {exc}"
-        finally:
-            outcome["message"] = redact(outcome.get("message", ""))
-            outcome["finished"] = time.time()
-            with self._lock:
-                self._last[session_id] = outcome
-                self._running.pop(session_id, None)
-
-    def status(self, session_id: str) -> dict[str, Any]:
-        with self._lock:
-            running = self._running.get(session_id)
-            last = self._last.get(session_id)
-            return {"running": running["label"] if running else None,
-                    "last": dict(last) if last else None}
-
-    def busy(self) -> list[str]:
-        with self._lock:
-            return [f"{sid}: {e['label']}" for sid, e in self._running.items()]
-
-    def shutdown(self, timeout: float = 60.0) -> list[str]:
-        """Ask every running action to stop (the runner's cancel event; what finished is
-        saved) and wait for them; returns those still running after ``timeout``."""
-        with self._lock:
-            entries = list(self._running.items())
-        for _sid, entry in entries:
-            runner = entry.get("runner")
-            if runner is not None and getattr(runner, "cancel", None) is not None:
-                runner.cancel.set()
-        deadline = time.monotonic() + timeout
-        for _sid, entry in entries:
-            thread = entry.get("thread")
-            if thread is not None:
-                thread.join(max(0.0, deadline - time.monotonic()))
-        return self.busy()
 
 
 # -- media: only files inside the session, never through a link --------------------------
@@ -234,29 +149,35 @@ def media_file(session_path: Path, rel: str) -> tuple[Path, os.stat_result]:
 
 # -- the app ----------------------------------------------------------------------------
 
-def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[[], Any] | None = None,
+def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[..., Any] | None = None,
                csrf_token: str | None = None, allowed_hosts: list[str] | None = None,
                poll_seconds: float = 1.0) -> Starlette:
-    """The web app over the sessions in ``output_dir``. ``runner_factory()`` makes the
-    Runner an action uses (default: ``Runner(output_dir)``, which runs a session with the
-    backends it recorded). ``allowed_hosts``: the Host names requests may carry (default:
-    this machine's loopback names; ``["*"]`` allows any)."""
+    """The web app over the sessions in ``output_dir``. ``runner_factory(**settings)``
+    makes the Runner an action uses (default: ``Runner(output_dir, **settings)``, which runs
+    a session with the backends it recorded; a new film passes its choices as settings).
+    ``allowed_hosts``: the Host names requests may carry (default: this machine's loopback
+    names; ``["*"]`` allows any)."""
+    from reelforge.web import actions as forms
+    from reelforge.web.live import holder_of, stamp, working_step
+
     store = SessionStore(output_dir)
     if runner_factory is None:
-        def runner_factory():
+        def runner_factory(**settings):
             from reelforge.engine.runner import Runner
 
-            return Runner(output_dir)
+            return Runner(output_dir, **settings)
     actions = Actions(runner_factory)
     token = csrf_token or secrets.token_urlsafe(32)
+    cache: dict[str, tuple[str, dict[str, Any]]] = {}  # session id -> (stamp, its data)
 
     def urls_for(sid: str | None = None) -> dict[str, str]:
-        urls = {"home": "/", "css": "/static/style.css", "js": "/static/app.js"}
+        urls = {"home": "/", "css": "/static/style.css", "js": "/static/app.js", "new": "/new"}
         if sid:
             base = f"/s/{sid}"
             urls.update(page=base, state=f"{base}/state.json", fragment=f"{base}/fragment",
                         redo=f"{base}/redo", use=f"{base}/use", approve=f"{base}/approve",
-                        verify=f"{base}/verify")
+                        verify=f"{base}/verify", edit=f"{base}/edit", resume=f"{base}/resume",
+                        bundle=f"{base}/download/bundle.zip", prompts=f"{base}/download/prompts")
         return urls
 
     def load(sid_text: str) -> Session:
@@ -270,20 +191,54 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[[], An
         except SessionError as exc:
             raise HTTPException(404, redact(str(exc))) from None
 
-    def data_of(session: Session) -> dict[str, Any]:
-        def media(path: str | None, digest: str | None) -> str | None:
-            url = relative_url(path, digest)
-            return f"/s/{session.id}/media/{url}" if url else None
+    def resolve(sid_text: str) -> str:
+        from reelforge.store.listing import resolve_session_id
 
-        data = session_data(session, media)
-        data["action"] = actions.status(session.id)
-        data["poll_seconds"] = poll_seconds
-        data["active"] = bool(data["action"]["running"]) or data["status"] == IN_PROGRESS
-        return data
+        try:
+            return resolve_session_id(store, sid_text)
+        except SessionError as exc:
+            raise HTTPException(404, redact(str(exc))) from None
+
+    def live(sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        """The parts of a session's data that change without its files changing: this
+        server's action, the lock holder, the step at work."""
+        action = actions.status(sid)
+        holder = holder_of(store.path_for(sid), running_here=actions.running(sid))
+        working = working_step(data["steps"], data["status"], holder is not None)
+        out = {"action": action, "holder": holder, "working": working, "poll_seconds": poll_seconds,
+               "active": bool(action["running"]) or data["status"] == IN_PROGRESS or holder is not None,
+               "locked": holder is not None or bool(action["running"])}
+        out["live_version"] = _digest(action, holder and holder["text"], working)
+        # what the summary and the film parts show depends on the live parts too
+        out["summary_key"] = _digest(data["summary_version"], working, holder and holder["text"], out["locked"])
+        out["film_key"] = _digest(data["film"]["version"], working)
+        return out
+
+    def data_for(sid: str) -> dict[str, Any]:
+        """The session's data, read again only when its files changed since the last read."""
+        folder = store.path_for(sid)
+        now = stamp(folder, f"{sid}_meta.json")
+        hit = cache.get(sid)
+        if hit is not None and hit[0] == now:
+            data = hit[1]
+        else:
+            session = load(sid)
+
+            def media(path: str | None, digest: str | None) -> str | None:
+                url = relative_url(path, digest)
+                return f"/s/{session.id}/media/{url}" if url else None
+
+            data = session_data(session, media)
+            first = next((s for s in data["shots"] if s["stages"].get("image", {}).get("url")), None)
+            data["film"]["poster"] = first["stages"]["image"]["url"] if first else None
+            cache[sid] = (now, data)
+            if len(cache) > 64:
+                cache.pop(next(iter(cache)))
+        return {**data, **live(sid, data)}
 
     def context(data: dict[str, Any]) -> dict[str, Any]:
         return {"s": data, "live": True, "csrf": token, "urls": urls_for(data["id"]),
-                "action": data["action"]}
+                "action": data["action"], "holder": data["holder"], "locked": data["locked"]}
 
     def html(name: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
         ctx.setdefault("urls", urls_for())
@@ -293,8 +248,28 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[[], An
     def message(title: str, text: str, status_code: int, back: str | None = None) -> HTMLResponse:
         return html("message.html", status_code, title=title, message=text, error=status_code >= 400, back=back)
 
+    def backend_names() -> dict[str, list[str]]:
+        from reelforge.engine.backends import DEFAULT_BACKENDS, OPTIONAL_KINDS
+        from reelforge.engine.plugins import KINDS, backends
+
+        names = {}
+        for kind in KINDS:
+            try:
+                found = sorted(backends(kind))
+            except Exception:  # a kind no plugin registers
+                found = []
+            if kind in OPTIONAL_KINDS:
+                found.append("none")
+            default = DEFAULT_BACKENDS.get(kind)
+            if default in found:  # the default first: what the form sends untouched
+                found.remove(default)
+                found.insert(0, default)
+            names[kind] = found
+        return names
+
     # -- pages
     def index(request: Request) -> Response:
+        from reelforge.engine.plugins import KINDS
         from reelforge.store import listing
 
         found = listing.newest_first(store)
@@ -306,7 +281,9 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[[], An
             else:
                 row["error"] = redact(row["error"])
             rows.append(row)
-        return html("index.html", sessions=rows, root=str(store.root))
+        kinds = {kind: label for kind, (_hook, label) in KINDS.items()}
+        return html("index.html", sessions=rows, root=str(store.root), csrf=token, backends=backend_names(),
+                    kinds=kinds, transitions=forms.TRANSITIONS, subtitles=forms.SUBTITLES)
 
     def sessions_json(request: Request) -> Response:
         from reelforge.store import listing
@@ -315,33 +292,44 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[[], An
         return JSONResponse([listing.session_summary(e) for e in found], headers={"cache-control": "no-store"})
 
     def session_page(request: Request) -> Response:
-        session = load(request.path_params["sid"])
-        if session.id != request.path_params["sid"]:
-            return RedirectResponse(urls_for(session.id)["page"], status_code=303)
-        return html("session.html", **context(data_of(session)))
+        sid = resolve(request.path_params["sid"])
+        if sid != request.path_params["sid"]:
+            return RedirectResponse(urls_for(sid)["page"], status_code=303)
+        return html("session.html", **context(data_for(sid)))
 
     def session_state(request: Request) -> Response:
-        data = data_of(load(request.path_params["sid"]))
-        if request.query_params.get("versions") == "1":  # what a polling page needs to see what changed
-            data = {"id": data["id"], "status": data["status"], "version": data["version"],
-                    "summary_version": data["summary_version"], "film": {"version": data["film"]["version"]},
-                    "shots": [{"id": s["id"], "version": s["version"]} for s in data["shots"]],
-                    "action": data["action"], "active": data["active"], "poll_seconds": data["poll_seconds"]}
-        return JSONResponse(data, headers={"cache-control": "no-store"})
+        """The session as JSON. ``?since=VERSION`` (the version of the last answer): only
+        what changed since — ``{"unchanged": true}`` and the live parts when nothing did, a
+        shot's full data only if it changed (the others as id and version)."""
+        sid = resolve(request.path_params["sid"])
+        hit = cache.get(sid)
+        before = hit[1] if hit else None
+        data = data_for(sid)
+        version = _digest(data["version"], data["live_version"])
+        headers = {"cache-control": "no-store"}
+        live_part = {k: data[k] for k in ("action", "holder", "working", "active", "locked", "poll_seconds",
+                                          "summary_key", "film_key")}
+        since = request.query_params.get("since")
+        brief = request.query_params.get("versions") == "1"
+        if since is not None and since == version:
+            return JSONResponse({"id": sid, "version": version, "unchanged": True, **live_part}, headers=headers)
+        if brief or since is not None:
+            out = {"id": sid, "status": data["status"], "version": version, "session_version": data["version"],
+                   "summary_version": data["summary_version"], "film": {"version": data["film"]["version"]},
+                   "shots": [{"id": s["id"], "version": s["version"]} for s in data["shots"]],
+                   "steps": data["steps"], **live_part}
+            if since is not None and before is not None and cache.get(sid, (None, before))[1] is not before:
+                old = {s["id"]: s["version"] for s in before["shots"]}
+                out["changed"] = [s for s in data["shots"] if old.get(s["id"]) != s["version"]]
+            return JSONResponse(out, headers=headers)
+        return JSONResponse({**data, "version": version, "session_version": data["version"]}, headers=headers)
 
     def fragment(request: Request) -> Response:
-        session = load(request.path_params["sid"])
         part = request.path_params["part"]
-        data = data_of(session)
+        data = data_for(resolve(request.path_params["sid"]))
         ctx = context(data)
-        if part == "summary":
-            return html("_summary.html", **ctx)
-        if part == "film":
-            return html("_film.html", **ctx)
-        if part == "shots":
-            return html("_shots.html", **ctx)
-        if part == "action":
-            return html("_action.html", **ctx)
+        if part in ("summary", "film", "shots", "action"):
+            return html(f"_{part}.html", **ctx)
         if part.startswith("shot-") and part[5:].isascii() and part[5:].isdigit():
             shot = next((s for s in data["shots"] if s["id"] == int(part[5:])), None)
             if shot is not None:
@@ -355,47 +343,153 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[[], An
             return subtitle_response(session, path)
         return file_response(path, st)
 
+    # -- downloads
+    async def bundle(request: Request) -> Response:
+        from reelforge.web.downloads import bundle_folder, zip_stream
+        from reelforge.web.export import ExportError
+
+        session = await run_in_threadpool(load, request.path_params["sid"])
+        try:
+            work = await run_in_threadpool(bundle_folder, session)
+        except ExportError as exc:
+            return message("Not exported", redact(str(exc)), 409, back=urls_for(session.id)["page"])
+        return StreamingResponse(zip_stream(work, session.id), media_type="application/zip", headers={
+            "content-disposition": f'attachment; filename="{session.id}.zip"', "cache-control": "no-store"})
+
+    def prompts(request: Request) -> Response:
+        from reelforge.web.downloads import PROMPT_FORMATS, prompts_text
+        from reelforge.web.export import ExportError
+
+        fmt = request.path_params["fmt"]
+        if fmt not in PROMPT_FORMATS:
+            raise HTTPException(404)
+        session = load(request.path_params["sid"])
+        try:
+            text = prompts_text(session, fmt)
+        except ExportError as exc:
+            return message("Not exported", redact(str(exc)), 409, back=urls_for(session.id)["page"])
+        return Response(text, media_type=PROMPT_FORMATS[fmt], headers={
+            "content-disposition": f'attachment; filename="{session.id}_prompts.{fmt}"',
+            "cache-control": "no-store"})
+
     # -- actions
-    async def act(request: Request, kind: str) -> Response:
-        sid_text = request.path_params["sid"]
+    async def checked_form(request: Request) -> tuple[Any, bool, Response | None]:
         wants_json = "application/json" in request.headers.get("accept", "")
         form = await request.form()
         sent = form.get("csrf")
         if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), token.encode()):
-            return _refuse(wants_json, 403, "the form is stale or did not come from this page "
-                                            "(missing or wrong CSRF token); reload the page and try again")
+            return form, wants_json, _refuse(wants_json, 403, "the form is stale or did not come from this page "
+                                                              "(missing or wrong CSRF token); reload the page and try again")
         if request.headers.get("sec-fetch-site") == "cross-site" or not _same_origin(request):
-            return _refuse(wants_json, 403, "refused: the request came from another site")
-        session = await run_in_threadpool(load, sid_text)
+            return form, wants_json, _refuse(wants_json, 403, "refused: the request came from another site")
+        return form, wants_json, None
+
+    def held_elsewhere(sid: str) -> str | None:
+        """Why ``sid`` cannot be changed now (another process holds its lock), or None."""
+        holder = holder_of(store.path_for(sid), running_here=actions.running(sid))
+        if holder is not None and not holder["this_process"]:
+            return (f"session {sid} is being run by {holder['text']}; its buttons come back when "
+                    f"that process is done")
+        return None
+
+    async def act(request: Request, kind: str) -> Response:
+        form, wants_json, refused = await checked_form(request)
+        if refused is not None:
+            return refused
+        session = await run_in_threadpool(load, request.path_params["sid"])
         sid = session.id
+        back = urls_for(sid)["page"]
         try:
-            label, call = _action(kind, form, session, store)
+            label, call, note = forms.shot_action(kind, form, session, store)
         except ValueError as exc:
-            return _refuse(wants_json, 400, str(exc), back=urls_for(sid)["page"])
+            return _refuse(wants_json, 400, str(exc), back=back)
+        held = held_elsewhere(sid)
+        if held:
+            return _refuse(wants_json, 409, held, back=back)
         try:
-            actions.start(sid, label, call)
+            actions.start(sid, label, call, note=note)
         except Busy as exc:
-            return _refuse(wants_json, 409, str(exc), back=urls_for(sid)["page"])
+            return _refuse(wants_json, 409, str(exc), back=back)
         if wants_json:
             return JSONResponse({"ok": True, "message": f"{label}: started"}, status_code=202)
-        return RedirectResponse(urls_for(sid)["page"], status_code=303)
+        return RedirectResponse(back, status_code=303)
+
+    async def edit(request: Request) -> Response:
+        """Change a shot's prompts, narration or look in shots.json (under the session's
+        lock, at once); with ``remake`` (the form's default) the session then runs on in
+        the background and remakes only what the change reaches."""
+        from reelforge.engine.edits import edit_shot, saved_plan
+        from reelforge.errors import ConfigError, SessionLockedError
+
+        form, wants_json, refused = await checked_form(request)
+        if refused is not None:
+            return refused
+        session = await run_in_threadpool(load, request.path_params["sid"])
+        sid = session.id
+        back = urls_for(sid)["page"]
+        try:
+            shot_id, changes = forms.edit_changes(form, session)
+        except ValueError as exc:
+            return _refuse(wants_json, 400, str(exc), back=back)
+        held = held_elsewhere(sid)
+        if held:
+            return _refuse(wants_json, 409, held, back=back)
+        if actions.running(sid):
+            return _refuse(wants_json, 409, f"session {sid} is busy: {actions.status(sid)['running']} is "
+                                            f"still running; wait for it to finish", back=back)
+
+        def save() -> None:
+            with store.open(sid) as opened:
+                edit_shot(opened, saved_plan(opened), shot_id, changes)
+
+        try:
+            await run_in_threadpool(save)
+        except SessionLockedError as exc:
+            return _refuse(wants_json, 409, redact(str(exc)), back=back)
+        except (ConfigError, SessionError) as exc:
+            return _refuse(wants_json, 400, redact(str(exc)), back=back)
+        text = f"shot {shot_id}: changed {', '.join(sorted(changes))}"
+        if form.get("remake", "1") == "1":
+            try:
+                actions.start(sid, f"remake after editing shot {shot_id}", lambda runner: runner.resume(sid))
+                text += "; remaking what it changes"
+            except Busy as exc:
+                text += f"; not remade: {exc}"
+        if wants_json:
+            return JSONResponse({"ok": True, "message": text, "changed": sorted(changes)}, status_code=202)
+        return RedirectResponse(back, status_code=303)
+
+    async def new_film(request: Request) -> Response:
+        form, wants_json, refused = await checked_form(request)
+        if refused is not None:
+            return refused
+        try:
+            idea, settings = forms.new_film_settings(form, backend_names())
+        except ValueError as exc:
+            return _refuse(wants_json, 400, str(exc), back="/")
+        job = actions.start_new(idea, settings)
+        if wants_json:
+            return JSONResponse({"ok": True, "message": "new film: started", "job": f"/new/{job}.json"},
+                                status_code=202)
+        return RedirectResponse("/", status_code=303)
+
+    def new_job(request: Request) -> Response:
+        info = actions.job(request.path_params["job"])
+        if info is None:
+            raise HTTPException(404, "no such new film here")
+        if info["session"]:
+            info["url"] = urls_for(info["session"])["page"]
+        return JSONResponse(info, headers={"cache-control": "no-store"})
 
     def _refuse(wants_json: bool, status_code: int, text: str, back: str | None = None) -> Response:
         if wants_json:
             return JSONResponse({"ok": False, "message": text}, status_code=status_code)
         return message("Not done", text, status_code, back=back)
 
-    async def redo(request: Request) -> Response:
-        return await act(request, "redo")
-
-    async def use(request: Request) -> Response:
-        return await act(request, "use")
-
-    async def approve(request: Request) -> Response:
-        return await act(request, "approve")
-
-    async def verify(request: Request) -> Response:
-        return await act(request, "verify")
+    def posting(kind: str):
+        async def endpoint(request: Request) -> Response:
+            return await act(request, kind)
+        return endpoint
 
     async def not_found(request: Request, exc: HTTPException) -> Response:
         text = exc.detail if exc.detail and exc.detail != "Not Found" else "There is nothing here."
@@ -407,14 +501,17 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[[], An
         Route("/", index),
         Route("/sessions.json", sessions_json),
         Route("/favicon.ico", lambda request: Response(status_code=204)),
+        Route("/new", new_film, methods=["POST"]),
+        Route("/new/{job}.json", new_job),
         Route("/s/{sid}", session_page),
         Route("/s/{sid}/state.json", session_state),
         Route("/s/{sid}/fragment/{part}", fragment),
         Route("/s/{sid}/media/{path:path}", media, methods=["GET", "HEAD"]),
-        Route("/s/{sid}/redo", redo, methods=["POST"]),
-        Route("/s/{sid}/use", use, methods=["POST"]),
-        Route("/s/{sid}/approve", approve, methods=["POST"]),
-        Route("/s/{sid}/verify", verify, methods=["POST"]),
+        Route("/s/{sid}/download/bundle.zip", bundle),
+        Route("/s/{sid}/download/prompts.{fmt}", prompts),
+        Route("/s/{sid}/edit", edit, methods=["POST"]),
+        *[Route(f"/s/{{sid}}/{kind}", posting(kind), methods=["POST"])
+          for kind in ("redo", "use", "approve", "verify", "resume")],
         Mount("/static", app=StaticFiles(directory=str(STATIC)), name="static"),
     ]
     hosts = allowed_hosts or list(LOCAL_HOSTS)
@@ -427,35 +524,12 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[[], An
     return app
 
 
-def _action(kind: str, form, session: Session, store: SessionStore) -> tuple[str, Callable[[Any], Any]]:
-    """(label, call(runner)) for a posted action; ValueError for a bad form."""
-    sid = session.id
-    if kind == "verify":  # reads every file: a background action like the others, never --repair
-        return "verify", lambda runner: store.verify(sid)
-    if kind == "approve":
-        if session.meta.status != AWAITING_REVIEW:
-            raise ValueError(f"session {sid} is not awaiting review (it is {session.meta.status})")
-        return "approve", lambda runner: runner.approve(sid)
-    shot_id = _int_field(form, "shot")
-    if shot_id not in {s.id for s in session.meta.shots}:
-        raise ValueError(f"session {sid} has no shot {shot_id}")
-    stage = form.get("stage")
-    if stage not in STAGES:
-        raise ValueError(f"stage must be one of {', '.join(STAGES)}")
-    if kind == "redo":
-        return (f"redo shot {shot_id} {STAGE_LABELS[stage]}",
-                lambda runner: runner.redo(sid, shot_id, stage=stage))
-    take = _int_field(form, "take")
-    return (f"use take {take} of shot {shot_id} {STAGE_LABELS[stage]}",
-            lambda runner: runner.use_take(sid, shot_id, stage, take))
+def _digest(*parts: Any) -> str:
+    import hashlib
+    import json
 
-
-def _int_field(form, name: str) -> int:
-    value = form.get(name)
-    # ASCII digits only: str.isdigit() and int() also take '٣' or '³', which no form sends.
-    if not isinstance(value, str) or not value.isascii() or not value.isdigit() or len(value) > 9:
-        raise ValueError(f"{name} must be a whole number (digits 0-9)")
-    return int(value)
+    blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def _same_origin(request: Request) -> bool:

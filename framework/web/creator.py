@@ -169,7 +169,8 @@ def session_data(session: Session, media: Callable[[str, str | None], str | None
             row.update(scene_id=shot.scene_id, description=shot.description,
                        image_prompt=shot.image_prompt, motion_prompt=shot.motion_prompt,
                        negative_prompt=shot.negative_prompt, narration=shot.narration,
-                       duration_s=shot.duration_s, seed=shot.seed, characters=list(shot.characters))
+                       duration_s=shot.duration_s, seed=shot.seed, characters=list(shot.characters),
+                       look=getattr(shot, "look", ""))
         stages = {}
         for attr, folder in SHOT_ARTIFACTS:
             if attr == "narration" and not narrated and getattr(st, attr).state != DONE:
