@@ -16,7 +16,7 @@ import re
 import attrs
 
 from reelforge.plugins.story_llm.offline_idea import _article, _seed_of, _theme, _title_case, _upper_first
-from reelforge.plugins.story_llm.offline_premise import Premise, _singular, gerund, read_premise, third_person
+from reelforge.plugins.story_llm.offline_premise import Premise, gerund, read_premise, third_person
 from reelforge.plugins.story_llm.offline_words import (
     _ACTION_BEATS,
     _IRREGULAR,
@@ -29,6 +29,7 @@ from reelforge.plugins.story_llm.offline_words import (
     _THEMES,
     _VERB_HOMES,
     _VERB_PROPS,
+    singular,
 )
 from reelforge.records import Character, Scene, SceneGraph, Story
 
@@ -96,7 +97,7 @@ def _verbs(p: Premise) -> list[str]:
 
 
 def _nouns(text: str) -> list[str]:
-    return [_singular(w) for w in re.findall(r"[\w'-]+", text.lower())]
+    return [singular(w) for w in re.findall(r"[\w'-]+", text.lower())]
 
 
 def _sub_places(prep: str, place: str, named: bool) -> list[tuple[str, str]]:
@@ -126,7 +127,7 @@ def _locations(p: Premise, idea: str) -> tuple[tuple[str, str], ...]:
             places.append(("at", p.obj))
     for role in p.roles:  # 'lighthouse keeper' -> the lighthouse
         words = role.split()
-        places += [("at", f"the {w}") for w in words[:-1] if _singular(w) in _PLACE_NOUNS]
+        places += [("at", f"the {w}") for w in words[:-1] if singular(w) in _PLACE_NOUNS]
     if not places:
         home = next((_VERB_HOMES[v] for v in _verbs(p) if v in _VERB_HOMES), "")
         home = home or _NEUTRAL_HOMES[_seed_of(idea) % len(_NEUTRAL_HOMES)]
@@ -148,7 +149,7 @@ def telling(idea: str) -> Telling | None:
     doing = " ".join([gerund(words[0]), *words[1:]])
     does = p.core if p.plural else " ".join([third_person(words[0]), *words[1:]])
     # Only the idea's places and time choose a theme: a robot is not a space station.
-    role_places = [w for role in p.roles for w in role.split()[:-1] if _singular(w) in _PLACE_NOUNS]
+    role_places = [w for role in p.roles for w in role.split()[:-1] if singular(w) in _PLACE_NOUNS]
     setting_words = " ".join([*(place for _, place in p.places), p.time, *role_places])
     theme = _theme(setting_words)
     theme = "" if theme == "everyday" else theme

@@ -22,6 +22,7 @@ from reelforge.plugins.story_llm.offline_words import (
     _SMALL_WORDS,
     _THEMES,
     _VERB_FOLLOWERS,
+    singular,
 )
 from reelforge.records import Story
 
@@ -66,17 +67,6 @@ class _Idea:
     "The places the idea names, home first: 'the lighthouse', 'Lisbon'."
 
 
-def _singular(word: str) -> str:
-    low = word.lower()
-    if low in _IRREGULAR:
-        return _IRREGULAR[low]
-    if low.endswith("ies") and len(low) > 4:
-        return word[:-3] + "y"
-    if low.endswith(("ches", "shes", "sses", "xes")):
-        return word[:-2]
-    if low.endswith("s") and not low.endswith("ss"):
-        return word[:-1]
-    return word
 
 
 def _verb_index(words: list[str]) -> int | None:
@@ -95,7 +85,7 @@ def _places(words: list[str], skip_last: bool) -> list[str]:
     found: list[str] = []
     for k, word in enumerate(words):
         low = re.sub(r"[^\w'-]", "", word.lower())
-        if (low in _PLACE_NOUNS or _singular(low) in _PLACE_NOUNS) and low not in ("moon", "mars") \
+        if (low in _PLACE_NOUNS or singular(low) in _PLACE_NOUNS) and low not in ("moon", "mars") \
                 and not (skip_last and k == len(words) - 1):
             start = k
             while start > 0 and words[start - 1].lower() not in _PREPOSITIONS | {"a", "an", "the", "my", "his", "her", "their"} \
@@ -128,7 +118,7 @@ def _read_idea(idea: str) -> _Idea:
             head = head[1:]
         if head:
             if count > 1 or head[-1].lower().endswith("s") and head[-1].lower() in _IRREGULAR:
-                head[-1] = _singular(head[-1])
+                head[-1] = singular(head[-1])
             agent = " ".join(w.lower() for w in head)
         rest = words[i + 1:]
         if agent and subject.lower() == "the " + _ARTICLE.sub("", " ".join(words[:i])).lower() and rest:

@@ -21,6 +21,7 @@ from reelforge.plugins.story_llm.offline_words import (
     _TIME_WORDS,
     _VERB_FOLLOWERS,
     _WISH_VERBS,
+    singular,
 )
 
 #: Words that open a place or time phrase ("in Tokyo", "at dawn", "off the coast of Norway").
@@ -84,17 +85,6 @@ def _words(idea: str) -> list[str]:
     return re.findall(r"[^\W_][\w'’-]*|,", text)[:_MAX_WORDS]
 
 
-def _singular(word: str) -> str:
-    low = word.lower()
-    if low in _IRREGULAR:
-        return _IRREGULAR[low]
-    if low.endswith("ies") and len(low) > 4:
-        return word[:-3] + "y"
-    if low.endswith(("ches", "shes", "sses", "xes")):
-        return word[:-2]
-    if low.endswith("s") and not low.endswith(("ss", "us", "is")):
-        return word[:-1]
-    return word
 
 
 def base_of(verb: str) -> str:
@@ -172,14 +162,14 @@ def _phrase(words: list[str], i: int) -> tuple[int, str, str] | None:
         w, low = words[j], words[j].lower()
         if low == "," or (low in _STOPS and low != "of") or (low == "of" and head < 0):
             break
-        if j > i + 1 and head >= 0 and low != "of" and not (w[:1].isupper() or _singular(low) in _PLACE_NOUNS):
+        if j > i + 1 and head >= 0 and low != "of" and not (w[:1].isupper() or singular(low) in _PLACE_NOUNS):
             break  # the phrase ended at its head ('in Prague | builds ...')
         if _is_verb(words, j, False) and head >= 0:
             break
         parts = set(re.split(r"[-']", low))
         if parts & _TIME_WORDS or re.fullmatch(r"\d{2,4}s?", low):
             head, kind = j, kind or "time"
-        if (w[:1].isupper() and low not in _DETERMINERS) or _singular(low) in _PLACE_NOUNS:
+        if (w[:1].isupper() and low not in _DETERMINERS) or singular(low) in _PLACE_NOUNS:
             head, kind = j, "place"
         j += 1
     if head < 0:
@@ -258,7 +248,7 @@ def read_premise(idea: str) -> Premise | None:
         for i in range(1, len(rest)):
             ahead = rest[i - 1].lower()
             hint = plural_hint or ahead in _IRREGULAR or (
-                ahead.endswith("s") and ahead not in _DETERMINERS and _singular(ahead) != ahead)
+                ahead.endswith("s") and ahead not in _DETERMINERS and singular(ahead) != ahead)
             if _is_verb(rest, i, hint):
                 subject, action = rest[:i], rest[i:]
                 break
@@ -284,16 +274,16 @@ def read_premise(idea: str) -> Premise | None:
         if ws and ws[0].lower() in _COUNTS:
             count = _COUNTS[ws[0].lower()]
             ws = ws[1:]
-        elif ws and ((ws[-1][:1].islower() or len(subject) > 1) and ws[-1].lower() != _singular(ws[-1]).lower()
+        elif ws and ((ws[-1][:1].islower() or len(subject) > 1) and ws[-1].lower() != singular(ws[-1]).lower()
                      or ws[-1].lower() in _IRREGULAR):
             count = 2  # 'sisters open a bakery'
         if len(subject) == 1 and subject[0][:1].isupper() and not names and count == 1:
-            if _singular(subject[0]).lower() != subject[0].lower() and base_of(action[0]) == action[0].lower():
+            if singular(subject[0]).lower() != subject[0].lower() and base_of(action[0]) == action[0].lower():
                 count = 2  # 'Cats rule the world'
             else:
                 names, ws = [subject[0]], []
         if count > 1 and ws:
-            ws[-1] = _singular(ws[-1])
+            ws[-1] = singular(ws[-1])
         role = " ".join(w.lower() for w in ws)
         roles = [role] * count
     plural = count > 1

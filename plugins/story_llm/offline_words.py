@@ -322,3 +322,18 @@ _ACTION_LINES: dict[str, tuple[str, ...]] = {
               "Around {place}, the light begins to change.",
               "Here, everything is about {doing}."),
 }
+
+
+def singular(word: str) -> str:
+    """A plural noun's singular, by English spelling rules and a few irregulars ('bus' and
+    'Icarus' stay as they are)."""
+    low = word.lower()
+    if low in _IRREGULAR:
+        return _IRREGULAR[low]
+    if low.endswith("ies") and len(low) > 4:
+        return word[:-3] + "y"
+    if low.endswith(("ches", "shes", "sses", "xes")):
+        return word[:-2]
+    if low.endswith("s") and not low.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
