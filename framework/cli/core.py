@@ -477,7 +477,7 @@ def _execute(runner, action) -> None:
 
 
 # The commands kept in this package's other modules join the group as they are imported.
-from reelforge.cli import creator, outputs, sessions  # noqa: E402,F401
+from reelforge.cli import cast, creator, outputs, sessions  # noqa: E402,F401
 
 
 def main() -> None:

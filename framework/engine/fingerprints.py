@@ -57,6 +57,14 @@ def of_inputs(stage: str, shot: Shot, backend, image_sha: str | None) -> str:
 
 
 def of_shot_stage(session: Session, stage: str, shot: Shot, backend, active: set[str]) -> str:
-    """The fingerprint of what ``stage`` would make of ``shot`` now (a clip's covers its image)."""
+    """The fingerprint of what ``stage`` would make of ``shot`` now (a clip's covers its image;
+    an image's covers the portraits it is given, for a backend that takes references)."""
     image_sha = session.shot_state(shot.id).image.sha256 if stage == "videos" else None
-    return of_inputs(stage, effective_shot(session, stage, shot, active), backend, image_sha)
+    fp = of_inputs(stage, effective_shot(session, stage, shot, active), backend, image_sha)
+    if stage == "images":
+        from reelforge.engine.cast import references_for_backend
+
+        refs = references_for_backend(session, shot, backend)
+        if refs:  # none: the fingerprint is what it was before the cast existed
+            fp = fingerprint(stage=stage, inner=fp, references=[[r.name, r.kind, r.sha256] for r in refs])
+    return fp

@@ -188,6 +188,8 @@ class Meta:
     "Cost ledger of the story steps: seconds, attempts, prompt/completion tokens per step."
     journal_seq: int = 0
     "The last journal event folded into this snapshot."
+    cast: dict[str, ArtifactState] | None = None
+    "The cast's portraits, by character name (see reelforge.engine.cast); None in a session made before the cast step existed."
     last_verify: dict[str, Any] | None = None
     "The last `reelforge sessions verify`: ``{at, checked, bad: [path, ...], repaired}``."
     schema_version: int = SCHEMA_VERSION
