@@ -271,3 +271,15 @@ def test_storyboard_draws_each_character_as_themselves(tmp_path):
     mira = ids["Mira"].colour
     assert abs(mask_shape(frames[2], mira) - mask_shape(frames[3], mira)) < 0.05
     assert abs(mask_shape(frames[2], mira) - mask_shape(frames[2], ids["Tove"].colour)) > 0.1
+
+
+def test_the_bundle_carries_the_cast(fakes, out, made, tmp_path):
+    r = invoke(out, "export", made.session_id, "--bundle", str(tmp_path / "b"))
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    cast = {row["name"]: row for row in manifest["cast"]}
+    assert cast["Oskar"]["shots"] == [1, 3] and cast["Mira"]["shots"] == [2, 3]
+    for row in cast.values():
+        assert (tmp_path / "b" / row["portrait"]).is_file() and row["portrait"].startswith("cast/")
+    timeline = (tmp_path / "b" / "timeline.otio").read_text()
+    assert "cast/" not in timeline
