@@ -48,6 +48,7 @@ def _hold(kind: str, job) -> None:
 
 
 class HeldImages(FakeImageGenerator):
+    takes_references = True  # the cast step makes portraits for it
     def generate(self, shot, job):
         _hold("portrait" if job.stage == "cast" else "image", job)
         return super().generate(shot, job)

@@ -15,7 +15,6 @@ from click.testing import CliRunner
 
 from reelforge.cli.core import cli
 from reelforge.records import Shot, ShotPlan
-from reelforge.store.cast import portrait_stem
 from reelforge.store.safefs import sha256_file
 from reelforge.store.sessions import SessionStore
 from reelforge.testing import run_session
@@ -127,13 +126,8 @@ def test_the_bundle_holds_copies_with_a_manifest_of_their_digests(out, session, 
     listed = {f["path"]: f for f in manifest["files"]}
     expected = {"film.mp4", "film.srt", "film.vtt", "story.json", "scenes.json", "shots.json", "timeline.otio",
                 "images/shot_001.png", "images/shot_002.png", "clips/shot_001.mp4", "clips/shot_002.mp4",
-                "narration/shot_001.wav", "narration/shot_002.wav",  # shot 2's is silence
-                f"cast/{portrait_stem('Ada')}.png"}  # the cast: the fake story's one character
+                "narration/shot_001.wav", "narration/shot_002.wav"}  # shot 2's is silence
     assert set(listed) == expected
-    assert listed[f"cast/{portrait_stem('Ada')}.png"]["kind"] == "portrait"
-    assert manifest["cast"] == [{"name": "Ada", "description": "a tall woman in a red coat",
-                                 "portrait": f"cast/{portrait_stem('Ada')}.png",
-                                 "sha256": session.meta.cast["Ada"].sha256, "by": "fake", "shots": []}]
     on_disk = {str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()}
     assert on_disk == expected | {"manifest.json"}
     for path, entry in listed.items():

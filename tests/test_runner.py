@@ -21,7 +21,7 @@ def test_full_run_then_resume_does_nothing_again(out, fakes):
     assert [c[0] for c in fakes.story.calls] == ["write_story", "build_scene_graph", "plan_shots"]
     assert sorted(c[0] for c in fakes.image.calls) == [1, 2, 3]
     stages = [e[1] for e in rec.events if e[0] == "stage_finished"]
-    assert stages == ["story", "scene_graph", "shots", "cast", "images", "videos", "assemble"]
+    assert stages == ["story", "scene_graph", "shots", "images", "videos", "assemble"]
     assert rec.events[0] == ("session_started",) and rec.events[-1] == ("session_completed",)
     assert ("shot_progress", "images", 1, 0.5, "drawing") in rec.events
     assert fakes.story.closed and fakes.image.closed and fakes.video.closed

@@ -7,7 +7,8 @@ The shots use their cast (:func:`references_for`): an image generator with
 ``takes_references = True`` gets the portraits of the characters a shot names, and the shot's
 fingerprint covers their digests, so a new portrait remakes exactly the shots it is in.
 
-A session made before this step existed (its meta has no cast) and that has images already
+The step runs for an image generator that takes references (portraits no shot would use
+cost a generation each for nothing). A session made before this step existed (its meta has no cast) and that has images already
 keeps going without one: nothing it made is made again. Recurring places get no portrait."""
 
 from __future__ import annotations
@@ -93,8 +94,8 @@ def shots_using(plan, name: str) -> list[int]:
 def make_cast(runner: Runner, session: Session, story: Story, backends: dict[str, Any]) -> None:
     """Make every character's portrait that is not saved (or was made from other inputs)."""
     image = backends.get("image")
-    if image is None or not story.characters:
-        return
+    if image is None or not story.characters or not takes_references(image.instance):
+        return  # portraits no shot would use are not made (`reelforge cast set` still gives one)
     if not session.has_cast:
         if any(st.image.state == DONE for st in session.meta.shots):
             return  # made before the cast step: its images stand as they are
