@@ -36,8 +36,9 @@ CAST_SCENE = "cast"
 
 
 def default_seed(session_id: str, name: str) -> int:
-    """A character's first portrait seed: stable for the session and the name."""
-    digest = hashlib.sha256(f"{session_id}\x1f{name}".encode("utf-8")).digest()
+    """A character's first portrait seed: stable for the name (the same story gives the same
+    portraits in any session, as its shots' seeds do)."""
+    digest = hashlib.sha256(f"portrait\x1f{name}".encode("utf-8")).digest()
     return int.from_bytes(digest[:4], "big")
 
 
@@ -114,8 +115,9 @@ def make_cast(runner: Runner, session: Session, story: Story, backends: dict[str
         todo.append((character, shot, fp))
     if not todo:
         return
+    # No stage_started/finished hooks: an engine that follows a run from its files (dbos)
+    # shows the steps of STEPS, and the local run shows the same.
     runner.preflight.kind("image")
-    runner.hook("stage_started", session=session, stage="cast")
     for character, shot, fp in todo:
         try:
             produced, seconds = _attempt(runner, session, character.name, shot, image)
@@ -134,7 +136,6 @@ def make_cast(runner: Runner, session: Session, story: Story, backends: dict[str
             session.set_status(FAILED, message)
             runner.hook("stage_failed", session=session, stage="cast", error=exc)
             raise StageError(message) from exc
-    runner.hook("stage_finished", session=session, stage="cast")
 
 
 def _attempt(runner: Runner, session: Session, name: str, shot: Shot, image) -> tuple[Any, float]:
@@ -155,7 +156,9 @@ def _attempt(runner: Runner, session: Session, name: str, shot: Shot, image) -> 
         from pathlib import Path
 
         produced = Path(produced)
-        if not produced.is_absolute() or not produced.resolve().is_relative_to(work_dir.resolve()):
+        if not produced.is_absolute():
+            produced = Path.cwd() / produced
+        if not produced.resolve().is_relative_to(work_dir.resolve()):
             raise StageError(f"{image.name} returned {produced}, outside the portrait's scratch folder {work_dir}")
         return work_dir / produced.resolve().relative_to(work_dir.resolve())
 
