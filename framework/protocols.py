@@ -29,6 +29,21 @@ class StoryWriter(Protocol):
     def plan_shots(self, story: Story, scenes: SceneGraph) -> ShotPlan: ...
 
 
+@attrs.frozen
+class Reference:
+    """A reference picture a shot's image generator may use: a character's portrait from the
+    session's cast (``reelforge cast show``)."""
+
+    name: str
+    "The character's name, as in the story."
+    path: Path
+    "The portrait file, absolute, inside the session folder (under cast/)."
+    sha256: str
+    "The portrait's digest: a shot's fingerprint covers it (a new portrait remakes the shot)."
+    kind: str = "character"
+    "What the reference shows; 'character' for a cast portrait."
+
+
 @runtime_checkable
 class ImageGenerator(Protocol):
     name: ClassVar[str]
@@ -38,6 +53,21 @@ class ImageGenerator(Protocol):
 
     def generate(self, shot: Shot, job: "ShotJob") -> Path:
         """Write the shot's image (PNG) under ``job.work_dir`` and return its path."""
+
+
+# An image generator that can use reference pictures sets the class attribute
+# ``takes_references = True``: the runner then hands each shot the portraits of the characters
+# it names (ShotJob.references, in the order of Shot.characters), and the shot's fingerprint
+# covers their digests. Left False (the default), ShotJob.references is always empty.
+# The cast step (after the story) asks the image generator for one portrait per character:
+# ``generate(shot, job)`` with ``job.stage == "cast"`` and a shot made for the portrait
+# (scene_id "cast", characters = (name,), the character's description in the film's look).
+TAKES_REFERENCES_ATTRIBUTE = "takes_references"
+
+
+def takes_references(instance: Any) -> bool:
+    """Whether an image generator (instance or class) says it uses reference pictures."""
+    return getattr(instance, TAKES_REFERENCES_ATTRIBUTE, False) is True
 
 
 # Optional on any backend:
@@ -150,7 +180,7 @@ class ShotJob(_Job):
     session_id: str
     "The session's id: stable across runs, usable in deterministic ids."
     stage: str
-    "'images' or 'videos'."
+    "'images', 'narration', 'videos', or 'cast' (a character's portrait, see above)."
     shot: Shot
     "The shot being worked on."
     attempt: int
@@ -166,8 +196,7 @@ class ShotJob(_Job):
     places: Places | None = attrs.field(default=None, repr=False)
     "Slots on servers shared with other processes (an engine with workers), else None."
     references: tuple[Reference, ...] = ()
-    """The reference images of the characters the shot names, in a stable order; filled only
-    for an image generator whose class sets ``takes_references = True``."""
+    "The portraits of the characters the shot names (Shot.characters order), for an image generator with ``takes_references = True``; else empty."
     film_overlap_s: float = 0.0
     """Seconds the film lays this shot's clip over each neighbour (its crossfade; 0 when the
     shots are cut together). A renderer that draws text over the picture keeps the text out

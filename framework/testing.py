@@ -154,15 +154,34 @@ class FakeImageGenerator(_Fake):
         tint: int = 0
         "Added to the red channel: changes the pictures."
 
+    def __init__(self, name: str | None = None, *, concurrency: int = 1):
+        super().__init__(name, concurrency=concurrency)
+        self.portraits: list[tuple[str, int]] = []
+        "(character name, attempt) per cast portrait asked for (``job.stage == 'cast'``): kept out of ``calls``."
+        self.references: dict[int, tuple] = {}
+        "The ShotJob.references each shot was last given (set ``takes_references = True`` to get any)."
+
     def generate(self, shot: Shot, job) -> Path:
-        self._record(shot.id, shot.id, job.attempt)
         from PIL import Image
+
+        if job.stage == "cast":  # a character's portrait (see reelforge.engine.cast)
+            name = shot.characters[0] if shot.characters else ""
+            with self._lock:
+                self.portraits.append((name, job.attempt))
+            _log_call("portrait", f"{name} {job.attempt}")
+            out = job.work_dir / "portrait.png"
+            Image.new("RGB", (36, 36), ((shot.seed * 53 + self.options.tint) % 256, 90, (shot.seed * 7) % 256)).save(out)
+            return out
+        self.references[shot.id] = tuple(job.references)
+        self._record(shot.id, shot.id, job.attempt)
 
         job.progress(0.5, "drawing")
         out = job.work_dir / "fake.png"
         from PIL.PngImagePlugin import PngInfo
 
-        color = ((shot.seed * 67 + self.options.tint) % 256, (shot.seed * 131) % 256, (shot.seed * 29) % 256)
+        # A picture drawn from references (takes_references) follows them: a new portrait, new pixels.
+        shift = sum(int(ref.sha256[:4], 16) for ref in job.references)
+        color = ((shot.seed * 67 + self.options.tint) % 256, (shot.seed * 131 + shift) % 256, (shot.seed * 29) % 256)
         info = PngInfo()
         info.add_text("seed", str(shot.seed))  # two seeds of one colour still give two files
         Image.new("RGB", (64, 36), color).save(out, pnginfo=info)

@@ -1,8 +1,8 @@
 """Backends for the crash-recovery tests, loaded into a subprocess via REELFORGE_PLUGINS.
 Every call is logged to REELFORGE_FAKE_LOG, so the test can count them across processes.
 
-REELFORGE_CRASH_HOLD=KIND:N (e.g. ``image:3``) lets the first N calls of KIND (image, video
-or narration) through and makes every later one wait until the run is cancelled (Ctrl-C) or
+REELFORGE_CRASH_HOLD=KIND:N (e.g. ``image:3``) lets the first N calls of KIND (image, video,
+narration, or portrait: the cast step's) through and makes every later one wait until the run is cancelled (Ctrl-C) or
 killed: a crash point the test reaches for certain, with N shots of that stage done and the
 rest not, however loaded the machine is (a delay only makes that likely). Counted by calls,
 not shot ids: which shots come first depends on the scheduling (a clip waits for its image
@@ -48,8 +48,9 @@ def _hold(kind: str, job) -> None:
 
 
 class HeldImages(FakeImageGenerator):
+    takes_references = True  # the cast step makes portraits for it
     def generate(self, shot, job):
-        _hold("image", job)
+        _hold("portrait" if job.stage == "cast" else "image", job)
         return super().generate(shot, job)
 
 
@@ -106,9 +107,35 @@ def _stop_here(event) -> None:
 _hold_commits()
 
 
+#: The cast of the ``crashcast`` story writer: each shot names one or two of them.
+CAST = (("Oskar", "a cartographer with a white beard"), ("Mira", "a young keeper in a yellow coat"),
+         ("Tove", "a fisherwoman with a red scarf"))
+
+
+class CastStoryWriter(FakeStoryWriter):
+    """A story of three characters; shot i names CAST[i % 3] (and CAST[(i+1) % 3] when i is even)."""
+
+    def write_story(self, idea):
+        from reelforge.records import Character, Story
+
+        self._record("write_story", "write_story")
+        return Story(title=idea[:60], logline=f"A film about {idea}.", synopsis=idea, style="ink and watercolour",
+                     characters=tuple(Character(n, d) for n, d in CAST))
+
+    def plan_shots(self, story, scenes, job=None):
+        import attrs
+
+        plan = super().plan_shots(story, scenes)
+        names = [n for n, _ in CAST]
+        return attrs.evolve(plan, shots=tuple(
+            attrs.evolve(s, characters=(names[s.id % 3],) + ((names[(s.id + 1) % 3],) if s.id % 2 == 0 else ()))
+            for s in plan.shots))
+
+
 @hookimpl
 def register_story_llms(register):
     register(FakeStoryWriter("crashtest", shots=7), name="crashtest")
+    register(CastStoryWriter("crashcast", shots=4), name="crashcast")
 
 
 @hookimpl

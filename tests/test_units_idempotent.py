@@ -78,7 +78,7 @@ class CountedStoryboard(StoryboardGenerator):
     name = "counted"
 
     def generate(self, shot, job):
-        _count("generate", shot, job)
+        _count("portrait" if job.stage == "cast" else "generate", shot, job)
         return super().generate(shot, job)
 
 
@@ -455,7 +455,7 @@ def test_a_finished_session_resumed_runs_no_unit_again(tmp_path, env):
     calls, records, film_bytes = dict(CALLS), len(env.events), first.film.read_bytes()
     again = run_session(tmp_path / "run", "", backends=COUNTED, options=OPTIONS, resume=first.session_id)
     assert again.ok
-    assert dict(CALLS) == calls and len(calls) == 3 + 3 * 2
+    assert dict(CALLS) == calls and len([k for k in calls if k[0] != "portrait"]) == 3 + 3 * 2
     assert all(n == 1 for n in calls.values())
     assert len(env.events) == records  # not one journal record more
     assert len(env.films_made) == len(env.films_recorded) == 1

@@ -505,7 +505,7 @@ def _execute(runner, action) -> None:
 
 
 # The commands kept in this package's other modules join the group as they are imported.
-from reelforge.cli import creator, looks, outputs, sessions, shotviews  # noqa: E402,F401
+from reelforge.cli import cast, creator, looks, outputs, sessions, shotviews  # noqa: E402,F401
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from reelforge.engine.fingerprints import film_overlap
 from reelforge.errors import SessionError, StageError
 from reelforge.media import checks as media
 from reelforge.options import structure_options
-from reelforge.protocols import Places, ShotJob
+from reelforge.protocols import Places, Reference, ShotJob
 from reelforge.records import Shot, converter
 from reelforge.store.safefs import contained
 
@@ -51,6 +51,8 @@ class BackendCall:
     "For a clip: the shot's image, relative to the session folder."
     film_overlap_s: float = 0.0
     "For a clip: how many seconds the film lays it over each neighbour (ShotJob.film_overlap_s)."
+    references: tuple[dict[str, str], ...] = ()
+    "For an image: its references (ShotJob.references) as ``{name, path, sha256, kind}``, paths relative to the session folder."
 
     @property
     def key(self) -> str:
@@ -66,18 +68,24 @@ class BackendCall:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BackendCall:
+        data = dict(data)
+        data["references"] = tuple(dict(r) for r in data.get("references") or ())
         return cls(**data)
 
 
-def call_for(session, stage: str, kind: str, backend, shot: Shot, attempt: int, image: Path | None) -> BackendCall:
+def call_for(session, stage: str, kind: str, backend, shot: Shot, attempt: int, image: Path | None,
+             references: tuple[Reference, ...] = ()) -> BackendCall:
     """The plain-data form of an attempt the runner is about to make."""
     art = session.shot_state(shot.id).artifact(stage)
+    root = Path(session.path).resolve()
+    refs = tuple({"name": r.name, "path": Path(r.path).resolve().relative_to(root).as_posix(),
+                  "sha256": r.sha256, "kind": r.kind} for r in references)
     return BackendCall(
         session_path=str(Path(session.path).resolve()), session_id=session.id, stage=stage, kind=kind,
         backend=backend.name, options=dict(backend.public_options), shot=converter.unstructure(shot),
         attempt=attempt, checkpoint=dict(art.checkpoint),
         film_overlap_s=film_overlap(session) if stage == "videos" else 0.0,
-        image=None if image is None else Path(image).resolve().relative_to(Path(session.path).resolve()).as_posix())
+        image=None if image is None else Path(image).resolve().relative_to(root).as_posix(), references=refs)
 
 
 def build_backend(pm: pluggy.PluginManager, kind: str, name: str, options: dict[str, Any]):
@@ -106,9 +114,12 @@ def make_call(call: BackendCall, backend_instance, *, cancelled: threading.Event
     shot = converter.structure(call.shot, Shot)
     work_dir = contained(session, f".work/{call.stage}/shot_{shot.id:03d}", under=(".work",))
     work_dir.mkdir(parents=True, exist_ok=True)
+    references = tuple(Reference(name=r["name"], path=contained(session, r["path"], under=("cast",)),
+                                 sha256=r["sha256"], kind=r.get("kind", "character")) for r in call.references)
     job = ShotJob(session_id=call.session_id, stage=call.stage, shot=shot, attempt=call.attempt,
                   work_dir=work_dir, checkpoint=dict(call.checkpoint), cancelled=cancelled,
-                  save=save, progress=progress, places=places, film_overlap_s=call.film_overlap_s)
+                  save=save, progress=progress, places=places, film_overlap_s=call.film_overlap_s,
+                  references=references)
     image = contained(session, call.image, under=("images",)) if call.image else None
     produced = run_backend(call.stage, backend_instance, shot, image, job)
     if produced is None:

@@ -102,7 +102,15 @@ def of_inputs(stage: str, shot: Shot, backend, image_sha: str | None, overlap_s:
 def of_shot_stage(session: Session, stage: str, shot: Shot, backend, active: set[str],
                   film: str | None = None) -> str:
     """The fingerprint of what ``stage`` would make of ``shot`` now (a clip's covers its
-    image); ``film`` is the film's look, read from the story when not given."""
+    image; an image's covers the portraits it is given, for a backend that takes
+    references); ``film`` is the film's look, read from the story when not given."""
     image_sha = session.shot_state(shot.id).image.sha256 if stage == "videos" else None
     overlap = film_overlap(session) if stage == "videos" else 0.0
-    return of_inputs(stage, effective_shot(session, stage, shot, active, film), backend, image_sha, overlap)
+    fp = of_inputs(stage, effective_shot(session, stage, shot, active, film), backend, image_sha, overlap)
+    if stage == "images":
+        from reelforge.engine.cast import references_for_backend
+
+        refs = references_for_backend(session, shot, backend)
+        if refs:  # none: the fingerprint is what it was before the cast existed
+            fp = fingerprint(stage=stage, inner=fp, references=[[r.name, r.kind, r.sha256] for r in refs])
+    return fp

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable
 
 import pluggy
 
-from reelforge.engine import edits, film_unit, handoff, steps
+from reelforge.engine import cast, edits, film_unit, handoff, steps
 from reelforge.engine.backends import (
     DEFAULT_BACKENDS,
     OPTIONAL_KINDS,
@@ -320,6 +320,7 @@ class Runner:
              engine: Engine) -> RunResult:
         settings = film_unit.settings(self, session)
         story, _scenes, plan = steps.write_all(self, session, backends["story"].instance, saved)
+        cast.make_cast(self, session, story, backends)
         outcome = self._shots(session, plan, backends, engine)
         if outcome.failures:
             msg = f"{len(outcome.failures)} shot(s) failed"

@@ -16,6 +16,7 @@ import attrs
 from reelforge.engine import fingerprints
 from reelforge.engine.base import Attempt, Engine, Task, Unit
 from reelforge.engine.calls import BackendCall, call_for, run_backend
+from reelforge.engine.cast import references_for_backend
 from reelforge.errors import ReelforgeError, SessionError, StageError, storage_cause
 from reelforge.media import checks as media
 from reelforge.protocols import ShotJob
@@ -288,11 +289,13 @@ class ShotRun:
         art = session.shot_state(shot.id).artifact(stage)
         key = (stage, shot.id)
 
+        refs = references_for_backend(session, shot, backend) if stage == "images" else ()
+
         def once() -> tuple[Path, float]:
             n = session.mark_shot_started(stage, shot.id)
             job = ShotJob(
                 session_id=session.id, stage=stage, shot=shot, attempt=n, work_dir=work_dir,
-                checkpoint=dict(art.checkpoint), cancelled=self.cancel,
+                checkpoint=dict(art.checkpoint), cancelled=self.cancel, references=refs,
                 film_overlap_s=fingerprints.film_overlap(session) if stage == "videos" else 0.0,
                 save=lambda data: session.save_shot_checkpoint(stage, shot.id, data),
                 progress=lambda fraction, message: self.runner.hook(
@@ -309,7 +312,7 @@ class ShotRun:
                     produced = here()
                 else:
                     def describe() -> BackendCall:
-                        return call_for(session, stage, STAGE_KIND[stage], backend, shot, n, image)
+                        return call_for(session, stage, STAGE_KIND[stage], backend, shot, n, image, refs)
 
                     remote = bool(getattr(backend.instance, "remote", False))
                     produced = self.engine.perform(Attempt(describe, job, here, remote))

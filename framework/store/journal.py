@@ -102,6 +102,8 @@ class SessionJournal:
         if m.film.path is not None and m.film.path != FILM_NAME:
             raise SessionCorruptError(where, f"film path {m.film.path!r} is not {FILM_NAME}")
         self._check_artifact(m.film, None, "film", where, paths=False)
+        for name, portrait in (m.cast or {}).items():
+            self._check_artifact(portrait, "cast", f"cast portrait of {name!r}", where)
         music = m.film_settings.get("music")
         if music is not None:  # mixed into the film: music.<ext> at the session root, nothing else
             from reelforge.store.meta import music_file

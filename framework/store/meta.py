@@ -197,6 +197,8 @@ class Meta:
     "The last journal event folded into this snapshot."
     edited: list[int] = attrs.Factory(list)
     "Shots changed (`shots edit`, `redo`, `use`) since the film was last made: their work and the film are pending."
+    cast: dict[str, ArtifactState] | None = None
+    "The cast's portraits, by character name (see reelforge.engine.cast); None in a session made before the cast step existed."
     last_verify: dict[str, Any] | None = None
     "The last `reelforge sessions verify`: ``{at, checked, bad: [path, ...], repaired}``."
     schema_version: int = SCHEMA_VERSION

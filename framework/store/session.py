@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from reelforge.errors import SessionCorruptError, SessionLockedError
 from reelforge.records import ShotPlan, structure, to_json
 from reelforge.redact import redact
+from reelforge.store.cast import CastRecords
 from reelforge.store.journal import SessionJournal
 from reelforge.store.meta import (
     AWAITING_REVIEW,
@@ -61,7 +62,7 @@ if TYPE_CHECKING:
     from reelforge.store.sessions import SessionStore
 
 
-class Session(SessionJournal, ShotRecords, Takes, Verification):
+class Session(SessionJournal, ShotRecords, Takes, Verification, CastRecords):
     """One session: its files, meta and journal. Thread-safe for the runner's workers."""
 
     def __init__(self, store: "SessionStore", session_id: str):

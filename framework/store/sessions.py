@@ -94,7 +94,7 @@ class SessionStore:
         session = Session(self, sid)
         session.lock()
         try:
-            session.meta = Meta(id=sid, idea=idea, backends=dict(backends or {}), review=review)
+            session.meta = Meta(id=sid, idea=idea, backends=dict(backends or {}), review=review, cast={})
             session._reindex()
             session.write_meta()
         except BaseException:

@@ -272,6 +272,11 @@ def bundle_sources(session: Session) -> tuple[list[_Source], list[str]]:
                                        sha256=art.sha256, size=art.size))
             elif stage != "narration" or narrated:
                 missing.append(f"shot {st.id} {_KINDS[stage]} ({art.state})")
+    for name, art in (m.cast or {}).items():  # the cast: each character's portrait
+        if art.state == DONE and art.path:
+            sources.append(_Source(art.path, f"cast/{art.path.rsplit('/', 1)[-1]}", "portrait",
+                                   f"{name}'s portrait (the cast)" + (f", by {art.backend}" if art.backend else ""),
+                                   sha256=art.sha256, size=art.size))
     for name, what in (("story.json", "the story: title, logline, synopsis, characters, style"),
                        ("scenes.json", "the scene graph"),
                        ("shots.json", "the shot plan: every shot's prompts, narration, duration and seed")):
@@ -283,6 +288,25 @@ def bundle_sources(session: Session) -> tuple[list[_Source], list[str]]:
     if film_done and music is not None and os.path.lexists(music_file(session.path, music, session.meta_path)):
         sources.append(_Source(music, music, "music", "the film's music bed"))
     return sources, missing
+
+
+def cast_manifest(session: Session, story, copied: dict[str, str]) -> list[dict[str, Any]]:
+    """The cast as a bundle lists it: each character of the story, its description, its
+    portrait (the path in the bundle, or None) with its digest, and the shots it is in."""
+    from reelforge.engine.cast import shots_using
+
+    try:
+        plan = session.read_step_output("shots")
+    except SessionCorruptError:
+        plan = None
+    rows = []
+    for character in story.characters if story is not None else ():
+        art = session.portrait(character.name)
+        done = art is not None and art.state == DONE and art.path in copied
+        rows.append({"name": character.name, "description": character.description,
+                     "portrait": copied[art.path] if done else None, "sha256": art.sha256 if done else None,
+                     "by": art.backend if done else None, "shots": shots_using(plan, character.name)})
+    return redact_data(rows)
 
 
 @attrs.frozen
@@ -351,6 +375,7 @@ def write_bundle(session: Session, dest: Path, *, timeline: bool = True) -> Bund
             "shots": [{"id": s.id, "files": [f["path"] for f in files if f["shot"] == s.id]}
                       for s in session.meta.shots],
             "files": files, "missing": missing,
+            "cast": cast_manifest(session, story, {f["from"]: f["path"] for f in files}),
         }
         atomic_write_text(work / "manifest.json",
                           redact(json.dumps(manifest, indent=2, ensure_ascii=False)) + "\n")

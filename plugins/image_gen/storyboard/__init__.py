@@ -17,7 +17,8 @@ is drawn by :func:`card_overlay`, which the ``kenburns`` renderer puts on top of
 This module is the backend (options, the generator, the plate marker, the hook); its parts:
 :mod:`.palette` (colours from the style bible), :mod:`.scene` (setting and shot type from the
 shot's words), :mod:`.look` (one shot's choices and colours), :mod:`.backdrop` (sky, ground,
-landmarks, interiors, rain), :mod:`.figures` (people and objects), :mod:`.painter` (the
+landmarks, interiors, rain), :mod:`.figures` (people and objects; each character of the cast as their own figure: a colour, a silhouette
+and a mark, read from their portrait card), :mod:`.painter` (the
 plate, painted in order) and :mod:`.card` (the card's bands and text).
 """
 
@@ -32,8 +33,16 @@ import attrs
 from reelforge import hookimpl
 from reelforge.errors import StageError
 from reelforge.limits import MAX_SIDE, between, check_frame_size
-from reelforge.plugins.image_gen.storyboard.card import (CAPTION_BAND, CardText, caption_of, card_overlay, card_text,
-                                                        font)
+from reelforge.plugins.image_gen.storyboard.card import (
+    CAPTION_BAND,
+    CardText,
+    caption_of,
+    card_overlay,
+    card_text,
+    font,
+    portrait_card,
+)
+from reelforge.plugins.image_gen.storyboard.figures import FIGURE_KEY, identity_for, identity_of
 from reelforge.plugins.image_gen.storyboard.painter import _Painter
 from reelforge.plugins.image_gen.storyboard.palette import palette_for
 from reelforge.plugins.image_gen.storyboard.scene import setting, shot_type
@@ -79,25 +88,37 @@ class StoryboardGenerator:
     def __init__(self, options: StoryboardOptions | None = None):
         self.options = options if options is not None else StoryboardOptions()
 
+    #: Uses the cast's portraits: each character is drawn as the figure their portrait card shows.
+    takes_references: ClassVar[bool] = True
+
     def generate(self, shot: Shot, job: ShotJob) -> Path:
         from PIL.PngImagePlugin import PngInfo
 
-        out = Path(job.work_dir) / f"shot_{shot.id:03d}.png"
-        tmp = out.with_name(out.stem + ".partial.png")
         info = PngInfo()
-        info.add_text(PLATE_KEY, PLATE_VALUE)
-        info.add_text(CAPTION_KEY, caption_of(shot))  # UTF-8 (iTXt) when it is not Latin-1
+        if job.stage == "cast":  # a character's portrait card: the figure every shot draws them as
+            identity = identity_for(shot.id, shot.seed)
+            info.add_text(FIGURE_KEY, identity.to_json())
+            picture = portrait_card(shot, identity, (self.options.width, self.options.height))
+            out = Path(job.work_dir) / "portrait.png"
+        else:
+            info.add_text(PLATE_KEY, PLATE_VALUE)
+            info.add_text(CAPTION_KEY, caption_of(shot))  # UTF-8 (iTXt) when it is not Latin-1
+            identities = {ref.name: identity_of(ref.path, ref.sha256) for ref in job.references}
+            picture = self.draw_plate(shot, identities)
+            out = Path(job.work_dir) / f"shot_{shot.id:03d}.png"
+        tmp = out.with_name(out.stem + ".partial.png")
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
-            self.draw_plate(shot).save(tmp, format="PNG", compress_level=1, pnginfo=info)
+            picture.save(tmp, format="PNG", compress_level=1, pnginfo=info)
             os.replace(tmp, out)
         except OSError as exc:
             raise StageError(f"could not write the storyboard frame {out}: {exc}") from exc
         return out
 
-    def draw_plate(self, shot: Shot):
-        """The picture for ``shot`` without any text, as a PIL RGB image."""
-        return _Painter(shot, (self.options.width, self.options.height)).paint()
+    def draw_plate(self, shot: Shot, identities: dict | None = None):
+        """The picture for ``shot`` without any text, as a PIL RGB image; ``identities``
+        (figures.Identity by character name) draw those characters as themselves."""
+        return _Painter(shot, (self.options.width, self.options.height), identities).paint()
 
     def draw(self, shot: Shot):
         """The whole storyboard card (plate and text) as a PIL RGB image."""

@@ -152,3 +152,30 @@ def _arrow(draw, move: str, centre: tuple[int, int], size: int, colour, width: i
     head = size // 3
     draw.polygon([(ex + vec[0] * head, ey + vec[1] * head),
                   (ex + hx * head, ey + hy * head), (ex - hx * head, ey - hy * head)], fill=colour)
+
+
+def portrait_card(shot: Shot, identity, size: tuple[int, int]):
+    """A character's portrait card (the cast step's picture): the character's figure
+    (``identity``: colour, silhouette, mark) head and shoulders on a plain ground, with
+    the name and description below. A PIL RGB image of ``size``."""
+    from PIL import Image, ImageDraw
+
+    from reelforge.plugins.image_gen.storyboard.figures import person
+    from reelforge.plugins.image_gen.storyboard.look import Look
+
+    w, h = size
+    img = Image.new("RGB", (w, h), (214, 210, 200))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((0, int(h * 0.7), w, h), fill=(32, 32, 38))
+    look = Look(shot, size)
+    person(look, draw, w // 2, int(h * 0.08), int(h * 0.2), identity.colour, None, detail=True, identity=identity)
+    draw.rectangle((0, int(h * 0.74), w, h), fill=(24, 24, 30))
+    s = h / 720
+    name = shot.characters[0] if shot.characters else shot.description
+    draw.text((int(24 * s), int(h * 0.76)), f"CAST · {name}", font=font(max(10, int(34 * s))), fill=identity.colour)
+    description = shot.description.split(":", 1)[-1].strip()
+    y = int(h * 0.76) + int(48 * s)
+    for line in _wrap(draw, description, font(max(9, int(22 * s))), w - int(48 * s), 3):
+        draw.text((int(24 * s), y), line, font=font(max(9, int(22 * s))), fill=(235, 235, 230))
+        y += int(30 * s)
+    return img

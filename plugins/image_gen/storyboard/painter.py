@@ -14,8 +14,10 @@ from reelforge.records import Shot
 class _Painter:
     """Draws one plate: sky, far and near layers, landmarks and figures."""
 
-    def __init__(self, shot: Shot, size: tuple[int, int]):
+    def __init__(self, shot: Shot, size: tuple[int, int], identities: dict | None = None):
         self.look = Look(shot, size)
+        self.identities = identities or {}
+        "How each character the shot names is drawn (figures.Identity by name), from their portraits."
 
     def figure_colour(self) -> RGB:
         return self.look.figure_colour()
@@ -43,7 +45,7 @@ class _Painter:
             draw = ImageDraw.Draw(img)
         if look.storm and "interior" not in look.where:
             backdrop.rain(look, draw)
-        figures.subject(look, img, draw, horizon)
+        figures.subject(look, img, draw, horizon, self.identities)
         if look.kind in ("closeup", "detail", "silhouette", "low"):
             vignette(img)
         if random.Random(f"storyboard-mirror\x1f{look.shot.seed}").random() < 0.5:
