@@ -169,6 +169,8 @@ class FakeRenderer(_Fake):
     """Renders a tiny real H.264 clip of the image with the bundled ffmpeg."""
 
     kind = "video"
+    starts_from_image = True
+    "Its clip shows the picture it is given (so --continuity last-frame can be tested with it)."
 
     def render(self, shot: Shot, image: Path, job) -> Path:
         self._record(shot.id, shot.id, job.attempt)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from reelforge.engine import fingerprints
+from reelforge.engine import continuity, fingerprints
 from reelforge.engine.shots import PROMPT_FIELD, SHOT_PIPELINE, prompt_of
 from reelforge.errors import ConfigError, SessionError
 from reelforge.records import Shot, ShotPlan
@@ -72,12 +72,15 @@ def edit_shot(session: Session, plan: ShotPlan, shot_id: int, changes: dict[str,
 
 def redo(shot_id: int, stage: str, seed: int | None, new_seed: bool) -> Prepare:
     """Make one shot's ``stage`` again: the current file becomes a rejected take (never
-    brought back on its own), or, with a seed, the shot's seed changes in shots.json."""
+    brought back on its own), or, with a seed, the shot's seed changes in shots.json. With
+    ``--continuity last-frame``, the clips that follow from it in its scene are made again
+    too (reelforge.engine.continuity.redo_plan says which)."""
     name = stage_name(stage)
 
     def prepare(session: Session, backends: dict) -> None:
         plan = saved_plan(session)
         shot = plan_shot(plan, shot_id)
+        continuity.mark_remade(session, plan, continuity.redo_plan(session, plan, shot_id, name).remade, shot_id)
         if seed is not None or new_seed:
             import secrets
 
@@ -117,7 +120,9 @@ def use_take(shot_id: int, stage: str, take: int) -> Prepare:
         session.use_take(name, shot_id, take, pinned=True, prompt=prompt_of(name, shot))
         # Pinned: recorded as made from the shot's current inputs, so the next check keeps it.
         active = {s.name for s in SHOT_PIPELINE if s.kind in backends}
-        fp = fingerprints.of_shot_stage(session, name, shot, backends[spec.kind], active)
+        follows = (continuity.previous_in_scene(saved_plan(session)).get(shot_id)
+                   if name == "videos" and continuity.mode_of(session.meta) == continuity.LAST_FRAME else None)
+        fp = fingerprints.of_shot_stage(session, name, shot, backends[spec.kind], active, follows=follows)
         session.repin(name, shot_id, fp)
 
     return prepare

@@ -68,8 +68,15 @@ def of_inputs(stage: str, shot: Shot, backend, image_sha: str | None) -> str:
 
 
 def of_shot_stage(session: Session, stage: str, shot: Shot, backend, active: set[str],
-                  film: str | None = None) -> str:
+                  film: str | None = None, follows: int | None = None) -> str:
     """The fingerprint of what ``stage`` would make of ``shot`` now (a clip's covers its
-    image); ``film`` is the film's look, read from the story when not given."""
+    image); ``film`` is the film's look, read from the story when not given. ``follows``:
+    the shot whose clip's last frame this clip starts from (``--continuity last-frame``),
+    whose clip's digest it then covers instead of the image's."""
+    effective = effective_shot(session, stage, shot, active, film)
+    if stage == "videos" and follows is not None:
+        before = session.shot_state(follows).video.sha256
+        return fingerprint(stage=stage, start="last-frame", after=before,
+                           inner=of_inputs(stage, effective, backend, None))
     image_sha = session.shot_state(shot.id).image.sha256 if stage == "videos" else None
-    return of_inputs(stage, effective_shot(session, stage, shot, active, film), backend, image_sha)
+    return of_inputs(stage, effective, backend, image_sha)

@@ -92,6 +92,9 @@ class KenBurnsRenderer:
     concurrency: int = 2
     #: The caption drawn over the clip comes from these: a changed one renders it again.
     fingerprint_fields: ClassVar[tuple[str, ...]] = ("description", "characters", "scene_id")
+    #: Each clip moves over the picture it is given: --continuity last-frame may give it the
+    #: last frame of the clip before.
+    starts_from_image: ClassVar[bool] = True
 
     def __init__(self, options: KenBurnsOptions | None = None):
         self.options = options if options is not None else KenBurnsOptions()
