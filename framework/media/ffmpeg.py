@@ -293,14 +293,18 @@ def last_frame(clip: str | os.PathLike, out: str | os.PathLike, *,
     clip, out = Path(clip), Path(out)
     partial = out.with_name(f"{out.stem}.{os.getpid()}.{threading.get_ident()}.partial.png")
     try:
-        # Decoding only the last seconds is enough (each frame overwrites the one before:
-        # -update 1); a shorter clip is read from its start.
-        run_ffmpeg(["-sseof", "-2", "-i", str(clip), "-map", "0:v:0", "-an", "-sn", "-map_metadata", "-1",
-                    "-fflags", "+bitexact", "-flags:v", "+bitexact", "-c:v", "png", "-pix_fmt", "rgb24",
-                    "-update", "1", "-f", "image2", "-y", str(partial)],
-                   what=f"the last frame of {clip.name}", cancelled=cancelled)
-        if not partial.is_file() or partial.stat().st_size == 0:
-            raise StageError(f"the last frame of {clip.name}: ffmpeg wrote no picture")
+        # Each frame written overwrites the one before (-update 1), so the file ends up
+        # holding the last. Only the last half second is written (a PNG per frame is the cost);
+        # a clip with no frame in it (under 2 fps) is read whole.
+        for seek in (["-sseof", "-0.5"], []):
+            run_ffmpeg([*seek, "-i", str(clip), "-map", "0:v:0", "-an", "-sn", "-map_metadata", "-1",
+                        "-fflags", "+bitexact", "-flags:v", "+bitexact", "-c:v", "png", "-pix_fmt", "rgb24",
+                        "-update", "1", "-f", "image2", "-y", str(partial)],
+                       what=f"the last frame of {clip.name}", cancelled=cancelled)
+            if partial.is_file() and partial.stat().st_size > 0:
+                break
+        else:
+            raise StageError(f"the last frame of {clip.name}: ffmpeg found no picture in it")
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)
