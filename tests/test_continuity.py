@@ -133,6 +133,8 @@ def test_clips_of_a_scene_wait_for_each_other_and_scenes_run_side_by_side(out, f
         assert renderer.pictures[shot].name == f"start_from_shot_{before:03d}.png"
         assert renderer.pictures[shot].parent == result.path / ".work" / "videos" / f"shot_{shot:03d}"
     assert SessionStore(out).load(result.session_id).meta.continuity == "last-frame"
+    r = invoke(out, "sessions", "view", result.session_id)
+    assert r.exit_code == 0 and "Continuity: last-frame" in r.output, r.output
 
 
 def test_a_dependent_clip_shows_the_last_frame_of_the_one_before(out, fakes, tmp_path):
