@@ -94,6 +94,13 @@ class Renderer(Protocol):
         """Write the shot's clip (MP4 or WebM) under ``job.work_dir`` and return its path."""
 
 
+# Optional on a renderer:
+#   starts_from_image: ClassVar[bool] = True   its clip starts from the picture it is given
+#                            (image-to-video). Only such a renderer may run a session with
+#                            --continuity last-frame, where ``image`` is then the last frame of
+#                            the clip before in the scene (a PNG in the shot's scratch folder).
+
+
 @runtime_checkable
 class Narrator(Protocol):
     name: ClassVar[str]

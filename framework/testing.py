@@ -193,6 +193,8 @@ class FakeRenderer(_Fake):
 
     kind = "video"
     uses_seed = False
+    starts_from_image = True
+    "Its clip shows the picture it is given (so --continuity last-frame can be tested with it)."
 
     def render(self, shot: Shot, image: Path, job) -> Path:
         self._record(shot.id, shot.id, job.attempt)

@@ -114,6 +114,11 @@ def _run_params() -> list[click.Parameter]:
                                help="No line on the end card, just \"The End\"."))
     params.append(click.Option(["--review"], type=click.Choice(["images"]), default=None,
                                help="Stop after the images (AWAITING_REVIEW) until `reelforge approve ID`."))
+    params.append(click.Option(["--continuity"], type=click.Choice(["none", "last-frame"]), default=None,
+                               help="last-frame: in each scene, a clip starts from the last frame of the clip "
+                                    "before it, not from its own still (an image-to-video renderer only). "
+                                    "Recorded in the session (default: none, or as the session recorded; "
+                                    "also continuity = \"last-frame\" in reelforge.toml)."))
     params.append(click.Option(["--budget"], type=click.FloatRange(min=0, min_open=True), default=None,
                                metavar="SECONDS",
                                help="Start no work that the session's recorded averages say would take "
@@ -183,6 +188,7 @@ def _make_runner(output_dir: Path, config, kwargs: dict[str, Any]):
                   transition=kwargs.get("transition") or config.transition,
                   subtitles=kwargs.get("subtitles"), music=kwargs.get("music"), cards=kwargs.get("cards"),
                   review=kwargs.get("review"), budget=kwargs.get("budget"),
+                  continuity=kwargs.get("continuity"), default_continuity=config.continuity,
                   engine=kwargs.get("engine") or os.environ.get("REELFORGE_ENGINE") or config.engine,
                   engine_options={"db": kwargs["db"]} if kwargs.get("db") else None,
                   detach=bool(kwargs.get("detach")))

@@ -60,7 +60,22 @@ def redo(session_id: str, shot_id: int, stage: str, seed: int | None, new_seed: 
         raise click.UsageError("give --seed N or --new-seed, not both")
     runner, sid = _session_runner(session_id, output_dir, config_path, kwargs)
     runner.announce = click.echo  # the new seed, or a file made again that is the same as a take
+    _say_followers(runner, sid, shot_id, stage)
     _execute(runner, lambda: runner.redo(sid, shot_id, stage, seed=seed, new_seed=new_seed))
+
+
+def _say_followers(runner, sid: str, shot_id: int, stage: str) -> None:
+    """Before a redo starts: which other clips it remakes (clips that follow from its last
+    frame under --continuity last-frame), as the redo will then do."""
+    from reelforge.engine import continuity
+    from reelforge.engine.edits import stage_name
+
+    session = runner.store.load(sid)
+    plan = session.read_step_output("shots")
+    if plan is not None and any(s.id == shot_id for s in plan.shots):
+        said = continuity.redo_plan(session, plan, shot_id, stage_name(stage), runner.continuity).message
+        if said:
+            click.echo(said)
 
 
 @cli.group()

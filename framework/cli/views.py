@@ -100,6 +100,9 @@ def render_session(session: Session, width: int = 100) -> str:
     if m.backends:
         out.append("Backends: " + for_terminal(", ".join(f"{k}={b.name}" for k, b in m.backends.items()),
                                               newlines=False))
+    if m.continuity:  # only sessions that chose one: older views stay as they were
+        out.append(f"Continuity: {for_terminal(str(m.continuity), newlines=False)} "
+                   f"(in each scene, a clip starts from the last frame of the one before)")
     if m.last_error and m.status != COMPLETE:
         out.append(f"Last error: {for_terminal(m.last_error)}")
     out += ["", "Progress Bar:", *progress_rows(session)]

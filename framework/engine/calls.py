@@ -48,7 +48,7 @@ class BackendCall:
     checkpoint: dict[str, Any]
     "What the backend saved for this shot so far."
     image: str | None = None
-    "For a clip: the shot's image, relative to the session folder."
+    "For a clip: the picture it starts from (its image, or a last frame in scratch), relative to the session."
     film_overlap_s: float = 0.0
     "For a clip: how many seconds the film lays it over each neighbour (ShotJob.film_overlap_s)."
     references: tuple[dict[str, str], ...] = ()
@@ -120,7 +120,9 @@ def make_call(call: BackendCall, backend_instance, *, cancelled: threading.Event
                   work_dir=work_dir, checkpoint=dict(call.checkpoint), cancelled=cancelled,
                   save=save, progress=progress, places=places, film_overlap_s=call.film_overlap_s,
                   references=references)
-    image = contained(session, call.image, under=("images",)) if call.image else None
+    # A clip starts from its shot's image, or (--continuity last-frame) from the last frame
+    # of the clip before it, extracted into its scratch folder.
+    image = contained(session, call.image, under=("images", ".work")) if call.image else None
     produced = run_backend(call.stage, backend_instance, shot, image, job)
     if produced is None:
         raise StageError(f"{call.backend} returned no file for shot {shot.id}")

@@ -6,6 +6,7 @@
     renderer = "comfyui"
     transition = "cut"
     engine = "local"              # what schedules the shots (reelforge engines)
+    continuity = "last-frame"     # new sessions: a scene's clips follow each other's last frame
 
     [backends.comfyui]            # options of every backend named comfyui
     urls = ["http://gpu1:8188", "http://gpu2:8188"]
@@ -36,7 +37,7 @@ from reelforge.options import structure_options
 CONFIG_NAME = "reelforge.toml"
 #: Top-level keys naming the default backend of each kind.
 BACKEND_KEYS = {"story_llm": "story", "image_gen": "image", "renderer": "video", "narrator": "narration"}
-_TOP_KEYS = {"output_dir", "transition", "engine", "backends", "plugins", *BACKEND_KEYS}
+_TOP_KEYS = {"output_dir", "transition", "engine", "continuity", "backends", "plugins", *BACKEND_KEYS}
 
 
 @attrs.frozen
@@ -51,6 +52,8 @@ class Config:
     "How clips are joined."
     engine: str | None = None
     "The engine that schedules the shots."
+    continuity: str | None = None
+    "How the clips of a scene follow each other (none, last-frame); None: as the session recorded."
     options: dict[str, dict[str, Any]] = attrs.Factory(dict)
     "[backends.NAME] tables: scope (backend name or kind) -> options."
     disable: tuple[str, ...] = ()
@@ -107,7 +110,16 @@ def load_config(explicit: str | os.PathLike | None = None) -> Config:
     return Config(path=path, output_dir=string("output_dir", data, ""),
                   backends={k: v for k, v in chosen.items() if v},
                   transition=string("transition", data, ""),
-                  engine=string("engine", data, ""), options=tables, disable=tuple(disable))
+                  engine=string("engine", data, ""), continuity=_continuity(path, string("continuity", data, "")),
+                  options=tables, disable=tuple(disable))
+
+
+def _continuity(path: Path, value: str | None) -> str | None:
+    from reelforge.engine.continuity import MODES
+
+    if value is not None and value not in MODES:
+        raise ConfigError(f"{path}: continuity must be one of {', '.join(MODES)}, got {value!r}")
+    return value
 
 
 def check_backend_tables(config: Config) -> None:

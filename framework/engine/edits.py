@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Callable
 
-from reelforge.engine import fingerprints
+from reelforge.engine import continuity, fingerprints
 from reelforge.engine.shots import SHOT_PIPELINE
 from reelforge.errors import ConfigError, SessionError
 from reelforge.records import Shot, ShotPlan
@@ -113,12 +113,20 @@ def _fresh_seed(taken: set) -> int:
             return value
 
 
+def _mark_followers(session: Session, plan: ShotPlan, shot_id: int, stage: str) -> None:
+    """With --continuity last-frame: the clips that start from this shot's in its scene are
+    marked to be made again (before anything else changes, so a crash keeps the mark)."""
+    continuity.mark_remade(session, plan, continuity.redo_plan(session, plan, shot_id, stage).remade, shot_id)
+
+
 def redo(shot_id: int, stage: str, seed: int | None, new_seed: bool) -> Prepare:
     """Make one shot's ``stage`` again, asking for something new: a new seed (``seed``, else
     a random one no take of the shot has used). The current file becomes a rejected take
     (never brought back on its own). A redo of a clip keeps the shot's image (pinned to the
     new seed). A backend whose output does not depend on the seed (``uses_seed = False``)
-    is refused with what to change instead: a redo would only make the same file again."""
+    is refused with what to change instead: a redo would only make the same file again.
+    With ``--continuity last-frame``, the clips that follow from it in its scene are made
+    again too (reelforge.engine.continuity.redo_plan says which)."""
     name = stage_name(stage)
 
     def prepare(session: Session, backends: dict) -> list[str]:
@@ -135,6 +143,7 @@ def redo(shot_id: int, stage: str, seed: int | None, new_seed: bool) -> Prepare:
         if name == "narration":  # a voice is not made from the seed: made again as it is
             if seed is not None or new_seed:
                 raise ConfigError("a voice does not depend on the shot's seed; redo it without --seed/--new-seed")
+            _mark_followers(session, plan, shot_id, name)
             session.mark_edited(shot_id)
             session.keep_as_take(name, shot_id, "redo requested", rejected=True,
                                  inputs=known_inputs(session, name, shot, backend, active))
@@ -155,6 +164,7 @@ def redo(shot_id: int, stage: str, seed: int | None, new_seed: bool) -> Prepare:
                           session, "images", shot, backends["image"], active))
         # The seed first: a crash after it is a redo all the same (the next check keeps the
         # old file as a take and makes a new one), and never makes the same file again.
+        _mark_followers(session, plan, shot_id, name)
         new_shot = edit_shot(session, plan, shot_id, {"seed": value})
         session.keep_as_take(name, shot_id, "redo requested", rejected=True, inputs=inputs)
         if keep_image:  # the clip is redone, not the picture it is made from
@@ -205,7 +215,9 @@ def use_take(shot_id: int, stage: str, take: int) -> Prepare:
             shot = edit_shot(session, plan, shot_id, changes)
         session.use_take(name, shot_id, take, pinned=True, inputs=displaced)
         # Pinned: recorded as made from the shot's current inputs, so the next check keeps it.
-        session.repin(name, shot_id, fingerprints.of_shot_stage(session, name, shot, backend, active))
+        follows = (continuity.previous_in_scene(saved_plan(session)).get(shot_id)
+                   if name == "videos" and continuity.mode_of(session.meta) == continuity.LAST_FRAME else None)
+        session.repin(name, shot_id, fingerprints.of_shot_stage(session, name, shot, backend, active, follows=follows))
         back = f", with its {', '.join(sorted(changes))} back in shots.json" if changes else ""
         return [f"Shot {shot_id}: {label} take {take} brought back{back}.", *notes]
 

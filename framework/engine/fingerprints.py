@@ -100,13 +100,20 @@ def of_inputs(stage: str, shot: Shot, backend, image_sha: str | None, overlap_s:
 
 
 def of_shot_stage(session: Session, stage: str, shot: Shot, backend, active: set[str],
-                  film: str | None = None) -> str:
+                  film: str | None = None, follows: int | None = None) -> str:
     """The fingerprint of what ``stage`` would make of ``shot`` now (a clip's covers its
     image; an image's covers the portraits it is given, for a backend that takes
-    references); ``film`` is the film's look, read from the story when not given."""
-    image_sha = session.shot_state(shot.id).image.sha256 if stage == "videos" else None
+    references); ``film`` is the film's look, read from the story when not given. ``follows``:
+    the shot whose clip's last frame this clip starts from (``--continuity last-frame``),
+    whose clip's digest it then covers instead of the image's."""
+    effective = effective_shot(session, stage, shot, active, film)
     overlap = film_overlap(session) if stage == "videos" else 0.0
-    fp = of_inputs(stage, effective_shot(session, stage, shot, active, film), backend, image_sha, overlap)
+    if stage == "videos" and follows is not None:
+        before = session.shot_state(follows).video.sha256
+        return fingerprint(stage=stage, start="last-frame", after=before,
+                           inner=of_inputs(stage, effective, backend, None, overlap))
+    image_sha = session.shot_state(shot.id).image.sha256 if stage == "videos" else None
+    fp = of_inputs(stage, effective, backend, image_sha, overlap)
     if stage == "images":
         from reelforge.engine.cast import references_for_backend
 

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable
 
 import pluggy
 
-from reelforge.engine import cast, edits, film_unit, handoff, steps
+from reelforge.engine import cast, continuity, edits, film_unit, handoff, steps
 from reelforge.engine.backends import (
     DEFAULT_BACKENDS,
     OPTIONAL_KINDS,
@@ -25,6 +25,7 @@ from reelforge.engine.backends import (
     collect_options,
 )
 from reelforge.engine.base import Engine
+from reelforge.engine.continuity import check_mode as check_continuity
 from reelforge.engine.failures import group_failures
 from reelforge.engine.plugins import KINDS, get_engine_class, load_plugins
 from reelforge.engine.results import BUDGET, RunResult
@@ -81,6 +82,8 @@ class Runner:
                  cards: bool | None = None,
                  film_options: dict[str, Any] | None = None,
                  review: str | None = None,
+                 continuity: str | None = None,
+                 default_continuity: str | None = None,
                  budget: float | None = None,
                  engine: str | None = None,
                  engine_options: dict[str, Any] | None = None,
@@ -92,7 +95,11 @@ class Runner:
         mapping: a dict value is the options of the backend name/kind it is keyed by
         (``{"kenburns": {"fps": 30}}``), any other value an unscoped option
         (``{"shots": 3}``, like ``-o shots=3``). ``review="images"`` stops a new
-        session after its images (AWAITING_REVIEW) until :meth:`approve`. ``budget`` caps the
+        session after its images (AWAITING_REVIEW) until :meth:`approve`. ``continuity``
+        ``"last-frame"`` starts each clip of a scene but the first from the last frame of the
+        clip before it (needs a renderer that starts from an image); ``"none"`` does not;
+        None keeps what the session recorded; ``default_continuity`` is the mode of a new
+        session when ``continuity`` is None (reelforge.toml). ``budget`` caps the
         backend seconds a run may start (judged from the session's recorded averages).
         ``engine`` names the engine that schedules the shots (default: REELFORGE_ENGINE,
         else ``local``); ``engine_options`` are its own settings (e.g. ``{"db": URL}``). An
@@ -114,6 +121,8 @@ class Runner:
         if review not in (None, "images"):
             raise ConfigError(f"unknown review point {review!r}; use 'images'")
         self.review = review
+        self.continuity = None if continuity is None else check_continuity(continuity)
+        self.default_continuity = None if default_continuity is None else check_continuity(default_continuity)
         if budget is not None and not (isinstance(budget, (int, float)) and budget > 0 and budget < float("inf")):
             raise ConfigError(f"the budget must be a positive number of seconds, got {budget!r}")
         self.budget = budget
@@ -136,12 +145,13 @@ class Runner:
     # -- public API ---------------------------------------------------------------
     def start(self, idea: str) -> RunResult:
         """Create a new session for ``idea`` and run it to the end."""
-        backends = self._resolve_backends(None)  # fail on bad names/options before creating
+        backends = self._resolve_backends(None, new=True)  # fail on bad names/options before creating
         try:
             self.preflight.all(backends)  # a server that is not there stops us before a session exists
             # The first meta already holds the backends and options: a crash right after
             # this resumes with them, not with the defaults.
-            session = self.store.create(idea, backends=choices(backends), review=self.review)
+            session = self.store.create(idea, backends=choices(backends), review=self.review,
+                                        continuity=continuity.recorded(self.continuity or self.default_continuity))
         except BaseException:
             close_backends(backends)
             raise
@@ -227,11 +237,19 @@ class Runner:
                 return fn()
 
     # -- running ------------------------------------------------------------------
-    def _resolve_backends(self, session: Session | None) -> dict[str, Backend]:
+    def _resolve_backends(self, session: Session | None, new: bool = False) -> dict[str, Backend]:
         try:
-            return build_backends(self.pm, self.requested, self.raw_options, session)
+            built = build_backends(self.pm, self.requested, self.raw_options, session)
         finally:
             self._release_validated()  # validate()'s backends: the new ones took over
+        try:  # a renderer that cannot follow a clip's last frame is refused before anything runs
+            mode = self.continuity or (continuity.mode_of(session.meta) if session is not None
+                                       else self.default_continuity if new else None)
+            continuity.check_renderer(mode or continuity.NONE, built.get("video"))
+        except BaseException:
+            close_backends(built)
+            raise
+        return built
 
     def _continue(self, session: Session,
                   prepare: Callable[[Session, dict], Iterable[str] | None] | None = None) -> RunResult:
@@ -239,6 +257,8 @@ class Runner:
         (and returns what it tells the user: :meth:`note`)."""
         try:
             backends = self._resolve_backends(session)
+            if self.continuity is not None:  # asked for in this run: recorded, so later runs keep it
+                session.set_continuity(continuity.recorded(self.continuity))
             if prepare is not None:
                 for message in prepare(session, backends) or ():
                     self.note(message)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import attrs
 
-from reelforge.engine import fingerprints
+from reelforge.engine import continuity, fingerprints
 from reelforge.engine.base import Attempt, Engine, Task, Unit
 from reelforge.engine.calls import BackendCall, call_for, run_backend
 from reelforge.engine.cast import references_for_backend
@@ -165,6 +165,10 @@ class ShotRun:
         self.active = set(self.backend_of)
         self.specs = [spec for spec in SHOT_PIPELINE if spec.name in self.active]
         self.needs = {spec.name: tuple(d for d in spec.needs if d in self.active) for spec in self.specs}
+        self.follows: dict[int, int] = (continuity.previous_in_scene(plan) if "videos" in self.active and
+                                        continuity.mode_of(session.meta) == continuity.LAST_FRAME else {})
+        "Shot -> the shot whose clip's last frame its clip starts from (``--continuity last-frame``)."
+        self._followed_by = {prev: nxt for nxt, prev in self.follows.items()}
         self.gated = gated_stages(session.meta)
         self.film_look = fingerprints.film_look(session)
         "The film's look (its story's style): each shot without one of its own is made with it."
@@ -214,7 +218,8 @@ class ShotRun:
             return None
         self._handed.add(unit)
         backend = self.backend_of[stage]
-        fp = fingerprints.of_shot_stage(self.session, stage, shot, backend, self.active, self.film_look)
+        follows = self.follows.get(shot.id) if stage == "videos" else None
+        fp = fingerprints.of_shot_stage(self.session, stage, shot, backend, self.active, self.film_look, follows)
         self._begin_stage(stage)
         reason = check_shot(self.session, stage, shot, fp)
         if reason is not None:
@@ -227,6 +232,9 @@ class ShotRun:
         self.runner.preflight.kind(STAGE_KIND[stage])  # before this backend's first shot of the run
         self._fp[unit] = fp
         effective = fingerprints.effective_shot(self.session, stage, shot, self.active, self.film_look)
+        if follows is not None:  # the last frame of the clip before, extracted in the task's thread
+            return lambda: self._attempt(stage, effective, backend, continuity.start_frame(
+                self.session, follows, shot.id, self.cancel))
         image = self.session.path / self.session.shot_state(shot.id).image.path if stage == "videos" else None
         return lambda: self._attempt(stage, effective, backend, image)
 
@@ -329,12 +337,22 @@ class ShotRun:
         stage waits for its needs to be *settled in this run*, not merely marked done: a
         voice about to be redone must not time the clip."""
         self._settled.add(unit)
-        for spec in self.specs:
-            needs = self.needs[spec.name]
-            if unit.stage in needs and all(Unit(d, unit.shot_id) in self._settled for d in needs):
-                nxt = Unit(spec.name, unit.shot_id)
-                if nxt not in self._handed:
-                    self._ready.append(nxt)
+        waiting = [Unit(spec.name, unit.shot_id) for spec in self.specs]
+        if unit.stage == "videos" and unit.shot_id in self._followed_by:
+            waiting.append(Unit("videos", self._followed_by[unit.shot_id]))
+        for nxt in waiting:
+            needs = self._needs_of(nxt)
+            if unit in needs and all(u in self._settled for u in needs) and nxt not in self._handed:
+                self._ready.append(nxt)
+
+    def _needs_of(self, unit: Unit) -> tuple[Unit, ...]:
+        """What ``unit`` waits for: its stage's needs for its shot; a clip that starts from
+        the last frame of the clip before it waits for that clip instead of its own image."""
+        needs = tuple(Unit(d, unit.shot_id) for d in self.needs[unit.stage])
+        before = self.follows.get(unit.shot_id) if unit.stage == "videos" else None
+        if before is None:
+            return needs
+        return (*(u for u in needs if u.stage != "images"), Unit("videos", before))
 
     def _begin_stage(self, stage: str) -> None:
         if stage not in self._started_stage:

@@ -2,7 +2,7 @@
 clip, assemble clips into a film.
 
 Public API: :func:`probe`, :func:`clip_facts`, :func:`assemble`, :func:`run_ffmpeg` (with
-:class:`FFmpegProgress` reports), :func:`ffmpeg_exe`.
+:class:`FFmpegProgress` reports), :func:`ffmpeg_exe`, :func:`last_frame`.
 """
 
 from __future__ import annotations
@@ -334,6 +334,33 @@ def clip_facts(path: str | os.PathLike) -> dict:
         return mp4info.read_facts(path)
     except (mp4info.Unsupported, OSError):  # OSError: missing or unreadable, probe() says which
         return probe(path)
+
+
+def last_frame(clip: str | os.PathLike, out: str | os.PathLike, *,
+               cancelled: threading.Event | None = None) -> Path:
+    """Write the last frame of ``clip`` to ``out`` as a PNG, atomically (a partial file of
+    this thread's own, renamed into place). Bit-exact flags and no metadata: the same clip
+    gives the same PNG bytes every time, so what is made from the frame can be checked
+    against it. Raises StageError when the clip has no frame ffmpeg can read."""
+    clip, out = Path(clip), Path(out)
+    partial = out.with_name(f"{out.stem}.{os.getpid()}.{threading.get_ident()}.partial.png")
+    try:
+        # Each frame written overwrites the one before (-update 1), so the file ends up
+        # holding the last. Only the last half second is written (a PNG per frame is the cost);
+        # a clip with no frame in it (under 2 fps) is read whole.
+        for seek in (["-sseof", "-0.5"], []):
+            run_ffmpeg([*seek, "-i", str(clip), "-map", "0:v:0", "-an", "-sn", "-map_metadata", "-1",
+                        "-fflags", "+bitexact", "-flags:v", "+bitexact", "-c:v", "png", "-pix_fmt", "rgb24",
+                        "-update", "1", "-f", "image2", "-y", str(partial)],
+                       what=f"the last frame of {clip.name}", cancelled=cancelled)
+            if partial.is_file() and partial.stat().st_size > 0:
+                break
+        else:
+            raise StageError(f"the last frame of {clip.name}: ffmpeg found no picture in it")
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return out
 
 
 # -- assemble -----------------------------------------------------------------------

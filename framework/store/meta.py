@@ -189,6 +189,8 @@ class Meta:
     "'images': stop after the images until approved (``run --review images``)."
     approved: bool = False
     "Set by `reelforge approve`: the review gate is open."
+    continuity: str | None = None
+    "'last-frame': in each scene a clip starts from the last frame of the one before (``run --continuity``)."
     film_settings: dict[str, Any] = attrs.Factory(dict)
     "How the film is put together (reelforge.media.film.FilmSettings), so a resume makes the same film."
     step_usage: dict[str, dict[str, Any]] = attrs.Factory(dict)

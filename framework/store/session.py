@@ -274,6 +274,14 @@ class Session(SessionJournal, ShotRecords, Takes, Verification, CastRecords):
             self.write_meta()
 
     @uninterruptible
+    def set_continuity(self, continuity: str | None) -> None:
+        """Record how the clips of a scene follow each other (None: they do not)."""
+        with self._mutex:
+            if self.meta.continuity != continuity:
+                self.meta.continuity = continuity
+                self.write_meta()
+
+    @uninterruptible
     def approve(self) -> None:
         """Open the review gate: the next run goes on to the clips."""
         with self._mutex:

@@ -74,7 +74,8 @@ class SessionStore:
                                f"choose another --output-dir")
 
     def create(self, idea: str, *, backends: dict[str, "BackendChoice"] | None = None,
-               review: str | None = None, clock: _dt.datetime | None = None) -> "Session":
+               review: str | None = None, continuity: str | None = None,
+               clock: _dt.datetime | None = None) -> "Session":
         """Create a new session folder with a fresh, unique id, lock it, and write its first
         meta (with the chosen backends, so a crash right after this resumes with them)."""
         idea = check_idea(idea)
@@ -94,7 +95,8 @@ class SessionStore:
         session = Session(self, sid)
         session.lock()
         try:
-            session.meta = Meta(id=sid, idea=idea, backends=dict(backends or {}), review=review, cast={})
+            session.meta = Meta(id=sid, idea=idea, backends=dict(backends or {}), review=review, cast={},
+                                continuity=continuity)
             session._reindex()
             session.write_meta()
         except BaseException:

@@ -17,6 +17,8 @@ class ComfyRenderer:
     Options: ClassVar[type] = VideoOptions
     remote: ClassVar[bool] = True
     "Its work runs on GPU servers that every worker shares (reelforge.protocols)."
+    starts_from_image: ClassVar[bool] = True
+    "Every video template has an image input (--continuity last-frame gives it the clip before's last frame)."
 
     def __init__(self, options: VideoOptions | None = None):
         from reelforge.plugins.comfy_render.backend import ComfyBackend  # httpx and friends only when actually used

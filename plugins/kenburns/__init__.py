@@ -99,6 +99,9 @@ class KenBurnsRenderer:
     uses_film_overlap: ClassVar[bool] = True
     #: Another seed moves the camera otherwise (how far, and where a push in or pull out aims).
     uses_seed: ClassVar[bool] = True
+    #: Each clip moves over the picture it is given: --continuity last-frame may give it the
+    #: last frame of the clip before.
+    starts_from_image: ClassVar[bool] = True
 
     def __init__(self, options: KenBurnsOptions | None = None):
         self.options = options if options is not None else KenBurnsOptions()
