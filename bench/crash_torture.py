@@ -209,6 +209,7 @@ def _tail(text: str, lines: int = 3) -> str:
 
 def check_session(out: Path, sid: str, cli: Callable[[list[str]], tuple[int, str]] = _cli) -> tuple[list[str], Any]:
     """Check 1. Returns (problems, the loaded Session or None)."""
+    from reelforge.store.holder import HOLDER_NAME  # the lock holder's note beside .lock
     from reelforge.store.sessions import SessionStore
 
     store = SessionStore(out)
@@ -234,7 +235,7 @@ def check_session(out: Path, sid: str, cli: Callable[[list[str]], tuple[int, str
     meta_path = path / f"{sid}_meta.json"
     if not meta_path.exists():
         extra = sorted(p.name for p in path.iterdir()
-                       if p.name != ".lock" and not (p.name.startswith(".") and p.name.endswith(".tmp")))
+                       if p.name not in (".lock", HOLDER_NAME) and not (p.name.startswith(".") and p.name.endswith(".tmp")))
         if extra:
             problems.append(f"{sid} has no meta but holds {', '.join(extra)}")
         if unreadable:

@@ -189,10 +189,22 @@ class FakeImageGenerator(_Fake):
 
 
 class FakeRenderer(_Fake):
-    """Renders a tiny real H.264 clip of the image with the bundled ffmpeg (the seed is not used)."""
+    """Renders a tiny real H.264 clip of the image with the bundled ffmpeg (the seed is not
+    used, unless the ``seeded`` option asks for it)."""
 
     kind = "video"
-    uses_seed = False
+
+    @attrs.frozen
+    class Options:
+        delay: float = attrs.field(default=0.0, metadata={"fingerprint": False})
+        "Seconds each call sleeps (to widen a crash window in tests). Does not change the output."
+        seeded: bool = False
+        "Tag each clip with the shot's seed, so another seed gives another file (as a model's would)."
+
+    @property
+    def uses_seed(self) -> bool:
+        """Whether another seed gives another clip (reelforge.engine.edits.uses_seed)."""
+        return self.options.seeded
     starts_from_image = True
     "Its clip shows the picture it is given (so --continuity last-frame can be tested with it)."
 
@@ -204,6 +216,7 @@ class FakeRenderer(_Fake):
         cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-loop", "1",
                "-i", str(image), "-t", str(min(shot.duration_s, 0.4)), "-r", "10",
                "-vf", "scale=64:36,format=yuv420p", "-c:v", "libx264", "-preset", "ultrafast",
+               *(["-metadata", f"comment=seed {shot.seed}"] if self.options.seeded else []),
                "-movflags", "+faststart", str(out)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:

@@ -139,7 +139,5 @@ def mark_remade(session: Session, plan: ShotPlan, shot_ids: tuple[int, ...], sho
     """Set the clips of ``shot_ids`` to be made again (each kept as a take, marked so it is
     not brought back on its own), so they are remade even if the clip they follow comes out
     the same."""
-    motion = {shot.id: shot.motion_prompt for shot in plan.shots}
-    for sid in shot_ids:
-        session.keep_as_take("videos", sid, f"redo of shot {shot_id}: follows from its last frame",
-                             prompt=motion.get(sid), rejected=True)
+    for sid in shot_ids:  # each take keeps the inputs its record holds
+        session.keep_as_take("videos", sid, f"redo of shot {shot_id}: follows from its last frame", rejected=True)

@@ -162,6 +162,14 @@ def redo(shot_id: int, stage: str, seed: int | None, new_seed: bool) -> Prepare:
         keep_image = (name == "videos" and "images" in active and image_art.state == DONE
                       and image_art.fingerprint == fingerprints.of_shot_stage(
                           session, "images", shot, backends["image"], active))
+        # With --continuity last-frame a later clip of a scene starts from the clip before, not
+        # from this image: a new picture (and seed) leaves that clip as it is.
+        after = (continuity.previous_in_scene(plan).get(shot_id)
+                 if name == "images" and "videos" in active
+                 and continuity.mode_of(session.meta) == continuity.LAST_FRAME else None)
+        clip_art = session.shot_state(shot_id).video
+        keep_clip = (after is not None and clip_art.state == DONE and clip_art.fingerprint
+                     == fingerprints.of_shot_stage(session, "videos", shot, backends["video"], active, follows=after))
         # The seed first: a crash after it is a redo all the same (the next check keeps the
         # old file as a take and makes a new one), and never makes the same file again.
         _mark_followers(session, plan, shot_id, name)
@@ -170,7 +178,10 @@ def redo(shot_id: int, stage: str, seed: int | None, new_seed: bool) -> Prepare:
         if keep_image:  # the clip is redone, not the picture it is made from
             session.repin("images", shot_id, fingerprints.of_shot_stage(
                 session, "images", new_shot, backends["image"], active))
-        follows = " (and its clip)" if name == "images" and "videos" in active else ""
+        if keep_clip:  # the picture is redone, not the clip that starts from another's last frame
+            session.repin("videos", shot_id, fingerprints.of_shot_stage(
+                session, "videos", new_shot, backends["video"], active, follows=after))
+        follows = " (and its clip)" if name == "images" and "videos" in active and not keep_clip else ""
         return [f"Shot {shot_id}: new seed {value} (was {shot.seed}); its {label}{follows} is made again."]
 
     return prepare
