@@ -224,3 +224,45 @@ def test_the_page_puts_the_film_first_with_a_poster_and_the_clip_with_its_voice(
     assert poster in page
     assert 'data-voice="voice-2"' in page and 'id="voice-2"' in page
     assert f'href="/s/{done.id}/download/bundle.zip"' in page
+
+
+def test_the_cast_is_a_row_of_portraits_whose_redo_remakes_only_that_characters_shots(out, fakes):
+    """Issue 20 item 1 in serve: the cast above the shots, each portrait served from the
+    session and redone with a new seed; then exactly the shots with that character (and
+    their clips and the film) are made again."""
+    from test_cast import _enqueue  # five shots, three characters: Tove in shots 2 and 5
+
+    from reelforge.engine.cast import cast_rows
+
+    fakes.image.takes_references = True  # a generator that takes references: the session gets a cast
+    _enqueue(fakes)
+    result = run_session(out, "A lighthouse", backends=fakes.backends)
+    assert result.ok, result.failed
+    session = SessionStore(out).load(result.session_id)
+    rows = {r["name"]: r for r in cast_rows(session)}
+    name = next(n for n, r in rows.items() if r["shots"] and len(r["shots"]) < len(session.meta.shots))
+    c = client(out)
+    page = c.get(f"/s/{result.session_id}").text
+    assert page.index('<h2>Cast') < page.index('id="shots"')  # above the shots
+    assert all(f'data-character="{n}"' in page for n in rows)
+    data = c.get(f"/s/{result.session_id}/state.json").json()
+    portrait = next(p for p in data["cast"] if p["name"] == name)
+    r = c.get(portrait["url"])
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    before = {s.id: s.image.sha256 for s in session.meta.shots}
+    portraits, images = len(fakes.image.portraits), len(fakes.image.calls)
+    r = c.post(f"/s/{result.session_id}/cast_redo", data={"csrf": TOKEN, "name": name}, headers=JSON)
+    assert r.status_code == 202, r.text
+    state = wait_idle(c, result.session_id)
+    assert state["action"]["last"]["ok"] is True, state["action"]["last"]
+    assert [p[0] for p in fakes.image.portraits[portraits:]] == [name]  # that portrait only
+    assert sorted(call[0] for call in fakes.image.calls[images:]) == sorted(rows[name]["shots"])
+    after = SessionStore(out).load(result.session_id)
+    assert after.meta.status == COMPLETE and len(after.portrait(name).takes) == 1
+    changed = {s.id for s in after.meta.shots if s.image.sha256 != before[s.id]}
+    assert changed == set(rows[name]["shots"])
+    # refused: a name not in the story, a bad token
+    assert c.post(f"/s/{result.session_id}/cast_redo", data={"csrf": TOKEN, "name": "Nobody"},
+                  headers=JSON).status_code == 400
+    assert c.post(f"/s/{result.session_id}/cast_redo", data={"csrf": "x", "name": name},
+                  headers=JSON).status_code == 403

@@ -40,22 +40,10 @@ def _character(story, name: str):
 
 def cast_rows(session) -> list[dict[str, Any]]:
     """One row per character of the story: name, description, portrait and the shots using it."""
-    from reelforge.engine.cast import shots_using
+    from reelforge.engine.cast import cast_rows as rows
 
-    story, plan = _story_and_plan(session)
-    rows = []
-    for character in story.characters:
-        art = session.portrait(character.name)
-        rows.append({"name": character.name, "description": character.description,
-                     "file": art.path if art is not None and art.state == "done" else None,
-                     "state": art.state if art is not None else "todo",
-                     "sha256": art.sha256 if art is not None else None,
-                     "by": art.backend if art is not None else None,
-                     "seed": art.seed if art is not None else None,
-                     "chosen": bool(art.pinned) if art is not None else False,
-                     "takes": [t["n"] for t in art.takes] if art is not None else [],
-                     "shots": shots_using(plan, character.name)})
-    return rows
+    _story_and_plan(session)  # no story yet: said, not an empty table
+    return rows(session)
 
 
 def _check_image(path: Path) -> str:

@@ -92,6 +92,28 @@ def shots_using(plan, name: str) -> list[int]:
     return [s.id for s in plan.shots if name in s.characters] if plan is not None else []
 
 
+def cast_rows(session: Session) -> list[dict[str, Any]]:
+    """One row per character of the session's story: name, description, portrait (file,
+    state, digest, maker, seed, chosen, takes) and the shots using it; [] before the story."""
+    story = session.read_step_output("story")
+    if story is None:
+        return []
+    plan = session.read_step_output("shots")
+    rows = []
+    for character in story.characters:
+        art = session.portrait(character.name)
+        rows.append({"name": character.name, "description": character.description,
+                     "file": art.path if art is not None and art.state == DONE else None,
+                     "state": art.state if art is not None else "todo",
+                     "sha256": art.sha256 if art is not None else None,
+                     "by": art.backend if art is not None else None,
+                     "seed": art.seed if art is not None else None,
+                     "chosen": bool(art.pinned) if art is not None else False,
+                     "takes": [t["n"] for t in art.takes] if art is not None else [],
+                     "shots": shots_using(plan, character.name)})
+    return rows
+
+
 def make_cast(runner: Runner, session: Session, story: Story, backends: dict[str, Any]) -> None:
     """Make every character's portrait that is not saved (or was made from other inputs)."""
     image = backends.get("image")

@@ -222,6 +222,8 @@ def shot_action(kind: str, form, session: Session, store: SessionStore
         return "approve", lambda runner: runner.approve(sid), None
     if kind == "resume":
         return "resume", lambda runner: runner.resume(sid), None
+    if kind == "cast_redo":
+        return _cast_redo(form, session, store)
     shot_id = int_field(form, "shot")
     if shot_id not in {s.id for s in session.meta.shots}:
         raise ValueError(f"session {sid} has no shot {shot_id}")
@@ -242,6 +244,28 @@ def shot_action(kind: str, form, session: Session, store: SessionStore
     take = int_field(form, "take")
     return (f"use take {take} of shot {shot_id} {STAGE_LABELS[stage]}",
             lambda runner: runner.use_take(sid, shot_id, stage, take), None)
+
+
+def _cast_redo(form, session: Session, store: SessionStore):
+    """A character's portrait made again with a new seed, then the session brought up to date
+    (the shots with that character, their clips and the film; nothing else)."""
+    import random
+
+    from reelforge.engine.cast import character_names
+
+    name = form.get("name") or ""
+    story = session.read_step_output("story")
+    if name not in character_names(story):
+        raise ValueError(f"{name!r} is not a character of the story of {session.id}")
+    sid = session.id
+
+    def call(runner):
+        seed = random.SystemRandom().randrange(MAX_SEED)
+        with store.open(sid) as opened:  # the lock: refused while another process runs the session
+            opened.redo_portrait(name, seed)
+        return runner.resume(sid)
+
+    return f"redo {name}'s portrait with a new seed", call, None
 
 
 def _seed_note(store: SessionStore, sid: str, shot_id: int) -> str:

@@ -181,6 +181,12 @@ def session_data(session: Session, media: Callable[[str, str | None], str | None
         row["attempts"] = sum(a["attempts"] for a in stages.values())
         row["version"] = _version(row)
         shots.append(row)
+    cast = []
+    if story is not None and not story_problem and getattr(m, "cast", None):  # a session with portraits
+        from reelforge.engine.cast import cast_rows
+
+        for row in cast_rows(session):
+            cast.append({**row, "url": media(row["file"], row["sha256"]) if present(row["file"]) else None})
     subtitles = [n for n in (m.film.info.get("subtitles") or []) if n in ("film.srt", "film.vtt")]
     film_done = m.film.state == DONE and m.steps.get("assemble") == DONE and present("film.mp4")
     totals = stage_totals(m)
@@ -200,6 +206,7 @@ def session_data(session: Session, media: Callable[[str, str | None], str | None
              "characters": list(s.characters)} for s in scenes.scenes],
         "problems": [p for p in (story_problem, scenes_problem, plan_problem) if p],
         "shots": shots,
+        "cast": cast,
         "film": {"state": m.film.state if film_done else "todo", "seconds": m.film.seconds,
                  "url": media("film.mp4", m.film.sha256) if film_done else None,
                  # The player's track: none when the subtitles are burnt in (they would show twice).

@@ -17,7 +17,7 @@ from reelforge.store.safefs import O_BINARY, O_NOFOLLOW, contained
 from reelforge.store.session import Session
 
 #: Where media may come from inside a session: the stage folders (and their takes/) and the film.
-MEDIA_FOLDERS = ("images", "videos", "narration")
+MEDIA_FOLDERS = ("images", "videos", "narration", "cast")
 MEDIA_FILES = ("film.mp4", "film.srt", "film.vtt")
 
 _PROC_FD = "/proc/self/fd"
