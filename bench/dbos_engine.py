@@ -47,7 +47,25 @@ polled every 50 ms):
           2      248.3    240.1       3.06   0.74    1.034           160        305    3.3%     1.5%     0     1
           4      254.8    240.3       5.70   0.91    1.060           315        861    5.7%     2.8%     0     1
 
-The dispatch share (servers idle while renders waited) is under 3%; the whole overhead over the
+With pooled Postgres connections for the render checkpoints and slots (613c0b1), machine
+otherwise idle; the local row is the same films made by four `reelforge run --engine local`
+processes at once (each server's own queue keeps it busy: depth 4):
+
+    workers makespan s  ideal s 1st clip s tail s mk/ideal gap/render ms max gap ms overhead dispatch twice depth
+      local               240.1       2.75   0.46                           from launch: 244.0 s, 1.6% over the ideal
+          1      248.6    240.1       4.06   1.48    1.035           117        282    3.4%     1.1%     0     1
+                 from launch: 251.8 s; the dbos engine's cost over the local engine: 3.1% of the makespan
+          2      246.8    240.1       3.18   0.67    1.028           116        299    2.7%     1.1%     0     1
+                 from launch: 250.8 s; the dbos engine's cost over the local engine: 2.7% of the makespan
+          4      248.7    240.1       4.33   1.02    1.036           117        437    3.5%     1.1%     0     1
+                 from launch: 252.8 s; the dbos engine's cost over the local engine: 3.5% of the makespan
+
+A server's gap between prompts is now 29-32 ms (render done) + 12-26 ms (next dequeued) +
+58-75 ms (submitted) + 1 ms; servers are busy 99% from first clip to last. What is left
+over 3% is the films' lead (hand-off command, story and stills before the first clip) and
+the tail, with 1 or 4 workers on 2 CPUs.
+
+Before the pool: the dispatch share (servers idle while renders waited) was under 3%; the whole overhead over the
 ideal (which also counts the story, the stills and the film, made by any engine) is not, and
 4 workers on 2 CPUs pay for their own CPU contention (submit 197 ms against 83 ms with 1).
 """

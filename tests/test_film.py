@@ -221,6 +221,8 @@ def test_soft_subtitles_stay_off_the_caption_band(out, fakes):
         # the cue's last line ends above the band (a line is at most 6.5 % of the height)
         assert top + len(text) * 0.065 <= 0.75 + 1e-9 and top > 0.4, (timing, text)
     assert soundtrack.read_cues(result.path / "film.vtt") == soundtrack.read_cues(result.path / "film.srt")
+    # and no mov_text track in the MP4: a desktop player would draw it over the band
+    assert "Subtitle:" not in streams(result.film) and "Audio: aac" in streams(result.film)
     # the report's player shows this track (it is placed above the band)
     session, found = _report_tracks(out, result.session_id)
     [track] = [a for tag, a in found if tag == "track"]

@@ -284,7 +284,11 @@ def make(inputs: FilmInputs, out: Path, work: Path, *, cancelled: threading.Even
         if burn:  # burn was asked for but nothing is said: the sound is a WAV, encode it now
             audio = encode_audio(audio, work / "audio.m4a", total, fade_in_s=s.fade_in_s, fade_out_s=s.fade_out_s,
                                  cancelled=cancelled)
-        mux(picture, audio, out, ffmpeg.clip_facts(picture)["duration"], srt=srt if mode == "soft" else None,
+        # Over a caption band (storyboard frames), the MP4 gets no mov_text track: desktop
+        # players draw it at the bottom, over the card's own caption, and two texts would show;
+        # the .srt/.vtt beside the film (the .vtt placed above the band) carry the subtitles.
+        track = srt if mode == "soft" and subtitle_margin is None else None
+        mux(picture, audio, out, ffmpeg.clip_facts(picture)["duration"], srt=track,
             cancelled=cancelled, progress=steps.ffmpeg("mux", total))
     steps.finish("mux")
     steps.run("verify", "checking", lambda: verify(out, total))
