@@ -226,7 +226,7 @@ def test_the_page_puts_the_film_first_with_a_poster_and_the_clip_with_its_voice(
     assert f'href="/s/{done.id}/download/bundle.zip"' in page
 
 
-def test_the_cast_is_a_row_of_portraits_whose_redo_remakes_only_that_characters_shots(out, fakes):
+def test_the_cast_is_a_row_of_portraits_whose_redo_and_replace_remake_only_that_characters_shots(out, fakes):
     """Issue 20 item 1 in serve: the cast above the shots, each portrait served from the
     session and redone with a new seed; then exactly the shots with that character (and
     their clips and the film) are made again."""
@@ -261,6 +261,24 @@ def test_the_cast_is_a_row_of_portraits_whose_redo_remakes_only_that_characters_
     assert after.meta.status == COMPLETE and len(after.portrait(name).takes) == 1
     changed = {s.id for s in after.meta.shots if s.image.sha256 != before[s.id]}
     assert changed == set(rows[name]["shots"])
+    # replaced with a picture of the user's: that portrait, then that character's shots again
+    from PIL import Image
+
+    picture = io.BytesIO()
+    Image.new("RGB", (48, 48), (10, 200, 30)).save(picture, format="PNG")
+    images = len(fakes.image.calls)
+    r = c.post(f"/s/{result.session_id}/cast_set", data={"csrf": TOKEN, "name": name},
+               files={"file": ("me.png", picture.getvalue(), "image/png")}, headers=JSON)
+    assert r.status_code == 202, r.text
+    state = wait_idle(c, result.session_id)
+    assert state["action"]["last"]["ok"] is True, state["action"]["last"]
+    mine = SessionStore(out).load(result.session_id).portrait(name)
+    assert mine.backend == "user" and mine.pinned and len(mine.takes) == 2
+    assert (SessionStore(out).path_for(result.session_id) / mine.path).read_bytes() == picture.getvalue()
+    assert sorted(call[0] for call in fakes.image.calls[images:]) == sorted(rows[name]["shots"])
+    r = c.post(f"/s/{result.session_id}/cast_set", data={"csrf": TOKEN, "name": name},
+               files={"file": ("notes.txt", b"not a picture", "text/plain")}, headers=JSON)
+    assert r.status_code == 400 and "Pillow" in r.json()["message"]
     # refused: a name not in the story, a bad token
     assert c.post(f"/s/{result.session_id}/cast_redo", data={"csrf": TOKEN, "name": "Nobody"},
                   headers=JSON).status_code == 400

@@ -10,9 +10,6 @@ import click
 
 from reelforge.cli.core import _load_config, _output_dir_option, _resolve_output_dir, cli
 
-#: The largest portrait file `cast set` takes.
-MAX_PORTRAIT_BYTES = 50 * 1024 * 1024
-
 
 def _store(output_dir: Path | None, config_path: Path | None):
     from reelforge.store.sessions import SessionStore
@@ -47,27 +44,19 @@ def cast_rows(session) -> list[dict[str, Any]]:
 
 
 def _check_image(path: Path) -> str:
-    """The image's file suffix, once Pillow has read the whole of it; else a usage error."""
-    from PIL import Image
+    """The portrait's suffix, or a usage error saying what is wrong with the file."""
+    from reelforge.engine.cast import MAX_PORTRAIT_BYTES, portrait_suffix
 
     try:
-        if path.stat().st_size > MAX_PORTRAIT_BYTES:
-            raise click.BadParameter(f"{path} is larger than {MAX_PORTRAIT_BYTES // 2**20} MB", param_hint="FILE")
-        with Image.open(path) as im:
-            im.load()
-            fmt = (im.format or "").upper()
-            if im.width < 16 or im.height < 16:
-                raise click.BadParameter(f"{path} is {im.width}x{im.height}: too small for a portrait",
-                                         param_hint="FILE")
-    except click.BadParameter:
-        raise
-    except Exception as exc:
-        raise click.BadParameter(f"{path} is not an image Pillow can read ({exc})", param_hint="FILE") from None
-    suffixes = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}
-    if fmt not in suffixes:
-        raise click.BadParameter(f"{path} is a {fmt or 'unknown'} image; give a PNG, JPEG or WebP file",
-                                 param_hint="FILE")
-    return suffixes[fmt]
+        size = path.stat().st_size
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc.strerror or exc}", param_hint="FILE") from None
+    if size > MAX_PORTRAIT_BYTES:
+        raise click.BadParameter(f"{path} is larger than {MAX_PORTRAIT_BYTES // 2**20} MB", param_hint="FILE")
+    try:
+        return portrait_suffix(path)
+    except ValueError as exc:
+        raise click.BadParameter(f"{path} is {exc}", param_hint="FILE") from None
 
 
 @cli.group()
@@ -118,10 +107,7 @@ def set_portrait(session_id: str, name: str, file: Path, output_dir: Path | None
     """Use FILE (PNG, JPEG or WebP) as the portrait of character NAME of SESSION_ID. It is
     copied into the session (the old portrait is kept as a take); `reelforge resume` then
     remakes the shots NAME is in, their clips and the film, and nothing else."""
-    import shutil
-
-    from reelforge.engine.cast import USER, shots_using
-    from reelforge.media import checks as media
+    from reelforge.engine.cast import set_portrait, shots_using
     from reelforge.store import listing
 
     suffix = _check_image(file)
@@ -130,11 +116,7 @@ def set_portrait(session_id: str, name: str, file: Path, output_dir: Path | None
     with store.open(sid) as session:  # the lock: a running session is refused
         story, plan = _story_and_plan(session)
         _character(story, name)
-        work = session.cast_work_dir(name)
-        copy = work / f"user{suffix}"
-        shutil.copyfile(file, copy)
-        session.commit_portrait(name, copy, backend=USER, seed=None, seconds=None, fingerprint=None,
-                                info=media.facts("images", copy), pinned=True)
+        set_portrait(session, name, file, suffix)
         shots = shots_using(plan, name)
     click.echo(f"{name}'s portrait in {sid} is now {file.name} (the old one is kept as a take).")
     if shots:

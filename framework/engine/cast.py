@@ -14,6 +14,7 @@ keeps going without one: nothing it made is made again. Recurring places get no 
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ from reelforge.media import checks as media
 from reelforge.protocols import Reference, ShotJob, takes_references
 from reelforge.records import MAX_SEED, Character, Shot, Story
 from reelforge.redact import redact
-from reelforge.store.meta import DONE, FAILED
+from reelforge.store.meta import DONE, FAILED, ArtifactState
 from reelforge.store.session import Session
 
 if TYPE_CHECKING:
@@ -90,6 +91,48 @@ def references_for_backend(session: Session, shot: Shot, backend) -> tuple[Refer
 def shots_using(plan, name: str) -> list[int]:
     """The ids of the shots that name ``name``."""
     return [s.id for s in plan.shots if name in s.characters] if plan is not None else []
+
+
+#: The largest portrait file a user may give (`reelforge cast set`, serve's Replace).
+MAX_PORTRAIT_BYTES = 50 * 1024 * 1024
+_PORTRAIT_SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}
+
+
+def portrait_suffix(source) -> str:
+    """The file suffix of a user's portrait (a path or a binary file object), after checking
+    it is a PNG, JPEG or WebP image Pillow reads whole, at least 16 px a side; ValueError
+    says what is wrong."""
+    from PIL import Image
+
+    try:
+        with Image.open(source) as im:
+            im.load()
+            fmt = (im.format or "").upper()
+            size = im.size
+    except Exception as exc:  # noqa: BLE001 - whatever Pillow cannot read is not a portrait
+        raise ValueError(f"not an image Pillow can read ({exc})") from None
+    if min(size) < 16:
+        raise ValueError(f"{size[0]}x{size[1]}: too small for a portrait")
+    if fmt not in _PORTRAIT_SUFFIXES:
+        raise ValueError(f"a {fmt or 'unknown'} image; give a PNG, JPEG or WebP file")
+    return _PORTRAIT_SUFFIXES[fmt]
+
+
+def set_portrait(session: Session, name: str, data_file, suffix: str) -> ArtifactState:
+    """``name``'s portrait is now the user's picture (copied from ``data_file``, a path or a
+    binary file object, into the session's scratch, then committed like a made one, pinned):
+    the old one is kept as a take. The caller holds the session's lock."""
+    import shutil
+
+    work = session.cast_work_dir(name)
+    copy = work / f"user{suffix}"
+    if isinstance(data_file, (str, os.PathLike)):
+        shutil.copyfile(data_file, copy)
+    else:
+        with open(copy, "wb") as out:
+            shutil.copyfileobj(data_file, out)
+    return session.commit_portrait(name, copy, backend=USER, seed=None, seconds=None, fingerprint=None,
+                                   info=media.facts("images", copy), pinned=True)
 
 
 def cast_rows(session: Session) -> list[dict[str, Any]]:

@@ -224,6 +224,8 @@ def shot_action(kind: str, form, session: Session, store: SessionStore
         return "resume", lambda runner: runner.resume(sid), None
     if kind == "cast_redo":
         return _cast_redo(form, session, store)
+    if kind == "cast_set":
+        return _cast_set(form, session, store)
     shot_id = int_field(form, "shot")
     if shot_id not in {s.id for s in session.meta.shots}:
         raise ValueError(f"session {sid} has no shot {shot_id}")
@@ -266,6 +268,37 @@ def _cast_redo(form, session: Session, store: SessionStore):
         return runner.resume(sid)
 
     return f"redo {name}'s portrait with a new seed", call, None
+
+
+def _cast_set(form, session: Session, store: SessionStore):
+    """A picture of the user's as a character's portrait (checked as `reelforge cast set`
+    checks it: PNG, JPEG or WebP, read whole by Pillow, at most 50 MB), then the session
+    brought up to date: that character's shots, their clips and the film."""
+    import io
+
+    from reelforge.engine.cast import MAX_PORTRAIT_BYTES, character_names, portrait_suffix, set_portrait
+
+    name = form.get("name") or ""
+    if name not in character_names(session.read_step_output("story")):
+        raise ValueError(f"{name!r} is not a character of the story of {session.id}")
+    upload = form.get("file")
+    if upload is None or not hasattr(upload, "file"):
+        raise ValueError("choose a picture (PNG, JPEG or WebP) to upload")
+    data = upload.file.read(MAX_PORTRAIT_BYTES + 1)
+    if len(data) > MAX_PORTRAIT_BYTES:
+        raise ValueError(f"the picture is larger than {MAX_PORTRAIT_BYTES // 2**20} MB")
+    try:
+        suffix = portrait_suffix(io.BytesIO(data))
+    except ValueError as exc:
+        raise ValueError(f"the picture is {exc}") from None
+    sid = session.id
+
+    def call(runner):
+        with store.open(sid) as opened:  # the lock: refused while another process runs the session
+            set_portrait(opened, name, io.BytesIO(data), suffix)
+        return runner.resume(sid)
+
+    return f"replace {name}'s portrait with {getattr(upload, 'filename', None) or 'your picture'}", call, None
 
 
 def _seed_note(store: SessionStore, sid: str, shot_id: int) -> str:

@@ -90,7 +90,7 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[..., A
             urls.update(page=base, state=f"{base}/state.json", fragment=f"{base}/fragment",
                         redo=f"{base}/redo", use=f"{base}/use", approve=f"{base}/approve",
                         verify=f"{base}/verify", edit=f"{base}/edit", resume=f"{base}/resume",
-                        cast_redo=f"{base}/cast_redo",
+                        cast_redo=f"{base}/cast_redo", cast_set=f"{base}/cast_set",
                         bundle=f"{base}/download/bundle.zip", prompts=f"{base}/download/prompts")
         return urls
 
@@ -425,7 +425,7 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[..., A
         Route("/s/{sid}/download/prompts.{fmt}", prompts),
         Route("/s/{sid}/edit", edit, methods=["POST"]),
         *[Route(f"/s/{{sid}}/{kind}", posting(kind), methods=["POST"])
-          for kind in ("redo", "use", "approve", "verify", "resume", "cast_redo")],
+          for kind in ("redo", "use", "approve", "verify", "resume", "cast_redo", "cast_set")],
         Mount("/static", app=StaticFiles(directory=str(STATIC)), name="static"),
     ]
     hosts = allowed_hosts or list(LOCAL_HOSTS)
