@@ -98,3 +98,15 @@ def need_system_package(problem: str | None) -> None:
     if in_ci():
         pytest.fail(problem, pytrace=False)
     pytest.skip(problem)
+
+
+def wait_idle(client, session_id: str, timeout: float = 120.0) -> dict:
+    """Poll a `reelforge serve` test client until the session's action has ended; its state."""
+    seen: dict = {}
+
+    def idle() -> bool:
+        seen["state"] = client.get(f"/s/{session_id}/state.json").json()
+        return not seen["state"]["action"]["running"]
+
+    wait_until(idle, what="the action to finish", timeout=timeout)
+    return seen["state"]

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 
 import pytest
 from click.testing import CliRunner
+from support import wait_idle
 
 from reelforge.cli.core import cli
 from reelforge.errors import SessionLockedError
@@ -65,16 +65,6 @@ class FakeRunner:
 
     def approve(self, session_id):
         return self._wait("approve", session_id)
-
-
-def wait_idle(c, sid, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = c.get(f"/s/{sid}/state.json").json()
-        if not state["action"]["running"]:
-            return state
-        time.sleep(0.05)
-    raise AssertionError("the action did not finish")
 
 
 # -- pages -----------------------------------------------------------------------------------

@@ -11,11 +11,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 
 import pytest
+from support import wait_idle, wait_until
+from test_web import TOKEN, client
 
 from reelforge.store.meta import COMPLETE, FAILED
 from reelforge.store.sessions import SessionStore
@@ -23,26 +24,7 @@ from reelforge.testing import run_session
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
-TOKEN = "test-token-0123456789"
 JSON = {"Accept": "application/json"}
-
-
-def client(out):
-    from starlette.testclient import TestClient
-
-    from reelforge.web.app import create_app
-
-    return TestClient(create_app(out, csrf_token=TOKEN), base_url="http://127.0.0.1:8765")
-
-
-def wait_idle(c, sid, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = c.get(f"/s/{sid}/state.json").json()
-        if not state["action"]["running"]:
-            return state
-        time.sleep(0.05)
-    raise AssertionError("the action did not finish")
 
 
 @pytest.fixture
@@ -113,9 +95,8 @@ def test_a_new_film_from_the_form(out, fakes):
     r = c.post("/new", data=form, headers=JSON)
     assert r.status_code == 202, r.text
     job = r.json()["job"]
-    deadline = time.monotonic() + 120
-    while (info := c.get(job).json())["running"] and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not c.get(job).json()["running"], what="the new film")
+    info = c.get(job).json()
     assert info["last"]["ok"] is True, info
     meta = SessionStore(out).load(info["session"]).meta
     assert meta.idea == "A fox learns to sail" and meta.status == COMPLETE and len(meta.shots) == 2

@@ -135,13 +135,14 @@ def set_portrait(session: Session, name: str, data_file, suffix: str) -> Artifac
                                    info=media.facts("images", copy), pinned=True)
 
 
-def cast_rows(session: Session) -> list[dict[str, Any]]:
+def cast_rows(session: Session, story: Story | None = None, plan=None) -> list[dict[str, Any]]:
     """One row per character of the session's story: name, description, portrait (file,
-    state, digest, maker, seed, chosen, takes) and the shots using it; [] before the story."""
-    story = session.read_step_output("story")
+    state, digest, maker, seed, chosen, takes) and the shots using it; [] before the story.
+    A caller that has read the story and the plan already passes them."""
+    story = story if story is not None else session.read_step_output("story")
     if story is None:
         return []
-    plan = session.read_step_output("shots")
+    plan = plan if plan is not None else session.read_step_output("shots")
     rows = []
     for character in story.characters:
         art = session.portrait(character.name)

@@ -185,7 +185,7 @@ def session_data(session: Session, media: Callable[[str, str | None], str | None
     if story is not None and not story_problem and getattr(m, "cast", None):  # a session with portraits
         from reelforge.engine.cast import cast_rows
 
-        for row in cast_rows(session):
+        for row in cast_rows(session, story, plan):  # the story and plan read above
             cast.append({**row, "url": media(row["file"], row["sha256"]) if present(row["file"]) else None})
     subtitles = [n for n in (m.film.info.get("subtitles") or []) if n in ("film.srt", "film.vtt")]
     film_done = m.film.state == DONE and m.steps.get("assemble") == DONE and present("film.mp4")

@@ -93,15 +93,15 @@ class DBOSEngine(LocalEngine):
 class Handoff:
     """A film workflow in the workers' hands (reelforge.engine.follow.Handed)."""
 
-    _UNFINISHED = ("PENDING", "ENQUEUED", "DELAYED")
-
     def __init__(self, client, handle):
         self.client, self.handle = client, handle
         self._status: str | None = None
 
     def running(self) -> bool:
+        from reelforge.plugins.dbos_engine.workflows_names import UNFINISHED
+
         self._status = self.handle.get_status().status
-        return self._status in self._UNFINISHED
+        return self._status in UNFINISHED
 
     def failure(self) -> str | None:
         status = self._status or self.handle.get_status().status

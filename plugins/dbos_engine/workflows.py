@@ -28,13 +28,12 @@ from reelforge.engine.base import Attempt
 from reelforge.engine.calls import BackendCall, build_backend, make_call
 from reelforge.errors import SessionLockedError
 from reelforge.plugins.dbos_engine.leases import Checkpoints, Slots, database_answers, exit_lost
-from reelforge.plugins.dbos_engine.workflows_names import FILM_WORKFLOW, RENDER_QUEUE, RENDER_WORKFLOW
+from reelforge.plugins.dbos_engine.workflows_names import FILM_WORKFLOW, RENDER_QUEUE, RENDER_WORKFLOW, UNFINISHED
 
 log = logging.getLogger("reelforge.dbos")
 
 #: The shot checkpoint key that names the render workflow of the current attempt.
 RENDER_KEY = "dbos_render"
-_UNFINISHED = ("PENDING", "ENQUEUED", "DELAYED")
 
 
 class WorkerState:
@@ -141,7 +140,7 @@ def _perform(attempt: Attempt) -> Path:
     handle = DBOS.retrieve_workflow(workflow_id)
     while True:  # wait, but hear a stopping worker
         status = handle.get_status().status
-        if status not in _UNFINISHED:
+        if status not in UNFINISHED:
             break
         if job.cancelled.wait(0.2) or state().stopping.is_set():
             raise KeyboardInterrupt
@@ -160,7 +159,7 @@ def _unfinished_render(workflow_id: str | None, session: Path) -> str | None:
     status = DBOS.get_workflow_status(workflow_id)
     if status is None:
         return None
-    if status.status in _UNFINISHED:
+    if status.status in UNFINISHED:
         return workflow_id
     if status.status == "SUCCESS":
         try:
