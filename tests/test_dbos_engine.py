@@ -144,6 +144,7 @@ def test_a_film_made_by_the_workers_has_the_same_files_as_one_made_locally(tmp_p
     # followed as a local run is shown: the same stage headers and one line per shot made
     assert _shown(r.stderr) == _shown(local.stderr) and len(_shown(r.stderr)[1]) == 6, r.stderr
     sid = only_session(tmp_path / "dbos")
+    assert [steps for _, steps in _film_steps(db, sid)] == [FILM_STEPS]  # the film's steps, recorded by DBOS
     theirs, ours = made(tmp_path / "dbos", sid), made(tmp_path / "local", only_session(tmp_path / "local"))
     assert theirs[4] == COMPLETE
     assert theirs == ours  # files, story and shots, every artifact's digest and the film, byte for byte
@@ -212,6 +213,19 @@ def comfy(tmp_path_factory):
     server.stop()
 
 
+def test_the_servers_are_checked_once_by_the_command_not_again_by_the_worker(tmp_path, db, workers, comfy):
+    """The hand-off command checks the ComfyUI servers (a missing one refuses the film before
+    it is handed over); the worker that runs the film does not check them again."""
+    workers(db, tmp_path, "w1")
+    r = _comfy_run(comfy.url, tmp_path, db)
+    assert r.returncode == 0, r.stderr
+    sid = only_session(tmp_path)
+    checks = [p for m, p, _ in comfy.requests if m == "GET" and p == "/system_stats"]
+    assert len(checks) == 1, comfy.requests  # the command's own check, before the hand-off
+    wait_until(lambda: status_of(tmp_path, sid) == COMPLETE, timeout=180, what="the film to complete")
+    assert [p for m, p, _ in comfy.requests if m == "GET" and p == "/system_stats"] == checks
+
+
 def _film_held_on_the_server(comfy, tmp_path: Path, db: str, workers, *, lease: float):
     """Worker ``wa`` runs a 3-shot film whose clips wait on the fake ComfyUI: returns the
     gate that lets them go, the worker and the session id, once a clip is on the server."""
@@ -239,6 +253,28 @@ def test_a_worker_killed_mid_render_has_its_film_finished_by_another(tmp_path, d
     assert len(comfy.posts(cut)) == 1  # the render in flight was waited on again, never resubmitted
     session = SessionStore(tmp_path).load(sid)
     assert all(s.video.checkpoint.get("rendered_by") == comfy.url for s in session.meta.shots)
+    # one film workflow, recovered (not started again): the steps it ended before the kill were
+    # replayed from its record, the film step recorded after; each step is recorded once
+    [(_, steps)] = _film_steps(db, sid)
+    assert steps == FILM_STEPS
+
+
+def _film_steps(db: str, sid: str) -> list[tuple[str, list[str]]]:
+    """Each film workflow of session ``sid``: its id and the names of its recorded steps, in order."""
+    from dbos import DBOSClient
+
+    from reelforge.plugins.dbos_engine.workflows_names import FILM_WORKFLOW
+
+    client = DBOSClient(system_database_url=db)
+    try:
+        flows = [w for w in client.list_workflows(name=FILM_WORKFLOW) if w.workflow_id.startswith(f"film/{sid}/")]
+        return [(w.workflow_id, [step["function_name"] for step in client.list_workflow_steps(w.workflow_id)])
+                for w in flows]
+    finally:
+        client.destroy()
+
+
+FILM_STEPS = ["reelforge_story", "reelforge_scene_graph", "reelforge_shots", "reelforge_cast", "reelforge_film"]
 
 
 def _records(session_path: Path) -> dict[str, tuple[int, int]]:

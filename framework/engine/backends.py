@@ -177,6 +177,11 @@ class Preflight:
         """Check these backends before their first use in this run."""
         self._unchecked = dict(backends)
 
+    def leave(self, kinds) -> None:
+        """Do not check these kinds in this run (another process checks them)."""
+        for kind in kinds:
+            self._unchecked.pop(kind, None)
+
     def all(self, backends: dict[str, Backend]) -> None:
         """Check every backend now (a new session: before anything exists)."""
         self.arm(backends)

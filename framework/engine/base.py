@@ -116,6 +116,21 @@ class Engine(abc.ABC):
         on any other exception escaping ``finish`` (the session cannot be written), set
         ``work.cancel`` and re-raise."""
 
+    def checks_here(self, backend: Any) -> bool:
+        """Whether this run checks ``backend``'s servers (its ``preflight()``) before its
+        first use. The default does; an engine whose workers make a backend's calls in other
+        processes, after the process that handed the film over checked them, may say no."""
+        return True
+
+    def step(self, name: str, make: Callable[[], Any]) -> None:
+        """Run one of the film's own steps in this process: ``story``, ``scene_graph``,
+        ``shots`` (the LLM steps), ``cast`` or ``film``. ``make`` saves what it makes through
+        the store and does nothing when that is saved already, so calling it again is always
+        safe. The Runner calls the steps a run reaches in this order, from the run's own
+        thread, once each. The default calls ``make()``; an engine that keeps a durable
+        record of its films (the dbos engine: one recorded step each) records it there."""
+        make()
+
     def perform(self, attempt: Attempt) -> Path:
         """Make one attempt's backend call and return the file it produced. The default
         calls it here, in the task's thread; an engine with workers may send

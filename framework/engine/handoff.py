@@ -14,7 +14,7 @@ from reelforge.engine.base import Engine, FilmOrder
 from reelforge.engine.follow import follow
 from reelforge.engine.results import HANDED_OFF, RunResult
 from reelforge.errors import ReelforgeError
-from reelforge.store.meta import COMPLETE, FAILED, IN_PROGRESS
+from reelforge.store.meta import COMPLETE, FAILED, IN_PROGRESS, STEP_FILES
 from reelforge.store.session import Session
 from reelforge.store.sessions import SessionStore
 
@@ -27,6 +27,10 @@ def hand_off(runner: Runner, engine: Engine, session: Session, backends: dict[st
     recorded here first (a worker reads them from the meta), then the session is released
     for the worker to open, and the run is followed unless the runner is detached."""
     try:
+        # The servers the work left needs are checked here, before the film is handed over:
+        # the worker that runs it leaves what the engine says was checked elsewhere.
+        runner._preflight_work_left(session, {step: session.read_step_output(step) for step in STEP_FILES},
+                                    backends)
         session.set_backends(choices(backends))
         film_unit.settings(runner, session)
         if session.meta.status == FAILED:

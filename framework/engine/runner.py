@@ -289,6 +289,7 @@ class Runner:
             saved = {step: session.read_step_output(step) for step in STEP_FILES}
             # A server that is not there refuses the resume before anything is written:
             # the session keeps its status, meta and journal as they were.
+            self.preflight.leave(kind for kind, b in backends.items() if not engine.checks_here(b))
             self._preflight_work_left(session, saved, backends)
             session.set_backends(choices(backends))
             if session.meta.status == FAILED:
@@ -339,8 +340,8 @@ class Runner:
     def _run(self, session: Session, backends: dict[str, Backend], saved: dict[str, Any],
              engine: Engine) -> RunResult:
         settings = film_unit.settings(self, session)
-        story, _scenes, plan = steps.write_all(self, session, backends["story"].instance, saved)
-        cast.make_cast(self, session, story, backends)
+        story, _scenes, plan = steps.write_all(self, session, backends["story"].instance, saved, engine.step)
+        engine.step("cast", lambda: cast.make_cast(self, session, story, backends))
         outcome = self._shots(session, plan, backends, engine)
         if outcome.failures:
             msg = f"{len(outcome.failures)} shot(s) failed"
@@ -355,7 +356,7 @@ class Runner:
         if outcome.held:
             session.set_status(AWAITING_REVIEW, None)
             return RunResult(session.id, AWAITING_REVIEW, session.path)
-        film_unit.assemble(self, session, plan, story, settings, backends)
+        engine.step("film", lambda: film_unit.assemble(self, session, plan, story, settings, backends))
         self.hook("session_completed", session=session)
         return RunResult(session.id, COMPLETE, session.path, film=session.film_path)
 

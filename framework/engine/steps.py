@@ -18,17 +18,33 @@ if TYPE_CHECKING:
     from reelforge.engine.runner import Runner
 
 
-def write_all(runner: Runner, session: Session, writer, saved: dict[str, Any]) -> tuple[Story, SceneGraph, ShotPlan]:
-    """Story, scene graph and shot plan, each made only if not saved."""
-    story = llm_step(runner, session, "story", lambda **job: writer.write_story(session.meta.idea, **job),
-                     Story, writer.write_story, saved["story"])
-    scenes = llm_step(runner, session, "scene_graph", lambda **job: writer.build_scene_graph(story, **job),
-                      SceneGraph, writer.build_scene_graph, saved["scene_graph"])
-    plan = llm_step(runner, session, "shots", lambda **job: writer.plan_shots(story, scenes, **job),
-                    ShotPlan, writer.plan_shots, saved["shots"])
+def write_all(runner: Runner, session: Session, writer, saved: dict[str, Any],
+              engine_step: Callable[[str, Callable[[], Any]], None] | None = None) -> tuple[Story, SceneGraph, ShotPlan]:
+    """Story, scene graph and shot plan, each made only if not saved; each is run as the
+    engine's step of that name (:meth:`reelforge.engine.base.Engine.step`)."""
+    story = as_step(engine_step, "story", lambda: llm_step(
+        runner, session, "story", lambda **job: writer.write_story(session.meta.idea, **job),
+        Story, writer.write_story, saved["story"]))
+    scenes = as_step(engine_step, "scene_graph", lambda: llm_step(
+        runner, session, "scene_graph", lambda **job: writer.build_scene_graph(story, **job),
+        SceneGraph, writer.build_scene_graph, saved["scene_graph"]))
+    plan = as_step(engine_step, "shots", lambda: llm_step(
+        runner, session, "shots", lambda **job: writer.plan_shots(story, scenes, **job),
+        ShotPlan, writer.plan_shots, saved["shots"]))
     if not plan.shots:
         raise StageError("the shot plan has no shots")
     return story, scenes, plan
+
+
+def as_step(engine_step: Callable[[str, Callable[[], Any]], None] | None, name: str, make: Callable[[], Any]) -> Any:
+    """``make()``'s value, made as the engine's step ``name``. An engine whose record says
+    the step ended already does not call ``make``: then it is called here, outside the
+    record, and finds what the step saved (the store is what users and runs read)."""
+    if engine_step is None:
+        return make()
+    made: list[Any] = []
+    engine_step(name, lambda: made.append(make()))
+    return made[0] if made else make()
 
 
 def _job_kwargs(runner: Runner, session: Session, step: str, method: Callable) -> dict[str, Any]:

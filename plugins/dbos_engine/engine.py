@@ -53,6 +53,17 @@ class DBOSEngine(LocalEngine):
     def hands_off(self) -> bool:
         return not IN_WORKER
 
+    def checks_here(self, backend) -> bool:
+        """A film in a worker does not check the servers of its remote backends (ComfyUI):
+        the command that handed it over checked them moments before, and its renders run in
+        render workflows that pick among the servers that answer, as they go."""
+        return not (IN_WORKER and getattr(backend.instance, "remote", False))
+
+    def step(self, name: str, make) -> None:
+        from reelforge.plugins.dbos_engine import workflows
+
+        workflows.film_step(name, make)
+
     def perform(self, attempt: Attempt) -> Path:
         from reelforge.plugins.dbos_engine import workflows
 

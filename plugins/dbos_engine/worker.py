@@ -36,6 +36,7 @@ def serve(db: str, output_dir: Path, *, worker_id: str | None, render_slots: int
     safefs.WRITE_GUARDS.append(lease.check)  # past its lease, this process writes nothing
     engine.IN_WORKER = True
     workflows.STATE = workflows.WorkerState(db, lease_s)
+    workflows.STATE.warm_up()
     stop = threading.Event()
 
     def on_signal(signum, frame):

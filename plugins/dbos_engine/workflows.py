@@ -3,7 +3,13 @@
 - ``reelforge_film`` (queue ``reelforge_films``): one run of one session, by the Runner, in
   the worker that dequeued it. That worker holds the session's lock and is its one writer:
   LLM steps, commits and the film are made there, each saved through the store the moment
-  it is done. A recovered film workflow runs the session on: only what remains.
+  it is done. The film's own steps are recorded steps of this workflow, in the order the
+  Runner reaches them: ``reelforge_story``, ``reelforge_scene_graph``, ``reelforge_shots``,
+  ``reelforge_cast``, then (after every shot is committed) ``reelforge_film``. A recovered
+  film workflow replays the steps that ended (what they made is read from the session) and
+  runs the session on: only what remains. Each shot's renders are workflows of their own
+  (below), named by the shot, not by the order they started in: shots finish in any order,
+  and a child recorded by call order would hand a recovered film another shot's render.
 - ``reelforge_render`` (queue ``reelforge_renders``, global concurrency = the render slots):
   one attempt's backend call, in whichever worker dequeues it. It writes only the shot's
   scratch folder and its checkpoint row; the film's worker commits what it returns. Its id
@@ -59,6 +65,26 @@ class WorkerState:
             return self._backends[key]
 
 
+    def warm_up(self) -> None:
+        """Before the worker says it is ready: import what a film run uses and build each
+        installed backend once with its defaults (then close it), so the first film a
+        worker takes does not wait on imports. A backend that needs settings to be built
+        is skipped: it is built, as always, when a film names it."""
+        from reelforge.engine import runner  # noqa: F401 - the Runner and the units it imports
+        from reelforge.engine.plugins import KINDS, backends, load_plugins
+
+        self.pm = self.pm or load_plugins()
+        for kind in KINDS:
+            for name in backends(kind, self.pm):
+                try:
+                    instance = build_backend(self.pm, kind, name, {})
+                except Exception:  # noqa: BLE001 - e.g. a key or URL it must be given
+                    continue
+                close = getattr(instance, "close", None)
+                if callable(close):
+                    close()
+
+
 STATE: WorkerState | None = None
 
 
@@ -78,6 +104,16 @@ def film_workflow(order: dict[str, Any]) -> dict[str, Any]:
                     **order.get("runner", {}))
     result = _open_when_free(state().lease_s)(lambda: runner.resume(order["session_id"]))()
     return {"status": result.status, "failed": list(result.failed)}
+
+
+def film_step(name: str, make) -> None:
+    """One of the film's steps (reelforge.engine.base.Engine.step): a recorded step of the
+    film workflow when run in one, else just made. ``make`` is safe to run again (it finds
+    what is saved), so a crash between its save and DBOS's record only repeats a check."""
+    if DBOS.workflow_id is None:
+        make()
+        return
+    DBOS.run_step({"name": f"reelforge_{name}", "retries_allowed": False}, make)
 
 
 def _open_when_free(lease_s: float):
