@@ -317,6 +317,10 @@ class FakeComfy:
         if runner is not None:
             for site in list(runner.sites):
                 await site.stop()
+            # and every open connection with it: a keep-alive request must not still be
+            # answered by the dying server (a client would see it up again for a moment)
+            for conn in runner.server.connections if runner.server is not None else ():
+                conn.force_close()
         if self._worker is not None:
             self._worker.cancel()
             try:
