@@ -127,3 +127,29 @@ def test_shared_pool_is_per_set():
     one = shared_pool(["http://a:1", "http://b:2/"])
     assert shared_pool(["HTTP://B:2", "http://a:1"]) is one
     assert shared_pool(["http://a:1"]) is not one
+
+
+def test_a_pick_asks_the_servers_their_queues_at_the_same_time():
+    """A pick waits one round trip for the servers' queue depths, not one per server: each
+    server here answers only once all four have been asked (a pick asking them one after
+    another would never get its first answer)."""
+    import threading
+
+    urls = [f"http://127.0.0.1:{9100 + i}" for i in range(4)]
+    pool = ServerPool(tuple(urls))
+    everyone_asked = threading.Barrier(4, timeout=30)
+    asked = []
+
+    class Client:
+        def __init__(self, url):
+            self.url = url
+
+        def queue_remaining(self) -> int:
+            asked.append(self.url)
+            everyone_asked.wait()  # BrokenBarrierError (the pick fails) if asked alone
+            return 1 if self.url == urls[0] else 0
+
+    ticket = pool.pick(Client, key="video:x", units=1, expected=10.0)
+    assert sorted(asked) == sorted(urls)
+    assert ticket.url != normalise_url(urls[0])  # the depths were heard: the busy one is not picked
+    ticket.finish()
