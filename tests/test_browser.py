@@ -183,6 +183,7 @@ def test_edit_redo_with_a_new_seed_pick_the_old_take_and_approve_by_clicking(bro
     import hashlib
     import json
 
+    from reelforge.engine.backends import DEFAULT_BACKENDS
     from reelforge.store.meta import AWAITING_REVIEW, COMPLETE, DONE
 
     out = tmp_path / "output"
@@ -209,6 +210,10 @@ def test_edit_redo_with_a_new_seed_pick_the_old_take_and_approve_by_clicking(bro
         problems: list[str] = []
         page.on("pageerror", lambda e: problems.append(str(e)))
         page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+        # a fresh server offers the installed backends in its new-film form, the defaults first
+        page.goto(url + "/")
+        for kind, name in DEFAULT_BACKENDS.items():
+            assert page.locator(f'select[name="backend_{kind}"] option').first.get_attribute("value") == name
         page.goto(f"{url}/s/{sid}")
         assert page.locator("#summary [data-status]").get_attribute("data-status") == AWAITING_REVIEW
 

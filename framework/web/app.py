@@ -169,8 +169,9 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[..., A
 
     def backend_names() -> dict[str, list[str]]:
         from reelforge.engine.backends import DEFAULT_BACKENDS, OPTIONAL_KINDS
-        from reelforge.engine.plugins import KINDS, backends
+        from reelforge.engine.plugins import KINDS, backends, load_plugins
 
+        load_plugins()  # once per process: before any run has loaded them, the form would offer none
         names = {}
         for kind in KINDS:
             try:
