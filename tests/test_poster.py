@@ -34,7 +34,7 @@ def done(out, fakes):
 
 
 def _posters(folder) -> list[str]:
-    return sorted(n for n in os.listdir(folder) if n.startswith(".poster.") or n.startswith("..poster."))
+    return sorted(n for n in os.listdir(folder) if n.startswith((".poster.", "..poster.")))
 
 
 def _decoded(data: bytes):

@@ -125,7 +125,7 @@ def _take_frame(film: Path) -> bytes:
            "-i", str(film), "-frames:v", "1", "-an", "-sn", "-c:v", "mjpeg", "-q:v", "3", "-f", "image2pipe",
            "pipe:1"]
     try:
-        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=FFMPEG_TIMEOUT_S)
+        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=FFMPEG_TIMEOUT_S, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise PosterError(f"ffmpeg could not take a frame: {exc}") from None
     data = done.stdout
@@ -154,4 +154,4 @@ def _tidy(session_path: Path, keep: str) -> None:
             continue
 
 
-__all__ = ["film_poster", "frame_time", "poster_name", "PosterError"]
+__all__ = ["PosterError", "film_poster", "frame_time", "poster_name"]
