@@ -201,7 +201,7 @@ def test_another_process_holding_the_lock_greys_the_page_and_is_refused_by_name(
 def test_the_page_puts_the_film_first_with_a_poster_and_the_clip_with_its_voice(out, done):
     page = client(out).get(f"/s/{done.id}").text
     assert page.index('<section id="film"') < page.index('<section id="summary"') < page.index('<section id="shots"')
-    poster = f'poster="/s/{done.id}/media/images/shot_001.png?v='
+    poster = f'poster="/s/{done.id}/poster.jpg?v={done.meta.film.sha256[:16]}"'  # a frame of the film (test_poster)
     assert poster in page
     assert 'data-voice="voice-2"' in page and 'id="voice-2"' in page
     assert f'href="/s/{done.id}/download/bundle.zip"' in page

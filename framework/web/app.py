@@ -2,7 +2,8 @@
 buttons for redo, use take and approve that call the Runner in a background thread.
 
 Sessions are only read here (:meth:`SessionStore.load`, read-only); what changes a
-session is the Runner, as on the command line, one action at a time per session. Media
+session is the Runner, as on the command line, one action at a time per session. (The one
+file written here is the film's poster, a cache no record names: reelforge.web.poster.) Media
 are served only from inside a session folder: a stored path is checked to stay inside
 it, and a link is never followed. Actions are POSTs that carry this process's CSRF token,
 and requests must name this server's own host (a page elsewhere cannot post to it, nor
@@ -144,7 +145,11 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[..., A
 
             data = session_data(session, media)
             first = next((s for s in data["shots"] if s["stages"].get("image", {}).get("url")), None)
-            data["film"]["poster"] = first["stages"]["image"]["url"] if first else None
+            data["film"]["first_image"] = first["stages"]["image"]["url"] if first else None
+            # a frame of the film itself (made once per film, on its first request), else the first picture
+            sha = data["film"].get("sha256")
+            data["film"]["poster"] = (f"/s/{session.id}/poster.jpg?v={sha[:16]}" if data["film"]["url"] and sha
+                                      else data["film"]["first_image"])
             cache[sid] = (now, data)
             if len(cache) > 64:
                 cache.pop(next(iter(cache)))
@@ -164,8 +169,9 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[..., A
 
     def backend_names() -> dict[str, list[str]]:
         from reelforge.engine.backends import DEFAULT_BACKENDS, OPTIONAL_KINDS
-        from reelforge.engine.plugins import KINDS, backends
+        from reelforge.engine.plugins import KINDS, backends, load_plugins
 
+        load_plugins()  # once per process: before any run has loaded them, the form would offer none
         names = {}
         for kind in KINDS:
             try:
@@ -256,6 +262,25 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[..., A
         if path.suffix in SUBTITLE_SUFFIXES:
             return subtitle_response(session, path)
         return file_response(path, st)
+
+    async def poster(request: Request) -> Response:
+        """The film's poster: a frame of film.mp4 (reelforge.web.poster, made once per film);
+        the first shot's picture when there is no film or no frame can be taken."""
+        from reelforge.store.meta import DONE
+        from reelforge.web.poster import PosterError, film_poster
+
+        session = await run_in_threadpool(load, request.path_params["sid"])
+        film = session.meta.film
+        try:
+            if film.state != DONE or not film.sha256:
+                raise PosterError("no film yet")
+            path = await run_in_threadpool(film_poster, session.path, film.sha256)
+            return file_response(path, os.lstat(path))
+        except (PosterError, OSError) as exc:
+            fallback = data_for(session.id)["film"].get("first_image")
+            if fallback is None:
+                raise HTTPException(404, f"no poster: {exc}") from None
+            return RedirectResponse(fallback, status_code=307, headers={"cache-control": "no-store"})
 
     # -- downloads
     async def bundle(request: Request) -> Response:
@@ -421,6 +446,7 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[..., A
         Route("/s/{sid}/state.json", session_state),
         Route("/s/{sid}/fragment/{part}", fragment),
         Route("/s/{sid}/media/{path:path}", media, methods=["GET", "HEAD"]),
+        Route("/s/{sid}/poster.jpg", poster, methods=["GET", "HEAD"]),
         Route("/s/{sid}/download/bundle.zip", bundle),
         Route("/s/{sid}/download/prompts.{fmt}", prompts),
         Route("/s/{sid}/edit", edit, methods=["POST"]),

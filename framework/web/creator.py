@@ -160,10 +160,11 @@ def session_data(session: Session, media: Callable[[str, str | None], str | None
     planned = {s.id: s for s in plan.shots} if plan else {}
     narrated = m.backends.get("narration") is not None and m.backends["narration"].name != "none"
     shots = []
+    edited = set(m.edited)  # changed by the user since the film was made: pending until it is made again
     for st in m.shots:
         shot = planned.get(st.id)
         clip_s = clip_seconds(session.path, st.video)  # the real length, beside the planned duration_s
-        row: dict[str, Any] = {"id": st.id, "indicator": st.indicator,
+        row: dict[str, Any] = {"id": st.id, "indicator": st.indicator, "edited": st.id in edited,
                                "clip_s": None if clip_s is None else round(clip_s, 2)}
         if shot is not None:
             row.update(scene_id=shot.scene_id, description=shot.description,
