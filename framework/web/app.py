@@ -15,6 +15,7 @@ import hmac
 import logging
 import os
 import secrets
+import threading
 import urllib.parse
 from pathlib import Path
 from typing import Any, Callable
@@ -35,7 +36,7 @@ from reelforge.store.meta import IN_PROGRESS
 from reelforge.store.session import Session
 from reelforge.store.sessions import SessionStore
 from reelforge.web.actions import STAGE_LABELS, STAGES, Actions, Busy  # noqa: F401  (the app's names)
-from reelforge.web.creator import session_data
+from reelforge.web.follow import FollowedSession
 from reelforge.web.media import (  # noqa: F401  (file_response, media_file: imported from here too)
     MEDIA_FILES,
     MEDIA_FOLDERS,
@@ -82,6 +83,8 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[..., A
     actions = Actions(runner_factory)
     token = csrf_token or secrets.token_urlsafe(32)
     cache: dict[str, tuple[str, dict[str, Any]]] = {}  # session id -> (stamp, its data)
+    followed: dict[str, FollowedSession] = {}  # session id -> the session as last read
+    following = threading.Lock()
 
     def urls_for(sid: str | None = None) -> dict[str, str]:
         urls = {"home": "/", "css": "/static/style.css", "js": "/static/app.js", "new": "/new"}
@@ -128,6 +131,33 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[..., A
         out["film_key"] = _digest(data["film"]["version"], working)
         return out
 
+    def read_data(sid: str) -> dict[str, Any]:
+        """The session's data from what changed since it was last read (see web.follow)."""
+        try:
+            with following:
+                follower = followed.get(sid)
+            if follower is None:
+                def media(path: str | None, digest: str | None) -> str | None:
+                    url = relative_url(path, digest)
+                    return f"/s/{sid}/media/{url}" if url else None
+
+                made = FollowedSession(store, sid, media)  # the first read, in full
+                with following:
+                    follower = followed.setdefault(sid, made)
+                    while len(followed) > 64:
+                        followed.pop(next(iter(followed)))
+            try:
+                return follower.data()
+            except BaseException:
+                with following:  # nothing half-read is used again: the next read starts afresh
+                    if followed.get(sid) is follower:
+                        del followed[sid]
+                raise
+        except SessionCorruptError as exc:
+            raise HTTPException(500, redact(str(exc))) from None
+        except SessionError as exc:
+            raise HTTPException(404, redact(str(exc))) from None
+
     def data_for(sid: str) -> dict[str, Any]:
         """The session's data, read again only when its files changed since the last read."""
         folder = store.path_for(sid)
@@ -136,13 +166,10 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[..., A
         if hit is not None and hit[0] == now:
             data = hit[1]
         else:
-            session = load(sid)
-
-            def media(path: str | None, digest: str | None) -> str | None:
-                url = relative_url(path, digest)
-                return f"/s/{session.id}/media/{url}" if url else None
-
-            data = session_data(session, media)
+            try:
+                data = read_data(sid)
+            except HTTPException:
+                data = read_data(sid)  # read afresh: a session gone or broken says so as a first read does
             first = next((s for s in data["shots"] if s["stages"].get("image", {}).get("url")), None)
             data["film"]["poster"] = first["stages"]["image"]["url"] if first else None
             cache[sid] = (now, data)
