@@ -36,7 +36,7 @@ from reelforge.store.meta import (
 from reelforge.store.safefs import (
     atomic_write_bytes,
     atomic_write_text,
-    contained,
+    check_contained,
     fsync_dir,
     may_write,
     open_nofollow,
@@ -164,12 +164,12 @@ class SessionJournal:
 
     def _check_paths(self, art: ArtifactState, stage: str | None, where: Path, paths: bool) -> None:
         if paths and art.path is not None:
-            contained(self.path, art.path, under=(stage,), source=where, checked=self._checked)
+            check_contained(self.path, art.path, under=(stage,), source=where, checked=self._checked)
         if paths:
             for take in art.takes:
-                contained(self.path, take["path"], under=(stage,), source=where, checked=self._checked)
+                check_contained(self.path, take["path"], under=(stage,), source=where, checked=self._checked)
         if paths and art.pending is not None:
-            contained(self.path, art.pending, under=(".work", stage), source=where, checked=self._checked)
+            check_contained(self.path, art.pending, under=(".work", stage), source=where, checked=self._checked)
 
     def _replay(self, *, repair: bool) -> None:
         path = self.journal_path
@@ -273,7 +273,6 @@ class SessionJournal:
             self.load(repair=False)
             if not self._meta_rewritten():
                 break
-        return None
 
     def _check_event(self, event: Any, line: int) -> None:
         """Refuse a journal event whose shape or values are wrong (naming the line)."""
@@ -309,11 +308,11 @@ class SessionJournal:
             if problem:
                 bad(problem)
         if fields.get("path") is not None:
-            contained(self.path, fields["path"], under=(stage,), source=where, checked=self._checked)
+            check_contained(self.path, fields["path"], under=(stage,), source=where, checked=self._checked)
         for take in fields.get("takes") or ():
-            contained(self.path, take["path"], under=(stage,), source=where, checked=self._checked)
+            check_contained(self.path, take["path"], under=(stage,), source=where, checked=self._checked)
         if fields.get("pending") is not None:
-            contained(self.path, fields["pending"], under=(".work", stage), source=where, checked=self._checked)
+            check_contained(self.path, fields["pending"], under=(".work", stage), source=where, checked=self._checked)
 
     # -- journal mechanics
     def _apply(self, event: dict[str, Any]) -> None:

@@ -36,15 +36,13 @@ class Changes:
     "The meta was read again in full: its shot records are new objects (compare them by value)."
     shots: frozenset[int] = frozenset()
     "Without ``full``: the shots whose records journal events changed (in place)."
-    steps: frozenset[str] = frozenset()
-    "The steps whose output file changed (or appeared, or went)."
 
 
 class SessionView:
     """One session, read-only, kept up to date by :meth:`refresh`. Not thread-safe: one
     reader at a time (the caller holds a lock)."""
 
-    def __init__(self, store: "SessionStore", session_id: str):
+    def __init__(self, store: SessionStore, session_id: str):
         self.session: Session = store.load(session_id)
         # step -> (the file's identity, its value, the error reading it gave, its entries as read)
         self._outputs: dict[str, tuple[Any, Any, SessionCorruptError | None, Any]] = {}
@@ -54,12 +52,10 @@ class SessionView:
         return self.session.meta
 
     def refresh(self) -> Changes:
-        """Read what changed since the last look (see :class:`Changes`)."""
+        """Read what changed in the meta and journal since the last look (see :class:`Changes`);
+        the step outputs are looked at when asked for (:meth:`step_output`)."""
         shots = self.session.catch_up()
-        steps = frozenset(step for step in STEP_FILES if self._file_key(step) != self._outputs.get(step, (0,))[0])
-        if shots is None:
-            return Changes(full=True, steps=steps)
-        return Changes(full=False, shots=frozenset(shots), steps=steps)
+        return Changes(full=True) if shots is None else Changes(full=False, shots=frozenset(shots))
 
     def _file_key(self, step: str) -> Any:
         try:

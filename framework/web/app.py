@@ -462,6 +462,7 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[..., A
     app.state.actions = actions
     app.state.store = store
     app.state.csrf_token = token
+    app.state.followed = followed  # the sessions as last read (what a poll after a change reads on from)
     return app
 
 

@@ -31,14 +31,15 @@ class FollowedSession:
         self.view = SessionView(store, session_id)
         self.media = media
         self.lock = threading.Lock()
-        # shot id -> (the ShotState, the planned Shot and the narrated flag its row was made from; the row)
-        self._rows: dict[int, tuple[Any, Any, bool, dict[str, Any]]] = {}
+        # shot id -> (the ShotState, the planned Shot and the narrated flag its row was made from; the row;
+        # whether the row names a file that was not in place)
+        self._rows: dict[int, tuple[Any, Any, bool, dict[str, Any], bool]] = {}
         self._waiting: set[int] = set()  # rows that named a file not in place
         self._paths: dict[str, int] = {}  # a file a row names (a shot's file, a take) -> the shot's id
         self._folders: dict[str, tuple[Any, frozenset[str]]] = {}  # folder -> (its identity, its files)
         self._generation: int | None = None
         self._first = True
-        self.rows_made = 0  # how many rows the last call made (for tests and the bench)
+        self.rows_made = 0  # how many shot rows it has made in all (what the reads cost: for the tests)
 
     def data(self) -> dict[str, Any]:
         """The session's data as :func:`session_data` gives it, made from what changed."""
@@ -55,23 +56,23 @@ class FollowedSession:
             touched = changes.shots if changes is not None else frozenset()
             again = self._waiting | self._files_changed()
             self._waiting = set()
-            self.rows_made = 0
 
             def row(st, shot, narrated: bool) -> dict[str, Any]:
                 hit = self._rows.get(st.id)
                 if (hit is None or st.id in touched or st.id in again or hit[2] != narrated
                         or (hit[0] is not st and hit[0] != st) or (hit[1] is not shot and hit[1] != shot)):
                     made = shot_row(session, st, shot, narrated, self.media)
+                    waiting = waiting_for_files(made)
                     self.rows_made += 1
                     for art in (st.image, st.narration, st.video):
                         for path in (art.path, *(t.get("path") for t in art.takes)):
                             if isinstance(path, str):
                                 self._paths[path] = st.id
                 else:
-                    made = hit[3]
+                    made, waiting = hit[3], hit[4]
                 if hit is None or hit[0] is not st or hit[1] is not shot or hit[3] is not made:
-                    self._rows[st.id] = (st, shot, narrated, made)
-                if waiting_for_files(made):
+                    self._rows[st.id] = (st, shot, narrated, made, waiting)
+                if waiting:
                     self._waiting.add(st.id)
                 return made
 
