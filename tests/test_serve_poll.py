@@ -48,7 +48,7 @@ class Page:
         assert r.status_code == 200, r.text
         answer = r.json()
         self.version = answer["version"]
-        changed = set() if answer.get("unchanged") else {s["id"] for s in answer["changed"]}
+        changed = {s["id"] for s in answer.get("changed", ())}  # none: no file changed (the holder may have)
         made, self.made = self.rows_made() - self.made, self.rows_made()
         # the whole state and the page, as a fresh app reading the session whole answers them
         assert self.app.get(f"/s/{self.sid}/state.json").json() == client(self.out).get(
@@ -178,3 +178,46 @@ def test_a_changed_plan_reads_as_the_store_reads_it(out, fakes):
     with pytest.raises(SessionCorruptError) as expected:
         view.session.read_step_output("shots")
     assert str(bad.value) == str(expected.value)
+
+
+WRITER = """
+import sys
+from reelforge.store.sessions import SessionStore
+session = SessionStore(sys.argv[1]).open(sys.argv[2])
+session.mark_shot_started("images", 1)
+session.mark_shot_failed("videos", 2, "the renderer fell over")
+print("ready", flush=True)
+sys.stdin.readline()  # held open, its journal not folded in, until it is killed
+"""
+
+
+def test_a_killed_writer_is_read_as_it_left_the_session(out, fakes):
+    """A run SIGKILLed with its events only in the journal (no compaction at close): the
+    page read them while it ran, and reads on after its death, a torn last line and the
+    next run's repair of it included, always as a fresh read answers."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    result = run_session(out, "A harbour city", backends=fakes.narrated)
+    sid = result.session_id
+    page = Page(out, sid)
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(out), sid], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        assert page.poll() == ({1, 2}, 2)
+    finally:
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait(30)
+    assert page.poll() == (set(), 0)
+    journal = SessionStore(out).path_for(sid) / "journal.jsonl"
+    with open(journal, "ab") as fh:  # what a kill in the middle of an append leaves
+        fh.write(b'{"seq":99,"op":"shot","shot":3,"stage":"images","set":{"attem')
+    assert page.poll() == (set(), 0)
+    with SessionStore(out).open(sid) as again:  # cuts the torn line off, appends after it
+        again.mark_shot_failed("images", 3, "out of memory")
+        again.mark_shot_started("images", 3)
+        assert page.poll() == ({3}, 1)
+    assert page.poll()[0] == set()

@@ -132,27 +132,32 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[..., A
         return out
 
     def read_data(sid: str) -> dict[str, Any]:
-        """The session's data from what changed since it was last read (see web.follow)."""
+        """The session's data from what changed since it was last read (see web.follow). A
+        read that fails is not read on from: the session is read afresh, which says what is
+        wrong as a first read does (404 for a session gone, 500 for a broken one)."""
         try:
-            with following:
-                follower = followed.get(sid)
-            if follower is None:
-                def media(path: str | None, digest: str | None) -> str | None:
-                    url = relative_url(path, digest)
-                    return f"/s/{sid}/media/{url}" if url else None
-
-                made = FollowedSession(store, sid, media)  # the first read, in full
+            while True:
                 with following:
-                    follower = followed.setdefault(sid, made)
-                    while len(followed) > 64:
-                        followed.pop(next(iter(followed)))
-            try:
-                return follower.data()
-            except BaseException:
-                with following:  # nothing half-read is used again: the next read starts afresh
-                    if followed.get(sid) is follower:
-                        del followed[sid]
-                raise
+                    follower = followed.get(sid)
+                fresh = follower is None
+                if fresh:
+                    def media(path: str | None, digest: str | None) -> str | None:
+                        url = relative_url(path, digest)
+                        return f"/s/{sid}/media/{url}" if url else None
+
+                    made = FollowedSession(store, sid, media)  # the first read, in full
+                    with following:
+                        follower = followed.setdefault(sid, made)
+                        while len(followed) > 64:
+                            followed.pop(next(iter(followed)))
+                try:
+                    return follower.data()
+                except BaseException:
+                    with following:
+                        if followed.get(sid) is follower:
+                            del followed[sid]
+                    if fresh:
+                        raise
         except SessionCorruptError as exc:
             raise HTTPException(500, redact(str(exc))) from None
         except SessionError as exc:
@@ -166,10 +171,7 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[..., A
         if hit is not None and hit[0] == now:
             data = hit[1]
         else:
-            try:
-                data = read_data(sid)
-            except HTTPException:
-                data = read_data(sid)  # read afresh: a session gone or broken says so as a first read does
+            data = read_data(sid)
             first = next((s for s in data["shots"] if s["stages"].get("image", {}).get("url")), None)
             data["film"]["poster"] = first["stages"]["image"]["url"] if first else None
             cache[sid] = (now, data)
