@@ -221,3 +221,21 @@ def test_a_killed_writer_is_read_as_it_left_the_session(out, fakes):
         again.mark_shot_started("images", 3)
         assert page.poll() == ({3}, 1)
     assert page.poll()[0] == set()
+
+
+def test_a_followed_session_that_breaks_or_goes_says_so_as_a_first_read_does(out, fakes):
+    import shutil
+
+    result = run_session(out, "A harbour city", backends=fakes.narrated)
+    sid = result.session_id
+    page = Page(out, sid)
+    meta = SessionStore(out).path_for(sid) / f"{sid}_meta.json"
+    text = meta.read_text()
+    meta.write_text(text.replace('"status"', '"status": 1, "x"', 1))
+    broken = page.app.get(f"/s/{sid}/state.json?since={page.version}")
+    assert broken.status_code == 500 and "meta.json" in broken.text
+    assert broken.text == client(out).get(f"/s/{sid}/state.json").text
+    meta.write_text(text)
+    page.poll()
+    shutil.rmtree(meta.parent)
+    assert page.app.get(f"/s/{sid}/state.json?since={page.version}").status_code == 404

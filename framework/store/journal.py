@@ -252,6 +252,7 @@ class SessionJournal:
             inode = os.fstat(fh.fileno()).st_ino
             fh.seek(offset)
             data = fh.read()
+        self._checked = set()  # the new events' paths are checked against the folders as they are now
         try:
             good_bytes, lines, shots = self._replay_lines(data, lines, repair=False)
         except BaseException:
