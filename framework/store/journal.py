@@ -37,6 +37,7 @@ from reelforge.store.safefs import (
     atomic_write_bytes,
     atomic_write_text,
     check_contained,
+    file_identity,
     fsync_dir,
     may_write,
     open_nofollow,
@@ -65,7 +66,7 @@ class SessionJournal:
             raise SessionCorruptError(self.meta_path, "file is missing") from None
         if not stat.S_ISREG(st.st_mode):
             raise SessionCorruptError(self.meta_path, "not a regular file")
-        identity = _identity(st)  # taken before reading: a rewrite from now on is seen as one
+        identity = file_identity(st)  # taken before reading: a rewrite from now on is seen as one
         data = read_json(self.meta_path)
         if not isinstance(data, dict):
             raise SessionCorruptError(self.meta_path, "expected a JSON object")
@@ -263,7 +264,7 @@ class SessionJournal:
 
     def _meta_rewritten(self) -> bool:
         try:
-            return _identity(os.lstat(self.meta_path)) != self._meta_identity
+            return file_identity(os.lstat(self.meta_path)) != self._meta_identity
         except FileNotFoundError:
             return True
 
@@ -376,9 +377,3 @@ class SessionJournal:
             # and safe: masks contain no JSON syntax, and URL matches never cross a quote.
             text = redact(json.dumps(data, indent=2, ensure_ascii=False))
             atomic_write_text(self.meta_path, text + "\n")
-
-
-def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
-    """What tells a file apart from its next version: a rewrite renames a new file (inode)
-    into place; an edit in place changes its size or times."""
-    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)

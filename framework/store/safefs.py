@@ -119,6 +119,12 @@ def ensure_dir(root: Path, *parts: str) -> Path:
     return path
 
 
+def file_identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What tells a file apart from its next version (from its ``lstat``): a rewrite renames
+    a new file (inode) into place; an edit in place changes its size or times."""
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 def contained(root: Path, rel: str | None, *, under: tuple[str, ...] | None = None,
               source: Path | None = None, checked: set[str] | None = None) -> Path:
     """The path ``rel`` (as stored in a session file) inside ``root``, checked as

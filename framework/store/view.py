@@ -19,9 +19,8 @@ import attrs
 
 from reelforge.errors import SessionCorruptError
 from reelforge.records import Shot, ShotPlan, structure
-from reelforge.store.journal import _identity
 from reelforge.store.meta import STEP_FILES, read_json
-from reelforge.store.safefs import refuse_link
+from reelforge.store.safefs import file_identity, refuse_link
 
 if TYPE_CHECKING:
     from reelforge.store.session import Session
@@ -62,7 +61,7 @@ class SessionView:
             st = os.lstat(self.session.path / STEP_FILES[step][0])
         except FileNotFoundError:
             return None
-        return (st.st_mode, *_identity(st))
+        return (st.st_mode, *file_identity(st))
 
     def step_output(self, step: str) -> Any | None:
         """As :meth:`Session.read_step_output` (the value, None without a file, a
