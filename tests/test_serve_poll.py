@@ -239,3 +239,23 @@ def test_a_followed_session_that_breaks_or_goes_says_so_as_a_first_read_does(out
     page.poll()
     shutil.rmtree(meta.parent)
     assert page.app.get(f"/s/{sid}/state.json?since={page.version}").status_code == 404
+
+
+def test_a_secret_learnt_later_is_masked_in_the_rows_kept(out, fakes):
+    from reelforge.redact import forget_secrets, register_secret
+
+    result = run_session(out, "A harbour city", backends=fakes.narrated)
+    sid = result.session_id
+    page = Page(out, sid)
+    with SessionStore(out).open(sid) as editing:
+        edit_shot(editing, saved_plan(editing), 3, {"narration": "The code is hunter2-secret."})
+    page.poll()
+    try:
+        register_secret("hunter2-secret")
+        with SessionStore(out).open(sid) as running:  # any change: shot 1's attempt counted
+            running.mark_shot_started("images", 1)
+            page.poll()  # which compares the whole state with a fresh app's
+        shown = page.app.get(f"/s/{sid}/state.json").text
+        assert "hunter2-secret" not in shown and "The code is ***." in shown
+    finally:
+        forget_secrets()
