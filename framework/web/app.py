@@ -15,7 +15,6 @@ import hmac
 import logging
 import os
 import secrets
-import threading
 import urllib.parse
 from pathlib import Path
 from typing import Any, Callable
@@ -36,7 +35,7 @@ from reelforge.store.meta import IN_PROGRESS
 from reelforge.store.session import Session
 from reelforge.store.sessions import SessionStore
 from reelforge.web.actions import STAGE_LABELS, STAGES, Actions, Busy  # noqa: F401  (the app's names)
-from reelforge.web.follow import FollowedSession
+from reelforge.web.follow import Followed
 from reelforge.web.media import (  # noqa: F401  (file_response, media_file: imported from here too)
     MEDIA_FILES,
     MEDIA_FOLDERS,
@@ -83,8 +82,14 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[..., A
     actions = Actions(runner_factory)
     token = csrf_token or secrets.token_urlsafe(32)
     cache: dict[str, tuple[str, dict[str, Any]]] = {}  # session id -> (stamp, its data)
-    followed: dict[str, FollowedSession] = {}  # session id -> the session as last read
-    following = threading.Lock()
+
+    def media_for(sid: str) -> Callable[[str | None, str | None], str | None]:
+        def media(path: str | None, digest: str | None) -> str | None:
+            url = relative_url(path, digest)
+            return f"/s/{sid}/media/{url}" if url else None
+        return media
+
+    followed = Followed(store, media_for)  # each session as last read
 
     def urls_for(sid: str | None = None) -> dict[str, str]:
         urls = {"home": "/", "css": "/static/style.css", "js": "/static/app.js", "new": "/new"}
@@ -132,32 +137,9 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[..., A
         return out
 
     def read_data(sid: str) -> dict[str, Any]:
-        """The session's data from what changed since it was last read (see web.follow). A
-        read that fails is not read on from: the session is read afresh, which says what is
-        wrong as a first read does (404 for a session gone, 500 for a broken one)."""
+        """The session's data from what changed since it was last read (see web.follow)."""
         try:
-            while True:
-                with following:
-                    follower = followed.get(sid)
-                fresh = follower is None
-                if fresh:
-                    def media(path: str | None, digest: str | None) -> str | None:
-                        url = relative_url(path, digest)
-                        return f"/s/{sid}/media/{url}" if url else None
-
-                    made = FollowedSession(store, sid, media)  # the first read, in full
-                    with following:
-                        follower = followed.setdefault(sid, made)
-                        while len(followed) > 64:
-                            followed.pop(next(iter(followed)))
-                try:
-                    return follower.data()
-                except BaseException:
-                    with following:
-                        if followed.get(sid) is follower:
-                            del followed[sid]
-                    if fresh:
-                        raise
+            return followed.data(sid)
         except SessionCorruptError as exc:
             raise HTTPException(500, redact(str(exc))) from None
         except SessionError as exc:

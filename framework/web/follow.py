@@ -107,3 +107,40 @@ class FollowedSession:
             if before is not None:
                 found.update(self._paths[p] for p in before[1] ^ names if p in self._paths)
         return found
+
+
+class Followed:
+    """The sessions a server follows, each read on from where it was last read (at most
+    ``limit``: the first followed is dropped first). A read that fails is not read on from:
+    the session is read afresh, which raises as a first read does (a session gone, a broken
+    one). ``media_for(session_id)`` gives the ``media`` function of a session's data."""
+
+    def __init__(self, store, media_for: Callable[[str], Callable[[str, str | None], str | None]], *,
+                 limit: int = 64):
+        self.store, self.media_for, self.limit = store, media_for, limit
+        self._followed: dict[str, FollowedSession] = {}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, session_id: str) -> FollowedSession:
+        with self._lock:
+            return self._followed[session_id]
+
+    def data(self, session_id: str) -> dict[str, Any]:
+        while True:
+            with self._lock:
+                follower = self._followed.get(session_id)
+            fresh = follower is None
+            if fresh:
+                made = FollowedSession(self.store, session_id, self.media_for(session_id))  # read in full
+                with self._lock:
+                    follower = self._followed.setdefault(session_id, made)
+                    while len(self._followed) > self.limit:
+                        self._followed.pop(next(iter(self._followed)))
+            try:
+                return follower.data()
+            except BaseException:
+                with self._lock:
+                    if self._followed.get(session_id) is follower:
+                        del self._followed[session_id]
+                if fresh:
+                    raise
