@@ -23,6 +23,7 @@ MIN_SECRET_LEN = 4
 _lock = threading.Lock()
 _secrets: set[str] = set()
 _pattern: re.Pattern[str] | None = None
+_generation = 0  # counts the changes of the registered secrets
 
 # scheme://user:password@host -> scheme://user:***@host (also without a user name).
 # Quotes never belong to the match, so redacting JSON text never crosses into another value.
@@ -40,7 +41,7 @@ _SECRET_PARAM = re.compile(r"(?P<name>[?&](?:key|api[_-]?key|token|access[_-]tok
 def register_secret(value: str | None) -> None:
     """Treat ``value`` as a secret from now on, in this process (and the forms a server may
     echo it in: URL-encoded, JSON-escaped)."""
-    global _pattern
+    global _pattern, _generation
     if not value or not isinstance(value, str) or len(value.strip()) < MIN_SECRET_LEN:
         return
     value = value.strip()
@@ -52,6 +53,7 @@ def register_secret(value: str | None) -> None:
         _secrets.update(f for f in forms if len(f) >= MIN_SECRET_LEN)
         # Longest first, so a secret containing another is masked whole.
         _pattern = re.compile("|".join(re.escape(s) for s in sorted(_secrets, key=len, reverse=True)))
+        _generation += 1
 
 
 def register_env_secrets(names: Iterable[str]) -> None:
@@ -65,10 +67,17 @@ def register_env_secrets(names: Iterable[str]) -> None:
 
 def forget_secrets() -> None:
     """Drop every registered secret (for tests)."""
-    global _pattern
+    global _pattern, _generation
     with _lock:
         _secrets.clear()
         _pattern = None
+        _generation += 1
+
+
+def secrets_generation() -> int:
+    """A number that changes whenever the registered secrets do: text redacted before
+    keeps its masks only while it is the same (a cache of redacted data compares it)."""
+    return _generation
 
 
 def redact(text: Any) -> Any:

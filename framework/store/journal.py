@@ -36,7 +36,8 @@ from reelforge.store.meta import (
 from reelforge.store.safefs import (
     atomic_write_bytes,
     atomic_write_text,
-    contained,
+    check_contained,
+    file_identity,
     fsync_dir,
     may_write,
     open_nofollow,
@@ -58,12 +59,14 @@ class SessionJournal:
             raise SessionCorruptError(self.meta_path, "data nested too deeply") from None
 
     def _load(self, *, repair: bool) -> None:
+        self._meta_identity = None  # until the meta has been read whole
         try:
             st = os.lstat(self.meta_path)
         except FileNotFoundError:
             raise SessionCorruptError(self.meta_path, "file is missing") from None
         if not stat.S_ISREG(st.st_mode):
             raise SessionCorruptError(self.meta_path, "not a regular file")
+        identity = file_identity(st)  # taken before reading: a rewrite from now on is seen as one
         data = read_json(self.meta_path)
         if not isinstance(data, dict):
             raise SessionCorruptError(self.meta_path, "expected a JSON object")
@@ -86,6 +89,7 @@ class SessionJournal:
         self._check_meta()
         self._reindex()
         self._replay(repair=repair)
+        self._meta_identity = identity
 
     def _check_meta(self) -> None:
         """Refuse a meta whose values cannot be right (wrong types, unknown states, paths
@@ -161,15 +165,16 @@ class SessionJournal:
 
     def _check_paths(self, art: ArtifactState, stage: str | None, where: Path, paths: bool) -> None:
         if paths and art.path is not None:
-            contained(self.path, art.path, under=(stage,), source=where, checked=self._checked)
+            check_contained(self.path, art.path, under=(stage,), source=where, checked=self._checked)
         if paths:
             for take in art.takes:
-                contained(self.path, take["path"], under=(stage,), source=where, checked=self._checked)
+                check_contained(self.path, take["path"], under=(stage,), source=where, checked=self._checked)
         if paths and art.pending is not None:
-            contained(self.path, art.pending, under=(".work", stage), source=where, checked=self._checked)
+            check_contained(self.path, art.pending, under=(".work", stage), source=where, checked=self._checked)
 
     def _replay(self, *, repair: bool) -> None:
         path = self.journal_path
+        self._followed = (None, 0, 0)  # (the journal's inode, bytes read, lines read)
         try:
             st = os.lstat(path)
         except FileNotFoundError:
@@ -177,13 +182,31 @@ class SessionJournal:
         if stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode):
             raise SessionCorruptError(path, "not a regular file (a link or a folder)")
         with open(open_nofollow(path, os.O_RDONLY), "rb", closefd=True) as fh:
-            lines = fh.read().splitlines(keepends=True)
-        good_bytes = 0
+            inode = os.fstat(fh.fileno()).st_ino
+            data = fh.read()
+        good_bytes, lines, _shots = self._replay_lines(data, 0, repair=repair)
+        self._followed = (inode, good_bytes, lines)
+        if repair and good_bytes < st.st_size:
+            fd = open_nofollow(path, os.O_WRONLY)
+            try:
+                os.ftruncate(fd, good_bytes)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def _replay_lines(self, data: bytes, before: int, *, repair: bool) -> tuple[int, int, set[int]]:
+        """Apply the journal events in ``data`` (the journal from line ``before + 1`` on) that
+        are newer than the meta. A torn last line (a crash, or a writer mid-append) is not
+        there yet. Returns (bytes of complete lines, lines read in all, ids of the shots the
+        applied events are about)."""
+        path = self.journal_path
+        lines = data.splitlines(keepends=True)
+        good_bytes, good_lines, shots = 0, before, set()
         for i, line in enumerate(lines):
             last = i == len(lines) - 1
             try:
-                event = parse_json(line, path, f"line {i + 1}: ")
-                self._check_event(event, i + 1)
+                event = parse_json(line, path, f"line {before + i + 1}: ")
+                self._check_event(event, before + i + 1)
             except SessionCorruptError as exc:
                 if not last:
                     raise
@@ -192,21 +215,66 @@ class SessionJournal:
                     # line. Left out like a torn one, but said, so damage is never unseen.
                     warnings.warn(f"reelforge: {path}: the last line is complete but not a valid "
                                   f"journal event ({exc.reason}); it is left out"
-                                  f"{' and removed' if repair else ''}", RuntimeWarning, stacklevel=2)
+                                  f"{' and removed' if repair else ''}", RuntimeWarning, stacklevel=3)
                 break  # a torn final line: the crash hit mid-append, so it never counted
             if not line.endswith(b"\n"):
                 break  # complete JSON but no newline: still a torn append
             good_bytes += len(line)
+            good_lines += 1
             if event["seq"] > self.meta.journal_seq:
                 self._apply(event)
                 self._journal_events += 1
-        if repair and good_bytes < st.st_size:
-            fd = open_nofollow(path, os.O_WRONLY)
-            try:
-                os.ftruncate(fd, good_bytes)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+                shots.add(event["shot"])
+        return good_bytes, good_lines, shots
+
+    def catch_up(self) -> set[int] | None:
+        """Bring a session loaded read-only (:meth:`SessionStore.load`) up to date with its
+        files, reading only the journal events appended since the last read. Returns the
+        ids of the shots whose records changed, or None when it was read again in full (the
+        meta was rewritten: a compaction or a session-level change). Never writes and takes
+        no lock; a torn last line is read as not there yet, exactly as a load reads it."""
+        if self.locked:
+            raise SessionError(f"session {self.id} is open for writing; catch_up is for a read-only load")
+        if self.meta is None or self._meta_identity is None or self._meta_rewritten():
+            return self._reload()
+        path = self.journal_path
+        inode, offset, lines = self._followed
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return set() if offset == 0 else self._reload()
+        if not stat.S_ISREG(st.st_mode) or (inode is not None and st.st_ino != inode) or st.st_size < offset:
+            return self._reload()  # replaced or cut short without a new meta: read it all again
+        if st.st_size == offset:
+            return set()
+        with open(open_nofollow(path, os.O_RDONLY), "rb", closefd=True) as fh:
+            if inode is not None and os.fstat(fh.fileno()).st_ino != inode:
+                return self._reload()
+            inode = os.fstat(fh.fileno()).st_ino
+            fh.seek(offset)
+            data = fh.read()
+        self._checked = set()  # the new events' paths are checked against the folders as they are now
+        try:
+            good_bytes, lines, shots = self._replay_lines(data, lines, repair=False)
+        except BaseException:
+            self._meta_identity = None  # half applied: the next look reads it all again
+            raise
+        self._followed = (inode, offset + good_bytes, lines)
+        return shots
+
+    def _meta_rewritten(self) -> bool:
+        try:
+            return file_identity(os.lstat(self.meta_path)) != self._meta_identity
+        except FileNotFoundError:
+            return True
+
+    def _reload(self) -> None:
+        """Read the session again in full, until its meta held still while it was read (a
+        compaction between reading the meta and the journal would leave events out)."""
+        for _ in range(3):
+            self.load(repair=False)
+            if not self._meta_rewritten():
+                break
 
     def _check_event(self, event: Any, line: int) -> None:
         """Refuse a journal event whose shape or values are wrong (naming the line)."""
@@ -242,11 +310,11 @@ class SessionJournal:
             if problem:
                 bad(problem)
         if fields.get("path") is not None:
-            contained(self.path, fields["path"], under=(stage,), source=where, checked=self._checked)
+            check_contained(self.path, fields["path"], under=(stage,), source=where, checked=self._checked)
         for take in fields.get("takes") or ():
-            contained(self.path, take["path"], under=(stage,), source=where, checked=self._checked)
+            check_contained(self.path, take["path"], under=(stage,), source=where, checked=self._checked)
         if fields.get("pending") is not None:
-            contained(self.path, fields["pending"], under=(".work", stage), source=where, checked=self._checked)
+            check_contained(self.path, fields["pending"], under=(".work", stage), source=where, checked=self._checked)
 
     # -- journal mechanics
     def _apply(self, event: dict[str, Any]) -> None:

@@ -119,9 +119,23 @@ def ensure_dir(root: Path, *parts: str) -> Path:
     return path
 
 
+def file_identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What tells a file apart from its next version (from its ``lstat``): a rewrite renames
+    a new file (inode) into place; an edit in place changes its size or times."""
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 def contained(root: Path, rel: str | None, *, under: tuple[str, ...] | None = None,
               source: Path | None = None, checked: set[str] | None = None) -> Path:
-    """The path ``rel`` (as stored in a session file) inside ``root``.
+    """The path ``rel`` (as stored in a session file) inside ``root``, checked as
+    :func:`check_contained` checks it."""
+    check_contained(root, rel, under=under, source=source, checked=checked)
+    return root / rel  # type: ignore[operator]
+
+
+def check_contained(root: Path, rel: str | None, *, under: tuple[str, ...] | None = None,
+                    source: Path | None = None, checked: set[str] | None = None) -> None:
+    """Check the path ``rel`` (as stored in a session file) stays inside ``root``.
 
     ``rel`` must be relative, POSIX-style, free of ``..`` and empty parts, and (with
     ``under``) start with one of those folder names. No existing folder on the way may be a
@@ -139,7 +153,7 @@ def contained(root: Path, rel: str | None, *, under: tuple[str, ...] | None = No
         raise SessionCorruptError(where, f"stored path {rel!r} is not under {' or '.join(under)}")
     base = os.fspath(root)
     if checked is not None and len(parts) > 1 and rel.rpartition("/")[0] in checked:
-        return root / rel  # every folder on the way was found sound already
+        return  # every folder on the way was found sound already
     for i in range(1, len(parts)):
         folder = "/".join(parts[:i])
         if checked is not None and folder in checked:
@@ -157,7 +171,6 @@ def contained(root: Path, rel: str | None, *, under: tuple[str, ...] | None = No
             raise SessionCorruptError(where, f"stored path {rel!r} runs through a file")
         if checked is not None:
             checked.add(folder)
-    return root / rel
 
 
 #: Checks run before every write to a session's records (meta, journal, step files): an

@@ -78,6 +78,8 @@ class Session(SessionJournal, ShotRecords, Takes, Verification, CastRecords):
         self._checked: set[str] = set()  # folders found free of links (see safefs.contained)
         self._unsynced_dirs: set[Path] = set()  # folders with renames not yet fsynced
         self._listing: dict[str, dict[int, list[str]]] = {}
+        self._meta_identity: tuple[int, int, int, int] | None = None  # the meta file last read (see catch_up)
+        self._followed: tuple[int | None, int, int] = (None, 0, 0)  # the journal: inode, bytes, lines read
 
     # -- files
     @property

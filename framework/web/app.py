@@ -36,7 +36,7 @@ from reelforge.store.meta import IN_PROGRESS
 from reelforge.store.session import Session
 from reelforge.store.sessions import SessionStore
 from reelforge.web.actions import STAGE_LABELS, STAGES, Actions, Busy  # noqa: F401  (the app's names)
-from reelforge.web.creator import session_data
+from reelforge.web.follow import Followed
 from reelforge.web.media import (  # noqa: F401  (file_response, media_file: imported from here too)
     MEDIA_FILES,
     MEDIA_FOLDERS,
@@ -84,6 +84,14 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[..., A
     token = csrf_token or secrets.token_urlsafe(32)
     cache: dict[str, tuple[str, dict[str, Any]]] = {}  # session id -> (stamp, its data)
 
+    def media_for(sid: str) -> Callable[[str | None, str | None], str | None]:
+        def media(path: str | None, digest: str | None) -> str | None:
+            url = relative_url(path, digest)
+            return f"/s/{sid}/media/{url}" if url else None
+        return media
+
+    followed = Followed(store, media_for)  # each session as last read
+
     def urls_for(sid: str | None = None) -> dict[str, str]:
         urls = {"home": "/", "css": "/static/style.css", "js": "/static/app.js", "new": "/new"}
         if sid:
@@ -129,6 +137,15 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[..., A
         out["film_key"] = _digest(data["film"]["version"], working)
         return out
 
+    def read_data(sid: str) -> dict[str, Any]:
+        """The session's data from what changed since it was last read (see web.follow)."""
+        try:
+            return followed.data(sid)
+        except SessionCorruptError as exc:
+            raise HTTPException(500, redact(str(exc))) from None
+        except SessionError as exc:
+            raise HTTPException(404, redact(str(exc))) from None
+
     def data_for(sid: str) -> dict[str, Any]:
         """The session's data, read again only when its files changed since the last read."""
         folder = store.path_for(sid)
@@ -137,18 +154,12 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[..., A
         if hit is not None and hit[0] == now:
             data = hit[1]
         else:
-            session = load(sid)
-
-            def media(path: str | None, digest: str | None) -> str | None:
-                url = relative_url(path, digest)
-                return f"/s/{session.id}/media/{url}" if url else None
-
-            data = session_data(session, media)
+            data = read_data(sid)
             first = next((s for s in data["shots"] if s["stages"].get("image", {}).get("url")), None)
             data["film"]["first_image"] = first["stages"]["image"]["url"] if first else None
             # a frame of the film itself (made once per film, on its first request), else the first picture
             sha = data["film"].get("sha256")
-            data["film"]["poster"] = (f"/s/{session.id}/poster.jpg?v={sha[:16]}" if data["film"]["url"] and sha
+            data["film"]["poster"] = (f"/s/{sid}/poster.jpg?v={sha[:16]}" if data["film"]["url"] and sha
                                       else data["film"]["first_image"])
             cache[sid] = (now, data)
             if len(cache) > 64:
@@ -461,6 +472,7 @@ def create_app(output_dir: str | os.PathLike, *, runner_factory: Callable[..., A
     app.state.actions = actions
     app.state.store = store
     app.state.csrf_token = token
+    app.state.followed = followed  # the sessions as last read (what a poll after a change reads on from)
     return app
 
 

@@ -8,12 +8,14 @@ escape it, the terminal views pass it through ``for_terminal``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 from typing import Any, Callable
 
 from reelforge.errors import SessionCorruptError
+from reelforge.media.checks import clip_seconds
 from reelforge.redact import redact_data
 from reelforge.store.meta import DONE, SHOT_STAGES, Meta
 from reelforge.store.session import Session
@@ -105,11 +107,17 @@ def ledger_lines(meta: Meta) -> list[str]:
 
 # -- the whole session as data, for the report and the web app ------------------------
 
-def _read(session: Session, step: str) -> tuple[Any, str | None]:
+def _read(reader: Callable[[str], Any], step: str) -> tuple[Any, str | None]:
     try:
-        return session.read_step_output(step), None
+        return reader(step), None
     except SessionCorruptError as exc:
         return None, str(exc)
+
+
+def file_present(session: Session, path: str | None) -> bool:
+    """Whether the file a loaded session names is in place (paths in a loaded session were
+    checked to stay inside it; a link counts as absent)."""
+    return bool(path) and os.path.isfile(session.path / path) and not os.path.islink(session.path / path)
 
 
 def _artifact(art, stage: str, media: Callable[[str, str | None], str | None],
@@ -138,56 +146,73 @@ def _artifact(art, stage: str, media: Callable[[str, str | None], str | None],
     }
 
 
-def session_data(session: Session, media: Callable[[str, str | None], str | None]) -> dict[str, Any]:
+def shot_row(session: Session, st, shot, narrated: bool, media: Callable[[str, str | None], str | None]
+             ) -> dict[str, Any]:
+    """One shot as a page shows it (``st``: its ShotState, ``shot``: its planned Shot or None),
+    with its version, redacted."""
+    present = functools.partial(file_present, session)
+    clip_s = clip_seconds(session.path, st.video)  # the real length, beside the planned duration_s
+    row: dict[str, Any] = {"id": st.id, "indicator": st.indicator,
+                           # changed by the user since the film was made: pending until it is made again
+                           "edited": st.id in session.meta.edited,
+                           "clip_s": None if clip_s is None else round(clip_s, 2)}
+    if shot is not None:
+        row.update(scene_id=shot.scene_id, description=shot.description,
+                   image_prompt=shot.image_prompt, motion_prompt=shot.motion_prompt,
+                   negative_prompt=shot.negative_prompt, narration=shot.narration,
+                   duration_s=shot.duration_s, seed=shot.seed, characters=list(shot.characters),
+                   look=getattr(shot, "look", ""))
+    stages = {}
+    for attr, folder in SHOT_ARTIFACTS:
+        if attr == "narration" and not narrated and getattr(st, attr).state != DONE:
+            continue
+        stages[attr] = _artifact(getattr(st, attr), folder, media, present)
+    row["stages"] = stages
+    row["backend_seconds"] = sum(a["backend_seconds"] or 0.0 for a in stages.values())
+    row["attempts"] = sum(a["attempts"] for a in stages.values())
+    row["version"] = _version(row)
+    return redact_data(row)
+
+
+def waiting_for_files(row: dict[str, Any]) -> bool:
+    """Whether a shot row names a file that was not in place when it was made (a commit
+    records a file just before renaming it into place): such a row is made again later."""
+    return any((a["state"] == DONE and a["url"] is None) or any(t["url"] is None for t in a["takes"])
+               for a in row["stages"].values())
+
+
+def session_data(session: Session, media: Callable[[str, str | None], str | None], *,
+                 read: Callable[[str], Any] | None = None,
+                 row: Callable[..., dict[str, Any]] | None = None) -> dict[str, Any]:
     """Everything a report or the web app shows about ``session`` as JSON-ready data.
     ``media(path, sha256)`` turns a path stored in the session (``images/shot_001.png``)
     and the digest of the file it holds now into the URL a page uses for it (a relative
     path in the report, a server route in the web app; the digest lets a page that
-    follows the session see a redone picture under the same name)."""
+    follows the session see a redone picture under the same name). A reader that keeps
+    what it read passes ``read(step)`` (a step's output, as ``session.read_step_output``)
+    and ``row(st, shot, narrated)`` (a shot's row, as :func:`shot_row` makes it)."""
     from reelforge.engine.plugins import learn_secrets
-    from reelforge.media.checks import clip_seconds
 
     m = session.meta
     learn_secrets(m)  # a page may show a key an older version saved: mask it by what the environment holds
+    present = functools.partial(file_present, session)
+    read = read or session.read_step_output
+    if row is None:
+        def row(st, shot, narrated):
+            return shot_row(session, st, shot, narrated, media)
 
-    def present(path: str | None) -> bool:
-        # paths in a loaded session were checked to stay inside it; a link counts as absent
-        return bool(path) and os.path.isfile(session.path / path) and not os.path.islink(session.path / path)
-
-    story, story_problem = _read(session, "story")
-    scenes, scenes_problem = _read(session, "scene_graph")
-    plan, plan_problem = _read(session, "shots")
+    story, story_problem = _read(read, "story")
+    scenes, scenes_problem = _read(read, "scene_graph")
+    plan, plan_problem = _read(read, "shots")
     planned = {s.id: s for s in plan.shots} if plan else {}
     narrated = m.backends.get("narration") is not None and m.backends["narration"].name != "none"
-    shots = []
-    edited = set(m.edited)  # changed by the user since the film was made: pending until it is made again
-    for st in m.shots:
-        shot = planned.get(st.id)
-        clip_s = clip_seconds(session.path, st.video)  # the real length, beside the planned duration_s
-        row: dict[str, Any] = {"id": st.id, "indicator": st.indicator, "edited": st.id in edited,
-                               "clip_s": None if clip_s is None else round(clip_s, 2)}
-        if shot is not None:
-            row.update(scene_id=shot.scene_id, description=shot.description,
-                       image_prompt=shot.image_prompt, motion_prompt=shot.motion_prompt,
-                       negative_prompt=shot.negative_prompt, narration=shot.narration,
-                       duration_s=shot.duration_s, seed=shot.seed, characters=list(shot.characters),
-                       look=getattr(shot, "look", ""))
-        stages = {}
-        for attr, folder in SHOT_ARTIFACTS:
-            if attr == "narration" and not narrated and getattr(st, attr).state != DONE:
-                continue
-            stages[attr] = _artifact(getattr(st, attr), folder, media, present)
-        row["stages"] = stages
-        row["backend_seconds"] = sum(a["backend_seconds"] or 0.0 for a in stages.values())
-        row["attempts"] = sum(a["attempts"] for a in stages.values())
-        row["version"] = _version(row)
-        shots.append(row)
+    shots = [row(st, planned.get(st.id), narrated) for st in m.shots]
     cast = []
     if story is not None and not story_problem and getattr(m, "cast", None):  # a session with portraits
         from reelforge.engine.cast import cast_rows
 
-        for row in cast_rows(session, story, plan):  # the story and plan read above
-            cast.append({**row, "url": media(row["file"], row["sha256"]) if present(row["file"]) else None})
+        for person in cast_rows(session, story, plan):  # the story and plan read above
+            cast.append({**person, "url": media(person["file"], person["sha256"]) if present(person["file"]) else None})
     subtitles = [n for n in (m.film.info.get("subtitles") or []) if n in ("film.srt", "film.vtt")]
     film_done = m.film.state == DONE and m.steps.get("assemble") == DONE and present("film.mp4")
     totals = stage_totals(m)
@@ -224,7 +249,8 @@ def session_data(session: Session, media: Callable[[str, str | None], str | None
     data["film"]["version"] = _version(data["film"])
     data["summary_version"] = _version({k: v for k, v in data.items() if k not in ("shots", "film")})
     data["version"] = _version(data["summary_version"], data["film"]["version"], [s["version"] for s in shots])
-    return redact_data(data)  # what a session holds was redacted when written; a secret registered since, too
+    # what a session holds was redacted when written; a secret registered since, too (the rows: by shot_row)
+    return {key: value if key == "shots" else redact_data(value) for key, value in data.items()}
 
 
 def _version(*parts: Any) -> str:
@@ -233,5 +259,5 @@ def _version(*parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-__all__ = ["stage_totals", "grand_total", "ledger_lines", "session_data", "artifact_cost",
+__all__ = ["stage_totals", "grand_total", "ledger_lines", "session_data", "shot_row", "artifact_cost",
            "LEDGER_STAGES"]

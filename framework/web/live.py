@@ -4,7 +4,8 @@ and which step is being worked on now.
 
 The stamp covers every file a change of the session goes through: the meta snapshot, the
 journal (each shot's progress is appended to it before its file is renamed into place),
-the story files, the lock holder's note, and the session folder itself (a rename into it)."""
+the story files, the lock holder's note, the session folder itself (a rename into it) and
+the folders of the shots' and portraits' files (a file renamed into place after its record)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from reelforge.store.holder import HOLDER_NAME, describe, read_holder
 from reelforge.store.meta import DONE, IN_PROGRESS, NEW, STEPS
 
 #: The files whose change is a change of the session (beside the meta file).
-WATCHED = ("journal.jsonl", "story.json", "scenes.json", "shots.json", HOLDER_NAME, "film.mp4", "")
+WATCHED = ("journal.jsonl", "story.json", "scenes.json", "shots.json", HOLDER_NAME, "film.mp4", "",
+           "images", "narration", "videos", "cast")
 
 
 def stamp(folder: Path, meta_name: str) -> str:
