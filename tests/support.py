@@ -110,3 +110,32 @@ def wait_idle(client, session_id: str, timeout: float = 120.0) -> dict:
 
     wait_until(idle, what="the action to finish", timeout=timeout)
     return seen["state"]
+
+
+#: The read syscall's number, by machine (what /proc/PID/syscall shows first).
+_READ_SYSCALL = {"x86_64": 0, "aarch64": 63, "arm64": 63}
+
+
+def wait_reading_stdin(proc, timeout: float = 120) -> None:
+    """Wait until ``proc`` is blocked reading its standard input (Linux: /proc/PID/syscall
+    names read on fd 0). A test's Ctrl-C must come then, as a user's does at a waiting
+    prompt: a SIGINT that arrives after the prompt is shown but before the read begins is
+    handled by CPython before the read, which then blocks, and the process hangs. Where
+    /proc does not tell (another system), it returns at once."""
+    import platform
+
+    number = _READ_SYSCALL.get(platform.machine())
+    path = f"/proc/{proc.pid}/syscall"
+
+    def reading() -> bool:
+        assert proc.poll() is None, f"the process ended (exit {proc.returncode}) before it waited on its input"
+        try:
+            with open(path) as f:
+                fields = f.read().split()
+        except OSError:
+            return True  # cannot tell here: go on as before
+        return len(fields) > 1 and fields[0] == str(number) and int(fields[1], 16) == 0
+
+    if number is None:
+        return
+    wait_until(reading, "the process to wait on its standard input", timeout=timeout)

@@ -17,6 +17,7 @@ import time
 
 import pytest
 from click.testing import CliRunner
+from support import wait_reading_stdin
 
 from reelforge.cli.core import cli
 from reelforge.media import mp4info
@@ -343,6 +344,7 @@ def test_ctrl_c_at_a_prompt_on_a_terminal_ends_with_one_line(out, film):
     os.close(slave)
     try:
         shown = _read_until(master, "and all its files?", proc)
+        wait_reading_stdin(proc)  # the prompt waits, as a user sees it before pressing Ctrl-C
         proc.send_signal(signal.SIGINT)
         try:
             code = proc.wait(timeout=120)
