@@ -509,3 +509,53 @@ def test_a_worker_that_loses_its_database_stops_at_once_without_writing(tmp_path
         gate.set()
     finally:
         own.remove()
+
+
+def test_a_worker_makes_its_films_local_pieces_one_per_cpu_at_once(monkeypatch):
+    """Stills, Ken Burns clips and local voices of all the films a worker runs are made at
+    most one per CPU at once (a worker's renders must not wait behind many films' CPU work);
+    the others wait their turn, and a cancelled run stops waiting."""
+    from types import SimpleNamespace
+
+    from reelforge.engine.base import Attempt
+    from reelforge.plugins.dbos_engine import engine as dbos_engine
+
+    class Turns:  # the worker's semaphore, with who asked for a turn
+        def __init__(self, n):
+            self.inner, self.asked = threading.BoundedSemaphore(n), []
+
+        def acquire(self, timeout=None):
+            self.asked.append(threading.get_ident())
+            return self.inner.acquire(timeout=timeout)
+
+        def release(self):
+            self.inner.release()
+
+    turns = Turns(2)
+    monkeypatch.setattr(dbos_engine, "IN_WORKER", True)
+    monkeypatch.setattr(dbos_engine, "_LOCAL_WORK", turns)
+    engine = dbos_engine.DBOSEngine(db="postgresql://nobody@127.0.0.1/none")
+    lock, go, running, most, made = threading.Lock(), threading.Event(), [0], [0], []
+
+    def here() -> Path:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        go.wait(60)
+        with lock:
+            running[0] -= 1
+        made.append(1)
+        return Path("still.png")
+
+    jobs = [SimpleNamespace(cancelled=threading.Event()) for _ in range(5)]
+    threads = [threading.Thread(target=engine.perform, args=(Attempt(describe=None, job=job, here=here),))
+               for job in jobs]
+    for t in threads:
+        t.start()
+    wait_until(lambda: len(set(turns.asked)) == 5 and running[0] == 2, what="two made, three waiting their turn")
+    assert running[0] == 2
+    jobs[4].cancelled.set()  # a stopped run gives up its wait (and makes nothing)
+    go.set()
+    for t in threads:
+        t.join(60)
+    assert most[0] == 2 and len(made) in (4, 5)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,23 @@ IN_WORKER = False
 #: The application version every worker and client shares (DBOS runs a workflow only on
 #: workers of the version that enqueued it).
 APP_VERSION = "reelforge-dbos-1"
+
+
+#: What a worker makes in its own process (Pillow stills, ffmpeg clips, local voices) for all
+#: the films it runs: at most one piece per CPU at once. Several films' CPU work at once in
+#: one process starves the renders' dispatch (short, latency-bound: it waits on the
+#: interpreter lock), and servers wait; it makes the stills no sooner.
+_LOCAL_WORK = threading.BoundedSemaphore(os.cpu_count() or 1)
+
+
+def _here_in_turn(attempt: Attempt) -> Path:
+    while not _LOCAL_WORK.acquire(timeout=0.2):
+        if attempt.job.cancelled.is_set():
+            raise KeyboardInterrupt
+    try:
+        return attempt.here()
+    finally:
+        _LOCAL_WORK.release()
 
 
 def database_url(options: dict[str, Any]) -> str:
@@ -67,6 +85,8 @@ class DBOSEngine(LocalEngine):
     def perform(self, attempt: Attempt) -> Path:
         from reelforge.plugins.dbos_engine import workflows
 
+        if IN_WORKER and not attempt.remote:
+            return _here_in_turn(attempt)
         return workflows.perform(attempt)
 
     def work(self, output_dir: Path, *, worker_id: str | None = None, slots: int = 4, films: int = 4,
