@@ -101,12 +101,12 @@ def _env() -> dict[str, str]:
 class Worker:
     """One `reelforge worker --engine dbos` subprocess; its stderr goes to a file."""
 
-    def __init__(self, db: str, out: Path, worker_id: str, log: Path, *, slots: int, lease: float):
+    def __init__(self, db: str, out: Path, worker_id: str, log: Path, *, slots: int, lease: float, cpus: int):
         self.id, self.log = worker_id, log
         self._file = open(log, "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "reelforge", "worker", "--engine", "dbos", "--db", db, "--id", worker_id,
-             "--slots", str(slots), "--lease", str(lease), "--output-dir", str(out)],
+             "--slots", str(slots), "--lease", str(lease), "--cpus", str(cpus), "--output-dir", str(out)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._file, env=_env())
 
     def text(self) -> str:
@@ -256,8 +256,9 @@ def run_row(n_workers: int, args, pg, FakeComfy) -> dict:
             fakes.append(fake.start())
         urls = [f.url for f in fakes]
         for i in range(n_workers):
+            # the workers stand for hosts of their own: this host's CPUs are split between them
             workers.append(Worker(db, out, f"w{i + 1}", root / f"w{i + 1}.log", slots=args.slots,
-                                  lease=args.lease))
+                                  lease=args.lease, cpus=max(1, (os.cpu_count() or 1) // n_workers)))
         for w in workers:
             w.wait_ready()
         launched = time.time()

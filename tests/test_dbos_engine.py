@@ -559,3 +559,10 @@ def test_a_worker_makes_its_films_local_pieces_one_per_cpu_at_once(monkeypatch):
     for t in threads:
         t.join(60)
     assert most[0] == 2 and len(made) in (4, 5)
+
+
+def test_a_workers_cpus_must_be_a_positive_number(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "reelforge", "worker", "--engine", "dbos", "--db",
+                        "postgresql://nobody@127.0.0.1:1/none", "--cpus", "0", "--output-dir", str(tmp_path)],
+                       capture_output=True, text=True, env=_env())
+    assert r.returncode == 2 and "--cpus" in r.stderr

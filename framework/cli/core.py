@@ -379,9 +379,13 @@ def resume(session_id: str | None, output_dir: Path | None, config_path: Path | 
               help="Films this worker runs at once.")
 @click.option("--lease", type=click.FloatRange(min=1), default=15.0, show_default=True,
               help="Seconds a silent worker is trusted; then another recovers its work.")
+@click.option("--cpus", type=click.IntRange(min=1), default=None,
+              help="Pieces of local work (stills, Ken Burns clips, local voices) this worker makes at "
+                   "once, over all its films (default: the host's CPU count; workers sharing a host "
+                   "should split its CPUs).")
 @_output_dir_option
 def worker(engine: str | None, db: str | None, worker_id: str | None, slots: int | None, films: int,
-           lease: float, output_dir: Path | None, config_path: Path | None) -> None:
+           lease: float, cpus: int | None, output_dir: Path | None, config_path: Path | None) -> None:
     """Run one worker of an engine that has them: films handed over by `reelforge run
     --engine NAME` run here. Start as many as you like, on any hosts that share the
     sessions folder (at the same path) and the database. See docs/dbos.md."""
@@ -393,7 +397,7 @@ def worker(engine: str | None, db: str | None, worker_id: str | None, slots: int
     instance = get_engine_class(name, load_plugins()).cls(**({"db": db} if db else {}))
     slots = slots or int(os.environ.get("REELFORGE_SLOTS") or 4)
     sys.exit(instance.work(Path(output_dir).resolve(), worker_id=worker_id, slots=slots, films=films,
-                           lease=lease))
+                           lease=lease, **({"cpus": cpus} if cpus else {})))
 
 
 # -- the creator's loop: redo, edit, takes, use, approve ---------------------------------

@@ -151,10 +151,11 @@ class Engine(abc.ABC):
         raise NotImplementedError(f"the {self.name} engine runs films in this process")
 
     def work(self, output_dir: Path, *, worker_id: str | None = None, slots: int = 4, films: int = 4,
-             lease: float = 15.0) -> int:
+             lease: float = 15.0, cpus: int | None = None) -> int:
         """Serve as one of the engine's workers (``reelforge worker``) until stopped.
         ``slots`` is how many backend calls run at once across all workers, ``films`` how
-        many films this worker runs at once, ``lease`` how long a silent worker is trusted."""
+        many films this worker runs at once, ``lease`` how long a silent worker is trusted,
+        ``cpus`` how many pieces of local work it makes at once (None: the CPU count)."""
         from reelforge.errors import ConfigError
 
         raise ConfigError(f"the {self.name} engine runs everything in the reelforge process itself: "

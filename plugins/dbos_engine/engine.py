@@ -90,9 +90,12 @@ class DBOSEngine(LocalEngine):
         return workflows.perform(attempt)
 
     def work(self, output_dir: Path, *, worker_id: str | None = None, slots: int = 4, films: int = 4,
-             lease: float = 15.0) -> int:
+             lease: float = 15.0, cpus: int | None = None) -> int:
         from reelforge.plugins.dbos_engine.worker import serve
 
+        global _LOCAL_WORK
+        if cpus is not None:
+            _LOCAL_WORK = threading.BoundedSemaphore(max(1, int(cpus)))
         return serve(self.db, output_dir, worker_id=worker_id, render_slots=slots, films=films, lease_s=lease)
 
     def hand_off(self, order: FilmOrder) -> Handoff:
