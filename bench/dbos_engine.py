@@ -60,14 +60,28 @@ processes at once (each server's own queue keeps it busy: depth 4):
           4      248.7    240.1       4.33   1.02    1.036           117        437    3.5%     1.1%     0     1
                  from launch: 252.8 s; the dbos engine's cost over the local engine: 3.5% of the makespan
 
-A server's gap between prompts is now 29-32 ms (render done) + 12-26 ms (next dequeued) +
-58-75 ms (submitted) + 1 ms; servers are busy 99% from first clip to last. What is left
-over 3% is the films' lead (hand-off command, story and stills before the first clip) and
-the tail, with 1 or 4 workers on 2 CPUs.
+A server's gap between prompts was then 29-32 ms (render done) + 12-26 ms (next dequeued) +
+58-75 ms (submitted) + 1 ms; what was left over 3% was the films' lead (hand-off command,
+story and stills before the first clip) and the tail, with 1 or 4 workers on 2 CPUs.
 
-Before the pool: the dispatch share (servers idle while renders waited) was under 3%; the whole overhead over the
-ideal (which also counts the story, the stills and the film, made by any engine) is not, and
-4 workers on 2 CPUs pay for their own CPU contention (submit 197 ms against 83 ms with 1).
+With the films' steps recorded by DBOS, the worker no longer re-checking the servers the
+hand-off checked, workers warmed up before they say ready, a pick asking the servers at
+once, and each worker making its local pieces one per CPU at once (the bench's workers,
+standing for hosts of their own, split this host's 2 CPUs: --cpus 2, 1, 1), machine
+otherwise idle (7b8074f):
+
+    workers makespan s  ideal s 1st clip s tail s mk/ideal gap/render ms max gap ms overhead dispatch twice depth
+      local               240.1       2.28   0.38                           from launch: 243.1 s, 1.2% over the ideal
+          1      245.7    240.1       1.70   1.08    1.023           117        258    2.3%     1.1%     0     1
+                 from launch: 248.5 s; the dbos engine's cost over the local engine: 2.2% of the makespan
+          2      245.6    240.1       2.38   0.60    1.023            91        189    2.2%     0.9%     0     1
+                 from launch: 249.6 s; the dbos engine's cost over the local engine: 2.6% of the makespan
+          4      247.2    240.1       2.53   1.40    1.029           123        603    2.9%     1.1%     0     1
+                 from launch: 251.3 s; the dbos engine's cost over the local engine: 3.3% of the makespan
+
+The gap is 24-31 ms (render done) + 14-34 ms (next dequeued) + 48-77 ms (submitted) + 1 ms.
+Measured from the commands' launch, the 4-worker row is still 3.3% over the local engine:
+its four hand-off commands (each imports DBOS) and four worker processes share 2 CPUs.
 """
 
 from __future__ import annotations
