@@ -31,3 +31,14 @@ def fakes(reelforge_fakes):
 @pytest.fixture
 def out(reelforge_output):
     return reelforge_output
+
+
+@pytest.fixture
+def done(out, fakes):
+    """A finished narrated session on the fakes ("A harbour city"), loaded from the store."""
+    from reelforge.store.sessions import SessionStore
+    from reelforge.testing import run_session
+
+    result = run_session(out, "A harbour city", backends=fakes.narrated)
+    assert result.ok, result.failed
+    return SessionStore(out).load(result.session_id)

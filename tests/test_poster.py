@@ -18,19 +18,11 @@ from test_web import TOKEN, client
 
 from reelforge.media.mp4info import read_facts
 from reelforge.store.sessions import SessionStore
-from reelforge.testing import run_session
 from reelforge.web.poster import film_poster, frame_time, poster_name
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
 JSON = {"Accept": "application/json"}
-
-
-@pytest.fixture
-def done(out, fakes):
-    result = run_session(out, "A harbour city", backends=fakes.narrated)
-    assert result.ok, result.failed
-    return SessionStore(out).load(result.session_id)
 
 
 def _posters(folder) -> list[str]:

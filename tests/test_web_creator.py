@@ -27,13 +27,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.te
 JSON = {"Accept": "application/json"}
 
 
-@pytest.fixture
-def done(out, fakes):
-    result = run_session(out, "A harbour city", backends=fakes.narrated)
-    assert result.ok, result.failed
-    return SessionStore(out).load(result.session_id)
-
-
 def plan(out, sid):
     return {s["id"]: s for s in json.loads((SessionStore(out).path_for(sid) / "shots.json").read_text())["shots"]}
 
