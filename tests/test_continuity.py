@@ -221,13 +221,19 @@ def test_switching_continuity_off_on_resume_remakes_the_clips_that_followed(out,
 
 # -- redo --------------------------------------------------------------------------------
 
-def test_redo_of_a_clip_says_which_clips_follow_and_remakes_exactly_those(out, fakes):
+def redone(out, fakes, shot: int, stage: str):
+    """A finished two-scene session, then `redo --shot SHOT --stage STAGE` on it (the fakes'
+    calls are counted from the redo)."""
     two_scenes(fakes)
     result = start(out, fakes)
     fakes.video.calls.clear()
     fakes.image.calls.clear()
-    r = invoke(out, "redo", result.session_id, "--shot", "1", "--stage", "video", *FAKE)
+    r = invoke(out, "redo", result.session_id, "--shot", str(shot), "--stage", stage, *FAKE)
     assert r.exit_code == 0, r.output
+    return result, r
+
+def test_redo_of_a_clip_says_which_clips_follow_and_remakes_exactly_those(out, fakes):
+    result, r = redone(out, fakes, 1, "video")
     said = "Continuity: shots 2 and 3 follow from shot 1's last frame and will be made again."
     assert said in r.output
     assert r.output.index(said) < r.output.index("COMPLETE")  # said before it starts
@@ -241,12 +247,7 @@ def test_redo_of_a_clip_says_which_clips_follow_and_remakes_exactly_those(out, f
 
 
 def test_redo_of_the_first_image_of_a_scene_remakes_its_clip_and_those_after(out, fakes):
-    two_scenes(fakes)
-    result = start(out, fakes)
-    fakes.video.calls.clear()
-    fakes.image.calls.clear()
-    r = invoke(out, "redo", result.session_id, "--shot", "4", "--stage", "image", *FAKE)
-    assert r.exit_code == 0, r.output
+    _, r = redone(out, fakes, 4, "image")
     assert ("shot 4's clip starts from its image, and shot 5 follows from shot 4's last frame: "
             "the clips of shots 4 and 5 will be made again.") in " ".join(r.output.split())
     assert [c[0] for c in fakes.image.calls] == [4]
@@ -254,23 +255,14 @@ def test_redo_of_the_first_image_of_a_scene_remakes_its_clip_and_those_after(out
 
 
 def test_redo_of_a_later_image_says_its_clip_does_not_start_from_it(out, fakes):
-    two_scenes(fakes)
-    result = start(out, fakes)
-    fakes.video.calls.clear()
-    fakes.image.calls.clear()
-    r = invoke(out, "redo", result.session_id, "--shot", "2", "--stage", "image", *FAKE)
-    assert r.exit_code == 0, r.output
+    _, r = redone(out, fakes, 2, "image")
     assert "shot 2's clip starts from shot 1's last frame, not from its image" in " ".join(r.output.split())
     assert [c[0] for c in fakes.image.calls] == [2]
     assert video_calls(fakes) == []
 
 
 def test_redo_of_the_last_clip_of_a_scene_says_nothing_more(out, fakes):
-    two_scenes(fakes)
-    result = start(out, fakes)
-    fakes.video.calls.clear()
-    r = invoke(out, "redo", result.session_id, "--shot", "3", "--stage", "video", *FAKE)
-    assert r.exit_code == 0, r.output
+    _, r = redone(out, fakes, 3, "video")
     assert "Continuity" not in r.output
     assert video_calls(fakes) == [3]
 

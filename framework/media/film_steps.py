@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from reelforge.media.ffmpeg import FFmpegProgress, run_ffmpeg
+from reelforge.media.soundtrack.finish import audio_filters
 
 #: Called with (fraction of the film stage done, what is running).
 Report = Callable[[float, str], None]
@@ -77,17 +78,7 @@ def encode_audio(wav: Path, out: Path, duration_s: float, *, fade_in_s: float = 
                  progress: Callable[[FFmpegProgress], None] | None = None) -> Path:
     """The film's audio (a WAV from build_audio) faded in and out, cut or padded to
     ``duration_s`` and encoded to AAC in an MP4 (``out``), ready to be copied into the film."""
-    fade_in_s, fade_out_s = max(0.0, fade_in_s), max(0.0, fade_out_s)
-    if fade_in_s + fade_out_s > duration_s:
-        scale = duration_s / (fade_in_s + fade_out_s)
-        fade_in_s, fade_out_s = fade_in_s * scale, fade_out_s * scale
-    chain = []
-    if fade_in_s > 0:
-        chain.append(f"afade=t=in:st=0:d={fade_in_s:.4f}")
-    if fade_out_s > 0:
-        chain.append(f"afade=t=out:st={duration_s - fade_out_s:.4f}:d={fade_out_s:.4f}")
-    chain.append(f"atrim=0:{duration_s:.6f},apad=whole_dur={duration_s:.6f}")
-    run_ffmpeg(["-i", str(wav), "-af", ",".join(chain), "-c:a", "aac", "-b:a", bitrate,
+    run_ffmpeg(["-i", str(wav), "-af", audio_filters(duration_s, fade_in_s, fade_out_s), "-c:a", "aac", "-b:a", bitrate,
                 "-f", "mp4", "-y", str(out)],
                what=f"encoding the film's audio into {out.name}", cancelled=cancelled, progress=progress)
     return out

@@ -18,6 +18,28 @@ from reelforge.media.soundtrack.subtitles import Cue
 SUBTITLE_MODES = ("none", "soft", "burn")
 
 
+def fitted_fades(duration: float, fade_in_s: float, fade_out_s: float) -> tuple[float, float]:
+    """Fades of 0 s or more that fit in ``duration`` together (both scaled down alike if not)."""
+    fade_in_s, fade_out_s = max(0.0, fade_in_s), max(0.0, fade_out_s)
+    if fade_in_s + fade_out_s > duration:
+        scale = duration / (fade_in_s + fade_out_s)
+        fade_in_s, fade_out_s = fade_in_s * scale, fade_out_s * scale
+    return fade_in_s, fade_out_s
+
+
+def audio_filters(duration: float, fade_in_s: float = 0.0, fade_out_s: float = 0.0) -> str:
+    """The film's sound as an ffmpeg filter chain: faded in and out (fitted, see
+    :func:`fitted_fades`), then cut or padded to exactly ``duration`` seconds."""
+    fade_in_s, fade_out_s = fitted_fades(duration, fade_in_s, fade_out_s)
+    chain = []
+    if fade_in_s > 0:
+        chain.append(f"afade=t=in:st=0:d={fade_in_s:.4f}")
+    if fade_out_s > 0:
+        chain.append(f"afade=t=out:st={duration - fade_out_s:.4f}:d={fade_out_s:.4f}")
+    chain.append(f"atrim=0:{duration:.6f},apad=whole_dur={duration:.6f}")
+    return ",".join(chain)
+
+
 def subtitle_overlay(size: tuple[int, int], text: str, *, bottom_margin: float = 0.06,
                      font_path: str | None = None):
     """One cue drawn as a transparent RGBA image of ``size``: white text with a dark
@@ -123,10 +145,7 @@ def finish_film(video: str | os.PathLike, audio: str | os.PathLike | None, out: 
     if audio is not None and not Path(audio).is_file():
         raise StageError(f"audio track {audio} does not exist")
     out.parent.mkdir(parents=True, exist_ok=True)
-    fade_in_s, fade_out_s = max(0.0, fade_in_s), max(0.0, fade_out_s)
-    if fade_in_s + fade_out_s > duration:
-        scale = duration / (fade_in_s + fade_out_s)
-        fade_in_s, fade_out_s = fade_in_s * scale, fade_out_s * scale
+    fade_in_s, fade_out_s = fitted_fades(duration, fade_in_s, fade_out_s)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".finish-") as tmp:
         inputs = ["-i", str(video)]
         maps = []
@@ -157,13 +176,7 @@ def finish_film(video: str | os.PathLike, audio: str | os.PathLike | None, out: 
             maps += ["-map", "0:v:0", "-c:v", "copy"]
         if audio is not None:
             inputs += ["-i", str(audio)]
-            achain = []
-            if fade_in_s > 0:
-                achain.append(f"afade=t=in:st=0:d={fade_in_s:.4f}")
-            if fade_out_s > 0:
-                achain.append(f"afade=t=out:st={duration - fade_out_s:.4f}:d={fade_out_s:.4f}")
-            achain.append(f"atrim=0:{duration:.6f},apad=whole_dur={duration:.6f}")
-            graph.append(f"[{n}:a]{','.join(achain)}[aout]")
+            graph.append(f"[{n}:a]{audio_filters(duration, fade_in_s, fade_out_s)}[aout]")
             maps += ["-map", "[aout]", "-c:a", "aac", "-b:a", audio_bitrate]
             n += 1
         if subtitles == "soft":
